@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make demo` runs the main job, `make test` the tests.
+# Each target is idempotent: a second run finds everything current and changes nothing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+# Stamp files record finished set-up steps, so make reruns a step only when its inputs change.
+DEPS_STAMP := $(VENV)/.deps-installed
+NLTK_STAMP := nltk_data/.complete
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(DEPS_STAMP) $(NLTK_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): requirements.txt requirements-dev.txt constraints.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(NLTK_STAMP): tools/setup_nltk_data.py | $(DEPS_STAMP)
+	$(PY) tools/setup_nltk_data.py
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+demo: setup
+	$(PY) examples/metrics_demo.py
+
+bench: setup
+	$(PY) bench/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) nltk_data .pytest_cache

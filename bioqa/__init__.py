@@ -1,0 +1,1 @@
+"""Helpers behind the toolkit's entry scripts and `metrics_utils`; importing the package loads nothing."""
