@@ -223,8 +223,8 @@ class RougeScorer:
             return _lcs_f1(self.tokens(target_lines[0]), self.tokens(pred_lines[0]))
         from rouge_score.rouge_scorer import _summary_level_lcs
 
-        return _summary_level_lcs([self.tokens(s) for s in target_lines],
-                                  [self.tokens(s) for s in pred_lines]).fmeasure
+        score = _summary_level_lcs([self.tokens(s) for s in target_lines], [self.tokens(s) for s in pred_lines])
+        return float(score.fmeasure)  # rouge_score gives an int 0 for empty input
 
     def score(self, target: str, prediction: str) -> dict[str, float]:
         target_tokens, pred_tokens = self.tokens(target), self.tokens(prediction)

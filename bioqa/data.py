@@ -1,0 +1,268 @@
+"""Question-answer data: files or hub datasets -> rows {id, question, context, answer}, split and checked.
+
+Local files: JSONL, JSON (a list of records, {"data": [...]}, or an object keyed by id such as the
+raw PubMedQA `ori_pqal.json`), CSV and Parquet. Fields are named by dotted paths (`context.contexts`
+for the PubMedQA hub layout); a list value is joined into one text. Rows with an empty answer are
+dropped and counted; a question found in more than one split is reported as a leak.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from bioqa.runfiles import UsageError, file_sha256
+
+FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    question: str = "question"
+    answer: str = "answer"
+    context: str | None = None  # None: use a "context" field when the data has one
+    id: str = "id"
+    separator: str = "\n"      # joins list-valued fields (e.g. PubMedQA's list of abstract sections)
+
+
+@dataclass
+class Splits:
+    """The examples of each split, and what loading them found."""
+
+    examples: dict[str, list[dict]]
+    dropped_empty: dict[str, int] = field(default_factory=dict)
+    leaked_questions: int = 0
+    sources: dict[str, Any] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(rows) for name, rows in self.examples.items()}
+
+
+# ----------------------------------------------------------------------------- reading files
+
+
+def read_records(path: Path, fmt: str = "auto") -> list[dict]:
+    """Records of a local data file; UsageError naming the file (and line) for anything unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"data file {path} does not exist; check the path")
+    if path.is_dir():
+        raise UsageError(f"data file {path} is a directory; give the file inside it")
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
+    if fmt is None:
+        raise UsageError(f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
+                         ".parquet, or pass --data_format")
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet
+
+            return pyarrow.parquet.read_table(path).to_pylist()
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        raise UsageError(f"cannot read {path} as Parquet: {exc}") from None
+    return {"jsonl": _jsonl, "json": _json, "csv": _csv}[fmt](text, path)
+
+
+def _jsonl(text: str, path: Path) -> list[dict]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{path} line {number} is a JSON {type(record).__name__}, expected an object")
+        records.append(record)
+    return records
+
+
+def _json(text: str, path: Path) -> list[dict]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the file") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        return [{"id": key, **value} for key, value in data.items()]  # keyed by id, e.g. raw PubMedQA
+    if isinstance(data, list) and all(isinstance(v, dict) for v in data):
+        return data
+    raise UsageError(f"{path} holds no records; expected a list of objects, {{\"data\": [...]}} or an object keyed by id")
+
+
+def _csv(text: str, path: Path) -> list[dict]:
+    try:
+        return list(csv.DictReader(text.splitlines()))
+    except csv.Error as exc:
+        raise UsageError(f"{path} is not valid CSV ({exc}); fix the file") from None
+
+
+def load_hub_dataset(name: str, config: str | None) -> dict[str, list[dict]]:
+    """Every split of a Hugging Face Hub dataset, as lists of records."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config)
+    except Exception as exc:  # offline, unknown name or config: datasets raises many types
+        raise UsageError(f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
+                         f"{' '.join(str(exc).split())[:300]}; offline, use --train_file with a local file") from None
+    return {split: dataset[split].to_list() for split in dataset}
+
+
+# ----------------------------------------------------------------------------- field mapping
+
+
+def get_field(record: dict, path: str) -> Any:
+    """`record["a"]["b"]` for the dotted path "a.b"; KeyError if any part is missing."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(path)
+        value = value[part]
+    return value
+
+
+def as_text(value: Any, separator: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return separator.join(as_text(v, separator) for v in value if v is not None).strip()
+    return str(value).strip()
+
+
+def _check_fields(records: list[dict], fields: FieldMap, source: str) -> str | None:
+    """Fail early, naming the columns that exist, if a required field is missing; resolve context."""
+    first = records[0]
+    for name in (fields.question, fields.answer) + ((fields.context,) if fields.context else ()):
+        try:
+            get_field(first, name)
+        except KeyError:
+            raise UsageError(f"{source} has no field {name!r}; its fields are {', '.join(map(str, first))}; "
+                             f"set --question_field / --context_field / --answer_field") from None
+    if fields.context:
+        return fields.context
+    return "context" if "context" in first else None
+
+
+def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) -> tuple[list[dict], int]:
+    """Map records to {id, question, context, answer}; return them and how many had no answer."""
+    if not records:
+        return [], 0
+    context_field = _check_fields(records, fields, source)
+    examples, empty = [], 0
+    for index, record in enumerate(records):
+        try:
+            question = as_text(get_field(record, fields.question), fields.separator)
+            answer = as_text(get_field(record, fields.answer), fields.separator)
+            context = as_text(get_field(record, context_field), fields.separator) if context_field else ""
+        except KeyError as missing:
+            raise UsageError(f"{source} record {index + 1} has no field {missing.args[0]!r}; fix the record") from None
+        if not answer:
+            empty += 1
+            continue
+        example_id = str(record[fields.id]) if record.get(fields.id) not in (None, "") else f"{split}-{index}"
+        examples.append({"id": example_id, "question": question, "context": context, "answer": answer})
+    return examples, empty
+
+
+# ----------------------------------------------------------------------------- splits and checks
+
+
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+        raise UsageError(f"--split_ratios {' '.join(map(str, ratios))} must be three non-negative numbers "
+                         "(train validation test) that sum to 1, e.g. 0.8 0.1 0.1")
+    return tuple(ratios)
+
+
+def split_examples(examples: list[dict], ratios: Sequence[float], seed: int) -> dict[str, list[dict]]:
+    """Shuffle with `seed` and cut into train / validation / test by `ratios`."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_train = round(ratios[0] * len(order))
+    n_validation = round(ratios[1] * len(order))
+    cuts = {"train": order[:n_train], "validation": order[n_train:n_train + n_validation],
+            "test": order[n_train + n_validation:]}
+    return {name: [examples[i] for i in sorted(idx)] for name, idx in cuts.items()}
+
+
+def _normalised(question: str) -> str:
+    return re.sub(r"\s+", " ", question.lower()).strip()
+
+
+def count_leaked_questions(splits: dict[str, list[dict]]) -> int:
+    """How many distinct questions appear in more than one split."""
+    seen: dict[str, set[str]] = {}
+    for name, rows in splits.items():
+        for row in rows:
+            seen.setdefault(_normalised(row["question"]), set()).add(name)
+    return sum(1 for names in seen.values() if len(names) > 1)
+
+
+def describe_source(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "sha256": file_sha256(path)}
+
+
+# ----------------------------------------------------------------------------- putting it together
+
+
+def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Records per split as given (files or hub), before any splitting; plus where each came from."""
+    if args.dataset_name:
+        hub = load_hub_dataset(args.dataset_name, args.dataset_config_name)
+        aliases = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
+        records = {aliases[name]: rows for name, rows in hub.items() if name in aliases}
+        return records, {"dataset": args.dataset_name, "config": args.dataset_config_name}
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    if not files["train"]:
+        raise UsageError("no training data: give --train_file (a local file) or --dataset_name")
+    records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
+    return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
+
+
+def _fill_missing_splits(records: dict[str, list[dict]], ratios: Sequence[float], seed: int) -> dict[str, list[dict]]:
+    """Cut the splits that were not given from the training records, each with its ratio."""
+    missing = [name for name in ("validation", "test") if name not in records]
+    if not missing:
+        return records
+    wanted = {name: ratio for name, ratio in zip(SPLITS, ratios) if name in missing}
+    cut = split_examples(records["train"], [1 - sum(wanted.values()), wanted.get("validation", 0.0),
+                                            wanted.get("test", 0.0)], seed)
+    return {**records, **{name: cut[name] for name in missing}, "train": cut["train"]}
+
+
+def load_splits(args) -> Splits:
+    """Train / validation / test examples as `DataArguments` describe them, checked and counted."""
+    ratios = check_ratios(args.split_ratios)
+    records, sources = _raw_splits(args)
+    records = _fill_missing_splits(records, ratios, args.split_seed)
+    fields = FieldMap(args.question_field, args.answer_field, args.context_field, args.id_field, args.field_separator)
+    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples, "test": args.max_predict_samples}
+    examples, dropped = {}, {}
+    for name in SPLITS:
+        rows, dropped[name] = to_examples(records.get(name, []), fields, name, _source_name(sources, name))
+        if records.get(name) and not rows:
+            raise UsageError(f"all {dropped[name]} answers in the {name} split are empty (field "
+                             f"{args.answer_field!r}); check --answer_field")
+        examples[name] = rows[:limits[name]] if limits[name] is not None else rows
+    return Splits(examples, dropped, count_leaked_questions(examples), sources)
+
+
+def _source_name(sources: dict[str, Any], split: str) -> str:
+    if "dataset" in sources:
+        return f"dataset {sources['dataset']} ({split})"
+    source = sources.get(split) or sources["train"]
+    return source["path"]

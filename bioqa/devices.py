@@ -1,0 +1,120 @@
+"""Device and precision, decided once at start-up, before any weights load.
+
+Order: CUDA, then Apple MPS, then CPU, unless `--device` says otherwise. Precision:
+* CUDA: bf16 autocast where the GPU supports it, else fp16 autocast with loss scaling; the frozen
+  base loads in that half type (LoRA weights stay fp32).
+* MPS: bf16 autocast if a probe step (matmul, backward) runs and stays finite there, else fp32.
+  fp16 autocast is refused: its gradient scaler is not supported on MPS.
+* CPU: bf16 autocast when the processor computes bf16 natively (AVX512-BF16 or AMX), where a LoRA
+  step of a 135M model ran 1.5-2x faster than fp32; else fp32. Weights stay fp32 on CPU and MPS.
+`--precision fp32` (or bf16 / fp16) forces a choice; impossible ones raise UsageError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bioqa.runfiles import UsageError
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str        # "cuda", "mps" or "cpu"
+    precision: str     # autocast precision for training: "bf16", "fp16" or "fp32"
+    weights_dtype: str  # dtype the base model loads in: "bfloat16", "float16" or "float32"
+    reason: str        # one line for the log: why this choice
+
+    def describe(self) -> str:
+        return f"device {self.device}, {self.precision} training, base weights in {self.weights_dtype} ({self.reason})"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def mps_trains_in_bf16() -> bool:
+    """One tiny autocast step on MPS: does bf16 run there and give finite gradients?"""
+    import torch
+
+    try:
+        weight = torch.randn(16, 16, device="mps", requires_grad=True)
+        with torch.autocast("mps", dtype=torch.bfloat16):
+            loss = (torch.randn(8, 16, device="mps") @ weight).float().pow(2).mean()
+        loss.backward()
+        return bool(torch.isfinite(weight.grad).all().item())
+    except (RuntimeError, TypeError):
+        return False
+
+
+def choose_device(device: str = "auto", precision: str = "auto", load_in_4bit: bool = False) -> DeviceChoice:
+    """Pick device and precision; raise UsageError for a combination this machine cannot run."""
+    if device not in DEVICES:
+        raise UsageError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if device == "auto":
+        device = "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
+    elif device == "cuda" and not cuda_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+    elif device == "mps" and not mps_available():
+        raise UsageError("--device mps was asked for but Apple MPS is not available; use --device auto or cpu")
+    if load_in_4bit and device != "cuda":
+        raise UsageError(f"--load_in_4bit needs a CUDA GPU (bitsandbytes), but the device is {device}; "
+                         "drop --load_in_4bit to train LoRA on the full-precision model")
+    return {"cuda": _cuda_choice, "mps": _mps_choice, "cpu": _cpu_choice}[device](precision)
+
+
+def _cuda_choice(precision: str) -> DeviceChoice:
+    import torch
+
+    bf16 = torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not bf16:
+        raise UsageError("--precision bf16 was asked for but this GPU does not support bf16; use fp16 or auto")
+    if precision == "fp32":
+        return DeviceChoice("cuda", "fp32", "float32", "forced by --precision fp32")
+    if precision == "bf16" or (precision == "auto" and bf16):
+        return DeviceChoice("cuda", "bf16", "bfloat16", "the GPU supports bf16")
+    return DeviceChoice("cuda", "fp16", "float16", "fp16 with loss scaling" + ("" if precision == "fp16" else ": no bf16 on this GPU"))
+
+
+def _mps_choice(precision: str) -> DeviceChoice:
+    if precision == "fp16":
+        raise UsageError("--precision fp16 is not supported on MPS (no gradient scaler there); use auto, bf16 or fp32")
+    if precision == "fp32":
+        return DeviceChoice("mps", "fp32", "float32", "forced by --precision fp32")
+    if mps_trains_in_bf16():
+        return DeviceChoice("mps", "bf16", "float32", "a bf16 autocast probe step ran on MPS")
+    if precision == "bf16":
+        raise UsageError("--precision bf16 was asked for but a bf16 probe step failed on this MPS device; use fp32")
+    return DeviceChoice("mps", "fp32", "float32", "bf16 autocast failed a probe step on this MPS device, so fp32")
+
+
+def _cpu_choice(precision: str) -> DeviceChoice:
+    native = cpu_has_native_bf16()
+    if precision == "fp16":
+        raise UsageError("--precision fp16 is not supported for training on CPU; use auto, bf16 or fp32")
+    if precision == "bf16" and not native:
+        raise UsageError("--precision bf16 was asked for but this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
+    if precision == "fp32":
+        return DeviceChoice("cpu", "fp32", "float32", "forced by --precision fp32")
+    if native:
+        return DeviceChoice("cpu", "bf16", "float32", "the CPU computes bf16 natively (AVX512-BF16/AMX)")
+    return DeviceChoice("cpu", "fp32", "float32", "no native bf16 on this CPU")

@@ -1,0 +1,96 @@
+"""Batched greedy generation from prompt token ids: for evaluation, prediction and merge checks.
+
+Prompts are sorted by length and left-padded per batch (decoder-only models continue from the
+right end), so batches hold prompts of similar length and little padding; answers come back in
+the caller's order. Padding is built here from the ids, so the tokenizer's own padding side (right,
+for training) is never changed. With greedy decoding the answers equal one-prompt-at-a-time
+generation (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 128
+    batch_size: int = 16
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    extra: dict = field(default_factory=dict)  # any other generate() keyword
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False}
+        if self.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        if self.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        return {**kwargs, **self.extra}
+
+
+def _left_padded(batch: Sequence[Sequence[int]], pad_id: int, device: Any):
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def generate_token_ids(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
+                       progress: bool = False) -> list[list[int]]:
+    """New token ids for each prompt (prompt not included), in the order of `prompts`."""
+    import torch
+    from tqdm.auto import tqdm
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop_ids = stop_token_ids(model, tokenizer)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(order), settings.batch_size)
+    try:
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="generating", disable=not progress, unit="batch"):
+                rows = order[start:start + settings.batch_size]
+                input_ids, attention_mask = _left_padded([prompts[i] for i in rows], pad_id, model.device)
+                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, pad_token_id=pad_id,
+                                           eos_token_id=stop_ids, use_cache=True,
+                                           **settings.generate_kwargs())
+                for row, ids in zip(rows, generated[:, input_ids.shape[1]:].tolist()):
+                    outputs[row] = _until_stop(ids, stop_ids)
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The tokenizer's EOS and any end-of-turn ids the model's generation config adds (e.g. Llama 3)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [tokenizer.eos_token_id, *configured] if i is not None})
+
+
+def _until_stop(ids: list[int], stop_ids: list[int]) -> list[int]:
+    """Generated ids up to the first stop token; what follows it is padding of a finished row."""
+    for position, token in enumerate(ids):
+        if token in stop_ids:
+            return ids[:position]
+    return ids
+
+
+def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
+                     progress: bool = False) -> list[str]:
+    """Decoded, cleaned answers (special tokens and surrounding whitespace removed)."""
+    import metrics_utils
+
+    token_ids = generate_token_ids(model, tokenizer, prompts, settings, progress)
+    texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True)
+    return [metrics_utils.postprocess_text(text, special_tokens=tokenizer.all_special_tokens) for text in texts]

@@ -1,0 +1,124 @@
+"""Base model, tokenizer and LoRA adapter: loading with clear errors, and the LoRA set-up.
+
+Everything that can be checked without weights is checked first: the model's config is read and
+an empty (meta-device) copy of the model lists its linear layers, so target modules that match
+nothing fail before gigabytes load.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from bioqa.devices import DeviceChoice
+from bioqa.runfiles import UsageError
+
+log = logging.getLogger("bioqa")
+
+
+def _load_error(kind: str, name: str, exc: Exception) -> UsageError:
+    reason = " ".join(str(exc).split())[:240]
+    if Path(name).exists():
+        return UsageError(f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
+                          f"Hugging Face {kind} (config.json and weights / tokenizer files)")
+    return UsageError(f"cannot load the {kind} {name!r}: it is not a local folder and the Hugging Face Hub did not "
+                      f"provide it ({reason}); offline, pass a local folder with --model_name_or_path")
+
+
+def load_config(model_args: Any):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error("model", model_args.model_name_or_path, exc) from None
+
+
+def load_tokenizer(model_args: Any):
+    """The tokenizer, padding on the right for training, with a pad token (EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error("tokenizer", name, exc) from None
+    if tokenizer.eos_token_id is None:
+        raise UsageError(f"the tokenizer of {name} has no EOS token, so answers could not end; choose another tokenizer")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # padded positions are masked out of attention and loss
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def linear_module_names(config: Any) -> list[str]:
+    """Leaf names of the model's linear layers (q_proj, up_proj, ...), from an empty meta-device copy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    return sorted(names)
+
+
+def check_target_modules(config: Any, targets: list[str]) -> str | None:
+    """A problem line if a LoRA target module matches no linear layer of the model, else None."""
+    if targets == ["all-linear"]:
+        return None
+    available = linear_module_names(config)
+    missing = [t for t in targets if t not in available]
+    if missing:
+        return f"--lora_target_modules {' '.join(missing)} match no linear layer of this model; candidates: {' '.join(available)}"
+    return None
+
+
+def load_model(model_args: Any, choice: DeviceChoice):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, choice.weights_dtype), "trust_remote_code": model_args.trust_remote_code}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    if model_args.load_in_4bit:
+        kwargs["quantization_config"] = _four_bit_config(choice)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_error("model", model_args.model_name_or_path, exc) from None
+
+
+def _four_bit_config(choice: DeviceChoice):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401  (optional extra, CUDA only)
+    except ImportError:
+        raise UsageError("--load_in_4bit needs bitsandbytes; pip install bitsandbytes (CUDA only)") from None
+    compute = torch.bfloat16 if choice.precision == "bf16" else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                              bnb_4bit_use_double_quant=True)
+
+
+def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, gradient_checkpointing: bool):
+    """Wrap the model with a LoRA adapter (after k-bit preparation for QLoRA) and log its size."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    targets = lora_args.lora_target_modules
+    config = LoraConfig(
+        r=lora_args.lora_r, lora_alpha=lora_args.lora_alpha, lora_dropout=lora_args.lora_dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        modules_to_save=lora_args.modules_to_save, use_rslora=lora_args.use_rslora, use_dora=lora_args.use_dora,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as exc:
+        raise UsageError(f"LoRA set-up failed: {' '.join(str(exc).split())[:300]}; check --lora_target_modules") from None
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("LoRA: %s trainable parameters of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model

@@ -1,0 +1,238 @@
+"""What every entry script shares: arguments from dataclasses + YAML, errors as exit codes, run files.
+
+* `parse_arguments`: `HfArgumentParser` over typed dataclasses, plus `--config run.yaml`. A YAML
+  key is exactly a command-line flag name; the file is read as if its flags came first, so flags
+  on the command line override it. Unknown keys and ill-typed values are errors that name the file.
+* `UsageError` (exit 2) and `RunError` (exit 1) carry one line, `what; how to fix`; `run_main`
+  turns them into `error: ...` on stderr. Only the entry scripts' `main` returns exit codes.
+* Atomic writes (temporary file in the same folder, then rename), the resolved configuration and
+  the run manifest (package versions, git commit, host, timings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from argparse import Action
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors",
+                     "bitsandbytes", "nltk", "rouge-score", "sacrebleu", "numpy")
+
+
+class UsageError(Exception):
+    """Bad arguments, configuration or input files: the user can fix it (exit code 2)."""
+
+
+class RunError(Exception):
+    """A failure while running, after the arguments were accepted (exit code 1)."""
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """Run an entry script's body; expected errors become one `error:` line and an exit code."""
+    try:
+        return main()
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _parser_class():
+    from transformers import HfArgumentParser
+
+    class Parser(HfArgumentParser):
+        """HfArgumentParser whose errors raise UsageError instead of printing usage and exiting."""
+
+        def error(self, message: str):
+            raise UsageError(f"{message}; see --help")
+
+    return Parser
+
+
+def build_parser(dataclass_types: Sequence[type], description: str):
+    parser = _parser_class()(dataclass_types, description=description)
+    parser.add_argument("--config", metavar="RUN.yaml", default=None,
+                        help="YAML file of options (keys are these flag names); flags given on the command line override it")
+    return parser
+
+
+def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
+    """Parse `argv` (default sys.argv[1:]) with `--config` YAML underneath; return the dataclasses."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = _config_path(argv)
+    file_argv = _yaml_to_argv(config, parser) if config else []
+    if file_argv:
+        try:
+            parser.parse_known_args(file_argv)
+        except UsageError as exc:
+            raise UsageError(f"{config}: {exc}") from None
+    try:
+        *objects, extra = parser.parse_args_into_dataclasses(args=file_argv + argv)
+    except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
+        raise UsageError(f"{exc}; see --help") from None
+    return tuple(objects)
+
+
+def _config_path(argv: list[str]) -> Path | None:
+    for i, token in enumerate(argv):
+        if token == "--config" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if token.startswith("--config="):
+            return Path(token.split("=", 1)[1])
+    return None
+
+
+def _yaml_to_argv(path: Path, parser) -> list[str]:
+    import yaml
+
+    if not path.is_file():
+        raise UsageError(f"config file {path} not found; check the --config path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix the file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a mapping of option: value, not {type(data).__name__}")
+    options = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    argv: list[str] = []
+    for key, value in data.items():
+        if key not in options:
+            close = difflib.get_close_matches(str(key), options, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see --help for the options"
+            raise UsageError(f"{path}: unknown key {key!r}; {hint}")
+        argv += _flag_tokens(options[key], key, value)
+    return argv
+
+
+def _flag_tokens(action: Action, key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [f"--{key}", "true" if value else "false"]
+    if isinstance(value, dict):
+        return [f"--{key}", json.dumps(value)]
+    if isinstance(value, (list, tuple)):
+        return [f"--{key}", *map(str, value)] if value else []
+    return [f"--{key}", str(value)]
+
+
+def config_dict(*objects: Any) -> dict[str, Any]:
+    """Every option of the parsed dataclasses, as plain YAML-able values (reusable as --config)."""
+    result: dict[str, Any] = {}
+    for obj in objects:
+        for field in dataclasses.fields(obj):
+            if field.init and not field.name.startswith("_"):
+                result[field.name] = _plain(getattr(obj, field.name))
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):  # TrainingArguments' strategies and scheduler types
+        return _plain(value.value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_yaml_atomic(path: Path, data: dict) -> None:
+    import yaml
+
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions(names: Iterable[str] = MANIFEST_PACKAGES) -> dict[str, str | None]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The toolkit's own commit (with `-dirty` when changed), or None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def base_manifest(argv: Sequence[str] | None) -> dict[str, Any]:
+    return {
+        "command": [Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)],
+        "started_at": utc_now(),
+        "toolkit_commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+    }

@@ -1,0 +1,250 @@
+"""Fine-tune a causal language model with LoRA on biomedical question answering.
+
+At every evaluation the model also *generates* answers for a fixed subset of the validation split,
+scored with ROUGE / BLEU / METEOR (logged as eval_rougeL, eval_bleu, eval_meteor, ...). The output
+directory receives the adapter, the tokenizer, run_config.yaml, metrics.json, run_manifest.json,
+predictions/eval-step-N.jsonl and the checkpoints.
+
+    python load_models.py --train_file data/train.jsonl --output_dir outputs/run1
+    python load_models.py --config configs/smollm2-135m-cpu.yaml --max_steps 50
+    torchrun --nproc_per_node 2 load_models.py --config run.yaml     # or: accelerate launch ...
+
+Every transformers TrainingArguments flag works unchanged; --help lists all options.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import transformers
+from transformers.training_args import IntervalStrategy, SaveStrategy
+
+from bioqa.arguments import DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments, RunArguments
+from bioqa.data import Splits, load_splits
+from bioqa.devices import DeviceChoice, choose_device
+from bioqa.generation import GenerationSettings
+from bioqa.modeling import apply_lora, check_target_modules, load_config, load_model, load_tokenizer
+from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
+from bioqa.runfiles import (UsageError, base_manifest, build_parser, config_dict, parse_arguments, run_main,
+                            utc_now, write_json_atomic, write_yaml_atomic)
+from bioqa.trainer import GenerationEvalTrainer, GenerationEvaluator
+
+log = logging.getLogger("bioqa")
+
+
+def _default(name: str, value: Any, why: str):
+    """A TrainingArguments field with this toolkit's default; the help says what changed and why."""
+    original = transformers.TrainingArguments.__dataclass_fields__[name]
+    help_text = f"{original.metadata.get('help', '')} [here default {value!r}: {why}]"
+    return field(default=value, metadata={**original.metadata, "help": help_text})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    output_dir: str | None = _default("output_dir", "outputs/bioqa-lora", "one folder per run")
+    learning_rate: float = _default("learning_rate", 2e-4, "a LoRA learning rate, not a full fine-tuning one")
+    warmup_steps: float = _default("warmup_steps", 0.03, "a fraction of the steps")
+    logging_steps: float = _default("logging_steps", 10, "see the loss early on short runs")
+    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch", "generation metrics every epoch")
+    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch", "a checkpoint per evaluation")
+    train_sampling_strategy: str = _default("train_sampling_strategy", "group_by_length", "less padding, faster steps")
+    report_to: None | str | list[str] = _default("report_to", "tensorboard", "curves in <output_dir>/runs")
+
+
+class Options(NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    prompt: PromptArguments
+    lora: LoraArguments
+    generation: GenerationEvalArguments
+    run: RunArguments
+    training: TrainingArguments
+
+
+def parse(argv: list[str] | None) -> Options:
+    types = (ModelArguments, DataArguments, PromptArguments, LoraArguments, GenerationEvalArguments,
+             RunArguments, TrainingArguments)
+    parser = build_parser(types, description=__doc__.split("\n\n")[0])
+    return Options(*parse_arguments(parser, argv))
+
+
+def argument_problems(opts: Options) -> list[str]:
+    """Every invalid value, found before anything loads."""
+    problems = []
+    for flag, value in (("--lora_r", opts.lora.lora_r), ("--learning_rate", opts.training.learning_rate),
+                        ("--per_device_train_batch_size", opts.training.per_device_train_batch_size),
+                        ("--max_seq_length", opts.data.max_seq_length),
+                        ("--generation_max_new_tokens", opts.generation.generation_max_new_tokens),
+                        ("--generation_batch_size", opts.generation.generation_batch_size)):
+        if value <= 0:
+            problems.append(f"{flag} must be positive, got {value}")
+    unknown = sorted(set(opts.generation.eval_metrics) - {"rouge", "bleu", "meteor"})
+    if unknown:
+        problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from rouge bleu meteor")
+    if opts.run.early_stopping_patience is not None and not (opts.training.load_best_model_at_end and opts.training.metric_for_best_model):
+        problems.append("--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)")
+    return problems
+
+
+def raise_problems(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise UsageError(problems[0])
+    if problems:
+        raise UsageError(f"{len(problems)} problems: " + " | ".join(problems))
+
+
+def resolve_precision(model_args: ModelArguments, training: TrainingArguments) -> str:
+    """--precision, or what --bf16 / --fp16 asked for; contradictions are usage errors."""
+    asked = "bf16" if training.bf16 else "fp16" if training.fp16 else None
+    if asked and model_args.precision not in ("auto", asked):
+        raise UsageError(f"--{asked} contradicts --precision {model_args.precision}; give only one of them")
+    return asked or model_args.precision
+
+
+def with_device(training: TrainingArguments, choice: DeviceChoice) -> TrainingArguments:
+    """The training arguments with the chosen device and autocast precision."""
+    return replace(training, bf16=choice.precision == "bf16", fp16=choice.precision == "fp16",
+                   use_cpu=choice.device == "cpu")
+
+
+def resume_checkpoint(training: TrainingArguments) -> str | None:
+    """--resume_from_checkpoint: a checkpoint folder, or `latest` for the newest one in --output_dir."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    wanted = training.resume_from_checkpoint
+    if wanted in (None, "", "false", "False"):
+        return None
+    if wanted in ("latest", "true", "True"):
+        found = get_last_checkpoint(training.output_dir) if Path(training.output_dir).is_dir() else None
+        if found is None:
+            raise UsageError(f"--resume_from_checkpoint {wanted}: no checkpoint-* folder in {training.output_dir}; "
+                             "start without it or give the checkpoint path")
+        return found
+    if not Path(wanted).is_dir():
+        raise UsageError(f"--resume_from_checkpoint {wanted} is not a folder; give a checkpoint-* folder or `latest`")
+    return wanted
+
+
+def check_output_dir(training: TrainingArguments, run: RunArguments, resume: str | None) -> None:
+    out = Path(training.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output_dir {out} is a file; choose a folder")
+    if out.is_dir() and any(out.iterdir()) and not (resume or run.overwrite_output_dir):
+        raise UsageError(f"--output_dir {out} is not empty; pass --overwrite_output_dir, resume with "
+                         "--resume_from_checkpoint latest, or choose another folder")
+
+
+def report_splits(splits: Splits) -> None:
+    log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
+    for name, count in splits.dropped_empty.items():
+        if count:
+            log.warning("data: dropped %d %s examples with an empty answer", count, name)
+    if splits.leaked_questions:
+        log.warning("data: %d questions appear in more than one split (train/validation/test leak)",
+                    splits.leaked_questions)
+    if not splits.examples["train"]:
+        raise UsageError("the training split is empty; give more data or change --split_ratios")
+
+
+def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> dict[str, Any]:
+    """Tokenised train and validation sets (datasets.Dataset), with truncation counts logged."""
+    from datasets import Dataset
+
+    encoded = {}
+    for name in ("train", "validation"):
+        features, counts = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
+        if counts["truncated"] or counts["dropped"]:
+            log.warning("%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even "
+                        "without context and were dropped", name, counts["truncated"], max_seq_length, counts["dropped"])
+        encoded[name] = Dataset.from_list(features) if features else None
+        encoded[f"{name}_counts"] = counts
+    if encoded["train"] is None:
+        raise UsageError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
+    return encoded
+
+
+def build_trainer(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, encoded: dict, splits: Splits) -> GenerationEvalTrainer:
+    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback
+
+    gen = opts.generation
+    evaluator = None
+    if gen.generation_eval and splits.examples["validation"]:
+        settings = GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
+                                      gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size)
+        evaluator = GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], settings,
+                                        samples=gen.generation_eval_samples, seed=opts.training.seed,
+                                        max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
+                                        output_dir=Path(opts.training.output_dir))
+    callbacks = [EarlyStoppingCallback(opts.run.early_stopping_patience)] if opts.run.early_stopping_patience else []
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100,
+                                      pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
+    return GenerationEvalTrainer(model=model, args=opts.training, train_dataset=encoded["train"],
+                                 eval_dataset=encoded["validation"], data_collator=collator,
+                                 processing_class=tokenizer, callbacks=callbacks, generation_evaluator=evaluator)
+
+
+def final_metrics(trainer: GenerationEvalTrainer, train_metrics: dict) -> dict:
+    """Train metrics plus the evaluation of the final (or best) adapter."""
+    metrics = dict(train_metrics)
+    if trainer.eval_dataset is not None:
+        evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+        current = evals and evals[-1].get("step") == trainer.state.global_step and not trainer.args.load_best_model_at_end
+        latest = evals[-1] if current else trainer.evaluate()
+        metrics.update({k: v for k, v in latest.items() if k.startswith("eval_")})
+    return metrics
+
+
+def save_outputs(trainer: GenerationEvalTrainer, opts: Options, manifest: dict, metrics: dict) -> None:
+    out = Path(opts.training.output_dir)
+    trainer.save_model(str(out))  # the adapter (safetensors) and the tokenizer with its chat template
+    if trainer.is_world_process_zero():
+        write_json_atomic(out / "metrics.json", metrics)
+        write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
+        log.info("saved adapter, tokenizer, metrics.json and run_manifest.json to %s", out)
+
+
+def configure_logging(training: TrainingArguments) -> None:
+    level = logging.INFO if training.should_log else logging.WARNING
+    logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=level, stream=sys.stderr)
+    transformers.utils.logging.set_verbosity(training.get_process_log_level())
+
+
+def train(argv: list[str] | None) -> int:
+    opts = parse(argv)
+    configure_logging(opts.training)
+    raise_problems(argument_problems(opts))
+    config = load_config(opts.model)
+    raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
+    choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)
+    opts = opts._replace(training=with_device(opts.training, choice))
+    log.info("%s", choice.describe())
+    resume = resume_checkpoint(opts.training)
+    check_output_dir(opts.training, opts.run, resume)
+    splits = load_splits(opts.data)
+    report_splits(splits)
+    manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
+                "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
+                "leaked_questions": splits.leaked_questions, "seed": opts.training.seed, "resumed_from": resume}
+    if opts.training.process_index == 0:
+        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
+    tokenizer = load_tokenizer(opts.model)
+    fmt = prompt_format(tokenizer, opts.prompt)
+    encoded = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
+    manifest["truncation"] = {name: encoded[f"{name}_counts"] for name in ("train", "validation")}
+    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.gradient_checkpointing)
+    trainer = build_trainer(opts, model, tokenizer, fmt, encoded, splits)
+    result = trainer.train(resume_from_checkpoint=resume)
+    save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(lambda: train(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
