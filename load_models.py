@@ -235,7 +235,7 @@ def train(argv: list[str] | None) -> int:
     fmt = prompt_format(tokenizer, opts.prompt)
     encoded = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     manifest["truncation"] = {name: encoded[f"{name}_counts"] for name in ("train", "validation")}
-    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.gradient_checkpointing)
+    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     trainer = build_trainer(opts, model, tokenizer, fmt, encoded, splits)
     result = trainer.train(resume_from_checkpoint=resume)
     save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))

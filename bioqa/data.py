@@ -157,6 +157,13 @@ def _check_fields(records: list[dict], fields: FieldMap, source: str) -> str | N
     return "context" if "context" in first else None
 
 
+def _optional_field(record: dict, path: str | None) -> Any:
+    try:
+        return get_field(record, path) if path else None
+    except KeyError:
+        return None
+
+
 def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) -> tuple[list[dict], int]:
     """Map records to {id, question, context, answer}; return them and how many had no answer."""
     if not records:
@@ -167,12 +174,12 @@ def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) 
         try:
             question = as_text(get_field(record, fields.question), fields.separator)
             answer = as_text(get_field(record, fields.answer), fields.separator)
-            context = as_text(get_field(record, context_field), fields.separator) if context_field else ""
         except KeyError as missing:
             raise UsageError(f"{source} record {index + 1} has no field {missing.args[0]!r}; fix the record") from None
         if not answer:
             empty += 1
             continue
+        context = as_text(_optional_field(record, context_field), fields.separator)
         example_id = str(record[fields.id]) if record.get(fields.id) not in (None, "") else f"{split}-{index}"
         examples.append({"id": example_id, "question": question, "context": context, "answer": answer})
     return examples, empty

@@ -102,12 +102,12 @@ def _four_bit_config(choice: DeviceChoice):
                               bnb_4bit_use_double_quant=True)
 
 
-def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, gradient_checkpointing: bool):
+def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkpointing: bool):
     """Wrap the model with a LoRA adapter (after k-bit preparation for QLoRA) and log its size."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if load_in_4bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
     targets = lora_args.lora_target_modules
     config = LoraConfig(
         r=lora_args.lora_r, lora_alpha=lora_args.lora_alpha, lora_dropout=lora_args.lora_dropout,

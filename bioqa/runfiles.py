@@ -88,10 +88,23 @@ def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
         except UsageError as exc:
             raise UsageError(f"{config}: {exc}") from None
     try:
-        *objects, extra = parser.parse_args_into_dataclasses(args=file_argv + argv)
+        *objects, _config, remaining = parser.parse_args_into_dataclasses(args=file_argv + argv,
+                                                                          return_remaining_strings=True)
     except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
-        raise UsageError(f"{exc}; see --help") from None
+        raise UsageError(f"{' '.join(str(exc).split())}; see --help") from None
+    if remaining:
+        flag = next((t for t in remaining if t.startswith("--")), remaining[0])
+        raise UsageError(f"unrecognized arguments: {' '.join(remaining)}; {_suggest(flag.lstrip('-'), parser)}")
     return tuple(objects)
+
+
+def _options(parser) -> dict[str, Action]:
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+
+
+def _suggest(name: str, parser) -> str:
+    close = difflib.get_close_matches(name.split("=")[0], _options(parser), n=2)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see --help for the options"
 
 
 def _config_path(argv: list[str]) -> Path | None:
@@ -114,13 +127,11 @@ def _yaml_to_argv(path: Path, parser) -> list[str]:
         raise UsageError(f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix the file") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping of option: value, not {type(data).__name__}")
-    options = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    options = _options(parser)
     argv: list[str] = []
     for key, value in data.items():
         if key not in options:
-            close = difflib.get_close_matches(str(key), options, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "see --help for the options"
-            raise UsageError(f"{path}: unknown key {key!r}; {hint}")
+            raise UsageError(f"{path}: unknown key {key!r}; {_suggest(str(key), parser)}")
         argv += _flag_tokens(options[key], key, value)
     return argv
 
@@ -150,6 +161,8 @@ def config_dict(*objects: Any) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):  # TrainingArguments' strategies and scheduler types
         return _plain(value.value)
+    if dataclasses.is_dataclass(value):  # e.g. TrainingArguments.accelerator_config
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

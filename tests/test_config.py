@@ -1,0 +1,76 @@
+"""Options: YAML configs under command-line flags, unknown keys, wrong types, shipped recipes."""
+
+from pathlib import Path
+
+import pytest
+
+import load_models
+from bioqa.runfiles import UsageError, config_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_yaml_values_and_command_line_override(tmp_path):
+    config = write(tmp_path / "run.yaml", "lora_r: 8\nlearning_rate: 1.0e-3\nlora_target_modules: [q_proj, v_proj]\n"
+                                          "generation_eval: false\nsplit_ratios: [0.7, 0.2, 0.1]\noutput_dir: out\n")
+    opts = load_models.parse(["--config", str(config), "--lora_r", "4"])
+    assert opts.lora.lora_r == 4  # the command line wins
+    assert opts.training.learning_rate == 1e-3 and opts.training.output_dir == "out"
+    assert opts.lora.lora_target_modules == ["q_proj", "v_proj"]
+    assert opts.generation.generation_eval is False and opts.data.split_ratios == [0.7, 0.2, 0.1]
+
+
+def test_toolkit_defaults_on_training_arguments():
+    opts = load_models.parse([])
+    assert opts.training.learning_rate == 2e-4 and opts.training.train_sampling_strategy == "group_by_length"
+    assert opts.training.eval_strategy == "epoch" and opts.model.model_name_or_path.endswith("SmolLM2-135M-Instruct")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("lora_rank: 8\n", "unknown key 'lora_rank'; did you mean 'local_rank' or 'lora_r'?"),
+    ("zzz_not_an_option: 1\n", "unknown key 'zzz_not_an_option'; see --help"),
+    ("lora_r: eight\n", "run.yaml: argument --lora_r/--lora-r: invalid int value: 'eight'"),
+    ("- a list\n", "must hold a mapping"),
+    ("lora_r: [1\n", "is not valid YAML"),
+])
+def test_bad_yaml_names_the_file_and_key(tmp_path, text, fragment):
+    config = write(tmp_path / "run.yaml", text)
+    with pytest.raises(UsageError) as info:
+        load_models.parse(["--config", str(config)])
+    assert fragment in str(info.value)
+
+
+def test_missing_config_and_bad_flag():
+    with pytest.raises(UsageError, match="config file nope.yaml not found"):
+        load_models.parse(["--config", "nope.yaml"])
+    with pytest.raises(UsageError, match="unrecognized arguments: --lora_rank 8; did you mean"):
+        load_models.parse(["--lora_rank", "8"])
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_parse(recipe):
+    opts = load_models.parse(["--config", str(recipe)])
+    assert opts.model.model_name_or_path and opts.training.output_dir.startswith("outputs/")
+    assert not load_models.argument_problems(opts)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    import yaml
+
+    opts = load_models.parse(["--lora_r", "4", "--max_steps", "7", "--eval_metrics", "rouge", "bleu"])
+    saved = write(tmp_path / "run_config.yaml", yaml.safe_dump(config_dict(*opts)))
+    again = load_models.parse(["--config", str(saved)])
+    assert config_dict(*again) == config_dict(*opts)
+
+
+def test_argument_problems_are_reported_together():
+    opts = load_models.parse(["--lora_r", "0", "--learning_rate", "-1", "--per_device_train_batch_size", "0"])
+    problems = load_models.argument_problems(opts)
+    assert len(problems) == 3
+    with pytest.raises(UsageError, match="3 problems: --lora_r must be positive, got 0 | --learning_rate"):
+        load_models.raise_problems(problems)

@@ -1,0 +1,153 @@
+"""bioqa.data: every file format, field mapping, splits, drops, leaks, and bad files."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bioqa import data
+from bioqa.runfiles import UsageError
+from conftest import SHARED_DATA
+
+ROWS = [{"id": "a", "question": "What does insulin do?", "context": "Notes.", "answer": "It lowers glucose."},
+        {"id": "b", "question": "What does aspirin do?", "context": "", "answer": "It inhibits COX."}]
+
+
+def args(**overrides):
+    base = dict(dataset_name=None, dataset_config_name=None, train_file=None, validation_file=None, test_file=None,
+                data_format="auto", question_field="question", context_field=None, answer_field="answer",
+                id_field="id", field_separator="\n", split_ratios=[0.8, 0.1, 0.1], split_seed=42,
+                max_train_samples=None, max_eval_samples=None, max_predict_samples=None)
+    return SimpleNamespace(**{**base, **overrides})
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name, text", [
+    ("d.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS)),
+    ("d.json", json.dumps(ROWS)),
+    ("d.json", json.dumps({"data": ROWS})),
+    ("d.json", json.dumps({r["id"]: {k: v for k, v in r.items() if k != "id"} for r in ROWS})),
+    ("d.csv", "id,question,context,answer\na,What does insulin do?,Notes.,It lowers glucose.\n"
+              "b,What does aspirin do?,,It inhibits COX.\n"),
+])
+def test_every_text_format_gives_the_same_examples(tmp_path, name, text):
+    records = data.read_records(write(tmp_path / name, text))
+    examples, empty = data.to_examples(records, data.FieldMap(), "train", name)
+    assert empty == 0
+    assert examples == ROWS
+
+
+def test_parquet(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(ROWS), tmp_path / "d.parquet")
+    assert data.read_records(tmp_path / "d.parquet") == ROWS
+
+
+def test_nested_fields_and_list_context_pubmedqa_hub_layout():
+    record = {"pubid": 1, "question": "Q?", "context": {"contexts": ["Part one.", "Part two."], "labels": ["A", "B"]},
+              "long_answer": "Long answer."}
+    fields = data.FieldMap(question="question", answer="long_answer", context="context.contexts", id="pubid")
+    [example], _ = data.to_examples([record], fields, "train", "hub")
+    assert example == {"id": "1", "question": "Q?", "context": "Part one.\nPart two.", "answer": "Long answer."}
+
+
+def test_raw_pubmedqa_file_keyed_by_pmid(tmp_path):
+    raw = {"123": {"QUESTION": "Q1?", "CONTEXTS": ["a", "b"], "LABELS": ["X", "Y"], "LONG_ANSWER": "A1."},
+           "456": {"QUESTION": "Q2?", "CONTEXTS": ["c"], "LABELS": ["X"], "LONG_ANSWER": "A2."}}
+    records = data.read_records(write(tmp_path / "ori_pqal.json", json.dumps(raw)))
+    fields = data.FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")
+    examples, _ = data.to_examples(records, fields, "train", "ori_pqal.json")
+    assert [e["id"] for e in examples] == ["123", "456"]
+    assert examples[0]["context"] == "a\nb"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "pubmedqa" / "ori_pqal_train.json").exists(), reason="needs ../shared/data")
+def test_real_upstream_pubmedqa_and_medquad_files():
+    pubmedqa = data.read_records(SHARED_DATA / "pubmedqa" / "ori_pqal_train.json")
+    fields = data.FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")
+    examples, empty = data.to_examples(pubmedqa, fields, "train", "ori_pqal_train.json")
+    assert len(examples) + empty == 500 and examples[0]["id"].isdigit() and "\n" in examples[0]["context"]
+    medquad = data.read_records(SHARED_DATA / "medquad" / "medquad_small.jsonl")
+    examples, empty = data.to_examples(medquad, data.FieldMap(), "train", "medquad_small.jsonl")
+    assert len(examples) + empty == 1000 and examples[0]["id"].startswith("medquad-")
+
+
+def test_empty_answers_are_dropped_and_counted():
+    rows = ROWS + [{"id": "c", "question": "Q?", "answer": "  "}, {"id": "d", "question": "Q?", "answer": None}]
+    examples, empty = data.to_examples(rows, data.FieldMap(), "train", "x")
+    assert len(examples) == 2 and empty == 2
+
+
+def test_one_file_is_split_by_seed_and_ratios_and_leaks_are_counted(tmp_path):
+    rows = [{"question": f"Question {i}?", "answer": f"Answer {i}."} for i in range(100)]
+    rows.append({"question": "question 5?", "answer": "dup"})  # same question, other case: a leak if split apart
+    path = write(tmp_path / "all.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    first = data.load_splits(args(train_file=str(path)))
+    again = data.load_splits(args(train_file=str(path)))
+    assert first.sizes() == {"train": 81, "validation": 10, "test": 10}
+    assert first.examples == again.examples
+    other = data.load_splits(args(train_file=str(path), split_seed=1))
+    assert other.examples["test"] != first.examples["test"]
+    ids = [e["id"] for split in first.examples.values() for e in split]
+    assert len(ids) == len(set(ids)) == 101
+    assert first.leaked_questions in (0, 1)
+    assert first.sources["train"]["sha256"] and first.dropped_empty == {"train": 0, "validation": 0, "test": 0}
+
+
+def test_given_validation_file_is_used_and_test_is_cut_from_train(tmp_path):
+    train = write(tmp_path / "t.jsonl", "".join(json.dumps({"question": f"Q{i}", "answer": "A"}) + "\n" for i in range(50)))
+    valid = write(tmp_path / "v.jsonl", json.dumps({"question": "V", "answer": "A"}) + "\n")
+    splits = data.load_splits(args(train_file=str(train), validation_file=str(valid), split_ratios=[0.8, 0.1, 0.1]))
+    assert splits.sizes() == {"train": 45, "validation": 1, "test": 5}
+    limited = data.load_splits(args(train_file=str(train), validation_file=str(valid), max_train_samples=7))
+    assert len(limited.examples["train"]) == 7
+
+
+def test_leaked_question_is_reported():
+    splits = {"train": [{"question": "What is IL-6?"}], "validation": [{"question": "what is  IL-6? "}], "test": []}
+    assert data.count_leaked_questions(splits) == 1
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("bad.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q", "answer": \n', "line 2 is not valid JSON"),
+    ("bad.jsonl", '["a list"]\n', "line 1 is a JSON list"),
+    ("bad.json", '{"question": ', "is not valid JSON"),
+    ("bad.json", '[1, 2]', "holds no records"),
+    ("data.txt", 'x', "cannot tell the format"),
+])
+def test_bad_files_name_file_and_line(tmp_path, name, content, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        data.read_records(write(tmp_path / name, content))
+
+
+def test_missing_directory_and_binary_files(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        data.read_records(tmp_path / "nope.jsonl")
+    (tmp_path / "dir.jsonl").mkdir()
+    with pytest.raises(UsageError, match="is a directory"):
+        data.read_records(tmp_path / "dir.jsonl")
+    (tmp_path / "latin1.jsonl").write_bytes('{"question": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(UsageError, match="not UTF-8"):
+        data.read_records(tmp_path / "latin1.jsonl")
+
+
+def test_missing_field_lists_the_columns(tmp_path):
+    path = write(tmp_path / "d.csv", "id,query,response\n1,q,a\n")
+    with pytest.raises(UsageError, match="no field 'question'; its fields are id, query, response"):
+        data.load_splits(args(train_file=str(path)))
+
+
+def test_all_answers_empty_and_bad_ratios(tmp_path):
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps({"question": f"q{i}", "answer": ""}) + "\n" for i in range(20)))
+    with pytest.raises(UsageError, match="answers in the train split are empty"):
+        data.load_splits(args(train_file=str(path)))
+    with pytest.raises(UsageError, match="sum to 1"):
+        data.load_splits(args(train_file=str(path), split_ratios=[0.8, 0.3, 0.1]))
+    with pytest.raises(UsageError, match="--train_file"):
+        data.load_splits(args())

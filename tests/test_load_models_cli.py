@@ -1,0 +1,143 @@
+"""load_models.py run as a user runs it: a subprocess on a tiny model, its files, its errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ["--max_steps", "24", "--eval_strategy", "steps", "--eval_steps", "8", "--save_strategy", "steps",
+         "--save_steps", "8", "--per_device_train_batch_size", "8", "--learning_rate", "1e-2", "--lora_r", "8",
+         "--generation_max_new_tokens", "12", "--logging_steps", "4", "--report_to", "none", "--seed", "7"]
+
+
+def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, qa_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
+                     "--load_best_model_at_end", "--metric_for_best_model", "eval_rougeL", *TRAIN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_run_writes_every_output(trained):
+    out, result = trained
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja",
+                 "run_config.yaml", "metrics.json", "run_manifest.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["eval-step-16.jsonl", "eval-step-24.jsonl", "eval-step-8.jsonl"]
+    assert "device cpu" in result.stderr and "LoRA:" in result.stderr and "data: train 48, validation 6, test 6" in result.stderr
+
+
+def test_generation_metrics_are_logged_at_each_evaluation(trained):
+    out, _ = trained
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    assert [e["step"] for e in evals] == [8, 16, 24]
+    for entry in evals:
+        for name in ("eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_rougeLsum", "eval_bleu", "eval_meteor"):
+            assert 0.0 <= entry[name] <= (100.0 if name == "eval_bleu" else 1.0), name
+    rows = [json.loads(line) for line in (out / "predictions" / "eval-step-24.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and set(rows[0]) >= {"id", "question", "reference", "prediction", "rougeL", "bleu", "meteor"}
+    assert sum(r["rougeL"] for r in rows) / 6 == pytest.approx(evals[-1]["eval_rougeL"])
+
+
+def test_best_model_is_selected_on_eval_rougeL(trained):
+    out, _ = trained
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    best = max(evals, key=lambda e: e["eval_rougeL"])  # first of equal maxima, as the Trainer keeps it
+    assert state["best_metric"] == best["eval_rougeL"]
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best['step']}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_rougeL"] == pytest.approx(best["eval_rougeL"])  # the saved adapter is the best one
+
+
+def test_saved_adapter_reloads_with_peft(trained, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out, _ = trained
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)
+    saved = load_file(out / "adapter_model.safetensors")
+    assert saved and any(torch.count_nonzero(t) for name, t in saved.items() if "lora_B" in name)
+    assert model.peft_config["default"].r == 8
+
+
+def test_manifest_and_resolved_config(trained, qa_file):
+    import load_models
+
+    out, _ = trained
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["device"]["device"] == "cpu" and manifest["seed"] == 7
+    assert manifest["split_sizes"] == {"train": 48, "validation": 6, "test": 6}
+    assert manifest["data_sources"]["train"]["sha256"] and manifest["packages"]["transformers"]
+    assert manifest["started_at"] <= manifest["finished_at"] and manifest["final_metrics"]["eval_rougeL"] >= 0
+    opts = load_models.parse(["--config", str(out / "run_config.yaml")])
+    assert opts.data.train_file == str(qa_file) and opts.training.max_steps == 24 and opts.lora.lora_r == 8
+
+
+def test_resume_from_latest_checkpoint(trained, tiny_model_dir, qa_file, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(trained[0], out)
+    args = [a if a != "24" else "32" for a in TRAIN]  # four steps past the last checkpoint
+    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir",
+                     str(out), "--resume_from_checkpoint", "latest", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((out / "checkpoint-32" / "trainer_state.json").read_text())
+    assert state["global_step"] == 32
+    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [8, 16, 24, 32]
+    assert json.loads((out / "run_manifest.json").read_text())["resumed_from"].endswith("checkpoint-24")
+
+
+BAD = [
+    (["--train_file", "missing.jsonl"], "data file missing.jsonl does not exist"),
+    (["--lora_r", "0", "--learning_rate", "-1"], "2 problems: --lora_r must be positive, got 0 | --learning_rate"),
+    (["--split_ratios", "0.5", "0.2", "0.2"], "must be three non-negative numbers"),
+    (["--lora_target_modules", "qkv_proj"], "match no linear layer of this model; candidates: down_proj gate_proj"),
+    (["--load_in_4bit"], "--load_in_4bit needs a CUDA GPU"),
+    (["--answer_field", "response"], "has no field 'response'; its fields are id, question, context, answer"),
+    (["--model_name_or_path", "no-such-org/no-such-model"], "is not a local folder and the Hugging Face Hub did not provide it"),
+    (["--lora_rank", "8"], "unrecognized arguments: --lora_rank 8; did you mean"),
+    (["--resume_from_checkpoint", "latest"], "no checkpoint-* folder in"),
+    (["--early_stopping_patience", "2"], "--early_stopping_patience needs --load_best_model_at_end"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", BAD, ids=[b[1][:30] for b in BAD])
+def test_bad_input_is_one_line_and_exit_2(args, fragment, tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    base = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out)]
+    result = run_cli(*base, *args, "--report_to", "none")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_non_empty_output_dir_is_refused_and_left_alone(tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out))
+    assert result.returncode == 2 and "is not empty; pass --overwrite_output_dir" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "precious"
+
+
+def test_help_lists_every_option_with_its_help():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--model_name_or_path", "--train_file", "--question_field", "--lora_r", "--use_dora",
+                 "--generation_eval_samples", "--config", "--learning_rate", "--precision", "--overwrite_output_dir"):
+        assert flag in result.stdout, flag

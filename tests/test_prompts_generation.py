@@ -1,0 +1,105 @@
+"""Prompts, answer-only labels, context-first truncation, and batched greedy generation."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from bioqa import prompts
+from bioqa.generation import GenerationSettings, generate_answers, generate_token_ids
+from bioqa.runfiles import UsageError
+from tiny_models import build_model, qa_rows
+
+
+def prompt_args(**overrides):
+    base = dict(use_chat_template="auto", system_prompt="You are a biomedical expert.",
+                question_template="Question: {question}", context_template="Context: {context}\nQuestion: {question}",
+                answer_prefix="\nAnswer:")
+    return SimpleNamespace(**{**base, **overrides})
+
+
+EXAMPLE = {"id": "1", "question": "What does insulin do?", "context": "Insulin is a hormone made by beta cells.",
+           "answer": "Insulin lowers blood glucose."}
+
+
+def test_chat_template_prompt_and_answer_only_labels(tokenizer):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    assert fmt.chat
+    text = prompts.prompt_text(tokenizer, fmt, EXAMPLE["question"], EXAMPLE["context"])
+    assert text == ("<|im_start|>system\nYou are a biomedical expert.<|im_end|>\n<|im_start|>user\n"
+                    "Context: Insulin is a hormone made by beta cells.\nQuestion: What does insulin do?<|im_end|>\n"
+                    "<|im_start|>assistant\n")
+    features, truncated = prompts.encode_for_training(tokenizer, fmt, EXAMPLE, 512)
+    prompt = prompts.prompt_ids(tokenizer, fmt, EXAMPLE["question"], EXAMPLE["context"])
+    answer = tokenizer(EXAMPLE["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert not truncated
+    assert features["input_ids"] == prompt + answer  # the generation prompt is exactly the training prefix
+    assert features["labels"] == [-100] * len(prompt) + answer
+    assert features["labels"][-1] == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_plain_template_when_no_chat_template(tiny_plain_model_dir):
+    from transformers import AutoTokenizer
+
+    plain = AutoTokenizer.from_pretrained(tiny_plain_model_dir)
+    fmt = prompts.prompt_format(plain, prompt_args())
+    assert not fmt.chat
+    assert prompts.prompt_text(plain, fmt, "Q?", "") == "You are a biomedical expert.\n\nQuestion: Q?\nAnswer:"
+    features, _ = prompts.encode_for_training(plain, fmt, {**EXAMPLE, "context": ""}, 512)
+    answer = plain(" " + EXAMPLE["answer"], add_special_tokens=False)["input_ids"] + [plain.eos_token_id]
+    assert features["input_ids"][-len(answer):] == answer
+    with pytest.raises(UsageError, match="no chat template"):
+        prompts.prompt_format(plain, prompt_args(use_chat_template="yes"))
+
+
+def test_bad_template_is_a_usage_error(tokenizer):
+    with pytest.raises(UsageError, match="--question_template"):
+        prompts.prompt_format(tokenizer, prompt_args(question_template="Q: {query}"))
+
+
+def test_long_example_loses_context_never_answer(tokenizer):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    long = {**EXAMPLE, "context": " ".join(["Insulin is a hormone made by beta cells."] * 40)}
+    full, _ = prompts.encode_for_training(tokenizer, fmt, long, 10_000)
+    limit = len(full["input_ids"]) // 2
+    cut, truncated = prompts.encode_for_training(tokenizer, fmt, long, limit)
+    answer = [t for t in full["labels"] if t != -100]
+    assert truncated and len(cut["input_ids"]) <= limit
+    assert [t for t in cut["labels"] if t != -100] == answer  # the whole answer and EOS survive
+    assert len(cut["input_ids"]) > limit - 40  # and the context is cut no more than needed
+
+
+def test_example_that_cannot_fit_is_dropped_and_counted(tokenizer):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    limit = len(prompts.encode_for_training(tokenizer, fmt, EXAMPLE, 10_000)[0]["input_ids"]) - 3
+    features, counts = prompts.encode_dataset(tokenizer, fmt, [EXAMPLE, {**EXAMPLE, "answer": "word " * 300}], limit)
+    assert len(features) == 1 and counts == {"truncated": 1, "dropped": 1}
+
+
+def test_batched_generation_equals_one_by_one_in_input_order(tokenizer):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    rows = qa_rows(14)
+    ids = [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in rows]
+    assert len({len(i) for i in ids}) > 3  # prompts of different lengths: padding is exercised
+    model = build_model(tokenizer, seed=3)
+    batched = generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=12, batch_size=5))
+    single = generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=12, batch_size=1))
+    assert batched == single
+    assert all(len(x) > 0 for x in batched)
+    assert tokenizer.padding_side == "right" and model.training  # both restored as found
+    reversed_out = generate_token_ids(model, tokenizer, ids[::-1], GenerationSettings(max_new_tokens=12, batch_size=5))
+    assert reversed_out == batched[::-1]
+
+
+def test_generation_stops_at_eos_and_decodes_clean_text(tokenizer):
+    import torch
+
+    model = build_model(tokenizer, seed=1)
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():  # make EOS the only likely token: every answer ends at once
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[eos] = 1.0
+        model.model.norm.weight.fill_(5.0)
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    ids = [prompts.prompt_ids(tokenizer, fmt, "Q?", "")]
+    assert generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=5)) == [[]]
+    assert generate_answers(model, tokenizer, ids, GenerationSettings(max_new_tokens=5)) == [""]
