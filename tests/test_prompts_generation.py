@@ -93,7 +93,7 @@ def test_batched_generation_equals_one_by_one_in_input_order(tokenizer):
 def test_generation_stops_at_eos_and_decodes_clean_text(tokenizer):
     import torch
 
-    model = build_model(tokenizer, seed=1)
+    model = build_model(tokenizer, seed=1, tie=False)  # untied: the output head can change alone
     eos = tokenizer.eos_token_id
     with torch.no_grad():  # make EOS the only likely token: every answer ends at once
         model.lm_head.weight.zero_()
@@ -103,3 +103,43 @@ def test_generation_stops_at_eos_and_decodes_clean_text(tokenizer):
     ids = [prompts.prompt_ids(tokenizer, fmt, "Q?", "")]
     assert generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=5)) == [[]]
     assert generate_answers(model, tokenizer, ids, GenerationSettings(max_new_tokens=5)) == [""]
+
+
+def test_answer_only_logits_give_the_models_own_loss(tokenizer):
+    import torch
+
+    from bioqa.trainer import AnswerOnlyCollator, answer_only_loss
+
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    features, _ = prompts.encode_dataset(tokenizer, fmt, qa_rows(6), 512)
+    batch = AnswerOnlyCollator(tokenizer)(features)
+    keep = batch.pop("logits_to_keep")
+    labels = batch["labels"]
+    assert len(keep) < labels.shape[1] - 1  # the prompt's logits are skipped
+    model = build_model(tokenizer, seed=2)
+    reference = model(**batch).loss
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    assert outputs.logits.shape[1] == len(keep)
+    torch.testing.assert_close(answer_only_loss(outputs, labels), reference)
+    items = (labels[:, 1:] != -100).sum()
+    torch.testing.assert_close(answer_only_loss(outputs, labels, num_items_in_batch=items * 2), reference / 2)
+
+
+def test_length_grouped_batches_cut_padding_for_small_datasets():
+    import random as stdlib_random
+
+    from bioqa.trainer import LengthGroupedBatches
+
+    lengths = [stdlib_random.Random(i).randint(50, 500) for i in range(40)]
+
+    def padding(order, size=8):
+        batches = [order[i:i + size] for i in range(0, len(order), size)]
+        total = sum(max(lengths[j] for j in b) * len(b) for b in batches)
+        return 1 - sum(lengths) / total
+
+    sampler = LengthGroupedBatches(lengths, 8, seed=0)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == sorted(second) == list(range(40))  # each epoch visits every example once
+    assert first != second and first == list(LengthGroupedBatches(lengths, 8, seed=0))  # seeded, new per epoch
+    assert max(lengths) in [lengths[i] for i in first[:8]]  # the longest batch comes first
+    assert padding(first) < 0.15 and padding(first) < padding(list(range(40))) / 2  # sorted: ~12.5% vs 35%
