@@ -150,41 +150,42 @@ def report_splits(splits: Splits) -> None:
         raise UsageError("the training split is empty; give more data or change --split_ratios")
 
 
-def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> dict[str, Any]:
-    """Tokenised train and validation sets (datasets.Dataset), with truncation counts logged."""
+def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> tuple[dict, dict]:
+    """Tokenised train and validation sets (datasets.Dataset or None), and their truncation counts."""
     from datasets import Dataset
 
-    encoded = {}
+    datasets, counts = {}, {}
     for name in ("train", "validation"):
-        features, counts = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
-        if counts["truncated"] or counts["dropped"]:
-            log.warning("%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even "
-                        "without context and were dropped", name, counts["truncated"], max_seq_length, counts["dropped"])
-        encoded[name] = Dataset.from_list(features) if features else None
-        encoded[f"{name}_counts"] = counts
-    if encoded["train"] is None:
+        features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
+        if counts[name]["truncated"] or counts[name]["dropped"]:
+            log.warning("%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even without "
+                        "context and were dropped", name, counts[name]["truncated"], max_seq_length, counts[name]["dropped"])
+        datasets[name] = Dataset.from_list(features) if features else None
+    if datasets["train"] is None:
         raise UsageError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
-    return encoded
+    return datasets, counts
 
 
-def build_trainer(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, encoded: dict, splits: Splits) -> BioQATrainer:
+def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
+    gen = opts.generation
+    if not (gen.generation_eval and splits.examples["validation"]):
+        return None
+    settings = GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
+                                  gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size)
+    return GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], settings,
+                               samples=gen.generation_eval_samples, seed=opts.training.seed,
+                               max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
+                               output_dir=Path(opts.training.output_dir))
+
+
+def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
-    gen = opts.generation
-    evaluator = None
-    if gen.generation_eval and splits.examples["validation"]:
-        settings = GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
-                                      gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size)
-        evaluator = GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], settings,
-                                        samples=gen.generation_eval_samples, seed=opts.training.seed,
-                                        max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
-                                        output_dir=Path(opts.training.output_dir))
     callbacks = [EarlyStoppingCallback(opts.run.early_stopping_patience)] if opts.run.early_stopping_patience else []
     collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
-    return BioQATrainer(model=model, args=opts.training, train_dataset=encoded["train"],
-                                 eval_dataset=encoded["validation"], data_collator=collator,
-                                 compute_loss_func=answer_only_loss, processing_class=tokenizer,
-                                 callbacks=callbacks, generation_evaluator=evaluator)
+    return BioQATrainer(model=model, args=opts.training, train_dataset=datasets["train"],
+                        eval_dataset=datasets["validation"], data_collator=collator, compute_loss_func=answer_only_loss,
+                        processing_class=tokenizer, callbacks=callbacks, generation_evaluator=evaluator)
 
 
 def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
@@ -232,18 +233,17 @@ def train(argv: list[str] | None) -> int:
     check_output_dir(opts.training, opts.run, resume)
     splits = load_splits(opts.data)
     report_splits(splits)
+    tokenizer = load_tokenizer(opts.model)
+    fmt = prompt_format(tokenizer, opts.prompt)
     manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
                 "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
                 "leaked_questions": splits.leaked_questions, "seed": opts.training.seed, "resumed_from": resume}
     wait_for_every_process()  # every process has checked the output folder before the main one writes to it
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
-    tokenizer = load_tokenizer(opts.model)
-    fmt = prompt_format(tokenizer, opts.prompt)
-    encoded = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
-    manifest["truncation"] = {name: encoded[f"{name}_counts"] for name in ("train", "validation")}
+    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
-    trainer = build_trainer(opts, model, tokenizer, fmt, encoded, splits)
+    trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
     result = trainer.train(resume_from_checkpoint=resume)
     save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))
     return 0

@@ -1,6 +1,7 @@
 """load_models.py run as a user runs it: a subprocess on a tiny model, its files, its errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +15,16 @@ TRAIN = ["--max_steps", "24", "--eval_strategy", "steps", "--eval_steps", "8", "
 
 
 def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # HF_HUB_OFFLINE: a Hub id fails at once instead of after the client's network retries
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, qa_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
-                     "--load_best_model_at_end", "--metric_for_best_model", "eval_rougeL", *TRAIN)
+                     "--load_best_model_at_end", "--metric_for_best_model", "eval_rougeL", *TRAIN, "--report_to", "tensorboard")
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -46,6 +49,17 @@ def test_generation_metrics_are_logged_at_each_evaluation(trained):
     rows = [json.loads(line) for line in (out / "predictions" / "eval-step-24.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and set(rows[0]) >= {"id", "question", "reference", "prediction", "rougeL", "bleu", "meteor"}
     assert sum(r["rougeL"] for r in rows) / 6 == pytest.approx(evals[-1]["eval_rougeL"])
+
+
+def test_generation_metrics_reach_tensorboard(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [run] = (trained[0] / "runs").iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"eval/loss", "eval/rougeL", "eval/bleu", "eval/meteor", "train/loss"} <= set(events.Tags()["scalars"])
+    # three evaluations during training, then the final one of the best adapter (load_best_model_at_end)
+    assert [e.step for e in events.Scalars("eval/rougeL")] == [8, 16, 24, 24]
 
 
 def test_best_model_is_selected_on_eval_rougeL(trained):
