@@ -68,14 +68,15 @@ def build_tokenizer(chat: bool = True):
     return tokenizer
 
 
-def build_model(tokenizer, seed: int = 0, tie: bool = True):
+def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 0.5):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.5,  # logits with some scale, so a LoRA-only update can fit the data
+                         # logits with some scale by default, so a LoRA-only update can fit the data
+                         initializer_range=init_range,
                          tie_word_embeddings=tie, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return LlamaForCausalLM(config)

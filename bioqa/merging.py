@@ -1,0 +1,225 @@
+"""Merging a LoRA adapter into its base: in memory with PEFT, or streaming shard by shard.
+
+Both do the arithmetic in float32 and cast once to the target dtype, and refuse non-finite weights.
+* In memory: the base loads in float32 (never 4-bit: an adapter trained with QLoRA merges into the
+  unquantized base), PEFT's `merge_and_unload` folds the adapter in, and modules trained in full or
+  a resized vocabulary come along; a trained output head of a model with tied embeddings is untied.
+* Streaming: each safetensors shard of the base is read, its LoRA-targeted weights get
+  W + scale * B @ A, and it is written out before the next is read, so memory holds one shard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from bioqa.adapters import Adapter, adapter_tensors, full_tensors, lora_pairs
+from bioqa.runfiles import RunError, UsageError
+from bioqa.verification import weight_probe_error
+
+log = logging.getLogger("bioqa")
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+# ----------------------------------------------------------------------------- the base checkpoint
+
+
+def base_files(base: str, need_weights: bool = True) -> Path:
+    """The base checkpoint as a local folder: the folder itself, or the Hub snapshot it names."""
+    if Path(base).is_dir():
+        return Path(base)
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"] if need_weights else ["*.json"]
+    try:
+        return Path(snapshot_download(base, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown id, gated: huggingface_hub raises several types
+        raise UsageError(f"base model {base!r} is not a local folder and the Hugging Face Hub did not provide it "
+                         f"({' '.join(str(exc).split())[:160]}); offline, pass a local folder with --base_model") from None
+
+
+def shard_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / name for name in names]
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    raise UsageError(f"{folder} has no safetensors weights (model.safetensors or an index); convert the base "
+                     "to safetensors, or merge without --low_memory")
+
+
+def tensor_shapes(shards: list[Path]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every base tensor, read from the safetensors headers (no weights load)."""
+    from safetensors import safe_open
+
+    shapes = {}
+    for shard in shards:
+        with safe_open(shard, framework="pt") as handle:
+            for name in handle.keys():
+                shapes[name] = tuple(handle.get_slice(name).get_shape())
+    return shapes
+
+
+def with_tied_head(shapes: dict[str, tuple[int, ...]], tied: bool) -> dict[str, tuple[int, ...]]:
+    """A tied output head is not stored; it has the input embedding's shape."""
+    embedding = next((k for k in shapes if k.endswith(("embed_tokens.weight", "wte.weight", "word_embeddings.weight"))), None)
+    if tied and "lm_head.weight" not in shapes and embedding:
+        return {**shapes, "lm_head.weight": shapes[embedding]}
+    return shapes
+
+
+def check_shapes(adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tuple[int, ...]], vocab_grows: bool) -> None:
+    """UsageError naming the first adapter weight that does not fit the base."""
+    for name, (a, b) in lora_pairs(tensors).items():
+        expected = shapes.get(name)
+        if expected is None or (b.shape[0], a.shape[1]) != tuple(expected[:2]):
+            raise UsageError(f"the adapter does not fit this base: {name} is {expected} in the base but the LoRA "
+                             f"pair makes {(b.shape[0], a.shape[1])}; use the base it was trained on (--base_model)")
+    for name, tensor in full_tensors(tensors).items():
+        expected = shapes.get(name)
+        resized = vocab_grows and expected is not None and tensor.shape[1:] == expected[1:]
+        if expected is None or (tuple(tensor.shape) != expected and not resized):
+            raise UsageError(f"the adapter does not fit this base: {name} is {expected} in the base but "
+                             f"{tuple(tensor.shape)} in the adapter; use the base it was trained on (--base_model)")
+
+
+def base_dtype(folder: Path, shards: list[Path]) -> str:
+    config = json.loads((folder / "config.json").read_text())
+    named = config.get("dtype") or config.get("torch_dtype")
+    if named in DTYPES:
+        return DTYPES[named]
+    from safetensors import safe_open
+
+    with safe_open(shards[0], framework="pt") as handle:
+        stored = handle.get_slice(next(iter(handle.keys()))).get_dtype()
+    return {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(stored, "float32")
+
+
+def check_finite(name: str, tensor: Any) -> None:
+    import torch
+
+    if not torch.isfinite(tensor).all():
+        raise RunError(f"merged weight {name} holds NaN or inf; the adapter is damaged or diverged in training, "
+                       "merge an earlier checkpoint")
+
+
+# ----------------------------------------------------------------------------- in memory
+
+
+def load_peft_model(adapter: Adapter, base: str, tokenizer: Any, device: str, trust_remote_code: bool):
+    """Base (float32) + adapter, unmerged: the reference the merged model must equal."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load the base model {base!r}: {' '.join(str(exc).split())[:200]}; offline, pass a "
+                         "local folder with --base_model") from None
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))  # the adapter was trained with added tokens
+    model = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)
+    return model.to(device).eval()
+
+
+def merge_in_memory(peft_model: Any, dtype: str):
+    """merge_and_unload in float32, untie a trained output head, check finiteness, cast once."""
+    import torch
+
+    merged = peft_model.merge_and_unload()
+    head, embed = merged.get_output_embeddings(), merged.get_input_embeddings()
+    if getattr(merged.config, "tie_word_embeddings", False) and head is not None and head.weight is not embed.weight \
+            and not torch.equal(head.weight, embed.weight):
+        merged.config.tie_word_embeddings = False  # the adapter trained the head apart from the embeddings
+        log.info("merge: the output head differs from the tied input embeddings now; saving them untied")
+    for name, parameter in merged.named_parameters():
+        check_finite(name, parameter)
+    return merged.to(getattr(torch, dtype))
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def streaming_refusal(adapter: Adapter, tensors: dict[str, Any], tied: bool, vocab_grows: bool) -> str | None:
+    """Why this adapter cannot be merged shard by shard (None if it can)."""
+    if adapter.uses_dora:
+        return "DoRA adapters are merged in memory only (their magnitude vectors need the whole weight)"
+    if any("lora_embedding" in key or "lora_magnitude" in key for key in tensors):
+        return "LoRA on embedding layers is merged in memory only"
+    touched = set(lora_pairs(tensors)) | set(full_tensors(tensors))
+    if tied and touched & {"lm_head.weight", "model.embed_tokens.weight"}:
+        return "the adapter changes tied input/output embeddings, which must be untied in memory"
+    if vocab_grows:
+        return "the adapter's tokenizer added tokens, so the vocabulary must be resized in memory"
+    if adapter.config.get("fan_in_fan_out"):
+        return "fan_in_fan_out (GPT-2 style Conv1D) adapters are merged in memory only"
+    return None
+
+
+def _merge_tensor(name: str, weight: Any, pairs: dict, full: dict, scale: Callable[[str], float], generator: Any,
+                  errors: dict[str, float], dtype: Any):
+    if name in full:
+        return full[name].to(dtype)
+    if name not in pairs:
+        return weight.to(dtype)
+    a, b = (t.float() for t in pairs[name])
+    s = scale(name[:-len(".weight")])
+    merged = weight.float() + s * (b @ a)
+    check_finite(name, merged)
+    merged = merged.to(dtype)
+    errors[name] = weight_probe_error(weight, merged, lambda x: s * (b @ (a @ x)), generator)
+    return merged
+
+
+def stream_merge(adapter: Adapter, tensors: dict[str, Any], shards: list[Path], staging: Path, dtype: str) -> dict[str, float]:
+    """Write the merged shards into `staging`; return the relative probe error of each merged weight."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    pairs, full = lora_pairs(tensors), full_tensors(tensors)
+    generator, errors, weight_map = torch.Generator().manual_seed(0), {}, {}
+    target = getattr(torch, dtype)
+    for shard in tqdm(shards, desc="merging shards", unit="shard"):
+        merged = {}
+        with safe_open(shard, framework="pt") as handle:
+            for name in handle.keys():
+                merged[name] = _merge_tensor(name, handle.get_tensor(name), pairs, full, adapter.scale, generator,
+                                             errors, target).contiguous()
+                weight_map[name] = shard.name
+        save_file(merged, staging / shard.name, metadata={"format": "pt"})
+        del merged
+    if len(shards) > 1:
+        total = sum((staging / s.name).stat().st_size for s in shards)
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (staging / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    missing = set(pairs) - set(weight_map)
+    if missing:
+        raise UsageError(f"the adapter targets {sorted(missing)[0]}, which the base does not have; use its own base")
+    return errors
+
+
+def write_streamed_config(folder: Path, staging: Path, dtype: str) -> None:
+    """config.json (with the new dtype) and generation_config.json of the base, into the merged folder."""
+    config = json.loads((folder / "config.json").read_text())
+    config["dtype"] = dtype
+    config.pop("torch_dtype", None)
+    (staging / "config.json").write_text(json.dumps(config, indent=2))
+    if (folder / "generation_config.json").is_file():
+        (staging / "generation_config.json").write_text((folder / "generation_config.json").read_text())
+
+
+def bytes_per_element(dtype: str) -> int:
+    return 4 if dtype == "float32" else 2
+
+
+def estimated_output_bytes(shards: list[Path], source_dtype: str, dtype: str) -> int:
+    return math.ceil(sum(s.stat().st_size for s in shards) * bytes_per_element(dtype) / bytes_per_element(source_dtype))

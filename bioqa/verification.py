@@ -1,0 +1,87 @@
+"""Checks that a merged model is the base plus its adapter, and the tolerances they use.
+
+* Logits from disk: the merged checkpoint is reloaded with `AutoModelForCausalLM.from_pretrained`
+  and run on probe prompts next to base + adapter (unmerged, float32): the largest absolute logit
+  difference (also relative to the largest logit), the share of positions whose top-1 token agrees,
+  and the greedy answers.
+* Weight by weight (streaming merges of models too large to load twice): for each merged W',
+  W'x is compared with Wx + scale * B(Ax) on random probe vectors x; relative error.
+
+Tolerances (TOLERANCES below) depend on the dtype the merged model is saved in: rounding every
+weight to bf16 moves logits by tenths, float32 differs from base + adapter only by summation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+# dtype: (max |logit difference| / max |logit|, min top-1 agreement, max relative weight-probe error)
+TOLERANCES = {
+    "float32": (1e-4, 1.0, 1e-5),
+    "float16": (1e-2, 0.95, 2e-3),
+    "bfloat16": (5e-2, 0.90, 1.6e-2),
+}
+BUILT_IN_PROBES = (
+    "What does insulin do to blood glucose?",
+    "Which organism causes tuberculosis?",
+    "How do beta-blockers lower blood pressure?",
+    "What is the first-line drug for type 2 diabetes?",
+)
+PROBE_VECTORS = 4
+
+
+@dataclass
+class LogitsProbe:
+    """What base + adapter (or the merged model) does on the probe prompts."""
+
+    logits: list[Any]   # per prompt: float32 logits (length x vocabulary), on the CPU
+    answers: list[list[int]]  # greedy continuation token ids
+
+
+def probe_model(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], new_tokens: int = 24) -> LogitsProbe:
+    import torch
+
+    from bioqa.generation import GenerationSettings, generate_token_ids
+
+    logits = []
+    with torch.inference_mode():
+        for ids in prompts:
+            tensor = torch.tensor([list(ids)], device=model.device)
+            logits.append(model(input_ids=tensor).logits[0].float().cpu())
+    answers = generate_token_ids(model, tokenizer, prompts, GenerationSettings(max_new_tokens=new_tokens, batch_size=1))
+    return LogitsProbe(logits, answers)
+
+
+def compare_logits(reference: LogitsProbe, merged: LogitsProbe, dtype: str) -> dict[str, Any]:
+    """Figures of the logits check and whether they are within the dtype's tolerance."""
+    import torch
+
+    max_diff = max(float((a - b).abs().max()) for a, b in zip(reference.logits, merged.logits))
+    relative = max_diff / max(max(float(a.abs().max()) for a in reference.logits), 1e-12)
+    agree = torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(reference.logits, merged.logits)])
+    same_answers = sum(a == b for a, b in zip(reference.answers, merged.answers))
+    max_tol, min_agreement, _ = TOLERANCES[dtype]
+    return {"method": "logits of the reloaded checkpoint vs base + adapter", "probes": len(reference.logits),
+            "max_abs_logit_diff": max_diff, "max_relative_logit_diff": relative, "top1_agreement": float(agree.mean()),
+            "identical_greedy_answers": f"{same_answers}/{len(reference.answers)}",
+            "tolerance": {"max_relative_logit_diff": max_tol, "min_top1_agreement": min_agreement},
+            "passed": relative <= max_tol and float(agree.mean()) >= min_agreement}
+
+
+def weight_probe_error(original: Any, merged: Any, delta_fn: Any, generator: Any) -> float:
+    """Relative error of merged @ x against original @ x + delta(x) on random probe vectors x."""
+    import torch
+
+    x = torch.randn(original.shape[1], PROBE_VECTORS, generator=generator, dtype=torch.float32)
+    expected = original.float() @ x + delta_fn(x)
+    return float((merged.float() @ x - expected).norm() / expected.norm().clamp(min=1e-12))
+
+
+def weightwise_summary(errors: dict[str, float], dtype: str) -> dict[str, Any]:
+    tolerance = TOLERANCES[dtype][2]
+    worst = max(errors, key=errors.get) if errors else None
+    return {"method": "weight by weight: W'x vs Wx + scale*B(Ax) on random vectors", "weights_checked": len(errors),
+            "max_relative_error": errors[worst] if worst else 0.0, "worst_weight": worst,
+            "tolerance": {"max_relative_error": tolerance},
+            "passed": all(error <= tolerance for error in errors.values())}

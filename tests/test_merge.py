@@ -1,0 +1,243 @@
+"""merge_base_and_adapt_ft_models.py: merged models equal base + adapter, from disk, in both modes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import merge_base_and_adapt_ft_models as merge_script
+from tiny_models import build_model, build_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_base(path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5) -> Path:
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, tie=tie, init_range=init_range)
+    if hidden != 32:
+        from transformers import LlamaForCausalLM
+
+        model = LlamaForCausalLM(model.config.__class__(**{**model.config.to_dict(), "hidden_size": hidden}))
+    model.save_pretrained(path, max_shard_size=shard) if shard else model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_adapter(base: Path, path: Path, add_token: bool = False, **lora) -> Path:
+    """An adapter with non-zero LoRA weights (a fresh default adapter would change nothing)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if add_token:
+        tokenizer.add_tokens(["<gene>"])
+        model.resize_token_embeddings(len(tokenizer))
+    config = LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False,
+                           "task_type": "CAUSAL_LM", **lora})
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # trained modules_to_save copies differ from the base
+        for name, parameter in peft_model.named_parameters():
+            if "modules_to_save" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    peft_model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "run_manifest.json").write_text(json.dumps({"seed": 7}))
+    return path
+
+
+def reference_logits(base: Path, adapter: Path, ids: torch.Tensor, add_token: bool = False) -> torch.Tensor:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if add_token:
+        model.resize_token_embeddings(model.get_input_embeddings().weight.shape[0] + 1)
+    return PeftModel.from_pretrained(model, adapter).eval()(input_ids=ids).logits
+
+
+def merged_logits(folder: Path, ids: torch.Tensor) -> torch.Tensor:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()(input_ids=ids).logits
+
+
+def run_merge(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "merge_base_and_adapt_ft_models.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def base_and_adapter(tmp_path_factory):
+    root = tmp_path_factory.mktemp("merge")
+    base = make_base(root / "base", shard="40KB")
+    return base, make_adapter(base, root / "adapter")
+
+
+IDS = torch.tensor([[5, 17, 42, 99, 7, 250, 3, 61]])
+
+
+def test_cli_merge_equals_base_plus_adapter_and_keeps_tokenizer(base_and_adapter):
+    from transformers import AutoTokenizer
+
+    base, adapter = base_and_adapter
+    result = run_merge("--adapter_dir", str(adapter))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = adapter.parent / "adapter-merged"
+    torch.testing.assert_close(merged_logits(out, IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template and len(tokenizer) == 400
+    assert (out / "generation_config.json").is_file() and json.loads((out / "run_manifest.json").read_text()) == {"seed": 7}
+    report = json.loads((out / "merge_report.json").read_text())
+    assert report["verification"]["passed"] and report["verification"]["top1_agreement"] == 1.0
+    assert report["verification"]["identical_greedy_answers"] == "4/4" and report["base_model"] == str(base)
+    assert report["peak_memory_mb"] > 0 and report["dtype"] == "float32"
+    again = run_merge("--adapter_dir", str(adapter))
+    assert again.returncode == 0 and "already holds this adapter" in again.stdout
+
+
+def test_streaming_merge_equals_merge_and_unload(base_and_adapter, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    base, adapter = base_and_adapter
+    assert len(list(base.glob("model-*.safetensors"))) > 2  # the base really is sharded
+    result = run_merge("--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    streamed = {}
+    for shard in (tmp_path / "out").glob("*.safetensors"):
+        streamed.update(load_file(shard))
+    expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload().state_dict()
+    assert set(streamed) == {k for k in expected if k != "lm_head.weight"}  # tied head: stored once, as in the base
+    for name, tensor in streamed.items():
+        torch.testing.assert_close(tensor, expected[name], atol=1e-6, rtol=0)
+    report = json.loads((tmp_path / "out" / "merge_report.json").read_text())
+    assert report["verification"]["weights_checked"] == 14 and report["verification"]["max_relative_error"] < 1e-5
+    torch.testing.assert_close(merged_logits(tmp_path / "out", IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("lora", [{"use_rslora": True}, {"rank_pattern": {"q_proj": 2}, "alpha_pattern": {"down_proj": 3}}])
+def test_streaming_scales_like_peft(base_and_adapter, tmp_path, lora):
+    base, _ = base_and_adapter
+    adapter = make_adapter(base, tmp_path / "adapter", **lora)
+    assert merge_script.main(["--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out")]) == 0
+    torch.testing.assert_close(merged_logits(tmp_path / "out", IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
+
+
+def test_trained_head_of_tied_model_is_untied(tmp_path, capsys):
+    base = make_base(tmp_path / "base", tie=True)
+    adapter = make_adapter(base, tmp_path / "adapter", modules_to_save=["lm_head"])
+    assert merge_script.main(["--adapter_dir", str(adapter), "--low_memory"]) == 2
+    assert "tied input/output embeddings" in capsys.readouterr().err
+    assert merge_script.main(["--adapter_dir", str(adapter)]) == 0
+    out = tmp_path / "adapter-merged"
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
+    torch.testing.assert_close(merged_logits(out, IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
+
+
+def test_added_tokens_and_resized_vocabulary(tmp_path):
+    from transformers import AutoTokenizer
+
+    base = make_base(tmp_path / "base", tie=False)
+    adapter = make_adapter(base, tmp_path / "adapter", add_token=True, modules_to_save=["embed_tokens", "lm_head"])
+    assert merge_script.main(["--adapter_dir", str(adapter)]) == 0
+    out = tmp_path / "adapter-merged"
+    ids = torch.tensor([[5, 17, 400, 42]])  # 400: the added token
+    torch.testing.assert_close(merged_logits(out, ids), reference_logits(base, adapter, ids, add_token=True), atol=1e-4, rtol=0)
+    assert len(AutoTokenizer.from_pretrained(out)) == 401
+
+
+def test_bf16_merge_passes_bf16_tolerance_and_dora_merges_in_memory(base_and_adapter, tmp_path):
+    # weights of a trained model's scale (initializer 0.02): the chaotic 0.5-scale tiny model would
+    # turn bf16 rounding into different tokens
+    smooth = make_base(tmp_path / "smooth", init_range=0.02)
+    smooth_adapter = make_adapter(smooth, tmp_path / "smooth-adapter")
+    assert merge_script.main(["--adapter_dir", str(smooth_adapter), "--dtype", "bf16", "--output_dir", str(tmp_path / "bf16")]) == 0
+    report = json.loads((tmp_path / "bf16" / "merge_report.json").read_text())
+    assert report["dtype"] == "bfloat16" and report["verification"]["passed"]
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+    base, _ = base_and_adapter
+    dora = make_adapter(base, tmp_path / "dora", use_dora=True)
+    assert merge_script.main(["--adapter_dir", str(dora), "--low_memory"]) == 2
+    assert merge_script.main(["--adapter_dir", str(dora)]) == 0
+    torch.testing.assert_close(merged_logits(tmp_path / "dora-merged", IDS), reference_logits(base, dora, IDS), atol=1e-4, rtol=0)
+
+
+def test_failure_mid_write_keeps_nothing_and_leaves_old_output(base_and_adapter, tmp_path, monkeypatch):
+    base, adapter = base_and_adapter
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous merge")
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", broken_save)
+    with pytest.raises(OSError):
+        merge_script.merge(["--adapter_dir", str(adapter), "--output_dir", str(out), "--overwrite"])
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+def test_failed_verification_exits_1_and_keeps_nothing(base_and_adapter, tmp_path, monkeypatch, capsys):
+    from bioqa import verification
+
+    base, adapter = base_and_adapter
+    monkeypatch.setitem(verification.TOLERANCES, "float32", (-1.0, 1.0, 1e-5))  # nothing can pass
+    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "out")]) == 1
+    assert "verification failed, nothing kept" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def corrupt_adapter(tmp_path: Path, adapter: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "corrupt"
+    shutil.copytree(adapter, copy)
+    (copy / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    return copy
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "does not exist; give the output folder of a training run"),
+    ("not_adapter", "is not an adapter: it has no adapter_config.json"),
+    ("offline_base", "is not a local folder and the Hugging Face Hub did not provide it"),
+    ("other_base", "the adapter does not fit this base: model.layers.0.mlp.down_proj.weight"),
+    ("exists", "exists and is not empty; pass --overwrite"),
+    ("corrupt", "the adapter file is damaged"),
+])
+def test_bad_input_is_one_line_and_exit_2(case, fragment, base_and_adapter, tmp_path):
+    base, adapter = base_and_adapter
+    args = {"missing": ["--adapter_dir", str(tmp_path / "nope")],
+            "not_adapter": ["--adapter_dir", str(base)],
+            "offline_base": ["--adapter_dir", str(adapter), "--base_model", "no-org/no-model", "--output_dir", str(tmp_path / "o")],
+            "other_base": ["--adapter_dir", str(adapter), "--base_model", str(make_base(tmp_path / "wide", hidden=48)),
+                           "--output_dir", str(tmp_path / "o")],
+            "exists": ["--adapter_dir", str(adapter), "--output_dir", str(base)],
+            "corrupt": ["--adapter_dir", str(corrupt_adapter(tmp_path, adapter)), "--output_dir", str(tmp_path / "o")]}[case]
+    result = run_merge(*args)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_not_enough_disk_space_is_refused_before_writing(base_and_adapter, tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    base, adapter = base_and_adapter
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "not enough disk space" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_only_adapter_dir_is_required(capsys):
+    assert merge_script.main([]) == 2
+    assert "--adapter_dir" in capsys.readouterr().err
