@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-installed
 NLTK_STAMP := nltk_data/.complete
 MODEL_STAMP := models/.default-model-complete
 
-.PHONY: setup model test test-fast demo bench bench-train clean
+.PHONY: setup model test test-fast demo bench bench-train bench-merge clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -46,6 +46,9 @@ bench: setup
 
 bench-train: setup model
 	$(PY) bench/bench_train.py
+
+bench-merge: setup model
+	$(PY) bench/bench_merge.py
 
 clean:
 	rm -rf $(VENV) nltk_data .pytest_cache bench/.trl

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bioqa.adapters import Adapter, adapter_tensors, read_adapter
+from bioqa.adapters import Adapter, adapter_tensors, full_tensors, read_adapter
 from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimated_output_bytes, load_peft_model,
                            merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
                            with_tied_head, write_streamed_config)
@@ -91,12 +91,25 @@ def needs_streaming(args: MergeArguments, shards: list[Path], source_dtype: str)
     return False
 
 
-def load_merge_tokenizer(adapter: Adapter, folder: Path):
-    """The adapter's tokenizer (saved by training, chat template included), else the base's."""
-    from transformers import AutoTokenizer
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*",
+                   "merges.txt", "*.model")
 
-    source = adapter.path if (adapter.path / "tokenizer_config.json").is_file() else folder
-    return AutoTokenizer.from_pretrained(source)
+
+def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
+    """Where the tokenizer lives: the adapter's (saved by training, chat template included), else the base's."""
+    return adapter.path if (adapter.path / "tokenizer_config.json").is_file() else folder
+
+
+def copy_tokenizer_files(source: Path, staging: Path) -> None:
+    """The tokenizer files as they are (copying, not loading: a tokenizer can take 150 MB of memory)."""
+    for pattern in TOKENIZER_FILES:
+        for file in source.glob(pattern):
+            shutil.copy2(file, staging / file.name)
+
+
+def vocabulary_grows(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """The adapter carries embedding rows the base lacks (tokens were added in training)."""
+    return any(name in shapes and tensor.shape[0] > shapes[name][0] for name, tensor in full_tensors(tensors).items())
 
 
 def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list[int]]:
@@ -124,11 +137,12 @@ def _prompt_options(adapter: Adapter) -> dict[str, Any]:
     return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in (config or {})}
 
 
-def run_in_memory(args: MergeArguments, adapter: Adapter, base: str, folder: Path, tokenizer: Any, dtype: str, staging: Path) -> dict:
+def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: str, staging: Path) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     timings, start = {}, time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
     model = load_peft_model(adapter, str(folder), tokenizer, args.device, args.trust_remote_code)
     prompts = probe_prompts(adapter, tokenizer) if args.verify else []
     reference = probe_model(model, tokenizer, prompts) if args.verify else None
@@ -155,8 +169,8 @@ def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder:
             "verification": verification}
 
 
-def finish_folder(staging: Path, adapter: Adapter, tokenizer: Any, report: dict) -> None:
-    tokenizer.save_pretrained(staging)  # chat template included
+def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict) -> None:
+    copy_tokenizer_files(tokenizer_folder(adapter, folder), staging)
     if (adapter.path / "run_manifest.json").is_file():
         shutil.copy2(adapter.path / "run_manifest.json", staging / "run_manifest.json")
     write_json_atomic(staging / "merge_report.json", report)
@@ -177,11 +191,11 @@ def merge(argv: list[str] | None) -> int:
         print(f"{out} already holds this adapter merged into {base} ({dtype}); nothing to do (--overwrite to redo)")
         return 0
     check_output(out, args.overwrite)
-    tensors, tokenizer = adapter_tensors(adapter), load_merge_tokenizer(adapter, folder)
-    config = json.loads((folder / "config.json").read_text())
-    vocab_grows = len(tokenizer) > config.get("vocab_size", len(tokenizer))
+    tensors, config = adapter_tensors(adapter), json.loads((folder / "config.json").read_text())
     tied = config.get("tie_word_embeddings", False)
-    check_shapes(adapter, tensors, with_tied_head(tensor_shapes(shards), tied), vocab_grows)
+    shapes = with_tied_head(tensor_shapes(shards), tied)
+    vocab_grows = vocabulary_grows(tensors, shapes)
+    check_shapes(adapter, tensors, shapes, vocab_grows)
     check_disk_space(out, estimated_output_bytes(shards, base_dtype(folder, shards), dtype))
     streaming = needs_streaming(args, shards, base_dtype(folder, shards))
     refusal = streaming_refusal(adapter, tensors, tied, vocab_grows) if streaming else None
@@ -192,11 +206,11 @@ def merge(argv: list[str] | None) -> int:
               "started_at": utc_now(), "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights"}
     with staged_folder(out) as staging:
         result = (run_streaming(args, adapter, tensors, folder, shards, dtype, staging) if streaming
-                  else run_in_memory(args, adapter, base, folder, tokenizer, dtype, staging))
+                  else run_in_memory(args, adapter, folder, dtype, staging))
         report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
         if not result["verification"]["passed"]:
             raise RunError(f"verification failed, nothing kept: {json.dumps(result['verification'])}")
-        finish_folder(staging, adapter, tokenizer, report)
+        finish_folder(staging, adapter, folder, report)
     print(f"merged model: {out} ({report['mode']}; verification: {report['verification']['method']}, passed)")
     return 0
 

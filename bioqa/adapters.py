@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,18 @@ class Adapter:
 
     def scale(self, module: str) -> float:
         """LoRA scaling of `module`: alpha / r, or alpha / sqrt(r) with rsLoRA; patterns as PEFT applies them."""
-        from peft.utils.other import get_pattern_key
-
-        rank_pattern, alpha_pattern = self.config.get("rank_pattern") or {}, self.config.get("alpha_pattern") or {}
-        r = rank_pattern.get(get_pattern_key(list(rank_pattern), module), self.config["r"])
-        alpha = alpha_pattern.get(get_pattern_key(list(alpha_pattern), module), self.config["lora_alpha"])
+        r = _pattern_value(self.config.get("rank_pattern") or {}, module, self.config["r"])
+        alpha = _pattern_value(self.config.get("alpha_pattern") or {}, module, self.config["lora_alpha"])
         return alpha / math.sqrt(r) if self.config.get("use_rslora") else alpha / r
+
+
+def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
+    """The value of the first pattern matching the end of `module`, as peft.utils.other.get_pattern_key
+    matches them (restated here: importing peft costs the streaming merge ~100 MB of memory)."""
+    for pattern, value in patterns.items():
+        if re.match(rf"(.*\.)?({pattern})$", module):
+            return value
+    return default
 
 
 def read_adapter(path: str | Path) -> Adapter:

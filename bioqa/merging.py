@@ -178,25 +178,51 @@ def _merge_tensor(name: str, weight: Any, pairs: dict, full: dict, scale: Callab
     return merged
 
 
+SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+
+
+def _write_shard(path: Path, names: list[str], shapes: dict[str, tuple[int, ...]], dtype: str, tensor_of: Callable) -> None:
+    """Write a safetensors file one tensor at a time (the format: u64 header length, JSON header with
+    each tensor's dtype, shape and byte range, then the raw little-endian bytes), so memory holds one
+    tensor instead of the whole shard plus its serialised copy, as `safetensors.torch.save_file` does."""
+    import struct
+
+    import torch
+
+    size = bytes_per_element(dtype)
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name in names:
+        nbytes = math.prod(shapes[name]) * size
+        header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the reference writer aligns the data to 8 bytes
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(encoded)) + encoded)
+        for name in names:
+            handle.write(tensor_of(name).contiguous().reshape(-1).view(torch.uint8).numpy())  # no extra copy
+
+
 def stream_merge(adapter: Adapter, tensors: dict[str, Any], shards: list[Path], staging: Path, dtype: str) -> dict[str, float]:
     """Write the merged shards into `staging`; return the relative probe error of each merged weight."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     pairs, full = lora_pairs(tensors), full_tensors(tensors)
     generator, errors, weight_map = torch.Generator().manual_seed(0), {}, {}
     target = getattr(torch, dtype)
     for shard in tqdm(shards, desc="merging shards", unit="shard"):
-        merged = {}
         with safe_open(shard, framework="pt") as handle:
-            for name in handle.keys():
-                merged[name] = _merge_tensor(name, handle.get_tensor(name), pairs, full, adapter.scale, generator,
-                                             errors, target).contiguous()
-                weight_map[name] = shard.name
-        save_file(merged, staging / shard.name, metadata={"format": "pt"})
-        del merged
+            names = list(handle.keys())
+            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in names}
+            shapes.update({name: tuple(full[name].shape) for name in names if name in full})
+
+            def merged(name: str):
+                return _merge_tensor(name, handle.get_tensor(name), pairs, full, adapter.scale, generator, errors, target)
+
+            _write_shard(staging / shard.name, names, shapes, dtype, merged)
+        weight_map.update({name: shard.name for name in names})
     if len(shards) > 1:
         total = sum((staging / s.name).stat().st_size for s in shards)
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
