@@ -125,16 +125,21 @@ def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list
     return [prompt_ids(tokenizer, fmt, question, "") for question in questions]
 
 
-def _prompt_options(adapter: Adapter) -> dict[str, Any]:
-    """The prompt options the adapter was trained with (its run_config.yaml), where known."""
+def run_config(adapter: Adapter) -> dict[str, Any]:
+    """The options the adapter was trained with (run_config.yaml written by load_models.py), if any."""
     import yaml
+
+    config_file = adapter.path / "run_config.yaml"
+    return (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+
+
+def _prompt_options(adapter: Adapter) -> dict[str, Any]:
     from dataclasses import fields
 
     from bioqa.arguments import PromptArguments
 
-    config_file = adapter.path / "run_config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-    return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in (config or {})}
+    config = run_config(adapter)
+    return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in config}
 
 
 def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: str, staging: Path) -> dict:
@@ -202,6 +207,9 @@ def merge(argv: list[str] | None) -> int:
     if refusal:
         raise UsageError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
+    if run_config(adapter).get("load_in_4bit"):
+        log.info("the adapter was trained with QLoRA on a 4-bit base; it merges into the unquantized base, and the "
+                 "verification measures the difference to base + adapter in full precision")
     report = {"base_model": base, "adapter": {"path": str(adapter.path), "sha256": adapter_hash}, "dtype": dtype,
               "started_at": utc_now(), "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights"}
     with staged_folder(out) as staging:

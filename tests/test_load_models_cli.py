@@ -155,3 +155,13 @@ def test_help_lists_every_option_with_its_help():
     for flag in ("--model_name_or_path", "--train_file", "--question_field", "--lora_r", "--use_dora",
                  "--generation_eval_samples", "--config", "--learning_rate", "--precision", "--overwrite_output_dir"):
         assert flag in result.stdout, flag
+
+
+def test_trained_adapter_merges_with_probes_from_its_predictions(trained, tmp_path):
+    out, _ = trained
+    result = run_cli("--adapter_dir", str(out), "--output_dir", str(tmp_path / "merged"),
+                     script="merge_base_and_adapt_ft_models.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "merged" / "merge_report.json").read_text())
+    assert report["verification"]["passed"] and report["verification"]["probes"] == 4
+    assert json.loads((tmp_path / "merged" / "run_manifest.json").read_text())["seed"] == 7
