@@ -1,12 +1,16 @@
-"""Fine-tune a causal language model with LoRA on biomedical question answering.
+"""Fine-tune a causal language model with LoRA on biomedical question answering, and predict.
 
 At every evaluation the model also *generates* answers for a fixed subset of the validation split,
 scored with ROUGE / BLEU / METEOR (logged as eval_rougeL, eval_bleu, eval_meteor, ...). The output
 directory receives the adapter, the tokenizer, run_config.yaml, metrics.json, run_manifest.json,
-predictions/eval-step-N.jsonl and the checkpoints.
+predictions/eval-step-N.jsonl and the checkpoints. --do_predict generates answers for the test
+split (with the adapter just trained, an existing --adapter_name_or_path, a merged checkpoint or
+the base alone) and writes predictions.jsonl and predict_metrics.json (with 95% bootstrap intervals).
 
     python load_models.py --train_file data/train.jsonl --output_dir outputs/run1
     python load_models.py --config configs/smollm2-135m-cpu.yaml --max_steps 50
+    python load_models.py --do_predict --test_file data/test.jsonl --output_dir outputs/zero-shot
+    python load_models.py --do_predict --test_file data/test.jsonl --adapter_name_or_path outputs/run1 --output_dir outputs/ft
     torchrun --nproc_per_node 2 load_models.py --config run.yaml     # or: accelerate launch ...
 
 Every transformers TrainingArguments flag works unchanged; --help lists all options.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,11 +30,13 @@ from transformers.training_args import IntervalStrategy, SaveStrategy
 from bioqa.arguments import DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments, RunArguments
 from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
-from bioqa.generation import GenerationSettings
-from bioqa.modeling import apply_lora, check_target_modules, load_config, load_model, load_tokenizer
+import metrics_utils
+from bioqa.generation import GenerationSettings, generate_answers_sharded
+from bioqa.modeling import apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer
+from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
 from bioqa.runfiles import (UsageError, base_manifest, build_parser, config_dict, parse_arguments, run_main,
-                            utc_now, write_json_atomic, write_yaml_atomic)
+                            utc_now, write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
 from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, answer_only_loss
 
 log = logging.getLogger("bioqa")
@@ -72,14 +78,22 @@ def parse(argv: list[str] | None) -> Options:
     return Options(*parse_arguments(parser, argv))
 
 
+def wants_training(training: TrainingArguments) -> bool:
+    """--do_train, or no mode at all (the common case); --do_predict alone predicts only."""
+    return training.do_train or not training.do_predict
+
+
 def argument_problems(opts: Options) -> list[str]:
     """Every invalid value, found before anything loads."""
     problems = []
+    if opts.model.adapter_name_or_path and wants_training(opts.training):
+        problems.append("--adapter_name_or_path is for --do_predict alone; training starts a new adapter")
     for flag, value in (("--lora_r", opts.lora.lora_r), ("--learning_rate", opts.training.learning_rate),
                         ("--per_device_train_batch_size", opts.training.per_device_train_batch_size),
                         ("--max_seq_length", opts.data.max_seq_length),
                         ("--generation_max_new_tokens", opts.generation.generation_max_new_tokens),
-                        ("--generation_batch_size", opts.generation.generation_batch_size)):
+                        ("--generation_batch_size", opts.generation.generation_batch_size),
+                        ("--bootstrap_samples", opts.run.bootstrap_samples)):
         if value <= 0:
             problems.append(f"{flag} must be positive, got {value}")
     unknown = sorted(set(opts.generation.eval_metrics) - {"rouge", "bleu", "meteor"})
@@ -138,7 +152,7 @@ def check_output_dir(training: TrainingArguments, run: RunArguments, resume: str
                          "--resume_from_checkpoint latest, or choose another folder")
 
 
-def report_splits(splits: Splits) -> None:
+def report_splits(splits: Splits, training: bool, predicting: bool) -> None:
     log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
     for name, count in splits.dropped_empty.items():
         if count:
@@ -146,8 +160,10 @@ def report_splits(splits: Splits) -> None:
     if splits.leaked_questions:
         log.warning("data: %d questions appear in more than one split (train/validation/test leak)",
                     splits.leaked_questions)
-    if not splits.examples["train"]:
-        raise UsageError("the training split is empty; give more data or change --split_ratios")
+    if training and not splits.examples["train"]:
+        raise UsageError("the training split is empty; give --train_file with more data or change --split_ratios")
+    if predicting and not splits.examples["test"]:
+        raise UsageError("--do_predict: the test split is empty; give --test_file, or a --train_file to split")
 
 
 def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> tuple[dict, dict]:
@@ -166,13 +182,16 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
     return datasets, counts
 
 
+def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
+    return GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
+                              gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size)
+
+
 def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
     gen = opts.generation
     if not (gen.generation_eval and splits.examples["validation"]):
         return None
-    settings = GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
-                                  gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size)
-    return GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], settings,
+    return GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], generation_settings(gen),
                                samples=gen.generation_eval_samples, seed=opts.training.seed,
                                max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
                                output_dir=Path(opts.training.output_dir))
@@ -202,6 +221,7 @@ def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
 def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
     out = Path(opts.training.output_dir)
     trainer.save_model(str(out))  # the adapter (safetensors) and the tokenizer with its chat template
+    trainer.save_state()  # trainer_state.json: the log history the comparison plots as training curves
     if trainer.is_world_process_zero():
         write_json_atomic(out / "metrics.json", metrics)
         write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
@@ -220,19 +240,67 @@ def configure_logging(training: TrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(training.get_process_log_level())
 
 
-def train(argv: list[str] | None) -> int:
+def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat, splits: Splits, manifest: dict,
+          resume: str | None) -> Any:
+    """Train the adapter, save the outputs, and return the trained (or best) model."""
+    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
+    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
+    result = trainer.train(resume_from_checkpoint=resume)
+    save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))
+    return trainer.model
+
+
+def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
+    """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity."""
+    model = load_model(opts.model, choice)
+    if opts.model.adapter_name_or_path:
+        model = load_adapter(model, opts.model.adapter_name_or_path)
+    if not opts.model.load_in_4bit:  # bitsandbytes places a 4-bit model itself
+        model = model.to(choice.device)
+    return model, {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.model.adapter_name_or_path}
+
+
+def predict(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, splits: Splits, identity: dict) -> None:
+    """Generate answers for the test split; write predictions.jsonl and predict_metrics.json (main process)."""
+    settings = generation_settings(opts.generation)
+    test = splits.examples["test"]
+    examples, prompts = generation_prompts(tokenizer, fmt, test, opts.data.max_seq_length, settings.max_new_tokens)
+    if len(examples) < len(test):
+        log.warning("predict: %d test examples do not fit --max_seq_length even without context; left out", len(test) - len(examples))
+    answers = generate_answers_sharded(model, tokenizer, prompts, settings, progress=True)
+    if answers is None:  # another process of a multi-process run: the main one writes the files
+        return
+    scores, rows = score_rows(examples, answers, opts.generation.eval_metrics)
+    intervals = metrics_utils.bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
+    corpus = scores.corpus()
+    summary = {"split": "test", "num_examples": len(rows), "model": identity,
+               "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
+               "lengths_in_words": {k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")},
+               "bleu_signature": corpus.get("bleu_signature"), "generation": asdict(settings),
+               "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
+               "data_sources": splits.sources, "written_at": utc_now()}
+    out = Path(opts.training.output_dir)
+    write_jsonl_atomic(out / "predictions.jsonl", rows)
+    write_json_atomic(out / "predict_metrics.json", summary)
+    table = ", ".join(f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items())
+    log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
+
+
+def run(argv: list[str] | None) -> int:
     opts = parse(argv)
     configure_logging(opts.training)
+    training, predicting = wants_training(opts.training), opts.training.do_predict
     raise_problems(argument_problems(opts))
     config = load_config(opts.model)
     raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
     choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)
     opts = opts._replace(training=with_device(opts.training, choice))
     log.info("%s", choice.describe())
-    resume = resume_checkpoint(opts.training)
+    resume = resume_checkpoint(opts.training) if training else None
     check_output_dir(opts.training, opts.run, resume)
     splits = load_splits(opts.data)
-    report_splits(splits)
+    report_splits(splits, training, predicting)
     tokenizer = load_tokenizer(opts.model)
     fmt = prompt_format(tokenizer, opts.prompt)
     manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
@@ -241,16 +309,20 @@ def train(argv: list[str] | None) -> int:
     wait_for_every_process()  # every process has checked the output folder before the main one writes to it
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
-    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
-    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
-    trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
-    result = trainer.train(resume_from_checkpoint=resume)
-    save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))
+    model = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
+    if predicting:
+        identity = {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.training.output_dir,
+                    "trained_in_this_run": True}
+        if model is None:
+            model, identity = prediction_model(opts, choice)
+        predict(opts, model, tokenizer, fmt, splits, identity)
+        if not training and opts.training.process_index == 0:
+            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(lambda: train(argv))
+    return run_main(lambda: run(argv))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ DEFAULT_SYSTEM_PROMPT = ("You are a biomedical expert. Answer the question accur
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(default=DEFAULT_MODEL, metadata={"help": "Base model: a Hugging Face Hub id or a local folder."})
+    adapter_name_or_path: Optional[str] = field(default=None, metadata={"help": "An existing LoRA adapter (folder or Hub id) to predict with, on top of --model_name_or_path."})
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer to use if not the model's own."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run (only for models you trust)."})
     device: str = field(default="auto", metadata={"help": "auto (CUDA, then MPS, then CPU), cuda, mps or cpu.", "choices": ["auto", "cuda", "mps", "cpu"]})
@@ -81,3 +82,4 @@ class GenerationEvalArguments:
 class RunArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow writing into a non-empty --output_dir (otherwise refused unless resuming)."})
     early_stopping_patience: Optional[int] = field(default=None, metadata={"help": "Stop after this many evaluations without improving --metric_for_best_model."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "--do_predict: bootstrap resamples for the 95 percent intervals in predict_metrics.json (seeded by --seed)."})

@@ -234,8 +234,8 @@ def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
         records = {aliases[name]: rows for name, rows in hub.items() if name in aliases}
         return records, {"dataset": args.dataset_name, "config": args.dataset_config_name}
     files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
-    if not files["train"]:
-        raise UsageError("no training data: give --train_file (a local file) or --dataset_name")
+    if not any(files.values()):
+        raise UsageError("no data: give --train_file (to train and split), --test_file (to predict) or --dataset_name")
     records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
     return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
 
@@ -243,7 +243,7 @@ def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
 def _fill_missing_splits(records: dict[str, list[dict]], ratios: Sequence[float], seed: int) -> dict[str, list[dict]]:
     """Cut the splits that were not given from the training records, each with its ratio."""
     missing = [name for name in ("validation", "test") if name not in records]
-    if not missing:
+    if not missing or "train" not in records:
         return records
     wanted = {name: ratio for name, ratio in zip(SPLITS, ratios) if name in missing}
     cut = split_examples(records["train"], [1 - sum(wanted.values()), wanted.get("validation", 0.0),
@@ -271,5 +271,5 @@ def load_splits(args) -> Splits:
 def _source_name(sources: dict[str, Any], split: str) -> str:
     if "dataset" in sources:
         return f"dataset {sources['dataset']} ({split})"
-    source = sources.get(split) or sources["train"]
+    source = sources.get(split) or sources.get("train") or next(iter(sources.values()))
     return source["path"]

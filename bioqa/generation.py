@@ -94,3 +94,25 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]
     token_ids = generate_token_ids(model, tokenizer, prompts, settings, progress)
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True)
     return [metrics_utils.postprocess_text(text, special_tokens=tokenizer.all_special_tokens) for text in texts]
+
+
+def generate_answers_sharded(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
+                             progress: bool = False) -> list[str] | None:
+    """`generate_answers` across the processes of torchrun / accelerate launch (or just this one).
+
+    Process k of n generates for prompts k, k+n, ...; the main process gathers every answer and gets
+    them in the order of `prompts`, each exactly once; the other processes get None.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    mine = list(range(state.process_index, len(prompts), state.num_processes))
+    pairs = list(zip(mine, generate_answers(model, tokenizer, [prompts[i] for i in mine], settings, progress)))
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        pairs = gather_object(pairs)
+    if not state.is_main_process:
+        return None
+    answers = dict(pairs)
+    return [answers[i] for i in range(len(prompts))]

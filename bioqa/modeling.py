@@ -102,6 +102,17 @@ def _four_bit_config(choice: DeviceChoice):
                               bnb_4bit_use_double_quant=True)
 
 
+def load_adapter(model: Any, adapter: str):
+    """An existing LoRA adapter on top of `model`, for prediction (not trainable)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"cannot load the adapter {adapter!r}: {' '.join(str(exc).split())[:240]}; give the output "
+                         "folder of a training run (adapter_config.json + adapter_model.safetensors)") from None
+
+
 def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkpointing: bool):
     """Wrap the model with a LoRA adapter (after k-bit preparation for QLoRA) and log its size."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training

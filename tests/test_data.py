@@ -149,5 +149,11 @@ def test_all_answers_empty_and_bad_ratios(tmp_path):
         data.load_splits(args(train_file=str(path)))
     with pytest.raises(UsageError, match="sum to 1"):
         data.load_splits(args(train_file=str(path), split_ratios=[0.8, 0.3, 0.1]))
-    with pytest.raises(UsageError, match="--train_file"):
+    with pytest.raises(UsageError, match="no data: give --train_file"):
         data.load_splits(args())
+
+
+def test_test_file_alone_for_prediction(tmp_path):
+    path = write(tmp_path / "test.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS))
+    splits = data.load_splits(args(test_file=str(path), max_predict_samples=1))
+    assert splits.sizes() == {"train": 0, "validation": 0, "test": 1}

@@ -1,33 +1,10 @@
 """load_models.py run as a user runs it: a subprocess on a tiny model, its files, its errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN = ["--max_steps", "24", "--eval_strategy", "steps", "--eval_steps", "8", "--save_strategy", "steps",
-         "--save_steps", "8", "--per_device_train_batch_size", "8", "--learning_rate", "1e-2", "--lora_r", "8",
-         "--generation_max_new_tokens", "12", "--logging_steps", "4", "--report_to", "none", "--seed", "7"]
-
-
-def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedProcess:
-    # HF_HUB_OFFLINE: a Hub id fails at once instead of after the client's network retries
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_model_dir, qa_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "out"
-    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
-                     "--load_best_model_at_end", "--metric_for_best_model", "eval_rougeL", *TRAIN, "--report_to", "tensorboard")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
-
+from conftest import TRAIN, run_cli
 
 def test_run_writes_every_output(trained):
     out, result = trained

@@ -1,0 +1,59 @@
+"""Prediction files: generated answers with their references and per-example scores, one JSON row each.
+
+Written by every evaluation during training (predictions/eval-step-N.jsonl) and by --do_predict
+(predictions.jsonl); read by the comparison. A row: id, question, reference, prediction, and the
+per-example scores (rouge1 ... rougeLsum, bleu as sentence BLEU, meteor).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import metrics_utils
+from bioqa.prompts import PromptFormat, fit_prompt
+from bioqa.runfiles import UsageError
+
+MIN_PROMPT_BUDGET = 32  # tokens a prompt may always use, however long the answers may grow
+
+
+def generation_prompts(tokenizer: Any, fmt: PromptFormat, examples: list[dict], max_seq_length: int,
+                       max_new_tokens: int) -> tuple[list[dict], list[list[int]]]:
+    """Prompt ids that leave room for `max_new_tokens` (context cut first); examples that cannot fit are left out."""
+    budget = max(MIN_PROMPT_BUDGET, max_seq_length - max_new_tokens)
+    fitted = [(row, fit_prompt(tokenizer, fmt, row["question"], row["context"], budget)[0]) for row in examples]
+    kept = [(row, ids) for row, ids in fitted if ids is not None]
+    return [row for row, _ in kept], [ids for _, ids in kept]
+
+
+def score_rows(examples: Sequence[dict], predictions: Sequence[str], metrics: Sequence[str]) -> tuple[Any, list[dict]]:
+    """Score predictions against the examples' answers; return the Scores and one file row per example."""
+    references = [row["answer"] for row in examples]
+    scores = metrics_utils.score_predictions(list(predictions), references, metrics=tuple(metrics), num_workers=1)
+    rows = [{"id": row["id"], "question": row["question"], "reference": row["answer"], "prediction": prediction,
+             **{name: values[i] for name, values in scores.per_example.items()}}
+            for i, (row, prediction) in enumerate(zip(examples, predictions))]
+    return scores, rows
+
+
+def read_prediction_file(path: str | Path) -> list[dict]:
+    """Rows of a predictions .jsonl; UsageError naming the file and line for anything malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"prediction file {path} does not exist; give a predictions.jsonl written by --do_predict")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} line {number} is not valid JSON ({exc.msg}); the file is damaged") from None
+        missing = [key for key in ("id", "reference", "prediction") if key not in row]
+        if missing:
+            raise UsageError(f"{path} line {number} lacks {', '.join(missing)}; give a file written by --do_predict")
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"prediction file {path} is empty")
+    return rows

@@ -1,0 +1,117 @@
+"""--do_predict and the comparison of two prediction files: files, statistics, plots, errors."""
+
+import json
+import random
+
+import pytest
+
+import metrics_utils
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tiny_model_dir, qa_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero") / "out"
+    result = run_cli("--do_predict", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file),
+                     "--output_dir", str(out), "--generation_max_new_tokens", "12", "--bootstrap_samples", "200")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def read_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_zero_shot_prediction_files(zero_shot, tiny_model_dir):
+    rows = read_rows(zero_shot / "predictions.jsonl")
+    assert len(rows) == 6 and {"id", "question", "reference", "prediction", "rougeL", "bleu", "meteor"} <= set(rows[0])
+    summary = json.loads((zero_shot / "predict_metrics.json").read_text())
+    assert summary["num_examples"] == 6 and summary["model"] == {"model_name_or_path": str(tiny_model_dir), "adapter": None}
+    for name, entry in summary["scores"].items():
+        assert entry["ci95"][0] <= entry["score"] <= entry["ci95"][1], name
+    assert summary["generation"]["max_new_tokens"] == 12 and summary["bootstrap"]["samples"] == 200
+    assert not (zero_shot / "adapter_model.safetensors").exists() and (zero_shot / "run_manifest.json").is_file()
+
+
+def test_train_then_predict_uses_the_adapter_just_trained(trained):
+    out, _ = trained
+    summary = json.loads((out / "predict_metrics.json").read_text())
+    assert summary["model"]["trained_in_this_run"] and summary["model"]["adapter"] == str(out)
+    rows = read_rows(out / "predictions.jsonl")
+    assert sum(r["rougeL"] for r in rows) / len(rows) == pytest.approx(summary["scores"]["rougeL"]["score"])
+
+
+def test_adapter_and_merged_checkpoint_predict_the_same(trained, tiny_model_dir, qa_file, tmp_path):
+    out, _ = trained
+    assert run_cli("--adapter_dir", str(out), "--output_dir", str(tmp_path / "merged"),
+                   script="merge_base_and_adapt_ft_models.py").returncode == 0
+    common = ["--do_predict", "--train_file", str(qa_file), "--generation_max_new_tokens", "12"]
+    with_adapter = run_cli(*common, "--model_name_or_path", str(tiny_model_dir), "--adapter_name_or_path", str(out),
+                           "--output_dir", str(tmp_path / "a"))
+    merged = run_cli(*common, "--model_name_or_path", str(tmp_path / "merged"), "--output_dir", str(tmp_path / "m"))
+    assert with_adapter.returncode == 0 and merged.returncode == 0, with_adapter.stderr[-2000:] + merged.stderr[-2000:]
+    predictions = [[r["prediction"] for r in read_rows(tmp_path / name / "predictions.jsonl")] for name in ("a", "m")]
+    assert predictions[0] == predictions[1] == [r["prediction"] for r in read_rows(out / "predictions.jsonl")]
+
+
+def compare(*args):
+    return run_cli("bioqa.comparison", *args, script="-m")
+
+
+def test_compare_writes_report_table_and_plots(zero_shot, trained, tmp_path):
+    report = tmp_path / "report"
+    result = compare("--baseline", str(zero_shot / "predictions.jsonl"), "--candidate",
+                     str(trained[0] / "predictions.jsonl"), "--output_dir", str(report), "--bootstrap_samples", "300")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| rougeL (0-1) |" in result.stdout and "report:" in result.stdout
+    text = (report / "report.md").read_text()
+    for fragment in ("## Scores", "95% CI of the difference", "## Where ROUGE-L moved most", "Largest gains",
+                     "## Answer lengths", "![per-example scores](scores.png)", "![training curves](training_curves.png)"):
+        assert fragment in text, fragment
+    for png in ("scores.png", "training_curves.png"):  # the trainer_state.json next to the candidate was found
+        data = (report / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, png
+    numbers = json.loads((report / "comparison.json").read_text())
+    assert numbers["num_examples"] == 6 and set(numbers["metrics"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor"}
+    row = numbers["metrics"]["rougeL"]
+    assert row["difference"] == pytest.approx(row["candidate"] - row["baseline"])
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"] and 0 < row["p_value"] <= 1
+
+
+def test_compare_refuses_files_with_different_ids(zero_shot, tmp_path):
+    rows = read_rows(zero_shot / "predictions.jsonl")
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({**r, "id": "x-1" if i == 2 else r["id"]}) + "\n" for i, r in enumerate(rows)))
+    result = compare("--baseline", str(zero_shot / "predictions.jsonl"), "--candidate", str(other),
+                     "--output_dir", str(tmp_path / "report"))
+    missing = rows[2]["id"]
+    assert result.returncode == 2 and f"id {missing!r} is in zero-shot but not in fine-tuned" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "report").exists()
+
+
+def constructed_scores(n: int, better: bool, seed: int = 0):
+    """Baseline answers share few words with the references; the candidate is the same or exactly right."""
+    rng = random.Random(seed)
+    words = "insulin glucose dose patients trial risk tumour cell gene receptor".split()
+    references = [" ".join(rng.choice(words) for _ in range(10)) for _ in range(n)]
+    baseline = [" ".join(rng.choice(words) for _ in range(10)) for _ in range(n)]
+    candidate = references if better else baseline
+    return metrics_utils.score_predictions(baseline, references), metrics_utils.score_predictions(candidate, references)
+
+
+def test_paired_bootstrap_identical_systems():
+    baseline, candidate = constructed_scores(80, better=False)
+    for name, row in metrics_utils.paired_bootstrap(baseline, candidate, samples=500, seed=1).items():
+        assert row["difference"] == row["ci_low"] == row["ci_high"] == 0.0, name
+        assert row["p_value"] == 1.0, name
+
+
+def test_paired_bootstrap_better_on_every_example():
+    baseline, candidate = constructed_scores(80, better=True)
+    for name in ("rougeL", "meteor"):
+        assert all(c > b for b, c in zip(baseline.per_example[name], candidate.per_example[name]))
+    result = metrics_utils.paired_bootstrap(baseline, candidate, samples=500, seed=1)
+    for name, row in result.items():
+        assert row["difference"] > 0 and row["ci_low"] > 0, name
+        assert row["p_value"] == pytest.approx(1 / 501), name  # no resample comes near the observed gap
+    assert result == metrics_utils.paired_bootstrap(baseline, candidate, samples=500, seed=1)  # seeded
