@@ -32,14 +32,14 @@ $(MODEL_STAMP): tools/setup_default_model.py | $(DEPS_STAMP)
 	$(PY) tools/setup_default_model.py
 	touch $@
 
-test: setup
+test: setup model
 	$(PY) -m pytest
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-demo: setup
-	$(PY) examples/metrics_demo.py
+demo: setup model
+	$(PY) examples/demo.py
 
 bench: setup
 	$(PY) bench/bench_metrics.py

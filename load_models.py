@@ -32,7 +32,8 @@ from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 import metrics_utils
 from bioqa.generation import GenerationSettings, generate_answers_sharded
-from bioqa.modeling import apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer
+from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer,
+                            resolve_model_name)
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
 from bioqa.runfiles import (UsageError, base_manifest, build_parser, config_dict, parse_arguments, run_main,
@@ -243,6 +244,13 @@ def configure_logging(training: TrainingArguments) -> None:
 def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat, splits: Splits, manifest: dict,
           resume: str | None) -> Any:
     """Train the adapter, save the outputs, and return the trained (or best) model."""
+    from transformers.trainer_utils import enable_full_determinism, set_seed
+
+    # Seed before the adapter is created: its initial weights come from torch's RNG (the Trainer seeds later).
+    if opts.training.full_determinism:
+        enable_full_determinism(opts.training.seed)
+    else:
+        set_seed(opts.training.seed)
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
@@ -292,6 +300,7 @@ def run(argv: list[str] | None) -> int:
     configure_logging(opts.training)
     training, predicting = wants_training(opts.training), opts.training.do_predict
     raise_problems(argument_problems(opts))
+    opts.model.model_name_or_path = resolve_model_name(opts.model.model_name_or_path)
     config = load_config(opts.model)
     raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
     choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)

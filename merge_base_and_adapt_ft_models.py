@@ -25,6 +25,7 @@ from bioqa.adapters import Adapter, adapter_tensors, full_tensors, read_adapter
 from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimated_output_bytes, load_peft_model,
                            merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
                            with_tied_head, write_streamed_config)
+from bioqa.modeling import resolve_model_name
 from bioqa.runfiles import (RunError, UsageError, build_parser, file_sha256, parse_arguments, peak_memory_mb,
                             run_main, staged_folder, utc_now, write_json_atomic)
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
@@ -188,6 +189,7 @@ def merge(argv: list[str] | None) -> int:
     base = args.base_model or adapter.base_model
     if not base:
         raise UsageError(f"{adapter.path}/adapter_config.json names no base model; pass --base_model")
+    base = resolve_model_name(base)
     out, adapter_hash = output_path(args, adapter), file_sha256(adapter.weights_file)
     folder = base_files(base)
     shards = shard_files(folder)

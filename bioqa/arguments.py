@@ -59,7 +59,7 @@ class PromptArguments:
 class LoraArguments:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rsLoRA)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input (0.05 made a CPU step ~25% slower: it copies every adapted input)."})
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={"help": "Module names to adapt; all-linear = every linear layer but the output head."})
     modules_to_save: Optional[list[str]] = field(default=None, metadata={"help": "Modules trained in full and saved with the adapter, e.g. embed_tokens lm_head."})
     use_rslora: bool = field(default=False, metadata={"help": "Rank-stabilised LoRA: scale by alpha / sqrt(r)."})

@@ -8,13 +8,42 @@ nothing fail before gigabytes load.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bioqa.arguments import DEFAULT_MODEL
 from bioqa.devices import DeviceChoice
-from bioqa.runfiles import UsageError
+from bioqa.runfiles import REPO_ROOT, UsageError
 
 log = logging.getLogger("bioqa")
+LOCAL_DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct"  # written by `make model`
+
+
+@lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers (False at once under HF_HUB_OFFLINE=1)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def resolve_model_name(name: str) -> str:
+    """The default model's Hub id, or offline its local copy from `make model` (saying so)."""
+    if name != DEFAULT_MODEL or Path(name).exists() or hub_reachable():
+        return name
+    if (LOCAL_DEFAULT_MODEL / "config.json").is_file():
+        log.info("the Hugging Face Hub is unreachable: using the local copy of %s in %s (dequantized from 4-bit "
+                 "Q4_1; see its PROVENANCE.txt)", name, LOCAL_DEFAULT_MODEL)
+        return str(LOCAL_DEFAULT_MODEL)
+    raise UsageError(f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
+                     "run `make model`, or pass a local folder with --model_name_or_path")
 
 
 def _load_error(kind: str, name: str, exc: Exception) -> UsageError:

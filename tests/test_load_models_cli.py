@@ -142,3 +142,14 @@ def test_trained_adapter_merges_with_probes_from_its_predictions(trained, tmp_pa
     report = json.loads((tmp_path / "merged" / "merge_report.json").read_text())
     assert report["verification"]["passed"] and report["verification"]["probes"] == 4
     assert json.loads((tmp_path / "merged" / "run_manifest.json").read_text())["seed"] == 7
+
+
+def test_same_seed_same_adapter(tiny_model_dir, qa_file, tmp_path):
+    from safetensors.torch import load_file
+
+    args = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--max_steps", "6",
+            "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--learning_rate", "1e-2"]
+    for name in ("a", "b"):
+        assert run_cli(*args, "--output_dir", str(tmp_path / name)).returncode == 0
+    a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("a", "b"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)  # LoRA init and data order seeded
