@@ -3,9 +3,10 @@
 At every evaluation the model also *generates* answers for a fixed subset of the validation split,
 scored with ROUGE / BLEU / METEOR (logged as eval_rougeL, eval_bleu, eval_meteor, ...). The output
 directory receives the adapter, the tokenizer, run_config.yaml, metrics.json, run_manifest.json,
-predictions/eval-step-N.jsonl and the checkpoints. --do_predict generates answers for the test
-split (with the adapter just trained, an existing --adapter_name_or_path, a merged checkpoint or
-the base alone) and writes predictions.jsonl and predict_metrics.json (with 95% bootstrap intervals).
+predictions/eval-step-N.jsonl (eval-final.jsonl after training) and the checkpoints. --do_predict
+generates answers for the test split (with the adapter just trained, an existing
+--adapter_name_or_path, a merged checkpoint or the base alone) and writes predictions.jsonl and
+predict_metrics.json (with 95% bootstrap intervals).
 
     python load_models.py --train_file data/train.jsonl --output_dir outputs/run1
     python load_models.py --config configs/smollm2-135m-cpu.yaml --max_steps 50
@@ -19,6 +20,7 @@ Every transformers TrainingArguments flag works unchanged; --help lists all opti
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,9 +38,11 @@ from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load
                             resolve_model_name)
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
-from bioqa.runfiles import (UsageError, base_manifest, build_parser, config_dict, parse_arguments, run_main,
-                            utc_now, write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
-from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, answer_only_loss
+from bioqa.runfiles import (Interrupted, UsageError, base_manifest, build_parser, check_output_folder, config_dict,
+                            parse_arguments, run_main, utc_now, write_json_atomic, write_jsonl_atomic,
+                            write_yaml_atomic)
+from bioqa.trainer import (AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, NumericGuard, StopOnSignal,
+                           answer_only_loss, complete_checkpoints)
 
 log = logging.getLogger("bioqa")
 
@@ -76,7 +80,15 @@ def parse(argv: list[str] | None) -> Options:
     types = (ModelArguments, DataArguments, PromptArguments, LoraArguments, GenerationEvalArguments,
              RunArguments, TrainingArguments)
     parser = build_parser(types, description=__doc__.split("\n\n")[0])
-    return Options(*parse_arguments(parser, argv))
+    # Parsing sets up the devices of TrainingArguments before --device is applied (with_device
+    # replaces them); under torchrun on a CPU that first set-up warns, wrongly, that DDP is off.
+    quiet = logging.getLogger("transformers.training_args")
+    previous = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return Options(*parse_arguments(parser, argv))
+    finally:
+        quiet.setLevel(previous)
 
 
 def wants_training(training: TrainingArguments) -> bool:
@@ -127,33 +139,28 @@ def with_device(training: TrainingArguments, choice: DeviceChoice) -> TrainingAr
 
 
 def resume_checkpoint(training: TrainingArguments) -> str | None:
-    """--resume_from_checkpoint: a checkpoint folder, or `latest` for the newest one in --output_dir."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """--resume_from_checkpoint: a checkpoint folder, or `latest` for the newest complete one in --output_dir."""
     wanted = training.resume_from_checkpoint
     if wanted in (None, "", "false", "False"):
         return None
     if wanted in ("latest", "true", "True"):
-        found = get_last_checkpoint(training.output_dir) if Path(training.output_dir).is_dir() else None
+        found = next(reversed(complete_checkpoints(training.output_dir)), None)
         if found is None:
             raise UsageError(f"--resume_from_checkpoint {wanted}: no checkpoint-* folder in {training.output_dir}; "
                              "start without it or give the checkpoint path")
-        return found
+        return str(found)
     if not Path(wanted).is_dir():
         raise UsageError(f"--resume_from_checkpoint {wanted} is not a folder; give a checkpoint-* folder or `latest`")
     return wanted
 
 
 def check_output_dir(training: TrainingArguments, run: RunArguments, resume: str | None) -> None:
-    out = Path(training.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output_dir {out} is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()) and not (resume or run.overwrite_output_dir):
-        raise UsageError(f"--output_dir {out} is not empty; pass --overwrite_output_dir, resume with "
-                         "--resume_from_checkpoint latest, or choose another folder")
+    check_output_folder(Path(training.output_dir), "--output_dir", bool(resume or run.overwrite_output_dir),
+                        "pass --overwrite_output_dir, resume with --resume_from_checkpoint latest")
 
 
-def report_splits(splits: Splits, training: bool, predicting: bool) -> None:
+def report_splits(splits: Splits, training: TrainingArguments | None, predicting: bool) -> None:
+    """Log the split sizes and what was dropped; every split the run needs but lacks is a usage error."""
     log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
     for name, count in splits.dropped_empty.items():
         if count:
@@ -161,10 +168,15 @@ def report_splits(splits: Splits, training: bool, predicting: bool) -> None:
     if splits.leaked_questions:
         log.warning("data: %d questions appear in more than one split (train/validation/test leak)",
                     splits.leaked_questions)
+    problems = []
     if training and not splits.examples["train"]:
-        raise UsageError("the training split is empty; give --train_file with more data or change --split_ratios")
+        problems.append("the training split is empty; give --train_file with more data or change --split_ratios")
+    if training and training.eval_strategy != "no" and not splits.examples["validation"]:
+        problems.append(f"the validation split is empty but --eval_strategy is {training.eval_strategy.value}; give "
+                        "--validation_file or more training data, or pass --eval_strategy no")
     if predicting and not splits.examples["test"]:
-        raise UsageError("--do_predict: the test split is empty; give --test_file, or a --train_file to split")
+        problems.append("--do_predict: the test split is empty; give --test_file, or a --train_file to split")
+    raise_problems(problems)
 
 
 def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> tuple[dict, dict]:
@@ -185,7 +197,8 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
 
 def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
     return GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
-                              gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size)
+                              gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size,
+                              gen.generation_min_new_tokens)
 
 
 def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
@@ -201,7 +214,9 @@ def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Sp
 def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
-    callbacks = [EarlyStoppingCallback(opts.run.early_stopping_patience)] if opts.run.early_stopping_patience else []
+    callbacks = [NumericGuard(), StopOnSignal()]
+    if opts.run.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
     return BioQATrainer(model=model, args=opts.training, train_dataset=datasets["train"],
                         eval_dataset=datasets["validation"], data_collator=collator, compute_loss_func=answer_only_loss,
@@ -214,16 +229,22 @@ def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
     if trainer.eval_dataset is not None:
         evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
         current = evals and evals[-1].get("step") == trainer.state.global_step and not trainer.args.load_best_model_at_end
-        latest = evals[-1] if current else trainer.evaluate()
+        latest = evals[-1] if current else trainer.evaluate_final()
         metrics.update({k: v for k, v in latest.items() if k.startswith("eval_")})
     return metrics
 
 
 def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
+    """The adapter, tokenizer, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
+    written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
     out = Path(opts.training.output_dir)
-    trainer.save_model(str(out))  # the adapter (safetensors) and the tokenizer with its chat template
-    trainer.save_state()  # trainer_state.json: the log history the comparison plots as training curves
+    staging = out / ".final-staging"  # the same name in every process: save_model may be collective
+    trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
     if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
+        for file in staging.iterdir():
+            os.replace(file, out / file.name)
+        staging.rmdir()
         write_json_atomic(out / "metrics.json", metrics)
         write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
         log.info("saved adapter, tokenizer, metrics.json and run_manifest.json to %s", out)
@@ -236,9 +257,16 @@ def wait_for_every_process() -> None:
 
 
 def configure_logging(training: TrainingArguments) -> None:
-    level = logging.INFO if training.should_log else logging.WARNING
-    logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=level, stream=sys.stderr)
-    transformers.utils.logging.set_verbosity(training.get_process_log_level())
+    """INFO from the main process, warnings from the others. The rank comes from the launcher's environment:
+    asking `training` would set up its devices before --device and --precision are applied."""
+    from transformers.training_args import trainer_log_levels
+
+    main = all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
+    logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO if main else logging.WARNING,
+                        stream=sys.stderr)
+    level = trainer_log_levels[training.log_level if main else training.log_level_replica]
+    if level != -1:  # "passive": leave transformers' own verbosity alone
+        transformers.utils.logging.set_verbosity(level)
 
 
 def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat, splits: Splits, manifest: dict,
@@ -255,8 +283,21 @@ def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat
     model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
     result = trainer.train(resume_from_checkpoint=resume)
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    if stop.received:
+        raise interrupted(trainer, opts, manifest, stop.received)
     save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))
     return trainer.model
+
+
+def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_name: str) -> Interrupted:
+    """Record the interruption (the checkpoint of this step is saved) and say how to resume."""
+    checkpoint = f"{opts.training.output_dir}/checkpoint-{trainer.state.global_step}"
+    if trainer.is_world_process_zero():
+        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json",
+                          {**manifest, "interrupted_at": utc_now(), "status": f"stopped by {signal_name}", "checkpoint": checkpoint})
+    return Interrupted(f"stopped by {signal_name} at step {trainer.state.global_step}; checkpoint saved in {checkpoint}; "
+                       "continue with the same command plus --resume_from_checkpoint latest")
 
 
 def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
@@ -295,6 +336,30 @@ def predict(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, splits
     log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
 
 
+def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: str | None) -> dict:
+    """The manifest so far; run_config.yaml written once every process has checked the output folder."""
+    manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
+                "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
+                "leaked_questions": splits.leaked_questions, "seed": opts.training.seed, "resumed_from": resume}
+    wait_for_every_process()
+    if opts.training.process_index == 0:
+        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
+    return manifest
+
+
+def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, fmt: PromptFormat, splits: Splits,
+                  manifest: dict) -> None:
+    """--do_predict with the adapter just trained, or with the model (and adapter) named on the command line."""
+    if trained is not None:
+        model, identity = trained, {"model_name_or_path": opts.model.model_name_or_path,
+                                    "adapter": opts.training.output_dir, "trained_in_this_run": True}
+    else:
+        model, identity = prediction_model(opts, choice)
+    predict(opts, model, tokenizer, fmt, splits, identity)
+    if trained is None and opts.training.process_index == 0:
+        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
+
+
 def run(argv: list[str] | None) -> int:
     opts = parse(argv)
     configure_logging(opts.training)
@@ -309,24 +374,13 @@ def run(argv: list[str] | None) -> int:
     resume = resume_checkpoint(opts.training) if training else None
     check_output_dir(opts.training, opts.run, resume)
     splits = load_splits(opts.data)
-    report_splits(splits, training, predicting)
+    report_splits(splits, opts.training if training else None, predicting)
     tokenizer = load_tokenizer(opts.model)
     fmt = prompt_format(tokenizer, opts.prompt)
-    manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
-                "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
-                "leaked_questions": splits.leaked_questions, "seed": opts.training.seed, "resumed_from": resume}
-    wait_for_every_process()  # every process has checked the output folder before the main one writes to it
-    if opts.training.process_index == 0:
-        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
-    model = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
+    manifest = begin_run(opts, argv, choice, splits, resume)
+    trained = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
     if predicting:
-        identity = {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.training.output_dir,
-                    "trained_in_this_run": True}
-        if model is None:
-            model, identity = prediction_model(opts, choice)
-        predict(opts, model, tokenizer, fmt, splits, identity)
-        if not training and opts.training.process_index == 0:
-            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
+        predict_stage(opts, choice, trained, tokenizer, fmt, splits, manifest)
     return 0
 
 

@@ -26,8 +26,8 @@ from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimat
                            merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
                            with_tied_head, write_streamed_config)
 from bioqa.modeling import resolve_model_name
-from bioqa.runfiles import (RunError, UsageError, build_parser, file_sha256, parse_arguments, peak_memory_mb,
-                            run_main, staged_folder, utc_now, write_json_atomic)
+from bioqa.runfiles import (RunError, UsageError, build_parser, check_output_folder, file_sha256, parse_arguments,
+                            peak_memory_mb, run_main, staged_folder, utc_now, write_json_atomic)
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
 log = logging.getLogger("bioqa")
@@ -62,13 +62,6 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
         return False
     previous = json.loads(report.read_text())
     return (previous.get("adapter", {}).get("sha256"), previous.get("base_model"), previous.get("dtype")) == (adapter_hash, base, dtype)
-
-
-def check_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output_dir {out} is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"--output_dir {out} exists and is not empty; pass --overwrite to replace it, or choose another folder")
 
 
 def check_disk_space(out: Path, needed: int) -> None:
@@ -197,7 +190,7 @@ def merge(argv: list[str] | None) -> int:
     if already_merged(out, adapter_hash, base, dtype) and not args.overwrite:
         print(f"{out} already holds this adapter merged into {base} ({dtype}); nothing to do (--overwrite to redo)")
         return 0
-    check_output(out, args.overwrite)
+    check_output_folder(out, "--output_dir", args.overwrite, "pass --overwrite to replace it")
     tensors, config = adapter_tensors(adapter), json.loads((folder / "config.json").read_text())
     tied = config.get("tie_word_embeddings", False)
     shapes = with_tied_head(tensor_shapes(shards), tied)

@@ -71,6 +71,7 @@ class GenerationEvalArguments:
     generation_eval: bool = field(default=True, metadata={"help": "At each evaluation, generate answers and log ROUGE/BLEU/METEOR (--no_generation_eval to skip)."})
     generation_eval_samples: int = field(default=200, metadata={"help": "Validation examples to generate for (a fixed seeded subset; 0 = all)."})
     generation_max_new_tokens: int = field(default=128, metadata={"help": "Longest generated answer in tokens."})
+    generation_min_new_tokens: int = field(default=0, metadata={"help": "Shortest generated answer in tokens (EOS is held back until then)."})
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate() call (prompts are sorted by length to cut padding)."})
     generation_num_beams: int = field(default=1, metadata={"help": "1 = greedy decoding."})
     generation_repetition_penalty: float = field(default=1.0, metadata={"help": "Penalty > 1 discourages repeating tokens."})

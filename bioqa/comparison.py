@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 import metrics_utils
 from bioqa.predictions import read_prediction_file
-from bioqa.runfiles import UsageError, build_parser, parse_arguments, run_main, staged_folder, write_json_atomic
+from bioqa.runfiles import (UsageError, build_parser, check_output_folder, parse_arguments, run_main, staged_folder,
+                            write_json_atomic)
 
 METRIC_ORDER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor")
 
@@ -86,11 +87,6 @@ def find_trainer_state(args: CompareArguments) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UsageError(f"--output_dir {out} exists and is not empty; pass --overwrite or choose another folder")
-
-
 def run(argv: list[str] | None) -> int:
     from bioqa.report import write_report
 
@@ -101,7 +97,7 @@ def run(argv: list[str] | None) -> int:
     baseline = read_prediction_file(args.baseline)
     candidate = aligned(baseline, read_prediction_file(args.candidate), names)
     out, state = Path(args.output_dir), find_trainer_state(args)
-    check_output_dir(out, args.overwrite)
+    check_output_folder(out, "--output_dir", args.overwrite, "pass --overwrite to replace it")
     result = compare(baseline, candidate, args.bootstrap_samples, args.seed)
     with staged_folder(out) as staging:
         table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)

@@ -20,6 +20,7 @@ class GenerationSettings:
     num_beams: int = 1
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    min_new_tokens: int = 0
     extra: dict = field(default_factory=dict)  # any other generate() keyword
 
     def generate_kwargs(self) -> dict[str, Any]:
@@ -28,6 +29,8 @@ class GenerationSettings:
             kwargs["repetition_penalty"] = self.repetition_penalty
         if self.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         return {**kwargs, **self.extra}
 
 

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from bioqa.adapters import Adapter, adapter_tensors, full_tensors, lora_pairs
+from bioqa.adapters import Adapter, full_tensors, lora_pairs
 from bioqa.runfiles import RunError, UsageError
 from bioqa.verification import weight_probe_error
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 SCALE = {"bleu": "0-100"}  # others are 0-1
 PLOTTED = ("rougeL", "meteor", "bleu")

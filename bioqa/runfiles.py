@@ -37,24 +37,40 @@ MANIFEST_PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", 
 class UsageError(Exception):
     """Bad arguments, configuration or input files: the user can fix it (exit code 2)."""
 
+    exit_code = 2
+
 
 class RunError(Exception):
     """A failure while running, after the arguments were accepted (exit code 1)."""
+
+    exit_code = 1
+
+
+class Interrupted(RunError):
+    """Stopped on SIGINT / SIGTERM after saving what can be resumed (exit code 130)."""
+
+    exit_code = 130
 
 
 def run_main(main: Callable[[], int]) -> int:
     """Run an entry script's body; expected errors become one `error:` line and an exit code."""
     try:
         return main()
-    except UsageError as exc:
+    except (UsageError, RunError) as exc:
+        close_progress_bars()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
+        close_progress_bars()
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def close_progress_bars() -> None:
+    """An exception leaves tqdm bars open mid-line; closing them ends the line, so `error:` starts its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -184,10 +200,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -202,6 +225,22 @@ def write_yaml_atomic(path: Path, data: dict) -> None:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def check_output_folder(path: Path, flag: str, allowed: bool, how_to_allow: str) -> None:
+    """UsageError unless `path` is a folder this run may write: empty or `allowed`, creatable, writable."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; choose a folder")
+    if path.is_dir() and any(path.iterdir()) and not allowed:
+        raise UsageError(f"{flag} {path} is not empty; {how_to_allow}, or choose another folder")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path} cannot be created: {existing} is a file; choose another folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path} is not writable ({exc.strerror}); choose a folder you can write to") from None
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ were the largest tensors of a step: this made a CPU LoRA step about 1.6x faster.
 model's own (tested equal), normalised by the Trainer's token count as usual.
 
 `GenerationEvaluator` generates answers for a fixed, seeded subset of the validation split from the
-prompts alone, scores them with `metrics_utils`, and writes `predictions/eval-step-N.jsonl`.
+prompts alone, scores them with `metrics_utils`, and writes `predictions/eval-step-N.jsonl`
+(`predictions/eval-final.jsonl` for the evaluation after training).
 `BioQATrainer` calls it inside `evaluation_loop`, so its `eval_rougeL`, `eval_bleu`, ...
 join `eval_loss` before the Trainer logs (console, TensorBoard, `log_history`), runs callbacks and
 picks the best checkpoint: a TrainerCallback's `on_evaluate` would come after the log is written.
@@ -16,6 +17,10 @@ picks the best checkpoint: a TrainerCallback's `on_evaluate` would come after th
 With several processes (torchrun / accelerate launch), each process generates for its own share of
 the subset, the main process gathers them, scores each example once, writes the file, and sends
 the scores to the others, so every process logs and selects checkpoints on the same numbers.
+
+`LengthGroupedBatches` batches examples of similar length for any dataset size; `NumericGuard`
+and the loss check in `training_step` stop at the first NaN or infinity; `StopOnSignal` turns
+SIGINT / SIGTERM into a checkpoint and a clean stop.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from bioqa.generation import GenerationSettings, generate_answers_sharded
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import IGNORE_INDEX, PromptFormat
-from bioqa.runfiles import write_jsonl_atomic
+from bioqa.runfiles import RunError, UsageError, write_jsonl_atomic
 
 log = logging.getLogger("bioqa")
 
@@ -78,21 +83,22 @@ class GenerationEvaluator:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def evaluate(self, model: Any, step: int) -> dict[str, float]:
-        """Generate, score and record; returns the corpus scores (ROUGE / METEOR 0-1, BLEU 0-100)."""
+    def evaluate(self, model: Any, name: str) -> dict[str, float]:
+        """Generate, score and record in predictions/<name>.jsonl; returns the corpus scores
+        (ROUGE / METEOR 0-1, BLEU 0-100)."""
         from accelerate import PartialState
 
         answers = generate_answers_sharded(model, self.tokenizer, self.prompts, self.settings)
-        scores = self._score_and_write(answers, step) if answers is not None else None
+        scores = self._score_and_write(answers, name) if answers is not None else None
         if PartialState().num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
             scores = broadcast_object_list([scores], from_process=0)[0]
         return scores
 
-    def _score_and_write(self, predictions: list[str], step: int) -> dict[str, float]:
+    def _score_and_write(self, predictions: list[str], name: str) -> dict[str, float]:
         scores, rows = score_rows(self.examples, predictions, self.metrics)
-        write_jsonl_atomic(self.output_dir / "predictions" / f"eval-step-{step}.jsonl", rows)
+        write_jsonl_atomic(self.output_dir / "predictions" / f"{name}.jsonl", rows)
         return {key: float(value) for key, value in scores.corpus().items() if isinstance(value, (int, float))}
 
 
@@ -137,6 +143,34 @@ class BioQATrainer(Trainer):
     def __init__(self, *args: Any, generation_evaluator: GenerationEvaluator | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.generation_evaluator = generation_evaluator
+        self.predictions_name: str | None = None  # set by evaluate_final
+        if generation_evaluator is not None and self.shards_weights():
+            raise UsageError("generation-based evaluation needs whole weights in every process, but FSDP / DeepSpeed "
+                             "ZeRO-3 shards them; pass --no_generation_eval (and score with --do_predict after training), "
+                             "or train with DDP or ZeRO-2 (docs/DISTRIBUTED.md)")
+
+    def shards_weights(self) -> bool:
+        """FSDP or DeepSpeed ZeRO-3: no process holds the whole model, so generate() cannot run as is."""
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return bool(self.is_fsdp_enabled or (plugin is not None and getattr(plugin, "zero_stage", 0) == 3))
+
+    def evaluate_final(self) -> dict[str, float]:
+        """Evaluate the adapter training ends with (the best one under load_best_model_at_end).
+        Its answers go to predictions/eval-final.jsonl: at the last step's number they would
+        overwrite that evaluation's own file, which may hold another adapter's answers."""
+        self.predictions_name = "eval-final"
+        try:
+            return self.evaluate()
+        finally:
+            self.predictions_name = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        import torch
+
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise NonFiniteError(non_finite_message("the loss", self.state.global_step + 1, self.args.output_dir))
+        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -151,6 +185,81 @@ class BioQATrainer(Trainer):
         evaluating = metric_key_prefix.startswith("eval")  # not trainer.predict() on a test set
         if evaluating and self.generation_evaluator is not None and len(self.generation_evaluator):
             model = self.accelerator.unwrap_model(self.model)
-            scores = self.generation_evaluator.evaluate(model, self.state.global_step)
+            file_name = self.predictions_name or f"eval-step-{self.state.global_step}"
+            scores = self.generation_evaluator.evaluate(model, file_name)
             output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
         return output
+
+
+# ----------------------------------------------------------------------------- never lose a run
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """checkpoint-N folders whose save finished (the Trainer writes trainer_state.json last), oldest first."""
+    folder = Path(output_dir)
+    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+class NonFiniteError(RunError):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
+def non_finite_message(what: str, step: int, output_dir: str) -> str:
+    good = complete_checkpoints(output_dir)
+    kept = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was saved before it"
+    return (f"{what} became NaN or infinite at step {step}; training stopped and {kept}; try a lower --learning_rate, "
+            "--precision bf16 or fp32 instead of fp16, or --max_grad_norm 1.0")
+
+
+class NumericGuard(TrainerCallback):
+    """Stops training at the first non-finite gradient norm (the loss is checked in BioQATrainer.training_step).
+
+    Under fp16 an infinite gradient is routine (the loss scaler skips that step), so only bf16 and
+    fp32 runs are checked here.
+    """
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        if args.fp16 or model is None:
+            return
+        norms = [p.grad.detach().float().norm() for p in model.parameters() if p.requires_grad and p.grad is not None]
+        if norms and not torch.isfinite(torch.stack(norms).norm()):
+            raise NonFiniteError(non_finite_message("the gradient norm", state.global_step + 1, args.output_dir))
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGINT or SIGTERM: finish the current step, save a checkpoint, and stop training cleanly."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for name in self.SIGNALS:
+                self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+
+    def _handle(self, signum, frame):
+        import signal
+
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: saving a checkpoint at the end of this step, then stopping", self.received)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        import signal
+
+        for name, handler in self._previous.items():
+            signal.signal(getattr(signal, name), handler)
+        self._previous.clear()

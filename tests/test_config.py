@@ -74,3 +74,15 @@ def test_argument_problems_are_reported_together():
     assert len(problems) == 3
     with pytest.raises(UsageError, match="3 problems: --lora_r must be positive, got 0 | --learning_rate"):
         load_models.raise_problems(problems)
+
+
+def test_atomic_writes_leave_a_normal_file_and_no_temporary(tmp_path):
+    import os
+
+    from bioqa.runfiles import write_json_atomic
+
+    write_json_atomic(tmp_path / "m.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -1,7 +1,9 @@
-"""Two processes on this CPU (torchrun, gloo): training and generation-based evaluation neither
-deadlock nor score an example twice, and only the main process writes the outputs."""
+"""Two processes on this CPU (gloo), under torchrun and under accelerate launch: training and the
+generation-based evaluation neither deadlock nor score an example twice, the metrics equal a
+single-process run's, and only the main process writes the outputs."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,24 +11,62 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
+# The same global batch of 8 either way: 8 in one process, or 4 in each of two; sequential order,
+# so that both see the same examples in the same steps.
+COMMON = ["--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "no",
+          "--generation_max_new_tokens", "8", "--report_to", "none", "--precision", "fp32",
+          "--train_sampling_strategy", "sequential", "--learning_rate", "5e-3", "--seed", "11",
+          "--logging_steps", "1"]
+
+
+def launcher(kind: str) -> list[str]:
+    bin_dir = Path(sys.executable).parent
+    if kind == "torchrun":
+        return [shutil.which("torchrun", path=str(bin_dir)), "--nproc_per_node", "2", "--master_port", "29517"]
+    accelerate = [shutil.which("accelerate", path=str(bin_dir)), "launch"]
+    if kind == "accelerate-flags":  # without --multi_gpu, accelerate runs one process on a CPU machine
+        return [*accelerate, "--multi_gpu", "--num_processes", "2", "--main_process_port", "29519"]
+    return [*accelerate, "--config_file", str(ROOT / "configs" / "accelerate" / "cpu-2proc.yaml"),
+            "--main_process_port", "29518"]
+
+
+def train(prefix: list[str], out: Path, model: Path, data: Path, batch: int) -> subprocess.CompletedProcess:
+    command = [*prefix, "load_models.py", "--model_name_or_path", str(model), "--train_file", str(data), "--output_dir",
+               str(out), "--per_device_train_batch_size", str(batch), *COMMON]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model_dir, qa_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "out"
+    result = train([sys.executable], out, tiny_model_dir, qa_file, 8)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def outcome(out: Path) -> tuple[dict, list[float]]:
+    """metrics.json and the training loss of every step (gathered over processes, as logged)."""
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return json.loads((out / "metrics.json").read_text()), [entry["loss"] for entry in history if "loss" in entry]
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes(tiny_model_dir, qa_file, tmp_path):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+@pytest.mark.parametrize("kind", ["torchrun", "accelerate-config", "accelerate-flags"])
+def test_two_processes(kind, single, tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "out"
-    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "load_models.py",
-           "--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
-           "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "no",
-           "--per_device_train_batch_size", "4", "--generation_max_new_tokens", "8", "--report_to", "none",
-           "--precision", "fp32"]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = train(launcher(kind), out, tiny_model_dir, qa_file, 4)
     assert result.returncode == 0, result.stderr[-4000:]
     for step in (4, 8):
         rows = [json.loads(line) for line in (out / "predictions" / f"eval-step-{step}.jsonl").read_text().splitlines()]
         ids = [row["id"] for row in rows]
         assert len(ids) == len(set(ids)) == 6  # every validation example generated and scored exactly once
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert "eval_rougeL" in metrics and (out / "adapter_model.safetensors").is_file()
-    assert not list(out.glob(".*.tmp"))
+    (metrics, losses), (expected, expected_losses) = outcome(out), outcome(single)
+    assert len(losses) == 8 and losses == pytest.approx(expected_losses, rel=1e-4)  # DDP trains the same adapter
+    # train_loss and eval_loss are left out: the Trainer's train_loss is the main process's share of
+    # the loss, and its eval_loss normalises each process's batch by the tokens of all processes' batches.
+    for name in ("eval_rougeL", "eval_bleu", "eval_meteor"):
+        assert metrics[name] == pytest.approx(expected[name], abs=1e-6), name
+    assert (out / "adapter_model.safetensors").is_file() and not list(out.glob(".*"))  # no staging or temporary left

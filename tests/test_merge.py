@@ -10,45 +10,9 @@ import pytest
 import torch
 
 import merge_base_and_adapt_ft_models as merge_script
-from tiny_models import build_model, build_tokenizer
+from tiny_models import make_adapter, make_base
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_base(path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5) -> Path:
-    tokenizer = build_tokenizer()
-    model = build_model(tokenizer, tie=tie, init_range=init_range)
-    if hidden != 32:
-        from transformers import LlamaForCausalLM
-
-        model = LlamaForCausalLM(model.config.__class__(**{**model.config.to_dict(), "hidden_size": hidden}))
-    model.save_pretrained(path, max_shard_size=shard) if shard else model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def make_adapter(base: Path, path: Path, add_token: bool = False, **lora) -> Path:
-    """An adapter with non-zero LoRA weights (a fresh default adapter would change nothing)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    if add_token:
-        tokenizer.add_tokens(["<gene>"])
-        model.resize_token_embeddings(len(tokenizer))
-    config = LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False,
-                           "task_type": "CAUSAL_LM", **lora})
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():  # trained modules_to_save copies differ from the base
-        for name, parameter in peft_model.named_parameters():
-            if "modules_to_save" in name:
-                parameter.add_(torch.randn_like(parameter) * 0.1)
-    peft_model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / "run_manifest.json").write_text(json.dumps({"seed": 7}))
-    return path
 
 
 def reference_logits(base: Path, adapter: Path, ids: torch.Tensor, add_token: bool = False) -> torch.Tensor:
@@ -193,38 +157,6 @@ def test_failed_verification_exits_1_and_keeps_nothing(base_and_adapter, tmp_pat
     assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "out")]) == 1
     assert "verification failed, nothing kept" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-
-
-def corrupt_adapter(tmp_path: Path, adapter: Path) -> Path:
-    import shutil
-
-    copy = tmp_path / "corrupt"
-    shutil.copytree(adapter, copy)
-    (copy / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
-    return copy
-
-
-@pytest.mark.parametrize("case, fragment", [
-    ("missing", "does not exist; give the output folder of a training run"),
-    ("not_adapter", "is not an adapter: it has no adapter_config.json"),
-    ("offline_base", "is not a local folder and the Hugging Face Hub did not provide it"),
-    ("other_base", "the adapter does not fit this base: model.layers.0.mlp.down_proj.weight"),
-    ("exists", "exists and is not empty; pass --overwrite"),
-    ("corrupt", "the adapter file is damaged"),
-])
-def test_bad_input_is_one_line_and_exit_2(case, fragment, base_and_adapter, tmp_path):
-    base, adapter = base_and_adapter
-    args = {"missing": ["--adapter_dir", str(tmp_path / "nope")],
-            "not_adapter": ["--adapter_dir", str(base)],
-            "offline_base": ["--adapter_dir", str(adapter), "--base_model", "no-org/no-model", "--output_dir", str(tmp_path / "o")],
-            "other_base": ["--adapter_dir", str(adapter), "--base_model", str(make_base(tmp_path / "wide", hidden=48)),
-                           "--output_dir", str(tmp_path / "o")],
-            "exists": ["--adapter_dir", str(adapter), "--output_dir", str(base)],
-            "corrupt": ["--adapter_dir", str(corrupt_adapter(tmp_path, adapter)), "--output_dir", str(tmp_path / "o")]}[case]
-    result = run_merge(*args)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
 
 def test_not_enough_disk_space_is_refused_before_writing(base_and_adapter, tmp_path, monkeypatch, capsys):

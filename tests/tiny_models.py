@@ -10,6 +10,8 @@ import json
 import random
 from pathlib import Path
 
+import torch
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -87,4 +89,40 @@ def save_tiny_model(path: Path, chat: bool = True, tie: bool = True) -> Path:
     model = build_model(tokenizer, tie=tie)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def make_base(path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5) -> Path:
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, tie=tie, init_range=init_range)
+    if hidden != 32:
+        from transformers import LlamaForCausalLM
+
+        model = LlamaForCausalLM(model.config.__class__(**{**model.config.to_dict(), "hidden_size": hidden}))
+    model.save_pretrained(path, max_shard_size=shard) if shard else model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_adapter(base: Path, path: Path, add_token: bool = False, **lora) -> Path:
+    """An adapter with non-zero LoRA weights (a fresh default adapter would change nothing)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if add_token:
+        tokenizer.add_tokens(["<gene>"])
+        model.resize_token_embeddings(len(tokenizer))
+    config = LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False,
+                           "task_type": "CAUSAL_LM", **lora})
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # trained modules_to_save copies differ from the base
+        for name, parameter in peft_model.named_parameters():
+            if "modules_to_save" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    peft_model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "run_manifest.json").write_text(json.dumps({"seed": 7}))
     return path

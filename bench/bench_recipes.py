@@ -1,0 +1,114 @@
+"""Benchmark: the real-data recipes, zero-shot against fine-tuned, on held-out questions.
+
+    python bench/bench_recipes.py --recipe pubmedqa --phase dev     # choose a recipe: train 350, score 50 dev
+    python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: train 400 (train + dev), score 100 test
+    python bench/bench_recipes.py --recipe pubmedqa --phase timing  # one epoch over all 500, time only
+
+Data: ../shared/data (PubMedQA labelled train part, 500 questions, raw upstream format; MedQuAD,
+1,000 pairs). Each file is shuffled once with seed 0 and cut into test (100), dev (50) and train
+(the rest; MedQuAD uses 350 of its 850 to fit this CPU). The test part is never used to choose a
+recipe. Every step is the toolkit's own command (configs/<recipe>-smollm2.yaml, plus the file
+paths), run as a user would; the comparison gives paired bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+WORK = ROOT / "bench" / ".recipes"
+SOURCES = {"pubmedqa": SHARED / "pubmedqa" / "ori_pqal_train.json", "medquad": SHARED / "medquad" / "medquad_small.jsonl"}
+TRAIN_SIZE = {"pubmedqa": 350, "medquad": 350}
+
+
+def split_source(recipe: str) -> dict[str, Path]:
+    """Write test / dev / train (and train+dev, all) files in the source's own format; return their paths."""
+    source = SOURCES[recipe]
+    if recipe == "pubmedqa":
+        records = list(json.loads(source.read_text(encoding="utf-8")).items())
+    else:
+        records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+    random.Random(0).shuffle(records)
+    parts = {"test": records[:100], "dev": records[100:150], "train": records[150:150 + TRAIN_SIZE[recipe]]}
+    parts["train+dev"] = parts["train"] + parts["dev"]
+    parts["all"] = records
+    folder = WORK / recipe / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, rows in parts.items():
+        paths[name] = folder / (f"{name}.json" if recipe == "pubmedqa" else f"{name}.jsonl")
+        text = json.dumps(dict(rows)) if recipe == "pubmedqa" else "".join(json.dumps(r) + "\n" for r in rows)
+        paths[name].write_text(text, encoding="utf-8")
+    return paths
+
+
+def run(command: list[str]) -> float:
+    print("$", " ".join(command), flush=True)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def generation_flags(config: Path) -> list[str]:
+    import yaml
+
+    recipe = yaml.safe_load(config.read_text())
+    keys = [k for k in recipe if k.startswith("generation_") or k in ("max_seq_length", "system_prompt", "context_template",
+                                                                        "question_field", "context_field", "answer_field")]
+    return [token for key in keys for token in (f"--{key}", str(recipe[key]))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", choices=sorted(SOURCES), required=True, help="which real-data recipe")
+    parser.add_argument("--phase", choices=["dev", "test", "timing"], default="dev", help="dev: choose; test: report; timing: 500 examples")
+    args, extra = parser.parse_known_args(argv)
+    config = ROOT / "configs" / f"{args.recipe}-smollm2.yaml"
+    paths = split_source(args.recipe)
+    out = WORK / args.recipe / args.phase
+    train = {"dev": paths["train"], "test": paths["train+dev"], "timing": paths["all"]}[args.phase]
+    if args.phase == "timing":
+        seconds = run(["load_models.py", "--config", str(config), "--train_file", str(train), "--split_ratios", "1", "0", "0",
+                       "--output_dir", str(out / "fine-tuned"), "--overwrite_output_dir", "--report_to", "none", *extra])
+        metrics = json.loads((out / "fine-tuned" / "metrics.json").read_text())
+        print(f"one epoch over {args.recipe} (all examples): train_runtime {metrics['train_runtime']:.0f} s; command {seconds:.0f} s")
+        return 0
+    evaluate = paths["dev" if args.phase == "dev" else "test"]
+    common = ["--test_file", str(evaluate), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
+    zero = run(["load_models.py", "--do_predict", *common, *generation_flags(config), "--output_dir", str(out / "zero-shot"),
+                "--overwrite_output_dir"])
+    tuned = run(["load_models.py", "--config", str(config), *common, "--do_train", "--do_predict", "--output_dir",
+                 str(out / "fine-tuned"), "--overwrite_output_dir", "--report_to", "none", *extra])
+    run(["-m", "bioqa.comparison", "--baseline", str(out / "zero-shot" / "predictions.jsonl"), "--candidate",
+         str(out / "fine-tuned" / "predictions.jsonl"), "--output_dir", str(out / "report"), "--overwrite"])
+    report(out, args, zero, tuned)
+    return 0
+
+
+def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> None:
+    comparison = json.loads((out / "report" / "comparison.json").read_text())
+    train = json.loads((out / "fine-tuned" / "metrics.json").read_text())
+    manifest = json.loads((out / "fine-tuned" / "run_manifest.json").read_text())
+    print(f"\n{args.recipe}, phase {args.phase}: {manifest['split_sizes']['train']} training examples, "
+          f"{comparison['num_examples']} scored; one epoch train_runtime {train['train_runtime']:.0f} s "
+          f"(zero-shot command {zero:.0f} s, fine-tune command {tuned:.0f} s)\n")
+    print("| metric | zero-shot | fine-tuned | difference [95% CI] | p |\n|---|---|---|---|---|")
+    for metric, row in comparison["metrics"].items():
+        print(f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
+              f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |")
+    lengths = comparison["lengths"]
+    print(f"\nmean answer words: zero-shot {lengths['baseline']['mean_words']:.1f}, fine-tuned "
+          f"{lengths['candidate']['mean_words']:.1f}, references {lengths['baseline']['reference_mean_words']:.1f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

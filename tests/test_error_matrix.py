@@ -1,0 +1,124 @@
+"""Every bad input the command-line tools handle (docs/ERRORS.md lists the same rows): run as a user
+would, each must exit non-zero with one `error:` line naming the problem, no traceback, and leave
+the output folder as it was."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from tiny_models import make_adapter, make_base
+
+ERRORS_DOC = ROOT / "docs" / "ERRORS.md"
+LOAD, MERGE = ["load_models.py"], ["merge_base_and_adapt_ft_models.py"]
+COMPARE, SCORE = ["-m", "bioqa.comparison"], ["-m", "bioqa.score"]
+
+
+def write(path: Path, text: str | bytes) -> str:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return str(path)
+
+
+def qa_line(question: str = "What does insulin do?", answer: str = "It lowers glucose.") -> str:
+    return json.dumps({"question": question, "answer": answer}) + "\n"
+
+
+def prediction_file(path: Path, ids: list[str]) -> str:
+    return write(path, "".join(json.dumps({"id": i, "question": "q", "reference": "a b c", "prediction": "a b"}) + "\n"
+                               for i in ids))
+
+
+# Each row: id, the command (a function of the fixtures), the exit code, and the message fragment.
+def rows(env) -> dict:
+    t, model, data, out = env["tmp"], env["model"], env["data"], env["out"]
+    train = ["--model_name_or_path", model, "--output_dir", out]
+    return {
+        "jsonl-bad-line": (LOAD + train + ["--train_file", write(t / "bad.jsonl", qa_line() + '{"question": "q", \n')], 2, "line 2 is not valid JSON"),
+        "not-utf8": (LOAD + train + ["--train_file", write(t / "latin.jsonl", '{"question": "caf\xe9", "answer": "a"}\n'.encode("latin-1"))], 2, "is not UTF-8 text"),
+        "csv-missing-column": (LOAD + train + ["--train_file", write(t / "d.csv", "question,response\nq,a\n")], 2, "has no field 'answer'; its fields are question, response"),
+        "unreadable-file": (LOAD + train + ["--train_file", "/proc/sys/vm/compact_memory", "--data_format", "jsonl"], 2, "cannot read /proc/sys/vm/compact_memory"),
+        "data-file-is-directory": (LOAD + train + ["--train_file", env["dir"]], 2, "is a directory; give the file inside it"),
+        "missing-data-file": (LOAD + train + ["--train_file", str(t / "nope.jsonl")], 2, "does not exist; check the path"),
+        "all-answers-empty": (LOAD + train + ["--train_file", write(t / "e.jsonl", qa_line(answer="") * 5)], 2, "answers in the train split are empty"),
+        "empty-train-split": (LOAD + train + ["--train_file", data, "--max_train_samples", "0"], 2, "the training split is empty"),
+        "empty-test-split": (LOAD + train + ["--train_file", data, "--do_predict", "--split_ratios", "1", "0", "0"], 2, "--do_predict: the test split is empty"),
+        "empty-validation-split": (LOAD + train + ["--train_file", data, "--split_ratios", "0.9", "0", "0.1"], 2, "the validation split is empty but --eval_strategy is epoch; give --validation_file"),
+        "yaml-typo-key": (LOAD + train + ["--train_file", data, "--config", write(t / "typo.yaml", "lora_rnk: 8\n")], 2, "unknown key 'lora_rnk'"),
+        "yaml-wrong-type": (LOAD + train + ["--train_file", data, "--config", write(t / "type.yaml", "lora_r: eight\n")], 2, "invalid int value: 'eight'"),
+        "contradictory-flags": (LOAD + train + ["--train_file", data, "--adapter_name_or_path", env["adapter"]], 2, "--adapter_name_or_path is for --do_predict alone"),
+        "output-under-a-file": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", str(Path(data) / "out")], 2, "cannot be created"),
+        "output-not-writable": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", "/proc/bioqa-out"], 2, "is not writable"),
+        "output-not-empty": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", env["full"]], 2, "is not empty; pass --overwrite_output_dir"),
+        "unknown-model-offline": (LOAD + ["--model_name_or_path", "no-org/no-model", "--train_file", data, "--output_dir", out], 2, "is not a local folder and the Hugging Face Hub did not provide it"),
+        "non-positive-values": (LOAD + train + ["--train_file", data, "--lora_r", "0", "--learning_rate", "-1"], 2, "2 problems: --lora_r must be positive, got 0 | --learning_rate must be positive"),
+        "ratios-not-summing-to-1": (LOAD + train + ["--train_file", data, "--split_ratios", "0.5", "0.2", "0.2"], 2, "must be three non-negative numbers"),
+        "target-modules-match-nothing": (LOAD + train + ["--train_file", data, "--lora_target_modules", "qkv_proj"], 2, "match no linear layer of this model; candidates:"),
+        "4bit-without-cuda": (LOAD + train + ["--train_file", data, "--load_in_4bit"], 2, "--load_in_4bit needs a CUDA GPU"),
+        "unknown-flag": (LOAD + train + ["--train_file", data, "--lora_rank", "8"], 2, "unrecognized arguments: --lora_rank 8"),
+        "resume-without-checkpoint": (LOAD + train + ["--train_file", data, "--resume_from_checkpoint", "latest"], 2, "no checkpoint-* folder in"),
+        "merge-adapter-missing": (MERGE + ["--adapter_dir", str(t / "none")], 2, "does not exist; give the output folder of a training run"),
+        "merge-not-an-adapter": (MERGE + ["--adapter_dir", model, "--output_dir", out], 2, "is not an adapter: it has no adapter_config.json"),
+        "merge-other-architecture": (MERGE + ["--adapter_dir", env["adapter"], "--base_model", env["wide"], "--output_dir", out], 2, "the adapter does not fit this base"),
+        "merge-corrupt-safetensors": (MERGE + ["--adapter_dir", env["corrupt"], "--output_dir", out], 2, "the adapter file is damaged"),
+        "merge-output-exists": (MERGE + ["--adapter_dir", env["adapter"], "--output_dir", env["full"]], 2, "is not empty; pass --overwrite to replace it"),
+        "merge-base-offline": (MERGE + ["--adapter_dir", env["adapter"], "--base_model", "no-org/no-model", "--output_dir", out], 2, "offline, pass a local folder with --base_model"),
+        "compare-different-ids": (COMPARE + ["--baseline", prediction_file(t / "a.jsonl", ["1", "2"]), "--candidate", prediction_file(t / "b.jsonl", ["1", "3"]), "--output_dir", out], 2, "id '2' is in zero-shot but not in fine-tuned"),
+        "compare-missing-file": (COMPARE + ["--baseline", str(t / "none.jsonl"), "--candidate", str(t / "none.jsonl"), "--output_dir", out], 2, "does not exist; give a predictions.jsonl"),
+        "compare-bad-line": (COMPARE + ["--baseline", write(t / "c.jsonl", "{oops\n"), "--candidate", write(t / "d.jsonl", "{oops\n"), "--output_dir", out], 2, "line 1 is not valid JSON"),
+        "score-line-counts-differ": (SCORE + ["--predictions", write(t / "p.txt", "a\nb\nc\n"), "--references", write(t / "r.txt", "a\nb\n")], 2, "has 3 lines but the references have"),
+        "score-empty-files": (SCORE + ["--predictions", write(t / "p0.txt", ""), "--references", write(t / "r0.txt", "")], 2, "predictions is empty: there is nothing to score"),
+        "score-missing-file": (SCORE + ["--predictions", str(t / "none.txt"), "--references", str(t / "none.txt")], 2, "does not exist or is not a file"),
+    }
+
+
+@pytest.fixture(scope="module")
+def env(tiny_model_dir, qa_file, tmp_path_factory):
+    t = tmp_path_factory.mktemp("matrix")
+    adapter = make_adapter(Path(tiny_model_dir), t / "adapter")
+    corrupt = t / "corrupt"
+    shutil.copytree(adapter, corrupt)
+    (corrupt / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    (t / "dir.jsonl").mkdir()
+    (t / "full").mkdir()
+    (t / "full" / "keep.txt").write_text("precious")
+    return {"tmp": t, "model": str(tiny_model_dir), "data": str(qa_file), "out": str(t / "out"), "dir": str(t / "dir.jsonl"),
+            "adapter": str(adapter), "corrupt": str(corrupt), "full": str(t / "full"), "wide": str(make_base(t / "wide", hidden=48))}
+
+
+def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
+    table = rows(env)
+    assert len(table) >= 25
+    doc = ERRORS_DOC.read_text(encoding="utf-8")
+    for row_id, (_, _, fragment) in table.items():
+        assert f"`{row_id}`" in doc and fragment.replace("|", "\\|") in doc, row_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row_id", [
+    "jsonl-bad-line", "not-utf8", "csv-missing-column", "unreadable-file", "data-file-is-directory", "missing-data-file",
+    "all-answers-empty", "empty-train-split", "empty-test-split", "empty-validation-split",
+    "yaml-typo-key", "yaml-wrong-type", "contradictory-flags",
+    "output-under-a-file", "output-not-writable", "output-not-empty", "unknown-model-offline", "non-positive-values",
+    "ratios-not-summing-to-1", "target-modules-match-nothing", "4bit-without-cuda", "unknown-flag",
+    "resume-without-checkpoint", "merge-adapter-missing", "merge-not-an-adapter", "merge-other-architecture",
+    "merge-corrupt-safetensors", "merge-output-exists", "merge-base-offline", "compare-different-ids",
+    "compare-missing-file", "compare-bad-line", "score-line-counts-differ", "score-empty-files", "score-missing-file",
+])
+def test_bad_input_row(row_id, env):
+    if row_id == "unreadable-file" and not Path("/proc/sys/vm/compact_memory").exists():
+        pytest.skip("needs Linux's write-only /proc/sys/vm/compact_memory")
+    command, code, fragment = rows(env)[row_id]
+    before = sorted(p.name for p in Path(env["full"]).iterdir())
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == code, result.stderr[-2000:]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not Path(env["out"]).exists()
+    assert sorted(p.name for p in Path(env["full"]).iterdir()) == before and (Path(env["full"]) / "keep.txt").read_text() == "precious"

@@ -1,0 +1,105 @@
+"""Never lose a run: kill and resume, stop on a signal, stop on NaN, and only complete checkpoints resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+STEPS = ["--max_steps", "16", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
+         "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--report_to", "none", "--seed", "3",
+         "--logging_steps", "1"]
+
+
+def base_args(model: Path, data: Path, out: Path) -> list[str]:
+    return [sys.executable, "load_models.py", "--model_name_or_path", str(model), "--train_file", str(data),
+            "--output_dir", str(out)]
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for the training run")
+        time.sleep(0.05)
+
+
+def adapter(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, qa_file, tmp_path):
+    import torch
+
+    reference = tmp_path / "reference"
+    assert subprocess.run(base_args(tiny_model_dir, qa_file, reference) + STEPS, cwd=ROOT, capture_output=True).returncode == 0
+    killed = tmp_path / "killed"
+    process = start(base_args(tiny_model_dir, qa_file, killed) + STEPS, tmp_path / "log")
+    wait_for(lambda: (killed / "checkpoint-8" / "trainer_state.json").is_file())
+    time.sleep(0.3)  # somewhere in the steps after the checkpoint
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "adapter_model.safetensors").exists()  # no final artifact from a killed run
+    resumed = subprocess.run(base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = adapter(reference), adapter(killed)
+    assert expected.keys() == got.keys()
+    for name in expected:  # same data order, scheduler and RNG after the resume
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_signal_saves_a_checkpoint_and_stops_cleanly(signal_name, tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    steps = [a if a != "16" else "400" for a in STEPS] + ["--save_steps", "1000"]
+    log = tmp_path / "log"
+    process = start(base_args(tiny_model_dir, qa_file, out) + steps, log)
+    wait_for(lambda: "'loss'" in log.read_text())
+    process.send_signal(getattr(signal, signal_name))
+    assert process.wait(timeout=120) == 130
+    text = log.read_text()
+    assert f"error: stopped by {signal_name} at step" in text and "--resume_from_checkpoint latest" in text
+    assert "Traceback" not in text
+    step = int(text.split("at step ")[1].split(";")[0])
+    assert (out / f"checkpoint-{step}" / "trainer_state.json").is_file() and step < 400
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert manifest["status"] == f"stopped by {signal_name}" and not (out / "metrics.json").exists()
+
+
+def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    args = ["--max_steps", "30", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "no",
+            "--learning_rate", "1e15", "--max_grad_norm", "0", "--report_to", "none", "--precision", "fp32"]
+    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + args, cwd=ROOT, capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
+    assert "became NaN or infinite at step" in errors[0] and "the last good checkpoint is" in errors[0]
+    assert "lower --learning_rate" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_latest_resumes_only_complete_checkpoints(tmp_path):
+    from bioqa.trainer import complete_checkpoints
+
+    for step, complete in ((4, True), (8, True), (12, False)):  # 12: a save that crashed half-way
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
