@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-installed
 NLTK_STAMP := nltk_data/.complete
 MODEL_STAMP := models/.default-model-complete
 
-.PHONY: setup model test test-fast demo bench bench-train bench-merge clean
+.PHONY: setup model test test-fast demo bench bench-train bench-merge bench-recipes clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -50,5 +50,11 @@ bench-train: setup model
 bench-merge: setup model
 	$(PY) bench/bench_merge.py
 
+# The real-data recipes on ../shared/data, as reported in docs/BENCHMARKS.md (about 45 minutes here).
+bench-recipes: setup model
+	$(PY) bench/bench_recipes.py --recipe pubmedqa --phase test
+	$(PY) bench/bench_recipes.py --recipe pubmedqa --phase timing
+	$(PY) bench/bench_recipes.py --recipe medquad --phase test
+
 clean:
-	rm -rf $(VENV) nltk_data .pytest_cache bench/.trl
+	rm -rf $(VENV) nltk_data .pytest_cache bench/.trl bench/.recipes
