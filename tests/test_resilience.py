@@ -12,7 +12,8 @@ import pytest
 
 from conftest import ROOT
 
-STEPS = ["--max_steps", "16", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
+# 40 steps of a tiny model: well over a second after checkpoint-8, so the kill lands mid-run on any machine
+STEPS = ["--max_steps", "40", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
          "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--report_to", "none", "--seed", "3",
          "--logging_steps", "1"]
 
@@ -67,7 +68,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_signal_saves_a_checkpoint_and_stops_cleanly(signal_name, tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "out"
-    steps = [a if a != "16" else "400" for a in STEPS] + ["--save_steps", "1000"]
+    steps = [a if a != "40" else "400" for a in STEPS] + ["--save_steps", "1000"]
     log = tmp_path / "log"
     process = start(base_args(tiny_model_dir, qa_file, out) + steps, log)
     wait_for(lambda: "'loss'" in log.read_text())
