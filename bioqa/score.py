@@ -3,8 +3,8 @@
     python -m bioqa.score --predictions preds.txt --references refs.txt [--metrics rouge bleu] [--bootstrap_samples 1000]
 
 Prints the corpus scores (ROUGE and METEOR 0-1, BLEU 0-100) as JSON. Line i of --predictions is
-scored against line i of --references; several references per prediction: give --references more
-than once (files of equal length).
+scored against line i of --references; several references per prediction: give several files,
+`--references refs1.txt refs2.txt` (of equal length).
 """
 
 from __future__ import annotations
