@@ -41,7 +41,7 @@ from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
 from bioqa.runfiles import (Interrupted, UsageError, base_manifest, build_parser, check_output_folder, config_dict,
                             parse_arguments, run_main, utc_now, write_json_atomic, write_jsonl_atomic,
                             write_yaml_atomic)
-from bioqa.trainer import (AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, NumericGuard, StopOnSignal,
+from bioqa.trainer import (AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, StopOnSignal,
                            answer_only_loss, complete_checkpoints)
 
 log = logging.getLogger("bioqa")
@@ -214,7 +214,7 @@ def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Sp
 def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
-    callbacks = [NumericGuard(), StopOnSignal()]
+    callbacks = [StopOnSignal()]
     if opts.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bioqa.runfiles import UsageError, file_sha256
+from bioqa.runfiles import UsageError, file_sha256, parse_jsonl
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -75,18 +75,7 @@ def read_records(path: Path, fmt: str = "auto") -> list[dict]:
 
 
 def _jsonl(text: str, path: Path) -> list[dict]:
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
-        if not isinstance(record, dict):
-            raise UsageError(f"{path} line {number} is a JSON {type(record).__name__}, expected an object")
-        records.append(record)
-    return records
+    return parse_jsonl(text, path, "fix or remove that line")
 
 
 def _json(text: str, path: Path) -> list[dict]:

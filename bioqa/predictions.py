@@ -7,13 +7,12 @@ per-example scores (rouge1 ... rougeLsum, bleu as sentence BLEU, meteor).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import metrics_utils
 from bioqa.prompts import PromptFormat, fit_prompt
-from bioqa.runfiles import UsageError
+from bioqa.runfiles import UsageError, parse_jsonl
 
 MIN_PROMPT_BUDGET = 32  # tokens a prompt may always use, however long the answers may grow
 
@@ -42,18 +41,11 @@ def read_prediction_file(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"prediction file {path} does not exist; give a predictions.jsonl written by --do_predict")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path} line {number} is not valid JSON ({exc.msg}); the file is damaged") from None
+    rows = parse_jsonl(path.read_text(encoding="utf-8"), path, "the file is damaged")
+    for number, row in enumerate(rows, start=1):
         missing = [key for key in ("id", "reference", "prediction") if key not in row]
         if missing:
-            raise UsageError(f"{path} line {number} lacks {', '.join(missing)}; give a file written by --do_predict")
-        rows.append(row)
+            raise UsageError(f"{path} row {number} lacks {', '.join(missing)}; give a file written by --do_predict")
     if not rows:
         raise UsageError(f"prediction file {path} is empty")
     return rows

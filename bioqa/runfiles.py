@@ -227,6 +227,22 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def parse_jsonl(text: str, path: Path, fix: str) -> list[dict]:
+    """The JSON objects of a .jsonl text, blank lines skipped; UsageError naming the line, ending with `fix`."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path} line {number} is not valid JSON ({exc.msg}); {fix}") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{path} line {number} is a JSON {type(record).__name__}, expected an object; {fix}")
+        records.append(record)
+    return records
+
+
 def check_output_folder(path: Path, flag: str, allowed: bool, how_to_allow: str) -> None:
     """UsageError unless `path` is a folder this run may write: empty or `allowed`, creatable, writable."""
     if path.exists() and not path.is_dir():

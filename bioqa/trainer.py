@@ -18,14 +18,16 @@ With several processes (torchrun / accelerate launch), each process generates fo
 the subset, the main process gathers them, scores each example once, writes the file, and sends
 the scores to the others, so every process logs and selects checkpoints on the same numbers.
 
-`LengthGroupedBatches` batches examples of similar length for any dataset size; `NumericGuard`
-and the loss check in `training_step` stop at the first NaN or infinity; `StopOnSignal` turns
+`LengthGroupedBatches` batches examples of similar length for any dataset size; the checks of the
+loss (`training_step`) and of the gradient norm the Trainer computes anyway (`_get_grad_norm`)
+stop at the first NaN or infinity; `StopOnSignal` turns
 SIGINT / SIGTERM into a checkpoint and a clean stop.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -172,6 +174,13 @@ class BioQATrainer(Trainer):
             raise NonFiniteError(non_finite_message("the loss", self.state.global_step + 1, self.args.output_dir))
         return loss
 
+    def _get_grad_norm(self, model, grad_norm=None):
+        # Under fp16 an infinite gradient is routine (the loss scaler skips that step): only bf16 / fp32 are checked.
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        if not self.args.fp16 and grad_norm is not None and not math.isfinite(float(grad_norm)):
+            raise NonFiniteError(non_finite_message("the gradient norm", self.state.global_step + 1, self.args.output_dir))
+        return grad_norm
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in getattr(dataset, "column_names", ()):
@@ -210,23 +219,6 @@ def non_finite_message(what: str, step: int, output_dir: str) -> str:
     kept = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was saved before it"
     return (f"{what} became NaN or infinite at step {step}; training stopped and {kept}; try a lower --learning_rate, "
             "--precision bf16 or fp32 instead of fp16, or --max_grad_norm 1.0")
-
-
-class NumericGuard(TrainerCallback):
-    """Stops training at the first non-finite gradient norm (the loss is checked in BioQATrainer.training_step).
-
-    Under fp16 an infinite gradient is routine (the loss scaler skips that step), so only bf16 and
-    fp32 runs are checked here.
-    """
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        import torch
-
-        if args.fp16 or model is None:
-            return
-        norms = [p.grad.detach().float().norm() for p in model.parameters() if p.requires_grad and p.grad is not None]
-        if norms and not torch.isfinite(torch.stack(norms).norm()):
-            raise NonFiniteError(non_finite_message("the gradient norm", state.global_step + 1, args.output_dir))
 
 
 class StopOnSignal(TrainerCallback):
