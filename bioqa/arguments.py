@@ -74,8 +74,8 @@ class GenerationEvalArguments:
     generation_min_new_tokens: int = field(default=0, metadata={"help": "Shortest generated answer in tokens (EOS is held back until then)."})
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate() call (prompts are sorted by length to cut padding)."})
     generation_num_beams: int = field(default=1, metadata={"help": "1 = greedy decoding."})
-    generation_repetition_penalty: float = field(default=1.0, metadata={"help": "Penalty > 1 discourages repeating tokens."})
-    generation_no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeating any n-gram of this size (0 = off)."})
+    generation_repetition_penalty: float = field(default=1.0, metadata={"help": "Penalty > 1 discourages repeating the answer's own tokens (the prompt is not penalised)."})
+    generation_no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid any n-gram of this size twice in an answer; quoting the prompt stays allowed (0 = off)."})
     eval_metrics: list[str] = field(default_factory=lambda: ["rouge", "bleu", "meteor"], metadata={"help": "Metrics on generated answers: rouge, bleu, meteor."})
 
 

@@ -5,6 +5,10 @@ right end), so batches hold prompts of similar length and little padding; answer
 the caller's order. Padding is built here from the ids, so the tokenizer's own padding side (right,
 for training) is never changed. With greedy decoding the answers equal one-prompt-at-a-time
 generation (tested).
+
+The repetition guards look at the answer only. transformers' own `no_repeat_ngram_size` and
+`repetition_penalty` count the prompt too for decoder-only models, so they forbid or penalise
+quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,15 +27,38 @@ class GenerationSettings:
     min_new_tokens: int = 0
     extra: dict = field(default_factory=dict)  # any other generate() keyword
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False}
-        if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = self.repetition_penalty
-        if self.no_repeat_ngram_size:
-            kwargs["no_repeat_ngram_size"] = self.no_repeat_ngram_size
+    def generate_kwargs(self, prompt_width: int) -> dict[str, Any]:
+        """generate() keywords for a batch of left-padded prompts `prompt_width` tokens wide."""
+        kwargs = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False,
+                  "logits_processor": answer_repetition_guards(self, prompt_width)}
         if self.min_new_tokens:
             kwargs["min_new_tokens"] = self.min_new_tokens
         return {**kwargs, **self.extra}
+
+
+def answer_repetition_guards(settings: GenerationSettings, prompt_width: int) -> Any:
+    """The repetition penalty and n-gram ban, both blind to the first `prompt_width` tokens (the prompt)."""
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    guards = LogitsProcessorList()
+    if settings.repetition_penalty != 1.0:
+        guards.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty, prompt_ignore_length=prompt_width))
+    if settings.no_repeat_ngram_size:
+        guards.append(AnswerNoRepeatNGram(settings.no_repeat_ngram_size, prompt_width))
+    return guards
+
+
+class AnswerNoRepeatNGram:
+    """transformers' NoRepeatNGramLogitsProcessor over the generated tokens only: no n-gram twice in an answer."""
+
+    def __init__(self, ngram_size: int, prompt_width: int):
+        from transformers import NoRepeatNGramLogitsProcessor
+
+        self.ban = NoRepeatNGramLogitsProcessor(ngram_size)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.ban(input_ids[:, self.prompt_width:], scores)
 
 
 def _left_padded(batch: Sequence[Sequence[int]], pad_id: int, device: Any):
@@ -66,7 +93,7 @@ def generate_token_ids(model: Any, tokenizer: Any, prompts: Sequence[Sequence[in
                 input_ids, attention_mask = _left_padded([prompts[i] for i in rows], pad_id, model.device)
                 generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, pad_token_id=pad_id,
                                            eos_token_id=stop_ids, use_cache=True,
-                                           **settings.generate_kwargs())
+                                           **settings.generate_kwargs(input_ids.shape[1]))
                 for row, ids in zip(rows, generated[:, input_ids.shape[1]:].tolist()):
                     outputs[row] = _until_stop(ids, stop_ids)
     finally:

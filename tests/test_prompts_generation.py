@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from bioqa import prompts
-from bioqa.generation import GenerationSettings, generate_answers, generate_token_ids
+from bioqa.generation import AnswerNoRepeatNGram, GenerationSettings, generate_answers, generate_token_ids
 from bioqa.runfiles import UsageError
 from tiny_models import build_model, qa_rows
 
@@ -88,6 +88,39 @@ def test_batched_generation_equals_one_by_one_in_input_order(tokenizer):
     assert tokenizer.padding_side == "right" and model.training  # both restored as found
     reversed_out = generate_token_ids(model, tokenizer, ids[::-1], GenerationSettings(max_new_tokens=12, batch_size=5))
     assert reversed_out == batched[::-1]
+
+
+def repeated_ngrams(ids, n):
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return len(grams) - len(set(grams))
+
+
+def test_ngram_ban_ignores_the_prompt_but_not_the_answer():
+    import torch
+    from transformers import NoRepeatNGramLogitsProcessor
+
+    prompt = [5, 6, 7, 1]
+    scores = torch.zeros(1, 10)
+    quoting = torch.tensor([prompt + [5, 6]])  # the answer starts quoting the prompt's trigram 5 6 7
+    assert torch.isinf(NoRepeatNGramLogitsProcessor(3)(quoting, scores)[0, 7])  # transformers' own bans the quote
+    assert not torch.isinf(AnswerNoRepeatNGram(3, len(prompt))(quoting, scores)).any()
+    repeating = torch.tensor([prompt + [8, 9, 3, 8, 9]])  # the answer's own trigram 8 9 3 may not come twice
+    banned = torch.isinf(AnswerNoRepeatNGram(3, len(prompt))(repeating, scores))[0]
+    assert banned.nonzero().flatten().tolist() == [3]
+
+
+@pytest.mark.parametrize("guard", [dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5)])
+def test_repetition_guards_hold_in_padded_batches(tokenizer, guard):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    ids = [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in qa_rows(8)]
+    model = build_model(tokenizer, seed=3)
+    free = generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=24, batch_size=8))
+    batched = generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=24, batch_size=8, **guard))
+    single = generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=24, batch_size=1, **guard))
+    assert batched == single  # the prompt is skipped correctly whatever the row's padding
+    assert sum(repeated_ngrams(a, 2) for a in free) > sum(repeated_ngrams(a, 2) for a in batched)
+    if "no_repeat_ngram_size" in guard:
+        assert all(repeated_ngrams(a, 2) == 0 for a in batched)
 
 
 def test_generation_stops_at_eos_and_decodes_clean_text(tokenizer):
