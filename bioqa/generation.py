@@ -29,7 +29,10 @@ class GenerationSettings:
 
     def generate_kwargs(self, prompt_width: int) -> dict[str, Any]:
         """generate() keywords for a batch of left-padded prompts `prompt_width` tokens wide."""
+        # The library's own guards are switched off, even where the model's generation_config sets them:
+        # they count the prompt; the answer-only ones below replace them.
         kwargs = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False,
+                  "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
                   "logits_processor": answer_repetition_guards(self, prompt_width)}
         if self.min_new_tokens:
             kwargs["min_new_tokens"] = self.min_new_tokens

@@ -123,6 +123,17 @@ def test_repetition_guards_hold_in_padded_batches(tokenizer, guard):
         assert all(repeated_ngrams(a, 2) == 0 for a in batched)
 
 
+def test_a_models_own_prompt_counting_guards_are_overridden(tokenizer):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    ids = [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in qa_rows(6)]
+    settings = GenerationSettings(max_new_tokens=24, batch_size=6)
+    plain = generate_token_ids(build_model(tokenizer, seed=3), tokenizer, ids, settings)
+    shipped = build_model(tokenizer, seed=3)
+    shipped.generation_config.repetition_penalty = 3.0  # as some checkpoints ship it
+    shipped.generation_config.no_repeat_ngram_size = 2
+    assert generate_token_ids(shipped, tokenizer, ids, settings) == plain
+
+
 def test_generation_stops_at_eos_and_decodes_clean_text(tokenizer):
     import torch
 
