@@ -1,13 +1,15 @@
 """Benchmark: the real-data recipes, zero-shot against fine-tuned, on held-out questions.
 
     python bench/bench_recipes.py --recipe pubmedqa --phase dev     # choose a recipe: train 350, score 50 dev
+    python bench/bench_recipes.py --recipe pubmedqa --phase dev2    # a second dev fold: 50 other questions
     python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: train 400 (train + dev), score 100 test
     python bench/bench_recipes.py --recipe pubmedqa --phase timing  # one epoch over all 500, time only
 
 Data: ../shared/data (PubMedQA labelled train part, 500 questions, raw upstream format; MedQuAD,
 1,000 pairs). Each file is shuffled once with seed 0 and cut into test (100), dev (50) and train
-(the rest; MedQuAD uses 350 of its 850 to fit this CPU). The test part is never used to choose a
-recipe. Every step is the toolkit's own command (configs/<recipe>-smollm2.yaml, plus the file
+(the rest; MedQuAD uses 350 of its 850 to fit this CPU). A second dev fold (dev2) scores the first
+50 train questions after training on dev + the other 300, so a choice can rest on 100 questions.
+The test part is never used to choose a recipe. Every step is the toolkit's own command (configs/<recipe>-smollm2.yaml, plus the file
 paths), run as a user would; the comparison gives paired bootstrap intervals.
 """
 
@@ -38,6 +40,7 @@ def split_source(recipe: str) -> dict[str, Path]:
     random.Random(0).shuffle(records)
     parts = {"test": records[:100], "dev": records[100:150], "train": records[150:150 + TRAIN_SIZE[recipe]]}
     parts["train+dev"] = parts["train"] + parts["dev"]
+    parts["dev2"], parts["train2"] = parts["train"][:50], parts["dev"] + parts["train"][50:]
     parts["all"] = records
     folder = WORK / recipe / "data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,19 +73,20 @@ def generation_flags(config: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", choices=sorted(SOURCES), required=True, help="which real-data recipe")
-    parser.add_argument("--phase", choices=["dev", "test", "timing"], default="dev", help="dev: choose; test: report; timing: 500 examples")
+    parser.add_argument("--phase", choices=["dev", "dev2", "test", "timing"], default="dev",
+                        help="dev, dev2: choose (two folds); test: report; timing: 500 examples")
     args, extra = parser.parse_known_args(argv)
     config = ROOT / "configs" / f"{args.recipe}-smollm2.yaml"
     paths = split_source(args.recipe)
     out = WORK / args.recipe / args.phase
-    train = {"dev": paths["train"], "test": paths["train+dev"], "timing": paths["all"]}[args.phase]
+    train = {"dev": paths["train"], "dev2": paths["train2"], "test": paths["train+dev"], "timing": paths["all"]}[args.phase]
     if args.phase == "timing":
         seconds = run(["load_models.py", "--config", str(config), "--train_file", str(train), "--split_ratios", "1", "0", "0",
                        "--output_dir", str(out / "fine-tuned"), "--overwrite_output_dir", "--report_to", "none", *extra])
         metrics = json.loads((out / "fine-tuned" / "metrics.json").read_text())
         print(f"one epoch over {args.recipe} (all examples): train_runtime {metrics['train_runtime']:.0f} s; command {seconds:.0f} s")
         return 0
-    evaluate = paths["dev" if args.phase == "dev" else "test"]
+    evaluate = paths[{"dev": "dev", "dev2": "dev2", "test": "test"}[args.phase]]
     common = ["--test_file", str(evaluate), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
     zero = run(["load_models.py", "--do_predict", *common, *generation_flags(config), "--output_dir", str(out / "zero-shot"),
                 "--overwrite_output_dir"])
