@@ -1,5 +1,6 @@
-"""bioqa.data: every file format, field mapping, splits, drops, leaks, and bad files."""
+"""bioqa.data: every file format, field mapping, splits, drops, leaks, and bad files; the benchmark's held-out folds."""
 
+import importlib
 import json
 from types import SimpleNamespace
 
@@ -7,7 +8,7 @@ import pytest
 
 from bioqa import data
 from bioqa.runfiles import UsageError
-from conftest import SHARED_DATA
+from conftest import ROOT, SHARED_DATA
 
 ROWS = [{"id": "a", "question": "What does insulin do?", "context": "Notes.", "answer": "It lowers glucose."},
         {"id": "b", "question": "What does aspirin do?", "context": "", "answer": "It inhibits COX."}]
@@ -157,3 +158,17 @@ def test_test_file_alone_for_prediction(tmp_path):
     path = write(tmp_path / "test.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS))
     splits = data.load_splits(args(test_file=str(path), max_predict_samples=1))
     assert splits.sizes() == {"train": 0, "validation": 0, "test": 1}
+
+
+def test_benchmark_folds_never_share_a_question(tmp_path, monkeypatch):
+    """bench_recipes' dev, dev2 and test parts are held out from the training file each is scored against."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    bench_recipes = importlib.import_module("bench_recipes")
+    source = write(tmp_path / "ori_pqal.json", json.dumps({str(i): {"QUESTION": f"q{i}"} for i in range(500)}))
+    monkeypatch.setitem(bench_recipes.SOURCES, "pubmedqa", source)
+    monkeypatch.setattr(bench_recipes, "WORK", tmp_path / "work")
+    parts = {name: set(json.loads(path.read_text())) for name, path in bench_recipes.split_source("pubmedqa").items()}
+    assert (len(parts["test"]), len(parts["dev"]), len(parts["dev2"]), len(parts["train"]), len(parts["train2"])) == (100, 50, 50, 350, 350)
+    for scored, trained in (("dev", "train"), ("dev2", "train2"), ("test", "train+dev")):
+        assert not parts[scored] & parts[trained], scored
+    assert not parts["test"] & (parts["train2"] | parts["dev2"]) and parts["all"] == set(map(str, range(500)))
