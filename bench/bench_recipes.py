@@ -9,8 +9,9 @@ Data: ../shared/data (PubMedQA labelled train part, 500 questions, raw upstream 
 1,000 pairs). Each file is shuffled once with seed 0 and cut into test (100), dev (50) and train
 (the rest; MedQuAD uses 350 of its 850 to fit this CPU). A second dev fold (dev2) scores the first
 50 train questions after training on dev + the other 300, so a choice can rest on 100 questions.
-The test part is never used to choose a recipe. Every step is the toolkit's own command (configs/<recipe>-smollm2.yaml, plus the file
-paths), run as a user would; the comparison gives paired bootstrap intervals.
+The test part is never used to choose a recipe. Every step is the toolkit's own command
+(configs/<recipe>-smollm2.yaml, plus the file paths), run as a user would; the comparison gives
+paired bootstrap intervals.
 """
 
 from __future__ import annotations
