@@ -80,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     config = ROOT / "configs" / f"{args.recipe}-smollm2.yaml"
     paths = split_source(args.recipe)
     out = WORK / args.recipe / args.phase
-    train = {"dev": paths["train"], "dev2": paths["train2"], "test": paths["train+dev"], "timing": paths["all"]}[args.phase]
+    train = paths[{"dev": "train", "dev2": "train2", "test": "train+dev", "timing": "all"}[args.phase]]
     if args.phase == "timing":
         seconds = run(["load_models.py", "--config", str(config), "--train_file", str(train), "--split_ratios", "1", "0", "0",
                        "--output_dir", str(out / "fine-tuned"), "--overwrite_output_dir", "--report_to", "none", *extra])
         metrics = json.loads((out / "fine-tuned" / "metrics.json").read_text())
         print(f"one epoch over {args.recipe} (all examples): train_runtime {metrics['train_runtime']:.0f} s; command {seconds:.0f} s")
         return 0
-    evaluate = paths[{"dev": "dev", "dev2": "dev2", "test": "test"}[args.phase]]
+    evaluate = paths[args.phase]  # each scored part is named after its phase
     common = ["--test_file", str(evaluate), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
     zero = run(["load_models.py", "--do_predict", *common, *generation_flags(config), "--output_dir", str(out / "zero-shot"),
                 "--overwrite_output_dir"])
