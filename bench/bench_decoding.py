@@ -38,21 +38,24 @@ from bench_recipes import WORK, generation_flags  # noqa: E402
 RECIPE = WORK / "pubmedqa"
 FOLDS = {"dev": ("dev", "train"), "dev2": ("dev2", "train2")}  # scored part, training file of its adapter
 negative_prompts: dict[tuple[int, ...], list[int]] = {}  # prompt ids -> the same prompt without the context
+boosted_tokens: dict[tuple[int, ...], list[int]] = {}  # prompt ids -> its tokens, special ones left out
 ORIGINAL = {"generation_prompts": load_models.generation_prompts, "prediction_model": load_models.prediction_model}
 RUN_SCOPE = ExitStack()  # what one prediction run changes, undone when it ends
 
 
 def with_negatives(tokenizer, fmt, examples, *rest):
-    """load_models.generation_prompts, also recording each prompt's context-free twin for guidance."""
+    """load_models.generation_prompts, also recording each prompt's context-free twin and tokens to boost."""
     from bioqa.prompts import prompt_ids
 
     kept, prompts = ORIGINAL["generation_prompts"](tokenizer, fmt, examples, *rest)
+    special = set(tokenizer.all_special_ids)
     for row, ids in zip(kept, prompts):
         negative_prompts[tuple(ids)] = prompt_ids(tokenizer, fmt, row["question"], "")
+        boosted_tokens[tuple(ids)] = [token for token in ids if token not in special]
     return kept, prompts
 
 
-def guided_generate(generate, args: argparse.Namespace, special_ids: list[int]):
+def guided_generate(generate, args: argparse.Namespace):
     """model.generate with the probed change added for each batch of left-padded prompts."""
     import torch
     from transformers import EncoderRepetitionPenaltyLogitsProcessor
@@ -66,8 +69,8 @@ def guided_generate(generate, args: argparse.Namespace, special_ids: list[int]):
             kwargs.update(guidance_scale=args.context_guidance, negative_prompt_ids=negatives,
                           negative_prompt_attention_mask=negatives_mask)
         if args.context_boost is not None:
-            # Padding and special tokens take the value of the row's first ordinary token: boosted once, harmless.
-            ordinary = [[t for t in row if t not in special_ids] for row in rows]
+            # Short rows are padded with their own first token: boosted once, harmless.
+            ordinary = [boosted_tokens[row] for row in rows]
             width = max(len(row) for row in ordinary)
             boosted = torch.tensor([row + [row[0]] * (width - len(row)) for row in ordinary], device=input_ids.device)
             kwargs["logits_processor"].insert(0, EncoderRepetitionPenaltyLogitsProcessor(args.context_boost, boosted))
@@ -83,8 +86,7 @@ def changed_model(args: argparse.Namespace, opts, choice):
     model, identity = ORIGINAL["prediction_model"](opts, choice)
     if args.adapter_scale is not None and opts.model.adapter_name_or_path:
         RUN_SCOPE.enter_context(rescale_adapter_scale(model, args.adapter_scale))  # undone when the run ends
-    tokenizer = load_models.load_tokenizer(opts.model)
-    model.generate = guided_generate(model.generate, args, tokenizer.all_special_ids)
+    model.generate = guided_generate(model.generate, args)
     return model, identity
 
 

@@ -17,6 +17,7 @@ def bench_decoding(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     module = importlib.import_module("bench_decoding")
     monkeypatch.setattr(module, "negative_prompts", {})
+    monkeypatch.setattr(module, "boosted_tokens", {})
     return module
 
 
@@ -24,12 +25,10 @@ def probe(bench_decoding, tokenizer, batch_size, **change):
     """Guided answers to eight prompts with context, `batch_size` prompts per generate() call."""
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     rows = [row for row in qa_rows(16) if row["context"]][:8]
-    ids = [prompts.prompt_ids(tokenizer, fmt, row["question"], row["context"]) for row in rows]
-    for row, prompt in zip(rows, ids):
-        bench_decoding.negative_prompts[tuple(prompt)] = prompts.prompt_ids(tokenizer, fmt, row["question"], "")
+    _, ids = bench_decoding.with_negatives(tokenizer, fmt, rows, 512, 16)  # records each prompt's twin and tokens
     args = argparse.Namespace(**{"context_guidance": None, "context_boost": None, **change})
     model = build_model(tokenizer, seed=3)
-    model.generate = bench_decoding.guided_generate(model.generate, args, tokenizer.all_special_ids)
+    model.generate = bench_decoding.guided_generate(model.generate, args)
     return generate_token_ids(model, tokenizer, ids, GenerationSettings(max_new_tokens=16, batch_size=batch_size))
 
 
