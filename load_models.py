@@ -22,106 +22,31 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import transformers
-from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.arguments import DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments, RunArguments
+import metrics_utils
+from bioqa.arguments import GenerationEvalArguments, ModelArguments, RunArguments
 from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
-import metrics_utils
 from bioqa.generation import GenerationSettings, generate_answers_sharded
 from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer,
                             resolve_model_name)
+from bioqa.options import Options, TrainingArguments, argument_problems, parse, raise_problems, wants_training
+from bioqa.outputs import (TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real,
+                           remove_own_output)
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
-from bioqa.runfiles import (Interrupted, UsageError, base_manifest, build_parser, check_output_folder, config_dict,
-                            parse_arguments, run_main, utc_now, write_json_atomic, write_jsonl_atomic,
-                            write_yaml_atomic)
-from bioqa.trainer import (AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, StopOnSignal,
-                           answer_only_loss, complete_checkpoints)
+from bioqa.resume import (check_checkpoint_files, check_same_settings, completed_run, finished_step,
+                          resume_checkpoint)
+from bioqa.runfiles import (Interrupted, UsageError, base_manifest, config_dict, run_main, stop_on_signal, utc_now,
+                            write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
+from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, StopOnSignal, answer_only_loss
 
 log = logging.getLogger("bioqa")
-
-
-def _default(name: str, value: Any, why: str):
-    """A TrainingArguments field with this toolkit's default; the help says what changed and why."""
-    original = transformers.TrainingArguments.__dataclass_fields__[name]
-    help_text = f"{original.metadata.get('help', '')} [here default {value!r}: {why}]"
-    return field(default=value, metadata={**original.metadata, "help": help_text})
-
-
-@dataclass
-class TrainingArguments(transformers.TrainingArguments):
-    output_dir: str | None = _default("output_dir", "outputs/bioqa-lora", "one folder per run")
-    learning_rate: float = _default("learning_rate", 2e-4, "a LoRA learning rate, not a full fine-tuning one")
-    warmup_steps: float = _default("warmup_steps", 0.03, "a fraction of the steps")
-    logging_steps: float = _default("logging_steps", 10, "see the loss early on short runs")
-    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch", "generation metrics every epoch")
-    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch", "a checkpoint per evaluation")
-    train_sampling_strategy: str = _default("train_sampling_strategy", "group_by_length", "less padding, faster steps")
-    report_to: None | str | list[str] = _default("report_to", "tensorboard", "curves in <output_dir>/runs")
-
-
-class Options(NamedTuple):
-    model: ModelArguments
-    data: DataArguments
-    prompt: PromptArguments
-    lora: LoraArguments
-    generation: GenerationEvalArguments
-    run: RunArguments
-    training: TrainingArguments
-
-
-def parse(argv: list[str] | None) -> Options:
-    types = (ModelArguments, DataArguments, PromptArguments, LoraArguments, GenerationEvalArguments,
-             RunArguments, TrainingArguments)
-    parser = build_parser(types, description=__doc__.split("\n\n")[0])
-    # Parsing sets up the devices of TrainingArguments before --device is applied (with_device
-    # replaces them); under torchrun on a CPU that first set-up warns, wrongly, that DDP is off.
-    quiet = logging.getLogger("transformers.training_args")
-    previous = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        return Options(*parse_arguments(parser, argv))
-    finally:
-        quiet.setLevel(previous)
-
-
-def wants_training(training: TrainingArguments) -> bool:
-    """--do_train, or no mode at all (the common case); --do_predict alone predicts only."""
-    return training.do_train or not training.do_predict
-
-
-def argument_problems(opts: Options) -> list[str]:
-    """Every invalid value, found before anything loads."""
-    problems = []
-    if opts.model.adapter_name_or_path and wants_training(opts.training):
-        problems.append("--adapter_name_or_path is for --do_predict alone; training starts a new adapter")
-    for flag, value in (("--lora_r", opts.lora.lora_r), ("--learning_rate", opts.training.learning_rate),
-                        ("--per_device_train_batch_size", opts.training.per_device_train_batch_size),
-                        ("--max_seq_length", opts.data.max_seq_length),
-                        ("--generation_max_new_tokens", opts.generation.generation_max_new_tokens),
-                        ("--generation_batch_size", opts.generation.generation_batch_size),
-                        ("--bootstrap_samples", opts.run.bootstrap_samples)):
-        if value <= 0:
-            problems.append(f"{flag} must be positive, got {value}")
-    unknown = sorted(set(opts.generation.eval_metrics) - {"rouge", "bleu", "meteor"})
-    if unknown:
-        problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from rouge bleu meteor")
-    if opts.run.early_stopping_patience is not None and not (opts.training.load_best_model_at_end and opts.training.metric_for_best_model):
-        problems.append("--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)")
-    return problems
-
-
-def raise_problems(problems: list[str]) -> None:
-    if len(problems) == 1:
-        raise UsageError(problems[0])
-    if problems:
-        raise UsageError(f"{len(problems)} problems: " + " | ".join(problems))
 
 
 def resolve_precision(model_args: ModelArguments, training: TrainingArguments) -> str:
@@ -138,25 +63,31 @@ def with_device(training: TrainingArguments, choice: DeviceChoice) -> TrainingAr
                    use_cpu=choice.device == "cpu")
 
 
-def resume_checkpoint(training: TrainingArguments) -> str | None:
-    """--resume_from_checkpoint: a checkpoint folder, or `latest` for the newest complete one in --output_dir."""
-    wanted = training.resume_from_checkpoint
-    if wanted in (None, "", "false", "False"):
-        return None
-    if wanted in ("latest", "true", "True"):
-        found = next(reversed(complete_checkpoints(training.output_dir)), None)
-        if found is None:
-            raise UsageError(f"--resume_from_checkpoint {wanted}: no checkpoint-* folder in {training.output_dir}; "
-                             "start without it or give the checkpoint path")
-        return str(found)
-    if not Path(wanted).is_dir():
-        raise UsageError(f"--resume_from_checkpoint {wanted} is not a folder; give a checkpoint-* folder or `latest`")
-    return wanted
+def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Path | None) -> None:
+    """A resumed run writes into its own folder; otherwise the folder is new, empty, or (with
+    --overwrite_output_dir) an earlier run's own output, which is cleared when the run starts."""
+    if resume:
+        return
+    check_output_folder(Path(training.output_dir), "--output_dir", TRAINING_OUTPUT, run.overwrite_output_dir,
+                        "pass --overwrite_output_dir to replace an earlier run's output, resume with "
+                        "--resume_from_checkpoint latest")
 
 
-def check_output_dir(training: TrainingArguments, run: RunArguments, resume: str | None) -> None:
-    check_output_folder(Path(training.output_dir), "--output_dir", bool(resume or run.overwrite_output_dir),
-                        "pass --overwrite_output_dir, resume with --resume_from_checkpoint latest")
+def run_inputs(opts: Options) -> dict[str, str | None]:
+    """Everything the run reads: the output folder may be none of these, nor inside or around one."""
+    inputs = {"base model": opts.model.model_name_or_path, "tokenizer": opts.model.tokenizer_name,
+              "adapter": opts.model.adapter_name_or_path, "training file": opts.data.train_file,
+              "validation file": opts.data.validation_file, "test file": opts.data.test_file}
+    wanted = opts.training.resume_from_checkpoint
+    if wanted and Path(wanted).is_dir() and real(opts.training.output_dir) not in real(wanted).parents:
+        inputs["checkpoint to resume"] = wanted  # a checkpoint of another run; one of this run's is its own
+    return inputs
+
+
+def is_main_launch_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or a single process), from the launcher's environment:
+    asking TrainingArguments would set up its devices before --device and --precision are applied."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
 
 
 def report_splits(splits: Splits, training: TrainingArguments | None, predicting: bool) -> None:
@@ -257,11 +188,10 @@ def wait_for_every_process() -> None:
 
 
 def configure_logging(training: TrainingArguments) -> None:
-    """INFO from the main process, warnings from the others. The rank comes from the launcher's environment:
-    asking `training` would set up its devices before --device and --precision are applied."""
+    """INFO from the main process, warnings from the others."""
     from transformers.training_args import trainer_log_levels
 
-    main = all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
+    main = is_main_launch_process()
     logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO if main else logging.WARNING,
                         stream=sys.stderr)
     level = trainer_log_levels[training.log_level if main else training.log_level_replica]
@@ -270,7 +200,7 @@ def configure_logging(training: TrainingArguments) -> None:
 
 
 def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat, splits: Splits, manifest: dict,
-          resume: str | None) -> Any:
+          resume: Path | None) -> Any:
     """Train the adapter, save the outputs, and return the trained (or best) model."""
     from transformers.trainer_utils import enable_full_determinism, set_seed
 
@@ -282,12 +212,32 @@ def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
-    result = trainer.train(resume_from_checkpoint=resume)
+    if resume is not None and finished_step(resume) is not None:
+        train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
     if stop.received:
         raise interrupted(trainer, opts, manifest, stop.received)
-    save_outputs(trainer, opts, manifest, final_metrics(trainer, result.metrics))
+    with stop_on_signal("the final evaluation and saving", resumable=True):
+        save_outputs(trainer, opts, manifest, final_metrics(trainer, train_metrics))
     return trainer.model
+
+
+def restore_finished(trainer: BioQATrainer, checkpoint: Path) -> dict:
+    """A checkpoint at the last step: its trainer state and its adapter (or, with --load_best_model_at_end,
+    the best checkpoint's), so the final evaluation and files follow without another training step."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers.trainer_callback import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    source = Path(best) if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else checkpoint
+    set_peft_model_state_dict(trainer.model, load_file(source / "adapter_model.safetensors"))
+    log.info("%s is the last step (%d of %d): training is complete; evaluating and saving the adapter of %s",
+             checkpoint, trainer.state.global_step, trainer.state.max_steps, source)
+    return {"resumed_finished_run_from": str(checkpoint), "global_step": trainer.state.global_step}
 
 
 def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_name: str) -> Interrupted:
@@ -336,11 +286,17 @@ def predict(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, splits
     log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
 
 
-def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: str | None) -> dict:
+def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
     """The manifest so far; run_config.yaml written once every process has checked the output folder."""
     manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
                 "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
-                "leaked_questions": splits.leaked_questions, "seed": opts.training.seed, "resumed_from": resume}
+                "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
+                "resumed_from": str(resume) if resume else None}
+    wait_for_every_process()
+    if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
+        removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
+        if removed:
+            log.info("--overwrite_output_dir: removed the earlier run's %s", ", ".join(removed))
     wait_for_every_process()
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
@@ -355,23 +311,40 @@ def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: 
                                     "adapter": opts.training.output_dir, "trained_in_this_run": True}
     else:
         model, identity = prediction_model(opts, choice)
-    predict(opts, model, tokenizer, fmt, splits, identity)
-    if trained is None and opts.training.process_index == 0:
+    with stop_on_signal("prediction", resumable=False):
+        predict(opts, model, tokenizer, fmt, splits, identity)
+    if trained is None and not manifest["resumed_from"] and opts.training.process_index == 0:  # a run's own stays
         write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
 
 
 def run(argv: list[str] | None) -> int:
     opts = parse(argv)
     configure_logging(opts.training)
-    training, predicting = wants_training(opts.training), opts.training.do_predict
     raise_problems(argument_problems(opts))
     opts.model.model_name_or_path = resolve_model_name(opts.model.model_name_or_path)
+    out = Path(opts.training.output_dir)
+    check_not_an_input(out, "--output_dir", run_inputs(opts))
     config = load_config(opts.model)
     raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
     choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)
     opts = opts._replace(training=with_device(opts.training, choice))
     log.info("%s", choice.describe())
-    resume = resume_checkpoint(opts.training) if training else None
+    with output_lock(out, "--output_dir", enabled=is_main_launch_process()):
+        return run_locked(opts, argv, choice)
+
+
+def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> int:
+    """The run, once this process holds the output folder's lock."""
+    training, predicting = wants_training(opts.training), opts.training.do_predict
+    resume = resume_checkpoint(opts.training.resume_from_checkpoint, opts.training.output_dir) if training else None
+    if resume:
+        check_same_settings(resume, config_dict(*opts))
+        if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
+            log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)
+            if not predicting:
+                return 0
+            training, opts.model.adapter_name_or_path = False, opts.training.output_dir  # predict with its adapter
+        check_checkpoint_files(resume)
     check_output_dir(opts.training, opts.run, resume)
     splits = load_splits(opts.data)
     report_splits(splits, opts.training if training else None, predicting)

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bioqa.adapters import Adapter, adapter_tensors, full_tensors, read_adapter
+from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors, read_adapter
 from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimated_output_bytes, load_peft_model,
                            merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
                            with_tied_head, write_streamed_config)
 from bioqa.modeling import resolve_model_name
-from bioqa.runfiles import (RunError, UsageError, build_parser, check_output_folder, file_sha256, parse_arguments,
-                            peak_memory_mb, run_main, staged_folder, utc_now, write_json_atomic)
+from bioqa.outputs import MERGE_OUTPUT, check_not_an_input, check_output_folder, output_lock
+from bioqa.runfiles import (RunError, UsageError, build_parser, file_sha256, parse_arguments, parse_jsonl, peak_memory_mb,
+                            read_json, read_text, run_main, short, staged_folder, utc_now, write_json_atomic)
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
 log = logging.getLogger("bioqa")
@@ -43,7 +44,7 @@ class MergeArguments:
     device: str = field(default="cpu", metadata={"help": "Device for the in-memory merge and the verification.", "choices": ["cpu", "cuda", "mps"]})
     low_memory: bool = field(default=False, metadata={"help": "Stream the base shard by shard (automatic when it would not fit in RAM twice)."})
     verify: bool = field(default=True, metadata={"help": "Check the merged model against base + adapter (--no_verify to skip)."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier merge in --output_dir (a folder holding files the merge did not write is still refused)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run."})
 
 
@@ -57,11 +58,41 @@ def output_path(args: MergeArguments, adapter: Adapter) -> Path:
 
 
 def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
+    """Whether `out` holds this adapter merged into `base` as `dtype`, every file intact: sizes and hashes as
+    merge_report.json recorded them. A report that matches but files that do not is a UsageError."""
     report = out / "merge_report.json"
-    if not report.is_file():
+    if out.is_symlink() or not report.is_file():
         return False
-    previous = json.loads(report.read_text())
-    return (previous.get("adapter", {}).get("sha256"), previous.get("base_model"), previous.get("dtype")) == (adapter_hash, base, dtype)
+    try:
+        previous = json.loads(report.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
+    if not isinstance(previous, dict) or (previous.get("adapter", {}).get("sha256"), previous.get("base_model"),
+                                          previous.get("dtype")) != (adapter_hash, base, dtype):
+        return False
+    damaged = damaged_files(out, previous.get("files"))
+    if damaged:
+        raise UsageError(f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to "
+                         "merge again")
+    return True
+
+
+def damaged_files(out: Path, recorded: Any) -> str | None:
+    """The first file of a merged folder that differs from what merge_report.json recorded, or None."""
+    if not isinstance(recorded, dict) or not recorded:
+        return "merge_report.json records no file hashes (written by an older version)"
+    for name, expected in recorded.items():
+        file = out / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected.get("size") or file_sha256(file) != expected.get("sha256"):
+            return f"{name} differs from merge_report.json (size or SHA-256)"
+    return None
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file in `folder`, for the report that later reruns trust."""
+    return {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()}
 
 
 def check_disk_space(out: Path, needed: int) -> None:
@@ -72,15 +103,19 @@ def check_disk_space(out: Path, needed: int) -> None:
                          f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir")
 
 
-def needs_streaming(args: MergeArguments, shards: list[Path], source_dtype: str) -> bool:
-    """--low_memory, or a float32 copy of the base would not fit in the available RAM twice."""
+def fits_in_memory(shards: list[Path], source_dtype: str, copies: int) -> bool:
+    """Whether `copies` float32 copies of the base fit in the memory available now."""
     import psutil
 
+    return estimated_output_bytes(shards, source_dtype, "float32") * copies <= psutil.virtual_memory().available
+
+
+def needs_streaming(args: MergeArguments, shards: list[Path], source_dtype: str) -> bool:
+    """--low_memory, or a float32 copy of the base would not fit in the available RAM twice."""
     if args.low_memory:
         return True
-    in_memory_bytes = estimated_output_bytes(shards, source_dtype, "float32") * 2
-    if in_memory_bytes > psutil.virtual_memory().available:
-        log.info("merge: base + merged copy (~%.1f GB) would not fit in RAM; streaming shard by shard", in_memory_bytes / 1e9)
+    if not fits_in_memory(shards, source_dtype, copies=2):
+        log.info("merge: base + merged copy would not fit in RAM; streaming shard by shard")
         return True
     return False
 
@@ -113,8 +148,8 @@ def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list
     from bioqa.verification import BUILT_IN_PROBES
 
     files = sorted(adapter.path.glob("predictions/eval-step-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
-    rows = [json.loads(line) for line in files[-1].read_text().splitlines()][:count] if files else []
-    questions = [row["question"] for row in rows] or list(BUILT_IN_PROBES[:count])
+    rows = parse_jsonl(read_text(files[-1]), files[-1], "the adapter's predictions are damaged")[:count] if files else []
+    questions = [row["question"] for row in rows if isinstance(row.get("question"), str)] or list(BUILT_IN_PROBES[:count])
     fmt = prompt_format(tokenizer, PromptArguments(**_prompt_options(adapter)))
     return [prompt_ids(tokenizer, fmt, question, "") for question in questions]
 
@@ -124,7 +159,13 @@ def run_config(adapter: Adapter) -> dict[str, Any]:
     import yaml
 
     config_file = adapter.path / "run_config.yaml"
-    return (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+    if not config_file.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(read_text(config_file))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{config_file} is damaged ({short(str(exc), 120)}); restore it or remove it") from None
+    return config if isinstance(config, dict) else {}
 
 
 def _prompt_options(adapter: Adapter) -> dict[str, Any]:
@@ -136,43 +177,68 @@ def _prompt_options(adapter: Adapter) -> dict[str, Any]:
     return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in config}
 
 
-def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: str, staging: Path) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+SKIPPED = {"method": "skipped (--no_verify)", "passed": None}
 
-    timings, start = {}, time.perf_counter()
+
+def reference_probe(args: MergeArguments, adapter: Adapter, folder: Path) -> tuple[Any, Any, list, Any]:
+    """Base (float32) + adapter as PEFT itself loads and runs them, the probe prompts, and its logits: the
+    reference a merged model must equal, independent of how the merge read the adapter."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
     model = load_peft_model(adapter, str(folder), tokenizer, args.device, args.trust_remote_code)
     prompts = probe_prompts(adapter, tokenizer) if args.verify else []
-    reference = probe_model(model, tokenizer, prompts) if args.verify else None
+    return model, tokenizer, prompts, probe_model(model, tokenizer, prompts) if args.verify else None
+
+
+def verify_from_disk(args: MergeArguments, staging: Path, tokenizer: Any, prompts: list, reference: Any, dtype: str) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=getattr(torch, dtype)).to(args.device).eval()
+    return compare_logits(reference, probe_model(reloaded, tokenizer, prompts), dtype)
+
+
+def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: str, staging: Path) -> dict:
+    timings, start = {}, time.perf_counter()
+    model, tokenizer, prompts, reference = reference_probe(args, adapter, folder)
     timings["load_s"] = time.perf_counter() - start
     merged = merge_in_memory(model, dtype)
     merged.save_pretrained(staging, max_shard_size=args.max_shard_size)
     timings["merge_and_save_s"] = time.perf_counter() - start - timings["load_s"]
     del model, merged
     gc.collect()
-    verification = {"method": "skipped (--no_verify)", "passed": True}
+    verification = SKIPPED
     if args.verify:
-        reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=getattr(torch, dtype)).to(args.device).eval()
-        verification = compare_logits(reference, probe_model(reloaded, tokenizer, prompts), dtype)
+        verification = verify_from_disk(args, staging, tokenizer, prompts, reference, dtype)
         timings["verify_s"] = time.perf_counter() - start - sum(timings.values())
     return {"mode": "in memory (PEFT merge_and_unload)", "timings": timings, "verification": verification}
 
 
-def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder: Path, shards: list[Path], dtype: str, staging: Path) -> dict:
-    start = time.perf_counter()
+def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder: Path, shards: list[Path], dtype: str,
+                  staging: Path) -> dict:
+    """Shard by shard. Verified against PEFT's own base + adapter from disk when a float32 copy of the base
+    fits in memory once; else weight by weight (which rests on this merge's reading of the adapter)."""
+    start, reference = time.perf_counter(), None
+    if args.verify and fits_in_memory(shards, base_dtype(folder, shards), copies=1):
+        model, tokenizer, prompts, reference = reference_probe(args, adapter, folder)
+        del model
+        gc.collect()
     errors = stream_merge(adapter, tensors, shards, staging, dtype)
     write_streamed_config(folder, staging, dtype)
-    verification = weightwise_summary(errors, dtype) if args.verify else {"method": "skipped (--no_verify)", "passed": True}
-    return {"mode": "streaming, one shard at a time", "timings": {"merge_and_save_s": time.perf_counter() - start},
-            "verification": verification}
+    timings = {"merge_and_save_s": time.perf_counter() - start}
+    if reference is not None:
+        verification = verify_from_disk(args, staging, tokenizer, prompts, reference, dtype)
+    else:
+        verification = weightwise_summary(errors, dtype) if args.verify else SKIPPED
+    return {"mode": "streaming, one shard at a time", "timings": timings, "verification": verification}
 
 
 def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict) -> None:
     copy_tokenizer_files(tokenizer_folder(adapter, folder), staging)
     if (adapter.path / "run_manifest.json").is_file():
         shutil.copy2(adapter.path / "run_manifest.json", staging / "run_manifest.json")
-    write_json_atomic(staging / "merge_report.json", report)
+    write_json_atomic(staging / "merge_report.json", {**report, "files": file_records(staging)})
 
 
 def merge(argv: list[str] | None) -> int:
@@ -183,22 +249,24 @@ def merge(argv: list[str] | None) -> int:
     if not base:
         raise UsageError(f"{adapter.path}/adapter_config.json names no base model; pass --base_model")
     base = resolve_model_name(base)
-    out, adapter_hash = output_path(args, adapter), file_sha256(adapter.weights_file)
-    folder = base_files(base)
-    shards = shard_files(folder)
+    out, folder = output_path(args, adapter), base_files(base)
+    check_not_an_input(out, "--output_dir", {"adapter": adapter.path, "base model": folder})
+    with output_lock(out, "--output_dir"):
+        return merge_locked(args, adapter, base, folder, out)
+
+
+def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path, out: Path) -> int:
+    adapter_hash, shards = file_sha256(adapter.weights_file), shard_files(folder)
     dtype = base_dtype(folder, shards) if args.dtype == "auto" else DTYPES[args.dtype]
-    if already_merged(out, adapter_hash, base, dtype) and not args.overwrite:
-        print(f"{out} already holds this adapter merged into {base} ({dtype}); nothing to do (--overwrite to redo)")
+    if not args.overwrite and already_merged(out, adapter_hash, base, dtype):
+        print(f"{out} already holds this adapter merged into {base} ({dtype}), every file intact; nothing to do "
+              "(--overwrite to redo)")
         return 0
-    check_output_folder(out, "--output_dir", args.overwrite, "pass --overwrite to replace it")
-    tensors, config = adapter_tensors(adapter), json.loads((folder / "config.json").read_text())
-    tied = config.get("tie_word_embeddings", False)
-    shapes = with_tied_head(tensor_shapes(shards), tied)
-    vocab_grows = vocabulary_grows(tensors, shapes)
-    check_shapes(adapter, tensors, shapes, vocab_grows)
-    check_disk_space(out, estimated_output_bytes(shards, base_dtype(folder, shards), dtype))
+    check_output_folder(out, "--output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
+    tensors = checked_tensors(adapter, folder, shards, out, dtype)
     streaming = needs_streaming(args, shards, base_dtype(folder, shards))
-    refusal = streaming_refusal(adapter, tensors, tied, vocab_grows) if streaming else None
+    refusal = streaming_refusal(adapter, tensors, tied_embeddings(folder), vocabulary_grows(tensors, base_shapes(folder, shards))) \
+        if streaming else None
     if refusal:
         raise UsageError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
@@ -211,11 +279,32 @@ def merge(argv: list[str] | None) -> int:
         result = (run_streaming(args, adapter, tensors, folder, shards, dtype, staging) if streaming
                   else run_in_memory(args, adapter, folder, dtype, staging))
         report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
-        if not result["verification"]["passed"]:
+        if result["verification"]["passed"] is False:
             raise RunError(f"verification failed, nothing kept: {json.dumps(result['verification'])}")
         finish_folder(staging, adapter, folder, report)
-    print(f"merged model: {out} ({report['mode']}; verification: {report['verification']['method']}, passed)")
+    outcome = "skipped (--no_verify)" if result["verification"]["passed"] is None else \
+        f"{result['verification']['method']}, passed"
+    print(f"merged model: {out} ({report['mode']}; verification: {outcome})")
     return 0
+
+
+def tied_embeddings(folder: Path) -> bool:
+    return bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
+
+
+def base_shapes(folder: Path, shards: list[Path]) -> dict[str, tuple[int, ...]]:
+    return with_tied_head(tensor_shapes(shards), tied_embeddings(folder))
+
+
+def checked_tensors(adapter: Adapter, folder: Path, shards: list[Path], out: Path, dtype: str) -> dict:
+    """The adapter's tensors, each of a kind the merge uses, consistent with its config and the base's shapes,
+    and room on disk for the result."""
+    tensors = adapter_tensors(adapter)
+    check_tensors(adapter, tensors)
+    shapes = base_shapes(folder, shards)
+    check_shapes(adapter, tensors, shapes, vocabulary_grows(tensors, shapes))
+    check_disk_space(out, estimated_output_bytes(shards, base_dtype(folder, shards), dtype))
+    return tensors
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,6 +89,60 @@ def adapter_tensors(adapter: Adapter) -> dict[str, Any]:
                          "the adapter file is damaged, copy it again") from None
 
 
+# Every kind of tensor a LoRA adapter file may hold, by the end of its key; any other key is refused, so
+# no tensor of an adapter is ever left out of a merge without a word.
+LORA_KINDS = (".lora_A.weight", ".lora_B.weight", ".lora_B.bias", ".lora_embedding_A", ".lora_embedding_B",
+              ".lora_magnitude_vector", ".lora_magnitude_vector.weight")
+
+
+def check_tensors(adapter: Adapter, tensors: dict[str, Any]) -> None:
+    """UsageError naming the first tensor the merge would not use, or that contradicts adapter_config.json:
+    an unknown kind, half a LoRA pair, or a rank other than the config's r (and rank_pattern)."""
+    for key, value in tensors.items():
+        if not key.startswith(PREFIX):
+            raise UsageError(f"{adapter.weights_file} holds {key}, which is not a PEFT adapter tensor "
+                             f"({PREFIX}...); the adapter file is damaged or not from PEFT")
+        if "lora_" in key and not key.endswith(LORA_KINDS):
+            kind = key[key.index("lora_"):]
+            raise UsageError(f"{adapter.weights_file} holds tensors of a kind this merge does not handle ({kind}, "
+                             f"e.g. {key}); merge with a PEFT version that wrote it, or retrain without that option")
+        if key.endswith(".lora_A.weight"):
+            _check_pair(adapter, tensors, key[len(PREFIX):-len(".lora_A.weight")], value)
+    orphans = [k for k in tensors if k.endswith(".lora_B.weight") and k.replace(".lora_B.", ".lora_A.") not in tensors]
+    if orphans:
+        raise UsageError(f"{adapter.weights_file} holds {orphans[0]} without its lora_A; the adapter file is damaged")
+
+
+def _check_pair(adapter: Adapter, tensors: dict[str, Any], module: str, a: Any) -> None:
+    b = tensors.get(f"{PREFIX}{module}.lora_B.weight")
+    if b is None:
+        raise UsageError(f"{adapter.weights_file} holds {module}.lora_A without its lora_B; the adapter file is damaged")
+    rank = _pattern_value(adapter.config.get("rank_pattern") or {}, module, adapter.config.get("r"))
+    if a.shape[0] != rank or b.shape[1] != rank:
+        raise UsageError(f"{module} has LoRA rank {a.shape[0]} in {adapter.weights_file} but adapter_config.json says "
+                         f"r = {rank}; the adapter folder mixes two adapters, copy it again from one run")
+    if not targets_module(adapter.config, module):
+        raise UsageError(f"{adapter.weights_file} adapts {module}, which adapter_config.json's target_modules "
+                         f"({adapter.config.get('target_modules')}) does not name; the adapter folder mixes two adapters")
+
+
+def targets_module(config: dict[str, Any], module: str) -> bool:
+    """Whether adapter_config.json's target_modules covers `module`, as PEFT matches them (a regex string
+    must match the whole name; a list names the last parts; `all-linear` covers every linear layer)."""
+    targets = config.get("target_modules")
+    if targets is None or targets == "all-linear":
+        return True
+    if isinstance(targets, str):
+        return re.fullmatch(targets, module) is not None
+    return any(module == t or module.endswith(f".{t}") for t in targets)
+
+
+def lora_biases(tensors: dict[str, Any]) -> dict[str, Any]:
+    """{base bias name: lora_B bias} of an adapter trained with lora_bias=True."""
+    suffix = ".lora_B.bias"
+    return {f"{key[len(PREFIX):-len(suffix)]}.bias": value for key, value in tensors.items() if key.endswith(suffix)}
+
+
 def lora_pairs(tensors: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """{base weight name: (A, B)} for every LoRA pair, e.g. "model.layers.0.mlp.up_proj.weight"."""
     pairs = {}

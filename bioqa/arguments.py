@@ -81,6 +81,6 @@ class GenerationEvalArguments:
 
 @dataclass
 class RunArguments:
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow writing into a non-empty --output_dir (otherwise refused unless resuming)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an earlier run's own output in --output_dir (a folder holding other files is still refused; so is one that is or holds an input)."})
     early_stopping_patience: Optional[int] = field(default=None, metadata={"help": "Stop after this many evaluations without improving --metric_for_best_model."})
     bootstrap_samples: int = field(default=1000, metadata={"help": "--do_predict: bootstrap resamples for the 95 percent intervals in predict_metrics.json (seeded by --seed)."})

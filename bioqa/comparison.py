@@ -21,8 +21,8 @@ from typing import Any, Optional
 
 import metrics_utils
 from bioqa.predictions import read_prediction_file
-from bioqa.runfiles import (UsageError, build_parser, check_output_folder, parse_arguments, run_main, staged_folder,
-                            write_json_atomic)
+from bioqa.outputs import COMPARISON_OUTPUT, check_not_an_input, check_output_folder, output_lock, run_folder
+from bioqa.runfiles import UsageError, build_parser, parse_arguments, run_main, staged_folder, write_json_atomic
 
 METRIC_ORDER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor")
 
@@ -38,7 +38,7 @@ class CompareArguments:
     bootstrap_samples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
     examples_shown: int = field(default=5, metadata={"help": "How many best and worst examples (by ROUGE-L difference) report.md lists."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing, non-empty --output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier comparison in --output_dir (a folder holding other files is still refused)."})
 
 
 def aligned(baseline: list[dict], candidate: list[dict], names: tuple[str, str]) -> list[dict]:
@@ -55,7 +55,14 @@ def aligned(baseline: list[dict], candidate: list[dict], names: tuple[str, str])
     extra = next((row["id"] for row in candidate if row["id"] not in baseline_ids), None)
     if extra is not None:
         raise UsageError(f"the files cover different examples: id {extra!r} is in {names[1]} but not in {names[0]}")
-    return [by_id[row["id"]] for row in baseline]
+    paired = [by_id[row["id"]] for row in baseline]
+    for key in ("question", "reference"):
+        differs = next((a["id"] for a, b in zip(baseline, paired) if a.get(key) != b.get(key)), None)
+        if differs is not None:
+            raise UsageError(f"the files are not answers to the same questions: id {differs!r} has another {key} in "
+                             f"{names[1]} than in {names[0]}; predict both on the same test data (same file, "
+                             "--split_seed and --id_field)")
+    return paired
 
 
 def compare(baseline: list[dict], candidate: list[dict], samples: int, seed: int) -> dict[str, Any]:
@@ -88,21 +95,25 @@ def find_trainer_state(args: CompareArguments) -> Path | None:
 
 
 def run(argv: list[str] | None) -> int:
-    from bioqa.report import write_report
+    from bioqa.report import write_report  # matplotlib: only once the arguments are known to be good
 
     args = parse_arguments(build_parser([CompareArguments], description=__doc__.split("\n\n")[0]), argv)[0]
     if args.bootstrap_samples <= 0:
         raise UsageError(f"--bootstrap_samples must be positive, got {args.bootstrap_samples}")
+    out, state = Path(args.output_dir), find_trainer_state(args)
+    check_not_an_input(out, "--output_dir", {
+        "baseline predictions": args.baseline, "candidate predictions": args.candidate, "trainer state": state,
+        "baseline's run": run_folder(args.baseline), "candidate's run": run_folder(args.candidate)})
     names = (args.baseline_name, args.candidate_name)
     baseline = read_prediction_file(args.baseline)
     candidate = aligned(baseline, read_prediction_file(args.candidate), names)
-    out, state = Path(args.output_dir), find_trainer_state(args)
-    check_output_folder(out, "--output_dir", args.overwrite, "pass --overwrite to replace it")
-    result = compare(baseline, candidate, args.bootstrap_samples, args.seed)
-    with staged_folder(out) as staging:
-        table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)
-        write_json_atomic(staging / "comparison.json", {k: v for k, v in result.items() if k != "scores"} |
-                          {"baseline": args.baseline, "candidate": args.candidate, "names": list(names)})
+    with output_lock(out, "--output_dir"):
+        check_output_folder(out, "--output_dir", COMPARISON_OUTPUT, args.overwrite, "pass --overwrite to replace it")
+        result = compare(baseline, candidate, args.bootstrap_samples, args.seed)
+        with staged_folder(out) as staging:
+            table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)
+            write_json_atomic(staging / "comparison.json", {k: v for k, v in result.items() if k != "scores"} |
+                              {"baseline": args.baseline, "candidate": args.candidate, "names": list(names)})
     print(f"{table}\n\nreport: {out / 'report.md'}")
     return 0
 

@@ -9,6 +9,7 @@ dropped and counted; a question found in more than one split is reported as a le
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import re
@@ -93,8 +94,8 @@ def _json(text: str, path: Path) -> list[dict]:
 
 
 def _csv(text: str, path: Path) -> list[dict]:
-    try:
-        return list(csv.DictReader(text.splitlines()))
+    try:  # csv itself joins the lines of a quoted field that spans several; only \n ends a line
+        return list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise UsageError(f"{path} is not valid CSV ({exc}); fix the file") from None
 
@@ -125,11 +126,30 @@ def get_field(record: dict, path: str) -> Any:
 
 
 def as_text(value: Any, separator: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return separator.join(as_text(v, separator) for v in value if v is not None).strip()
-    return str(value).strip()
+    """A text field's value: a string, or a list of strings joined by `separator`; TypeError for anything else."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return separator.join(value).strip()
+    raise TypeError(json.dumps(value, default=str)[:60])
+
+
+def _field_text(record: dict, path: str, separator: str, where: str) -> str:
+    try:
+        return as_text(get_field(record, path), separator)
+    except TypeError as exc:
+        raise UsageError(f"{where} field {path!r} is {exc.args[0]}, not a text (or a list of texts); fix the data or "
+                         "choose another field") from None
+
+
+def _example_id(record: dict, path: str, split: str, index: int, where: str) -> str:
+    value = _optional_field(record, path)
+    if value is None or value == "":
+        return f"{split}-{index}"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise UsageError(f"{where} field {path!r} is {json.dumps(value, default=str)[:60]}, not a text or a whole "
+                         "number; give each example a plain id, or choose another --id_field")
+    return str(value)
 
 
 def _check_fields(records: list[dict], fields: FieldMap, source: str) -> str | None:
@@ -158,20 +178,32 @@ def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) 
     if not records:
         return [], 0
     context_field = _check_fields(records, fields, source)
-    examples, empty = [], 0
+    examples, empty, seen = [], 0, {}
     for index, record in enumerate(records):
+        where = f"{source} record {index + 1}:"
         try:
-            question = as_text(get_field(record, fields.question), fields.separator)
-            answer = as_text(get_field(record, fields.answer), fields.separator)
+            question = _field_text(record, fields.question, fields.separator, where)
+            answer = _field_text(record, fields.answer, fields.separator, where)
         except KeyError as missing:
             raise UsageError(f"{source} record {index + 1} has no field {missing.args[0]!r}; fix the record") from None
         if not answer:
             empty += 1
             continue
-        context = as_text(_optional_field(record, context_field), fields.separator)
-        example_id = str(record[fields.id]) if record.get(fields.id) not in (None, "") else f"{split}-{index}"
+        context = _optional_text(record, context_field, fields.separator, where)
+        example_id = _example_id(record, fields.id, split, index, where)
+        if example_id in seen:
+            raise UsageError(f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {index + 1}); ids "
+                             "must be unique: fix the data, or choose a unique --id_field")
+        seen[example_id] = index + 1
         examples.append({"id": example_id, "question": question, "context": context, "answer": answer})
     return examples, empty
+
+
+def _optional_text(record: dict, path: str | None, separator: str, where: str) -> str:
+    """An optional field (the context): absent or null means none."""
+    if path is None or _optional_field(record, path) is None:
+        return ""
+    return _field_text(record, path, separator, where)
 
 
 # ----------------------------------------------------------------------------- splits and checks

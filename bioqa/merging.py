@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bioqa.adapters import Adapter, full_tensors, lora_pairs
-from bioqa.runfiles import RunError, UsageError
+from bioqa.adapters import Adapter, full_tensors, lora_biases, lora_pairs
+from bioqa.runfiles import RunError, UsageError, read_json, short
 from bioqa.verification import weight_probe_error
 
 log = logging.getLogger("bioqa")
@@ -45,7 +46,10 @@ def base_files(base: str, need_weights: bool = True) -> Path:
 def shard_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = read_json(index, "the base model's shard index").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UsageError(f"{index} has no weight_map; the base model folder is damaged, download it again")
+        names = sorted(set(weight_map.values()))
         return [folder / name for name in names]
     single = folder / "model.safetensors"
     if single.is_file():
@@ -60,9 +64,13 @@ def tensor_shapes(shards: list[Path]) -> dict[str, tuple[int, ...]]:
 
     shapes = {}
     for shard in shards:
-        with safe_open(shard, framework="pt") as handle:
-            for name in handle.keys():
-                shapes[name] = tuple(handle.get_slice(name).get_shape())
+        try:
+            with safe_open(shard, framework="pt") as handle:
+                for name in handle.keys():
+                    shapes[name] = tuple(handle.get_slice(name).get_shape())
+        except Exception as exc:  # safetensors raises its own error types for a damaged header
+            raise UsageError(f"cannot read {shard}: {short(str(exc), 160)}; the base model file is damaged, download "
+                             "it again") from None
     return shapes
 
 
@@ -81,6 +89,11 @@ def check_shapes(adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tu
         if expected is None or (b.shape[0], a.shape[1]) != tuple(expected[:2]):
             raise UsageError(f"the adapter does not fit this base: {name} is {expected} in the base but the LoRA "
                              f"pair makes {(b.shape[0], a.shape[1])}; use the base it was trained on (--base_model)")
+    for name, bias in lora_biases(tensors).items():
+        if shapes.get(name) != tuple(bias.shape):
+            raise UsageError(f"the adapter holds lora_B.bias tensors (trained with lora_bias=True), but the base has no "
+                             f"{name} of shape {tuple(bias.shape)} to add them to, so a plain checkpoint cannot hold "
+                             "them; load base + adapter with PEFT instead of merging, or train without lora_bias")
     for name, tensor in full_tensors(tensors).items():
         expected = shapes.get(name)
         resized = vocab_grows and expected is not None and tensor.shape[1:] == expected[1:]
@@ -90,7 +103,7 @@ def check_shapes(adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tu
 
 
 def base_dtype(folder: Path, shards: list[Path]) -> str:
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json", "the base model's config")
     named = config.get("dtype") or config.get("torch_dtype")
     if named in DTYPES:
         return DTYPES[named]
@@ -163,19 +176,30 @@ def streaming_refusal(adapter: Adapter, tensors: dict[str, Any], tied: bool, voc
     return None
 
 
-def _merge_tensor(name: str, weight: Any, pairs: dict, full: dict, scale: Callable[[str], float], generator: Any,
-                  errors: dict[str, float], dtype: Any):
-    if name in full:
-        return full[name].to(dtype)
-    if name not in pairs:
-        return weight.to(dtype)
-    a, b = (t.float() for t in pairs[name])
-    s = scale(name[:-len(".weight")])
-    merged = weight.float() + s * (b @ a)
-    check_finite(name, merged)
-    merged = merged.to(dtype)
-    errors[name] = weight_probe_error(weight, merged, lambda x: s * (b @ (a @ x)), generator)
-    return merged
+@dataclass
+class StreamPlan:
+    """What the streaming merge changes, by base tensor name, and the probe errors it measured."""
+
+    pairs: dict[str, tuple[Any, Any]]   # weight -> (lora_A, lora_B)
+    biases: dict[str, Any]              # bias -> lora_B bias (lora_bias=True)
+    full: dict[str, Any]                # weight -> replacement (modules trained in full)
+    scale: Callable[[str], float]       # module -> LoRA scaling
+    errors: dict[str, float] = field(default_factory=dict)
+
+    def merged(self, name: str, weight: Any, generator: Any, dtype: Any):
+        if name in self.full:
+            return self.full[name].to(dtype)
+        if name in self.biases:  # b + scale * lora_B.bias, as PEFT merges it
+            merged = weight.float() + self.scale(name[:-len(".bias")]) * self.biases[name].float()
+        elif name in self.pairs:
+            a, b = (t.float() for t in self.pairs[name])
+            s = self.scale(name[:-len(".weight")])
+            merged = weight.float() + s * (b @ a)
+            self.errors[name] = weight_probe_error(weight, merged.to(dtype), lambda x: s * (b @ (a @ x)), generator)
+        else:
+            return weight.to(dtype)
+        check_finite(name, merged)
+        return merged.to(dtype)
 
 
 SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
@@ -209,33 +233,30 @@ def stream_merge(adapter: Adapter, tensors: dict[str, Any], shards: list[Path], 
     from safetensors import safe_open
     from tqdm.auto import tqdm
 
-    pairs, full = lora_pairs(tensors), full_tensors(tensors)
-    generator, errors, weight_map = torch.Generator().manual_seed(0), {}, {}
+    plan = StreamPlan(lora_pairs(tensors), lora_biases(tensors), full_tensors(tensors), adapter.scale)
+    generator, weight_map = torch.Generator().manual_seed(0), {}
     target = getattr(torch, dtype)
     for shard in tqdm(shards, desc="merging shards", unit="shard"):
         with safe_open(shard, framework="pt") as handle:
             names = list(handle.keys())
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in names}
-            shapes.update({name: tuple(full[name].shape) for name in names if name in full})
-
-            def merged(name: str):
-                return _merge_tensor(name, handle.get_tensor(name), pairs, full, adapter.scale, generator, errors, target)
-
-            _write_shard(staging / shard.name, names, shapes, dtype, merged)
+            shapes.update({name: tuple(plan.full[name].shape) for name in names if name in plan.full})
+            _write_shard(staging / shard.name, names, shapes, dtype,
+                         lambda name: plan.merged(name, handle.get_tensor(name), generator, target))
         weight_map.update({name: shard.name for name in names})
     if len(shards) > 1:
         total = sum((staging / s.name).stat().st_size for s in shards)
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (staging / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    missing = set(pairs) - set(weight_map)
+    missing = (set(plan.pairs) | set(plan.biases) | set(plan.full)) - set(weight_map)
     if missing:
         raise UsageError(f"the adapter targets {sorted(missing)[0]}, which the base does not have; use its own base")
-    return errors
+    return plan.errors
 
 
 def write_streamed_config(folder: Path, staging: Path, dtype: str) -> None:
     """config.json (with the new dtype) and generation_config.json of the base, into the merged folder."""
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json", "the base model's config")
     config["dtype"] = dtype
     config.pop("torch_dtype", None)
     (staging / "config.json").write_text(json.dumps(config, indent=2))

@@ -66,6 +66,30 @@ def run_main(main: Callable[[], int]) -> int:
         return 130
 
 
+@contextlib.contextmanager
+def stop_on_signal(stage: str, resumable: bool):
+    """SIGINT / SIGTERM during `stage` stop it at once with Interrupted (exit 130): nothing of the stage is
+    written (its files are written atomically at its end), and the line says how to go on."""
+    import signal
+    import threading
+
+    how = ("continue with the same command plus --resume_from_checkpoint latest" if resumable
+           else "nothing was written; run the same command again")
+
+    def handle(signum, frame):
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} during {stage}; {how}")
+
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def close_progress_bars() -> None:
     """An exception leaves tqdm bars open mid-line; closing them ends the line, so `error:` starts its own."""
     tqdm = sys.modules.get("tqdm")
@@ -227,10 +251,29 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def read_text(path: Path, what: str = "the file") -> str:
+    """A UTF-8 text file, a byte-order mark dropped; UsageError naming the file if it is not UTF-8 or unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); re-save {what} as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines split on \\n (and \\r\\n) only: JSON strings and text may hold U+2028, U+2029, U+0085 or a
+    form feed, which str.splitlines() would also split on. A final newline ends the last line."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def parse_jsonl(text: str, path: Path, fix: str) -> list[dict]:
     """The JSON objects of a .jsonl text, blank lines skipped; UsageError naming the line, ending with `fix`."""
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -243,20 +286,22 @@ def parse_jsonl(text: str, path: Path, fix: str) -> list[dict]:
     return records
 
 
-def check_output_folder(path: Path, flag: str, allowed: bool, how_to_allow: str) -> None:
-    """UsageError unless `path` is a folder this run may write: empty or `allowed`, creatable, writable."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file; choose a folder")
-    if path.is_dir() and any(path.iterdir()) and not allowed:
-        raise UsageError(f"{flag} {path} is not empty; {how_to_allow}, or choose another folder")
-    existing = next(p for p in [path, *path.parents] if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"{flag} {path} cannot be created: {existing} is a file; choose another folder")
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the toolkit relies on (a config, a report, a trainer state); a damaged one is a UsageError
+    naming it and `what` it is."""
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except OSError as exc:
-        raise UsageError(f"{flag} {path} is not writable ({exc.strerror}); choose a folder you can write to") from None
+        raise UsageError(f"cannot read {path} ({what}): {exc.strerror or exc}; check the file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} ({what}) is damaged: not valid JSON ({short(str(exc), 120)}); copy it again "
+                         "from where it came from") from None
+
+
+def short(text: str, limit: int = 300) -> str:
+    """One line of at most `limit` characters: error lines stay readable whatever they quote."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 5] + " ..."
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import metrics_utils
-from bioqa.runfiles import UsageError, build_parser, parse_arguments, run_main
+from bioqa.runfiles import UsageError, build_parser, parse_arguments, read_text, run_main, text_lines
 
 
 @dataclass
@@ -31,10 +31,7 @@ def read_lines(path: str) -> list[str]:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{path} does not exist or is not a file; give a text file with one text per line")
-    try:
-        return file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+    return text_lines(read_text(file))  # \n only: a U+2028 inside a line must not shift the pairing
 
 
 def run(argv: list[str] | None) -> int:

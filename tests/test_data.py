@@ -80,9 +80,41 @@ def test_real_upstream_pubmedqa_and_medquad_files():
 
 
 def test_empty_answers_are_dropped_and_counted():
-    rows = ROWS + [{"id": "c", "question": "Q?", "answer": "  "}, {"id": "d", "question": "Q?", "answer": None}]
+    rows = ROWS + [{"id": "c", "question": "Q?", "answer": "  "}, {"id": "d", "question": "Q?", "answer": ["", " "]}]
     examples, empty = data.to_examples(rows, data.FieldMap(), "train", "x")
     assert len(examples) == 2 and empty == 2
+
+
+@pytest.mark.parametrize("field, value", [("answer", None), ("answer", True), ("answer", 3.5), ("question", 7),
+                                          ("answer", {"text": "a"}), ("question", ["a", 1]), ("context", 5)])
+def test_a_field_that_is_not_text_is_an_error_naming_file_row_and_field(field, value):
+    rows = ROWS + [{"id": "c", "question": "Q?", "answer": "A.", "context": "C.", field: value}]
+    with pytest.raises(UsageError, match=rf"x record 3: field '{field}' is .*, not a text"):
+        data.to_examples(rows, data.FieldMap(), "train", "x")
+
+
+def test_a_null_context_means_no_context_and_a_list_of_texts_is_joined():
+    rows = [{"question": "Q?", "answer": ["A.", "B."], "context": None}]
+    examples, _ = data.to_examples(rows, data.FieldMap(), "train", "x")
+    assert examples[0]["context"] == "" and examples[0]["answer"] == "A.\nB."
+
+
+def test_dotted_id_field_is_honoured_and_duplicate_ids_are_refused():
+    rows = [{"meta": {"pmid": 101}, "question": "Q1?", "answer": "A."}, {"meta": {"pmid": "102"}, "question": "Q2?", "answer": "B."}]
+    examples, _ = data.to_examples(rows, data.FieldMap(id="meta.pmid"), "test", "x")
+    assert [e["id"] for e in examples] == ["101", "102"]
+    with pytest.raises(UsageError, match=r"x has the id '101' twice \(records 1 and 3\)"):
+        data.to_examples(rows + [{"meta": {"pmid": 101}, "question": "Q3?", "answer": "C."}], data.FieldMap(id="meta.pmid"), "test", "x")
+    with pytest.raises(UsageError, match="not a text or a whole number"):
+        data.to_examples([{"id": [1], "question": "Q?", "answer": "A."}], data.FieldMap(), "test", "x")
+
+
+def test_csv_field_spanning_lines_and_unusual_line_separators_survive(tmp_path):
+    text = 'question,answer\n"What does insulin do?","It lowers\nglucose.\u2028Second\u0085part"\r\nQ2?,A2\n'
+    records = data.read_records(write(tmp_path / "q.csv", "\ufeff" + text))
+    assert records[0]["answer"] == "It lowers\nglucose.\u2028Second\u0085part" and records[1]["question"] == "Q2?"
+    line = json.dumps({"question": "Q\u2028?", "answer": "A\u2029B\x85C"}, ensure_ascii=False)
+    assert data.read_records(write(tmp_path / "q.jsonl", "\ufeff" + line + "\r\n" + line))[1]["answer"] == "A\u2029B\x85C"
 
 
 def test_one_file_is_split_by_seed_and_ratios_and_leaks_are_counted(tmp_path):

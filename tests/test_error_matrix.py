@@ -5,6 +5,7 @@ the output folder as it was."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def rows(env) -> dict:
         "yaml-typo-key": (LOAD + train + ["--train_file", data, "--config", write(t / "typo.yaml", "lora_rnk: 8\n")], 2, "unknown key 'lora_rnk'"),
         "yaml-wrong-type": (LOAD + train + ["--train_file", data, "--config", write(t / "type.yaml", "lora_r: eight\n")], 2, "invalid int value: 'eight'"),
         "contradictory-flags": (LOAD + train + ["--train_file", data, "--adapter_name_or_path", env["adapter"]], 2, "--adapter_name_or_path is for --do_predict alone"),
-        "output-under-a-file": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", str(Path(data) / "out")], 2, "cannot be created"),
+        "output-under-a-file": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", str(Path(write(t / "plain.txt", "x")) / "out")], 2, "cannot be created"),
         "output-not-writable": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", "/proc/bioqa-out"], 2, "is not writable"),
         "output-not-empty": (LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", env["full"]], 2, "is not empty; pass --overwrite_output_dir"),
         "unknown-model-offline": (LOAD + ["--model_name_or_path", "no-org/no-model", "--train_file", data, "--output_dir", out], 2, "is not a local folder and the Hugging Face Hub did not provide it"),
@@ -73,6 +74,36 @@ def rows(env) -> dict:
         "score-line-counts-differ": (SCORE + ["--predictions", write(t / "p.txt", "a\nb\nc\n"), "--references", write(t / "r.txt", "a\nb\n")], 2, "has 3 lines but the references have"),
         "score-empty-files": (SCORE + ["--predictions", write(t / "p0.txt", ""), "--references", write(t / "r0.txt", "")], 2, "predictions is empty: there is nothing to score"),
         "score-missing-file": (SCORE + ["--predictions", str(t / "none.txt"), "--references", str(t / "none.txt")], 2, "does not exist or is not a file"),
+        **promise_rows(env),
+    }
+
+
+def promise_rows(env) -> dict:
+    """Outputs never overlap inputs, --overwrite replaces only a command's own output, one writer per folder,
+    and input that would be mangled or trusted wrongly is refused."""
+    t, model, data, out, adapter = env["tmp"], env["model"], env["data"], env["out"], env["adapter"]
+    train = ["--model_name_or_path", model, "--train_file", data]
+    run = env["run"]
+    return {
+        "output-is-the-base-model": (LOAD + train + ["--output_dir", model, "--overwrite_output_dir"], 2, "is the base model"),
+        "output-contains-the-data": (LOAD + train + ["--output_dir", str(Path(data).parent)], 2, "contains the training file"),
+        "output-inside-the-adapter": (LOAD + ["--model_name_or_path", model, "--do_predict", "--test_file", data, "--adapter_name_or_path", adapter, "--output_dir", str(Path(adapter) / "pred")], 2, "lies inside the adapter"),
+        "overwrite-foreign-files": (LOAD + train + ["--output_dir", env["full"], "--overwrite_output_dir"], 2, "holds files load_models.py did not write (e.g. keep.txt)"),
+        "output-is-a-symlink": (LOAD + train + ["--output_dir", env["link"]], 2, "is a symbolic link"),
+        "output-dangling-symlink": (LOAD + train + ["--output_dir", env["dangling"]], 2, "is a symbolic link"),
+        "output-locked": (LOAD + train + ["--output_dir", env["locked"]], 2, "is in use by process"),
+        "output-stale-lock": (LOAD + train + ["--output_dir", env["stale"]], 2, "which is no longer running"),
+        "field-not-text": (LOAD + train[:2] + ["--train_file", write(t / "bool.jsonl", qa_line() + json.dumps({"question": "q", "answer": True}) + "\n"), "--output_dir", out], 2, "record 2: field 'answer' is true, not a text"),
+        "duplicate-ids": (LOAD + train[:2] + ["--test_file", write(t / "dup.jsonl", (json.dumps({"id": 7, "question": "q", "answer": "a"}) + "\n") * 2), "--do_predict", "--output_dir", out], 2, "has the id '7' twice"),
+        "negative-count": (LOAD + train + ["--output_dir", out, "--max_predict_samples", "-1", "--num_train_epochs", "0", "--generation_num_beams", "0"], 2, "3 problems: --num_train_epochs must be positive"),
+        "merge-output-around-the-adapter": (MERGE + ["--adapter_dir", adapter, "--output_dir", str(Path(adapter).parent), "--overwrite"], 2, "contains the adapter"),
+        "merge-output-is-the-base": (MERGE + ["--adapter_dir", adapter, "--output_dir", model, "--overwrite"], 2, "is the base model"),
+        "merge-lora-bias-without-base-bias": (MERGE + ["--adapter_dir", env["biased"], "--output_dir", out], 2, "the adapter holds lora_B.bias tensors"),
+        "merge-damaged-base-config": (MERGE + ["--adapter_dir", adapter, "--base_model", env["bad_base"], "--output_dir", out], 2, "config.json (the base model's config) is damaged"),
+        "compare-output-inside-a-run": (COMPARE + ["--baseline", str(run / "predictions.jsonl"), "--candidate", str(run / "predictions.jsonl"), "--output_dir", str(run / "report")], 2, "lies inside the baseline's run"),
+        "compare-other-questions": (COMPARE + ["--baseline", prediction_file(t / "q1.jsonl", ["1", "2"]), "--candidate", write(t / "q2.jsonl", "".join(json.dumps({"id": i, "question": "other", "reference": "a b c", "prediction": "a"}) + "\n" for i in "12")), "--output_dir", out], 2, "id '1' has another question in fine-tuned than in zero-shot"),
+        "compare-null-prediction": (COMPARE + ["--baseline", write(t / "n.jsonl", json.dumps({"id": "1", "reference": "a", "prediction": None}) + "\n"), "--candidate", prediction_file(t / "n2.jsonl", ["1"]), "--output_dir", out], 2, "row 1: prediction is null, not a text"),
+        "compare-latin1": (COMPARE + ["--baseline", write(t / "l.jsonl", '{"id": "1", "reference": "caf\xe9", "prediction": "a"}\n'.encode("latin-1")), "--candidate", prediction_file(t / "l2.jsonl", ["1"]), "--output_dir", out], 2, "is not UTF-8 text"),
     }
 
 
@@ -86,8 +117,27 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
     (t / "dir.jsonl").mkdir()
     (t / "full").mkdir()
     (t / "full" / "keep.txt").write_text("precious")
-    return {"tmp": t, "model": str(tiny_model_dir), "data": str(qa_file), "out": str(t / "out"), "dir": str(t / "dir.jsonl"),
+    (t / "link").symlink_to(t / "full")
+    (t / "dangling").symlink_to(t / "nowhere")
+    (t / ".locked.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # this live process
+    (t / ".stale.lock").write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    run = t / "run"  # a --do_predict output: its predictions are an input of the comparison
+    run.mkdir()
+    (run / "run_manifest.json").write_text("{}")
+    prediction_file(run / "predictions.jsonl", ["1", "2"])
+    bad_base = t / "bad-base"
+    shutil.copytree(tiny_model_dir, bad_base)
+    (bad_base / "config.json").write_text("{ not json")
+    return {"link": str(t / "link"), "dangling": str(t / "dangling"), "locked": str(t / "locked"), "stale": str(t / "stale"),
+            "run": run, "bad_base": str(bad_base), "biased": str(make_adapter(Path(tiny_model_dir), t / "biased", lora_bias=True)),
+            "tmp": t, "model": str(tiny_model_dir), "data": str(qa_file), "out": str(t / "out"), "dir": str(t / "dir.jsonl"),
             "adapter": str(adapter), "corrupt": str(corrupt), "full": str(t / "full"), "wide": str(make_base(t / "wide", hidden=48))}
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
 
 
 def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
@@ -108,12 +158,18 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
     "resume-without-checkpoint", "merge-adapter-missing", "merge-not-an-adapter", "merge-other-architecture",
     "merge-corrupt-safetensors", "merge-output-exists", "merge-base-offline", "compare-different-ids",
     "compare-missing-file", "compare-bad-line", "score-line-counts-differ", "score-empty-files", "score-missing-file",
+    "output-is-the-base-model", "output-contains-the-data", "output-inside-the-adapter", "overwrite-foreign-files",
+    "output-is-a-symlink", "output-dangling-symlink", "output-locked", "output-stale-lock", "field-not-text",
+    "duplicate-ids", "negative-count", "merge-output-around-the-adapter", "merge-output-is-the-base",
+    "merge-lora-bias-without-base-bias", "merge-damaged-base-config", "compare-output-inside-a-run",
+    "compare-other-questions", "compare-null-prediction", "compare-latin1",
 ])
 def test_bad_input_row(row_id, env):
     if row_id == "unreadable-file" and not Path("/proc/sys/vm/compact_memory").exists():
         pytest.skip("needs Linux's write-only /proc/sys/vm/compact_memory")
     command, code, fragment = rows(env)[row_id]
     before = sorted(p.name for p in Path(env["full"]).iterdir())
+    inputs = snapshot(env["model"], env["adapter"], env["data"], env["run"])
     result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -122,3 +178,13 @@ def test_bad_input_row(row_id, env):
     assert "Traceback" not in result.stderr
     assert not Path(env["out"]).exists()
     assert sorted(p.name for p in Path(env["full"]).iterdir()) == before and (Path(env["full"]) / "keep.txt").read_text() == "precious"
+    assert snapshot(env["model"], env["adapter"], env["data"], env["run"]) == inputs  # no input touched
+
+
+def snapshot(*paths) -> dict:
+    """Every file under `paths` with its size and modification time."""
+    files = {}
+    for path in map(Path, paths):
+        for file in [path] if path.is_file() else sorted(path.rglob("*")):
+            files[str(file)] = (file.stat().st_size, file.stat().st_mtime_ns)
+    return files

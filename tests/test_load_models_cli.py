@@ -85,14 +85,17 @@ def test_resume_from_latest_checkpoint(trained, tiny_model_dir, qa_file, tmp_pat
 
     out = tmp_path / "out"
     shutil.copytree(trained[0], out)
-    args = [a if a != "24" else "32" for a in TRAIN]  # four steps past the last checkpoint
-    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir",
-                     str(out), "--resume_from_checkpoint", "latest", *args)
+    shutil.rmtree(out / "checkpoint-24")  # as if stopped after step 16
+    common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
+              "--resume_from_checkpoint", "latest", "--load_best_model_at_end", "--metric_for_best_model", "eval_rougeL"]
+    longer = run_cli(*common, *[a if a != "24" else "32" for a in TRAIN])  # another run than the one it continues
+    assert longer.returncode == 2 and "--max_steps 24 -> 32" in longer.stderr, longer.stderr[-3000:]
+    result = run_cli(*common, *TRAIN)
     assert result.returncode == 0, result.stderr[-3000:]
-    state = json.loads((out / "checkpoint-32" / "trainer_state.json").read_text())
-    assert state["global_step"] == 32
-    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [8, 16, 24, 32]
-    assert json.loads((out / "run_manifest.json").read_text())["resumed_from"].endswith("checkpoint-24")
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    assert state["global_step"] == 24
+    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [8, 16, 24]
+    assert json.loads((out / "run_manifest.json").read_text())["resumed_from"].endswith("checkpoint-16")
 
 
 def test_help_lists_every_option_with_its_help():

@@ -55,6 +55,12 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "adapter_model.safetensors").exists()  # no final artifact from a killed run
+    stale = subprocess.run(base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
+                           cwd=ROOT, capture_output=True, text=True)
+    lock = tmp_path / ".killed.lock"
+    assert stale.returncode == 2 and f"has a stale lock {lock} left by process {process.pid}" in stale.stderr
+    assert f"rm {lock}" in stale.stderr
+    lock.unlink()
     resumed = subprocess.run(base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
                              cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -104,3 +110,87 @@ def test_latest_resumes_only_complete_checkpoints(tmp_path):
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
+
+
+FINISHED = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
+            "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--lr_scheduler_type", "constant",
+            "--report_to", "none", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, qa_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "out"
+    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + FINISHED, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    return out
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_trains_nothing(finished_run, tiny_model_dir, qa_file, tmp_path):
+    out = copy_run(finished_run, tmp_path)
+    before = {name: (out / name).read_bytes() for name in ("adapter_model.safetensors", "metrics.json", "run_config.yaml")}
+    command = base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--resume_from_checkpoint", "latest"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "is complete" in result.stderr, result.stderr[-3000:]
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    # stopped during the final evaluation: the checkpoint at the last step is there, the final files are not
+    for name in ("adapter_model.safetensors", "metrics.json", "run_manifest.json"):
+        (out / name).unlink()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert adapter(out).keys() == adapter(out / "checkpoint-8").keys()
+    for name, tensor in adapter(out / "checkpoint-8").items():  # no step 9 of 8
+        assert adapter(out)[name].equal(tensor), name
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 8
+
+
+@pytest.mark.slow
+def test_resuming_with_other_training_settings_is_refused(finished_run, tiny_model_dir, qa_file, tmp_path):
+    out = copy_run(finished_run, tmp_path)
+    config = (out / "run_config.yaml").read_bytes()
+    (out / "checkpoint-8").rename(out / "checkpoint-8-moved")  # so that a resume would train on from step 4
+    other = [a if a != "5e-3" else "1e-3" for a in FINISHED] + ["--per_device_train_batch_size", "2", "--lora_r", "4"]
+    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + other + ["--resume_from_checkpoint", "latest"],
+                            cwd=ROOT, capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+    for fragment in ("--lora_r 16 -> 4", "--learning_rate 0.005 -> 0.001", "--per_device_train_batch_size 4 -> 2"):
+        assert fragment in errors[0], fragment
+    assert (out / "run_config.yaml").read_bytes() == config and not (out / "checkpoint-5").exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_optimizer_state_names_the_checkpoint_and_the_previous_one(finished_run, tiny_model_dir, qa_file, tmp_path):
+    out = copy_run(finished_run, tmp_path)
+    for name in ("adapter_model.safetensors", "metrics.json", "run_manifest.json"):
+        (out / name).unlink()
+    optimizer = out / "checkpoint-8" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
+    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--resume_from_checkpoint", "latest"],
+                            cwd=ROOT, capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"{optimizer} is damaged" in errors[0] and f"--resume_from_checkpoint {out / 'checkpoint-4'}" in errors[0]
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_at_once_one_is_refused(tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    processes = [start(base_args(tiny_model_dir, qa_file, out) + FINISHED, log) for log in logs]
+    codes = sorted(p.wait(timeout=300) for p in processes)
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 2], texts
+    refused = next(text for text in texts if "error:" in text)
+    assert "is in use by process" in refused and "Traceback" not in refused
+    assert not (tmp_path / ".out.lock").exists()  # released by the run that finished

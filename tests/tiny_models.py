@@ -70,7 +70,7 @@ def build_tokenizer(chat: bool = True):
     return tokenizer
 
 
-def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 0.5):
+def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 0.5, **config_extra):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -80,7 +80,7 @@ def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 
                          # logits with some scale by default, so a LoRA-only update can fit the data
                          initializer_range=init_range,
                          tie_word_embeddings=tie, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **config_extra)
     return LlamaForCausalLM(config)
 
 
@@ -92,9 +92,10 @@ def save_tiny_model(path: Path, chat: bool = True, tie: bool = True) -> Path:
     return path
 
 
-def make_base(path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5) -> Path:
+def make_base(path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5,
+              **config_extra) -> Path:
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, tie=tie, init_range=init_range)
+    model = build_model(tokenizer, tie=tie, init_range=init_range, **config_extra)
     if hidden != 32:
         from transformers import LlamaForCausalLM
 

@@ -1,0 +1,120 @@
+"""The options of load_models.py: the typed dataclasses of bioqa.arguments plus transformers'
+TrainingArguments with this toolkit's defaults, parsed together (with --config YAML underneath), and
+every check of their values, reported together before anything loads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import transformers
+from transformers.training_args import IntervalStrategy, SaveStrategy
+
+from bioqa.arguments import (DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments,
+                             RunArguments)
+from bioqa.runfiles import UsageError, build_parser, parse_arguments
+
+DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
+
+
+def _default(name: str, value: Any, why: str):
+    """A TrainingArguments field with this toolkit's default; the help says what changed and why."""
+    original = transformers.TrainingArguments.__dataclass_fields__[name]
+    help_text = f"{original.metadata.get('help', '')} [here default {value!r}: {why}]"
+    return field(default=value, metadata={**original.metadata, "help": help_text})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    output_dir: str | None = _default("output_dir", "outputs/bioqa-lora", "one folder per run")
+    learning_rate: float = _default("learning_rate", 2e-4, "a LoRA learning rate, not a full fine-tuning one")
+    warmup_steps: float = _default("warmup_steps", 0.03, "a fraction of the steps")
+    logging_steps: float = _default("logging_steps", 10, "see the loss early on short runs")
+    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch", "generation metrics every epoch")
+    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch", "a checkpoint per evaluation")
+    train_sampling_strategy: str = _default("train_sampling_strategy", "group_by_length", "less padding, faster steps")
+    report_to: None | str | list[str] = _default("report_to", "tensorboard", "curves in <output_dir>/runs")
+
+
+class Options(NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    prompt: PromptArguments
+    lora: LoraArguments
+    generation: GenerationEvalArguments
+    run: RunArguments
+    training: TrainingArguments
+
+
+def parse(argv: list[str] | None) -> Options:
+    types = (ModelArguments, DataArguments, PromptArguments, LoraArguments, GenerationEvalArguments,
+             RunArguments, TrainingArguments)
+    parser = build_parser(types, description=DESCRIPTION)
+    # Parsing sets up the devices of TrainingArguments before --device is applied (with_device
+    # replaces them); under torchrun on a CPU that first set-up warns, wrongly, that DDP is off.
+    quiet = logging.getLogger("transformers.training_args")
+    previous = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return Options(*parse_arguments(parser, argv))
+    finally:
+        quiet.setLevel(previous)
+
+
+def wants_training(training: TrainingArguments) -> bool:
+    """--do_train, or no mode at all (the common case); --do_predict alone predicts only."""
+    return training.do_train or not training.do_predict
+
+
+def argument_problems(opts: Options) -> list[str]:
+    """Every invalid value, found together before anything loads: counts and sizes are checked with each other."""
+    problems = []
+    if opts.model.adapter_name_or_path and wants_training(opts.training):
+        problems.append("--adapter_name_or_path is for --do_predict alone; training starts a new adapter")
+    problems += count_problems(opts)
+    unknown = sorted(set(opts.generation.eval_metrics) - {"rouge", "bleu", "meteor"})
+    if unknown:
+        problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from rouge bleu meteor")
+    if opts.run.early_stopping_patience is not None and not (opts.training.load_best_model_at_end and opts.training.metric_for_best_model):
+        problems.append("--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)")
+    return problems
+
+
+def count_problems(opts: Options) -> list[str]:
+    """Counts and sizes: a zero that would divide, a negative that would silently drop examples."""
+    t, gen, data = opts.training, opts.generation, opts.data
+    training = wants_training(t)
+    positive = [("--num_train_epochs", t.num_train_epochs if training and t.max_steps <= 0 else 1),
+                ("--lora_r", opts.lora.lora_r), ("--lora_alpha", opts.lora.lora_alpha), ("--learning_rate", t.learning_rate),
+                ("--per_device_train_batch_size", t.per_device_train_batch_size),
+                ("--per_device_eval_batch_size", t.per_device_eval_batch_size),
+                ("--gradient_accumulation_steps", t.gradient_accumulation_steps), ("--max_seq_length", data.max_seq_length),
+                ("--generation_max_new_tokens", gen.generation_max_new_tokens),
+                ("--generation_batch_size", gen.generation_batch_size), ("--generation_num_beams", gen.generation_num_beams),
+                ("--generation_repetition_penalty", gen.generation_repetition_penalty),
+                ("--bootstrap_samples", opts.run.bootstrap_samples),
+                ("--early_stopping_patience", opts.run.early_stopping_patience or 1)]
+    not_negative = [("--max_train_samples", data.max_train_samples), ("--max_eval_samples", data.max_eval_samples),
+                    ("--max_predict_samples", data.max_predict_samples), ("--warmup_steps", t.warmup_steps),
+                    ("--generation_eval_samples", gen.generation_eval_samples),
+                    ("--generation_min_new_tokens", gen.generation_min_new_tokens),
+                    ("--generation_no_repeat_ngram_size", gen.generation_no_repeat_ngram_size)]
+    problems = [f"{flag} must be positive, got {value}" for flag, value in positive if value <= 0]
+    problems += [f"{flag} must be 0 or more, got {value}" for flag, value in not_negative if value is not None and value < 0]
+    if t.max_steps == 0 or t.max_steps < -1:
+        problems.append(f"--max_steps must be positive (or -1: train --num_train_epochs), got {t.max_steps}")
+    if not 0 <= opts.lora.lora_dropout < 1:
+        problems.append(f"--lora_dropout must be at least 0 and below 1, got {opts.lora.lora_dropout}")
+    if gen.generation_min_new_tokens > gen.generation_max_new_tokens:
+        problems.append(f"--generation_min_new_tokens {gen.generation_min_new_tokens} exceeds --generation_max_new_tokens "
+                        f"{gen.generation_max_new_tokens}")
+    return problems
+
+
+def raise_problems(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise UsageError(problems[0])
+    if problems:
+        raise UsageError(f"{len(problems)} problems: " + " | ".join(problems))

@@ -1,0 +1,202 @@
+"""Output folders: what a command may write to, what `--overwrite` may replace, and who holds it.
+
+One rule for every command (training, prediction, merge, comparison):
+* An output folder is never one of the command's inputs, nor inside one, nor around one (a folder
+  that contains an input): refused before anything is written, whatever `--overwrite` says.
+  Paths are compared after resolving symbolic links, so a link cannot hide the overlap.
+* The output folder itself may not be a symbolic link (a dangling one included): replacing it
+  would change where the link points, or write through it somewhere unexpected.
+* A non-empty output folder is refused unless `--overwrite` is given, and even then it must be
+  this command's own earlier output: it holds the command's marker file and nothing but names the
+  command writes. `--overwrite` replaces that output; it never deletes a file the command did
+  not write.
+* While a command writes, it holds an exclusive lock: a file `.<name>.lock` beside the output
+  folder, created atomically, holding the owner's pid, host and command. A second command for the
+  same folder is refused while the owner runs; a lock left by a process that is gone (killed, or
+  its machine crashed) is reported with the command that removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from bioqa.runfiles import UsageError, utc_now
+
+
+@dataclass(frozen=True)
+class OwnFiles:
+    """What a command writes into its output folder: the marker that proves an earlier output is its
+    own, and the name patterns of everything it may leave there."""
+
+    command: str
+    marker: tuple[str, ...]
+    patterns: tuple[str, ...]
+
+    def owns(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
+
+
+TOKENIZER_PATTERNS = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*",
+                      "merges.txt", "*.model")
+TRAINING_OUTPUT = OwnFiles(
+    "load_models.py", ("run_config.yaml", "run_manifest.json"),
+    ("run_config.yaml", "run_manifest.json", "metrics.json", "trainer_state.json", "training_args.bin", "README.md",
+     "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "checkpoint-*", "predictions",
+     "predictions.jsonl", "predict_metrics.json", "runs", ".final-staging", ".*.tmp", *TOKENIZER_PATTERNS))
+MERGE_OUTPUT = OwnFiles(
+    "merge_base_and_adapt_ft_models.py", ("merge_report.json",),
+    ("merge_report.json", "run_manifest.json", "config.json", "generation_config.json", "model*.safetensors",
+     "model.safetensors.index.json", "README.md", *TOKENIZER_PATTERNS))
+COMPARISON_OUTPUT = OwnFiles("bioqa.comparison", ("comparison.json",),
+                             ("comparison.json", "report.md", "scores.png", "training_curves.png"))
+
+
+def real(path: str | Path) -> Path:
+    """The absolute path with every symbolic link resolved (also for parts that do not exist yet)."""
+    return Path(os.path.realpath(os.path.expanduser(str(path))))
+
+
+def overlaps(a: Path, b: Path) -> bool:
+    """a is b, or one lies inside the other."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_not_an_input(out: Path, flag: str, inputs: dict[str, str | Path | None]) -> None:
+    """UsageError if `out` is, contains or lies inside any of `inputs` ({what it is: path}); remote
+    names (Hub ids) that are not local paths are skipped."""
+    target = real(out)
+    for what, path in inputs.items():
+        if not path or not Path(path).exists():
+            continue
+        source = real(path)
+        if overlaps(target, source):
+            relation = ("is" if target == source else "contains" if target in source.parents else "lies inside")
+            raise UsageError(f"{flag} {out} {relation} the {what} {path}; a command never writes over its own "
+                             "inputs, choose another folder")
+
+
+def run_folder(prediction_file: str | Path) -> Path | None:
+    """The run a prediction file comes from: the folder holding it, or the one above (for
+    predictions/eval-final.jsonl), whichever has the run's run_manifest.json or run_config.yaml; else None."""
+    file = real(prediction_file)
+    for folder in (file.parent, file.parent.parent):
+        if (folder / "run_manifest.json").is_file() or (folder / "run_config.yaml").is_file():
+            return folder
+    return None
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """UsageError unless `path` can be this command's output folder: not a link or a file, creatable, writable."""
+    if path.is_symlink():
+        raise UsageError(f"{flag} {path} is a symbolic link (to {os.readlink(path)}); give the real folder it "
+                         "should write to, or remove the link")
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; choose a folder")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path} cannot be created: {existing} is a file; choose another folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path} is not writable ({exc.strerror}); choose a folder you can write to") from None
+
+
+def check_output_folder(path: Path, flag: str, own: OwnFiles, overwrite: bool, how_to_allow: str) -> None:
+    """UsageError unless `path` is a folder this command may write (check_writable), and empty, or (with
+    `overwrite`) holding only this command's own earlier output."""
+    check_writable(path, flag)
+    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if entries and not overwrite:
+        raise UsageError(f"{flag} {path} is not empty; {how_to_allow}, or choose another folder")
+    if entries:
+        _check_own_output(path, flag, own, entries)
+
+
+def _check_own_output(path: Path, flag: str, own: OwnFiles, entries: list[str]) -> None:
+    foreign = [name for name in entries if not own.owns(name)]
+    if foreign or not any((path / marker).is_file() for marker in own.marker):
+        example = f" (e.g. {foreign[0]})" if foreign else f" (it has no {' or '.join(own.marker)})"
+        raise UsageError(f"{flag} {path} holds files {own.command} did not write{example}; overwriting replaces only "
+                         "an earlier output of the same command, so choose another folder or move those files away")
+
+
+def remove_own_output(path: Path, own: OwnFiles) -> list[str]:
+    """Delete this command's earlier output in `path` (only names it owns); return what was removed."""
+    removed = []
+    for entry in sorted(path.iterdir()) if path.is_dir() else []:
+        if own.owns(entry.name):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            removed.append(entry.name)
+    return removed
+
+
+# ----------------------------------------------------------------------------- the lock
+
+
+def lock_path(out: Path) -> Path:
+    target = real(out)
+    return target.parent / f".{target.name}.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _holder(lock: Path) -> dict:
+    try:
+        return json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _refusal(lock: Path, flag: str, out: Path) -> UsageError:
+    holder = _holder(lock)
+    pid, host = holder.get("pid"), holder.get("host", "?")
+    who = f"process {pid} on {host}" + (f" ({holder.get('command')}, since {holder.get('started_at')})"
+                                       if holder.get("command") else "")
+    if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        return UsageError(f"{flag} {out} has a stale lock {lock} left by {who}, which is no longer running (it crashed "
+                          f"or was killed); if no other run uses the folder, remove it (rm {lock}) and run again")
+    return UsageError(f"{flag} {out} is in use by {who} (lock {lock}); wait for that run to end, or choose another "
+                      "folder; if it is gone, remove the lock file")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, flag: str, enabled: bool = True) -> Iterator[None]:
+    """Hold the exclusive lock of output folder `out` for the duration of the block."""
+    if not enabled:
+        yield
+        return
+    check_writable(out, flag)
+    lock = lock_path(out)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise _refusal(lock, flag, out) from None
+    except OSError as exc:
+        raise UsageError(f"{flag} {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now(),
+                   "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]}, handle)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

@@ -1,0 +1,127 @@
+"""Resuming a run: which checkpoint, whether its settings are the ones asked for, whether it is finished.
+
+A resumed run must be the run it continues: every setting that changes what is trained (model,
+data, prompt, LoRA, optimizer, schedule, batch, seed, precision) is compared with the run's own
+run_config.yaml and a difference is refused, naming the settings. A checkpoint at the last step
+is a finished training: resuming it trains nothing more, it only evaluates and saves what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bioqa.runfiles import UsageError, read_json, read_text, short
+from bioqa.trainer import complete_checkpoints
+
+# Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
+# change on resume.
+TRAINING_SETTINGS = (
+    "model_name_or_path", "tokenizer_name", "load_in_4bit", "precision", "attn_implementation",
+    "dataset_name", "dataset_config_name", "train_file", "data_format", "question_field", "context_field",
+    "answer_field", "field_separator", "split_ratios", "split_seed", "max_train_samples", "max_seq_length",
+    "use_chat_template", "system_prompt", "question_template", "context_template", "answer_prefix",
+    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "modules_to_save", "use_rslora", "use_dora",
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
+    "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
+    "adam_epsilon", "max_grad_norm", "optim", "optim_args", "seed", "data_seed", "train_sampling_strategy",
+    "bf16", "fp16", "label_smoothing_factor", "neftune_noise_alpha", "activation_checkpointing",
+)
+
+
+def resume_checkpoint(wanted: str | None, output_dir: str) -> Path | None:
+    """--resume_from_checkpoint: a checkpoint folder, or `latest` for the newest complete one in --output_dir."""
+    if wanted in (None, "", "false", "False"):
+        return None
+    if wanted in ("latest", "true", "True"):
+        found = next(reversed(complete_checkpoints(output_dir)), None)
+        if found is None:
+            raise UsageError(f"--resume_from_checkpoint {wanted}: no checkpoint-* folder in {output_dir}; "
+                             "start without it or give the checkpoint path")
+        return found
+    if not Path(wanted).is_dir():
+        raise UsageError(f"--resume_from_checkpoint {wanted} is not a folder; give a checkpoint-* folder or `latest`")
+    if not (Path(wanted) / "trainer_state.json").is_file():
+        raise UsageError(f"--resume_from_checkpoint {wanted} is not a complete checkpoint (no trainer_state.json); "
+                         "give an earlier checkpoint-* folder")
+    return Path(wanted)
+
+
+def check_same_settings(checkpoint: Path, current: dict[str, Any]) -> None:
+    """UsageError naming every training setting that differs from the run the checkpoint belongs to."""
+    import yaml
+
+    config_file = checkpoint.parent / "run_config.yaml"
+    if not config_file.is_file():
+        raise UsageError(f"cannot check that the resumed run keeps its settings: {config_file} is missing; restore "
+                         "it, or start a new run without --resume_from_checkpoint")
+    try:
+        saved = yaml.safe_load(read_text(config_file)) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{config_file} is damaged ({short(str(exc), 120)}); restore it") from None
+    changed = [f"--{key} {_shown(saved.get(key))} -> {_shown(current.get(key))}" for key in TRAINING_SETTINGS
+               if key in current and _normal(saved.get(key)) != _normal(current.get(key))]
+    if changed:
+        raise UsageError(f"resuming {checkpoint} with other training settings ({'; '.join(changed)}) would not "
+                         f"continue that run; resume with the settings of {config_file}, or start a new run in "
+                         "another --output_dir")
+
+
+def _normal(value: Any) -> Any:
+    """Numbers compare as numbers (YAML writes 2e-4 as 0.0002), lists as lists."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_normal(v) for v in value]
+    return value
+
+
+def _shown(value: Any) -> str:
+    return short(" ".join(map(str, value)) if isinstance(value, list) else str(value), 60)
+
+
+def finished_step(checkpoint: Path) -> int | None:
+    """The step of a checkpoint taken at the end of training (global_step reached max_steps), else None."""
+    state = read_json(checkpoint / "trainer_state.json", "the checkpoint's trainer state")
+    step, last = state.get("global_step"), state.get("max_steps")
+    return step if isinstance(step, int) and isinstance(last, int) and last > 0 and step >= last else None
+
+
+def check_checkpoint_files(checkpoint: Path) -> None:
+    """UsageError naming a damaged file of the checkpoint (and the previous complete one) before any of it loads:
+    torch's .pt / .pth / .bin files are zip archives whose checksums are tested, safetensors headers are read."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    for file in sorted(checkpoint.iterdir()):
+        try:
+            if file.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+                if bad:
+                    raise ValueError(f"its part {bad} fails its checksum")
+            elif file.suffix == ".safetensors":
+                with safe_open(file, framework="pt") as handle:
+                    for name in handle.keys():
+                        handle.get_tensor(name)
+        except Exception as exc:  # zipfile, safetensors and OSError: every way a file can be damaged
+            raise UsageError(f"{file} is damaged ({short(str(exc), 100)}); {_previous(checkpoint)}") from None
+
+
+def _previous(checkpoint: Path) -> str:
+    earlier = [c for c in complete_checkpoints(checkpoint.parent) if c != checkpoint and
+               int(c.name.split("-")[-1]) < int(checkpoint.name.split("-")[-1])] if checkpoint.name.split("-")[-1].isdigit() else []
+    if earlier:
+        return f"resume from the previous complete checkpoint: --resume_from_checkpoint {earlier[-1]}"
+    return "no earlier complete checkpoint exists: start the run again"
+
+
+def completed_run(output_dir: Path) -> bool:
+    """Whether the run in `output_dir` saved its final files: the adapter and a manifest that says it finished."""
+    manifest = output_dir / "run_manifest.json"
+    if not ((output_dir / "adapter_model.safetensors").is_file() and manifest.is_file()):
+        return False
+    return "finished_at" in read_json(manifest, "the run's manifest") and (output_dir / "metrics.json").is_file()

@@ -1,0 +1,111 @@
+"""Output folders (bioqa.outputs): never an input, --overwrite replaces only a command's own output, one writer."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from bioqa.outputs import (COMPARISON_OUTPUT, MERGE_OUTPUT, TRAINING_OUTPUT, check_not_an_input, check_output_folder,
+                           lock_path, output_lock, remove_own_output, run_folder)
+from bioqa.runfiles import UsageError
+from conftest import TRAIN, run_cli
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "runs" / "adapter").mkdir(parents=True)
+    (tmp_path / "runs" / "adapter" / "adapter_config.json").write_text("{}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "qa.jsonl").write_text("{}\n")
+    (tmp_path / "alias").symlink_to(tmp_path / "runs")
+    return tmp_path
+
+
+@pytest.mark.parametrize("out, relation", [("runs/adapter", "is"), ("runs", "contains"), ("runs/adapter/merged", "lies inside"),
+                                           ("alias/adapter/x", "lies inside"), ("data", "contains"), ("alias", "contains")])
+def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused(tree, out, relation):
+    inputs = {"adapter": tree / "runs" / "adapter", "training file": tree / "data" / "qa.jsonl"}
+    with pytest.raises(UsageError, match=f"{relation} the (adapter|training file)"):
+        check_not_an_input(tree / out, "--output_dir", inputs)
+
+
+def test_siblings_and_hub_ids_are_not_inputs(tree):
+    inputs = {"adapter": tree / "runs" / "adapter", "base model": "HuggingFaceTB/SmolLM2-135M-Instruct", "tokenizer": None}
+    check_not_an_input(tree / "runs" / "adapter-merged", "--output_dir", inputs)
+    check_not_an_input(tree / "data-out", "--output_dir", inputs)
+
+
+def test_overwrite_accepts_only_the_commands_own_earlier_output(tmp_path):
+    out = tmp_path / "merged"
+    out.mkdir()
+    for name in ("merge_report.json", "config.json", "model.safetensors", "tokenizer.json"):
+        (out / name).write_text("x")
+    check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
+    with pytest.raises(UsageError, match="is not empty"):
+        check_output_folder(out, "--output_dir", MERGE_OUTPUT, False, "pass --overwrite")
+    with pytest.raises(UsageError, match="bioqa.comparison did not write"):  # another command's output
+        check_output_folder(out, "--output_dir", COMPARISON_OUTPUT, True, "")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"did not write \(e.g. notes.txt\)"):
+        check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
+    (out / "notes.txt").unlink()
+    (out / "merge_report.json").unlink()
+    with pytest.raises(UsageError, match="it has no merge_report.json"):  # a folder of tokenizer files is no merge
+        check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
+
+
+def test_removing_an_earlier_run_keeps_every_file_it_did_not_write(tmp_path):
+    for name in ("run_config.yaml", "adapter_model.safetensors", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "checkpoint-8").mkdir()
+    assert remove_own_output(tmp_path, TRAINING_OUTPUT) == ["adapter_model.safetensors", "checkpoint-8", "run_config.yaml"]
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_symlinked_output_folder_is_refused(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        check_output_folder(tmp_path / "link", "--output_dir", TRAINING_OUTPUT, True, "")
+
+
+def test_the_lock_admits_one_writer_and_reports_a_stale_one(tmp_path):
+    out = tmp_path / "out"
+    with output_lock(out, "--output_dir"):
+        holder = json.loads(lock_path(out).read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(UsageError, match=f"is in use by process {os.getpid()} on"):
+            with output_lock(out, "--output_dir"):
+                pass
+    assert not lock_path(out).exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_path(out).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with pytest.raises(UsageError, match=f"stale lock .* left by process {dead.pid} .*rm {re.escape(str(lock_path(out)))}"):
+        with output_lock(out, "--output_dir"):
+            pass
+
+
+def test_run_folder_of_prediction_files(tmp_path):
+    (tmp_path / "run" / "predictions").mkdir(parents=True)
+    (tmp_path / "run" / "run_manifest.json").write_text("{}")
+    assert run_folder(tmp_path / "run" / "predictions.jsonl") == tmp_path / "run"
+    assert run_folder(tmp_path / "run" / "predictions" / "eval-final.jsonl") == tmp_path / "run"
+    assert run_folder(tmp_path / "loose.jsonl") is None
+
+
+@pytest.mark.slow
+def test_overwrite_output_dir_clears_the_earlier_run_so_checkpoints_never_mix(trained, tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(trained[0], out)
+    args = [a if a != "24" else "8" for a in TRAIN]
+    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
+                     "--overwrite_output_dir", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-8"]
+    assert not (out / "predictions.jsonl").exists()  # the earlier run's --do_predict output is gone too
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
