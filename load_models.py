@@ -24,7 +24,7 @@ import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import transformers
 
@@ -211,6 +211,7 @@ def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat
         set_seed(opts.training.seed)
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    start_writing(opts, resume)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
     if resume is not None and finished_step(resume) is not None:
         train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
@@ -260,17 +261,31 @@ def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
     return model, {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.model.adapter_name_or_path}
 
 
-def predict(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, splits: Splits, identity: dict) -> None:
-    """Generate answers for the test split; write predictions.jsonl and predict_metrics.json (main process)."""
-    settings = generation_settings(opts.generation)
-    test = splits.examples["test"]
-    examples, prompts = generation_prompts(tokenizer, fmt, test, opts.data.max_seq_length, settings.max_new_tokens)
+class TestPrompts(NamedTuple):
+    examples: list[dict]       # the test examples that fit --max_seq_length
+    prompts: list[list[int]]   # their prompt ids
+
+
+def test_prompts(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> TestPrompts:
+    """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
+    test, gen = splits.examples["test"], opts.generation
+    examples, prompts = generation_prompts(tokenizer, fmt, test, opts.data.max_seq_length, gen.generation_max_new_tokens)
+    if not examples:
+        raise UsageError(f"--do_predict: none of the {len(test)} test examples fits --max_seq_length "
+                         f"{opts.data.max_seq_length} even without its context (the prompt also leaves room for "
+                         f"--generation_max_new_tokens {gen.generation_max_new_tokens}); raise --max_seq_length")
     if len(examples) < len(test):
         log.warning("predict: %d test examples do not fit --max_seq_length even without context; left out", len(test) - len(examples))
-    answers = generate_answers_sharded(model, tokenizer, prompts, settings, progress=True)
+    return TestPrompts(examples, prompts)
+
+
+def predict(opts: Options, model: Any, tokenizer: Any, test: TestPrompts, identity: dict, sources: dict) -> None:
+    """Generate answers for the test split; write predictions.jsonl and predict_metrics.json (main process)."""
+    settings = generation_settings(opts.generation)
+    answers = generate_answers_sharded(model, tokenizer, test.prompts, settings, progress=True)
     if answers is None:  # another process of a multi-process run: the main one writes the files
         return
-    scores, rows = score_rows(examples, answers, opts.generation.eval_metrics)
+    scores, rows = score_rows(test.examples, answers, opts.generation.eval_metrics)
     intervals = metrics_utils.bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
     corpus = scores.corpus()
     summary = {"split": "test", "num_examples": len(rows), "model": identity,
@@ -278,7 +293,7 @@ def predict(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, splits
                "lengths_in_words": {k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")},
                "bleu_signature": corpus.get("bleu_signature"), "generation": asdict(settings),
                "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
-               "data_sources": splits.sources, "written_at": utc_now()}
+               "data_sources": sources, "written_at": utc_now()}
     out = Path(opts.training.output_dir)
     write_jsonl_atomic(out / "predictions.jsonl", rows)
     write_json_atomic(out / "predict_metrics.json", summary)
@@ -287,11 +302,16 @@ def predict(opts: Options, model: Any, tokenizer: Any, fmt: PromptFormat, splits
 
 
 def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
-    """The manifest so far; run_config.yaml written once every process has checked the output folder."""
-    manifest = {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
-                "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
-                "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
-                "resumed_from": str(resume) if resume else None}
+    """The manifest so far (written with the final files, or when a run is interrupted)."""
+    return {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
+            "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
+            "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
+            "resumed_from": str(resume) if resume else None}
+
+
+def start_writing(opts: Options, resume: Path | None) -> None:
+    """The run really starts (its inputs checked, its weights loaded): with --overwrite_output_dir the earlier run's
+    own files go, and run_config.yaml is written. Until here a failing run leaves the output folder as it was."""
     wait_for_every_process()
     if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
         removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
@@ -300,20 +320,20 @@ def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, split
     wait_for_every_process()
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
-    return manifest
 
 
-def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, fmt: PromptFormat, splits: Splits,
-                  manifest: dict) -> None:
+def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, test: TestPrompts, manifest: dict,
+                  resume: Path | None) -> None:
     """--do_predict with the adapter just trained, or with the model (and adapter) named on the command line."""
     if trained is not None:
         model, identity = trained, {"model_name_or_path": opts.model.model_name_or_path,
                                     "adapter": opts.training.output_dir, "trained_in_this_run": True}
     else:
         model, identity = prediction_model(opts, choice)
+        start_writing(opts, resume)
     with stop_on_signal("prediction", resumable=False):
-        predict(opts, model, tokenizer, fmt, splits, identity)
-    if trained is None and not manifest["resumed_from"] and opts.training.process_index == 0:  # a run's own stays
+        predict(opts, model, tokenizer, test, identity, manifest["data_sources"])
+    if trained is None and not resume and opts.training.process_index == 0:  # a finished run keeps its own manifest
         write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
 
 
@@ -338,23 +358,32 @@ def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> i
     training, predicting = wants_training(opts.training), opts.training.do_predict
     resume = resume_checkpoint(opts.training.resume_from_checkpoint, opts.training.output_dir) if training else None
     if resume:
-        check_same_settings(resume, config_dict(*opts))
-        if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
-            log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)
-            if not predicting:
-                return 0
-            training, opts.model.adapter_name_or_path = False, opts.training.output_dir  # predict with its adapter
-        check_checkpoint_files(resume)
+        training = check_resume(opts, resume)
+        if not (training or predicting):
+            return 0
     check_output_dir(opts.training, opts.run, resume)
     splits = load_splits(opts.data)
     report_splits(splits, opts.training if training else None, predicting)
     tokenizer = load_tokenizer(opts.model)
     fmt = prompt_format(tokenizer, opts.prompt)
+    test = test_prompts(opts, tokenizer, fmt, splits) if predicting else None
     manifest = begin_run(opts, argv, choice, splits, resume)
     trained = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
     if predicting:
-        predict_stage(opts, choice, trained, tokenizer, fmt, splits, manifest)
+        predict_stage(opts, choice, trained, tokenizer, test, manifest, resume)
     return 0
+
+
+def check_resume(opts: Options, resume: Path) -> bool:
+    """Whether there is training to do from `resume`: the same settings are required; a run that is complete
+    has none (a --do_predict then uses its adapter)."""
+    check_same_settings(resume, config_dict(*opts))
+    if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
+        log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)
+        opts.model.adapter_name_or_path = opts.training.output_dir
+        return False
+    check_checkpoint_files(resume)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ None of them helped (docs/BENCHMARKS.md), so none is an option of load_models.py
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from contextlib import ExitStack
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import load_models  # noqa: E402  (after the path set-up: the bench folder is not a package)
+from bioqa.predictions import read_prediction_file  # noqa: E402
 from bench_recipes import WORK, generation_flags  # noqa: E402
 
 RECIPE = WORK / "pubmedqa"
@@ -102,7 +102,7 @@ def predict(fold: str, system: str, out: Path) -> list[dict]:
         status = load_models.main(argv)
     if status != 0:
         raise SystemExit(f"prediction failed for {fold} {system}")
-    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return read_prediction_file(out / "predictions.jsonl")
 
 
 def summary(rows: list[dict]) -> str:

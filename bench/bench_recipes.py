@@ -37,7 +37,8 @@ def split_source(recipe: str) -> dict[str, Path]:
     if recipe == "pubmedqa":
         records = list(json.loads(source.read_text(encoding="utf-8")).items())
     else:
-        records = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+        # "\n" only: str.splitlines() would also split inside a text holding U+2028 or U+0085
+        records = [json.loads(line) for line in source.read_text(encoding="utf-8").split("\n") if line.strip()]
     random.Random(0).shuffle(records)
     parts = {"test": records[:100], "dev": records[100:150], "train": records[150:150 + TRAIN_SIZE[recipe]]}
     parts["train+dev"] = parts["train"] + parts["dev"]

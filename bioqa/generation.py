@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from bioqa.prompts import turn_end_id
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -105,10 +107,11 @@ def generate_token_ids(model: Any, tokenizer: Any, prompts: Sequence[Sequence[in
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """The tokenizer's EOS and any end-of-turn ids the model's generation config adds (e.g. Llama 3)."""
+    """The tokenizer's EOS, the chat template's end of turn (what training taught the model to end with) and
+    any end-of-turn ids the model's generation config adds (e.g. Llama 3's <|eot_id|>)."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     configured = configured if isinstance(configured, list) else [configured]
-    return sorted({i for i in [tokenizer.eos_token_id, *configured] if i is not None})
+    return sorted({i for i in [tokenizer.eos_token_id, turn_end_id(tokenizer), *configured] if i is not None})
 
 
 def _until_stop(ids: list[int], stop_ids: list[int]) -> list[int]:

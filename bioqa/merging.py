@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bioqa.adapters import Adapter, full_tensors, lora_biases, lora_pairs
+from bioqa.modeling import load_error
 from bioqa.runfiles import RunError, UsageError, read_json, short
 from bioqa.verification import weight_probe_error
 
@@ -129,13 +130,13 @@ def load_peft_model(adapter: Adapter, base: str, tokenizer: Any, device: str, tr
     """Base (float32) + adapter, unmerged: the reference the merged model must equal."""
     import torch
     from peft import PeftModel
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load the base model {base!r}: {' '.join(str(exc).split())[:200]}; offline, pass a "
-                         "local folder with --base_model") from None
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise load_error("model", base, exc, "--base_model") from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))  # the adapter was trained with added tokens
     model = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)

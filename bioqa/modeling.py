@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from bioqa.arguments import DEFAULT_MODEL
 from bioqa.devices import DeviceChoice
 from bioqa.runfiles import REPO_ROOT, UsageError
@@ -46,13 +48,14 @@ def resolve_model_name(name: str) -> str:
                      "run `make model`, or pass a local folder with --model_name_or_path")
 
 
-def _load_error(kind: str, name: str, exc: Exception) -> UsageError:
+def load_error(kind: str, name: str, exc: Exception, flag: str = "--model_name_or_path") -> UsageError:
+    """One line for a model or tokenizer that did not load: a local folder that is damaged, or a Hub id."""
     reason = " ".join(str(exc).split())[:240]
     if Path(name).exists():
         return UsageError(f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
-                          f"Hugging Face {kind} (config.json and weights / tokenizer files)")
+                          f"Hugging Face {kind} (config.json and weights / tokenizer files), or copy it again")
     return UsageError(f"cannot load the {kind} {name!r}: it is not a local folder and the Hugging Face Hub did not "
-                      f"provide it ({reason}); offline, pass a local folder with --model_name_or_path")
+                      f"provide it ({reason}); offline, pass a local folder with {flag}")
 
 
 def load_config(model_args: Any):
@@ -61,7 +64,7 @@ def load_config(model_args: Any):
     try:
         return AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _load_error("model", model_args.model_name_or_path, exc) from None
+        raise load_error("model", model_args.model_name_or_path, exc) from None
 
 
 def load_tokenizer(model_args: Any):
@@ -72,7 +75,7 @@ def load_tokenizer(model_args: Any):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _load_error("tokenizer", name, exc) from None
+        raise load_error("tokenizer", name, exc) from None
     if tokenizer.eos_token_id is None:
         raise UsageError(f"the tokenizer of {name} has no EOS token, so answers could not end; choose another tokenizer")
     if tokenizer.pad_token_id is None:
@@ -114,8 +117,8 @@ def load_model(model_args: Any, choice: DeviceChoice):
         kwargs["quantization_config"] = _four_bit_config(choice)
     try:
         return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise _load_error("model", model_args.model_name_or_path, exc) from None
+    except (OSError, ValueError, SafetensorError) as exc:  # a damaged weights file: SafetensorError
+        raise load_error("model", model_args.model_name_or_path, exc) from None
 
 
 def _four_bit_config(choice: DeviceChoice):
@@ -137,7 +140,7 @@ def load_adapter(model: Any, adapter: str):
 
     try:
         return PeftModel.from_pretrained(model, adapter, is_trainable=False)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise UsageError(f"cannot load the adapter {adapter!r}: {' '.join(str(exc).split())[:240]}; give the output "
                          "folder of a training run (adapter_config.json + adapter_model.safetensors)") from None
 

@@ -2,8 +2,12 @@
 
 A prompt is the model's chat template with a system and a user message (when the tokenizer has a
 template), else a plain text `system / user text / answer prefix`. Training examples are the prompt
-ids followed by the answer ids and EOS; labels are -100 on the prompt, so the loss falls on the
-answer only. An example that does not fit `max_seq_length` loses context tokens from the end of
+ids followed by the answer ids; labels are -100 on the prompt, so the loss falls on the answer only.
+With a chat template the answer is rendered as the template renders an assistant turn, and the
+completion is what it adds after the prompt (as TRL does for prompt-completion data): the answer and
+the template's own end of turn (`<|im_end|>`, Gemma's `<end_of_turn>`, Llama 3's `<|eot_id|>`, which
+is not its tokenizer's EOS), so the model learns to end a turn the way the template ends it. A
+plain prompt's answer ends with EOS. An example that does not fit `max_seq_length` loses context tokens from the end of
 the context, never answer tokens; if even the question alone does not fit, it is dropped.
 """
 
@@ -17,6 +21,9 @@ from bioqa.runfiles import UsageError
 IGNORE_INDEX = -100
 
 
+ANSWER_MARKER = "Xq7ANSWERq7X"  # stands for the answer while the template renders an assistant turn
+
+
 @dataclass(frozen=True)
 class PromptFormat:
     chat: bool
@@ -24,6 +31,13 @@ class PromptFormat:
     question_template: str
     context_template: str
     answer_prefix: str
+    answer_before: str = ""  # chat: what the template writes between the prompt and the answer
+    answer_after: str = ""   # chat: what it writes after the answer, up to its end-of-turn token
+    max_token_chars: int = 0  # the most characters one token stands for (0: unknown, texts are not cut)
+
+    def char_budget(self, tokens: int) -> int | None:
+        """A text longer than this many characters has more than `tokens` tokens (None: unknown)."""
+        return max(tokens, 0) * self.max_token_chars if self.max_token_chars else None
 
 
 def prompt_format(tokenizer: Any, args: Any) -> PromptFormat:
@@ -37,7 +51,50 @@ def prompt_format(tokenizer: Any, args: Any) -> PromptFormat:
             template.format(question="q", context="c")
         except (KeyError, IndexError, ValueError) as exc:
             raise UsageError(f"--{name} {template!r} is not a valid template ({exc}); use {{question}} and {{context}}") from None
-    return PromptFormat(chat, args.system_prompt, args.question_template, args.context_template, args.answer_prefix)
+    before, after = chat_answer_frame(tokenizer) if chat else ("", "")
+    return PromptFormat(chat, args.system_prompt, args.question_template, args.context_template, args.answer_prefix,
+                        before, after, longest_token_chars(tokenizer))
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """An upper bound on the characters of text one token stands for: the longest vocabulary entry (byte-level
+    BPE writes a character as 1 to 4 entry characters, so its entries are never shorter than their text).
+    It bounds the text worth tokenising: a 42 MB context costs the tokens that can fit, not 8 GB."""
+    return max(map(len, tokenizer.get_vocab()), default=0)
+
+
+def chat_answer_frame(tokenizer: Any) -> tuple[str, str]:
+    """What the chat template writes around an assistant answer after the generation prompt: (before, after).
+
+    `after` is cut after its end-of-turn token (ChatML's and Gemma's newline after it is never generated:
+    generation stops at that token). A template whose full conversation does not start with its generation
+    prompt cannot be split this way; the answer then ends with the tokenizer's EOS.
+    """
+    user = [{"role": "user", "content": "Q"}]
+    prompt = _render(tokenizer, user, generation_prompt=True)
+    full = _render(tokenizer, user + [{"role": "assistant", "content": ANSWER_MARKER}], generation_prompt=False)
+    if not full.startswith(prompt) or ANSWER_MARKER not in full[len(prompt):]:
+        return "", tokenizer.eos_token
+    before, after = full[len(prompt):].split(ANSWER_MARKER, 1)
+    return before, after.rstrip() or tokenizer.eos_token
+
+
+def turn_end_id(tokenizer: Any) -> int | None:
+    """The token a chat template ends an assistant turn with (None without a template)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    ids = tokenizer(chat_answer_frame(tokenizer)[1], add_special_tokens=False)["input_ids"]
+    return ids[0] if ids else None
+
+
+def _render(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> str:
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    except Exception:  # templates without a system role (e.g. Gemma) raise a TemplateError
+        if messages[0]["role"] != "system":
+            raise
+        merged = [{"role": "user", "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}, *messages[2:]]
+        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def user_text(fmt: PromptFormat, question: str, context: str) -> str:
@@ -53,11 +110,7 @@ def prompt_text(tokenizer: Any, fmt: PromptFormat, question: str, context: str) 
     messages = [{"role": "user", "content": user}]
     if fmt.system_prompt:
         messages.insert(0, {"role": "system", "content": fmt.system_prompt})
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # templates without a system role (e.g. Gemma) raise a TemplateError
-        merged = [{"role": "user", "content": f"{fmt.system_prompt}\n\n{user}"}]
-        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+    return _render(tokenizer, messages, generation_prompt=True)
 
 
 def prompt_ids(tokenizer: Any, fmt: PromptFormat, question: str, context: str) -> list[int]:
@@ -66,16 +119,24 @@ def prompt_ids(tokenizer: Any, fmt: PromptFormat, question: str, context: str) -
 
 
 def answer_ids(tokenizer: Any, fmt: PromptFormat, answer: str) -> list[int]:
-    # After a plain "Answer:" the answer starts with a space, as the model would generate it.
-    text = answer if fmt.chat else " " + answer
-    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    """The completion's ids: the answer as the chat template frames it, ending with the template's end of
+    turn; after a plain "Answer:", a space (as the model would generate it), the answer and EOS."""
+    if fmt.chat:
+        return tokenizer(fmt.answer_before + answer + fmt.answer_after, add_special_tokens=False)["input_ids"]
+    return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def fit_prompt(tokenizer: Any, fmt: PromptFormat, question: str, context: str, budget: int) -> tuple[list[int] | None, bool]:
     """Prompt ids of at most `budget` tokens, cutting the context's end if needed.
 
     Returns (ids, truncated); ids is None when even the prompt without context is too long.
+    Text beyond fmt.char_budget(budget) characters holds only tokens that cannot fit: it is dropped unread.
     """
+    limit = fmt.char_budget(budget)
+    if limit is not None and len(question) > limit:
+        return None, False
+    if limit is not None and len(context) > limit:
+        context = context[:limit]
     ids = prompt_ids(tokenizer, fmt, question, context)
     if len(ids) <= budget:
         return ids, False
@@ -95,6 +156,9 @@ def fit_prompt(tokenizer: Any, fmt: PromptFormat, question: str, context: str, b
 
 def encode_for_training(tokenizer: Any, fmt: PromptFormat, example: dict, max_seq_length: int) -> tuple[dict | None, bool]:
     """input_ids / attention_mask / labels for one example; (None, False) if it cannot fit."""
+    limit = fmt.char_budget(max_seq_length)
+    if limit is not None and len(example["answer"]) > limit:  # more tokens than fit: never tokenised
+        return None, False
     answer = answer_ids(tokenizer, fmt, example["answer"])
     prompt, truncated = fit_prompt(tokenizer, fmt, example["question"], example["context"], max_seq_length - len(answer))
     if prompt is None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from bioqa.runfiles import UsageError, read_json
 
 SCALE = {"bleu": "0-100"}  # others are 0-1
 PLOTTED = ("rougeL", "meteor", "bleu")
@@ -68,30 +69,45 @@ def plot_distributions(path: Path, result: dict, names: tuple[str, str]) -> None
     plt.close(figure)
 
 
+def split_history(history: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Train-loss entries, evaluations during training, and evaluations after it (the final or best adapter,
+    logged after the Trainer's train_runtime summary, at the last step's number)."""
+    end = next((i for i, h in enumerate(history) if "train_runtime" in h), len(history))
+    train = [h for h in history[:end] if "loss" in h]
+    during = [h for h in history[:end] if "eval_loss" in h]
+    after = [h for h in history[end:] if "eval_loss" in h]
+    return train, during, after
+
+
 def plot_training_curves(path: Path, trainer_state: Path) -> bool:
-    """Loss, eval loss and generation metrics against step; False if the state holds no evaluations."""
+    """Loss, eval loss and generation metrics against step, the final evaluation as its own marker; False if
+    the state holds no evaluations."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = json.loads(trainer_state.read_text())["log_history"]
-    evals = [h for h in history if "eval_loss" in h]
-    if not evals:
+    state = read_json(trainer_state, "the trainer state")
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise UsageError(f"{trainer_state} has no log_history list; give the trainer_state.json a training run wrote")
+    train, evals, final = split_history(history)
+    if not evals and not final:
         return False
     figure, (loss_ax, gen_ax, bleu_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
-    train = [h for h in history if "loss" in h]
     loss_ax.plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
-    loss_ax.plot([h["step"] for h in evals], [h["eval_loss"] for h in evals], marker="o", label="eval loss")
-    for metric in ("eval_rouge1", "eval_rougeL", "eval_meteor"):
+    curves = [(loss_ax, "eval_loss", None), (gen_ax, "eval_rouge1", None), (gen_ax, "eval_rougeL", None),
+              (gen_ax, "eval_meteor", None), (bleu_ax, "eval_bleu", "tab:green")]
+    for axis, metric, color in curves:
         points = [h for h in evals if metric in h]
-        gen_ax.plot([h["step"] for h in points], [h[metric] for h in points], marker="o", label=metric)
-    points = [h for h in evals if "eval_bleu" in h]
-    bleu_ax.plot([h["step"] for h in points], [h["eval_bleu"] for h in points], marker="o", color="tab:green", label="eval_bleu")
+        line, = axis.plot([h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric)
+        ends = [h for h in final if metric in h]  # the final (best) adapter: a star, not a line back to it
+        axis.scatter([h["step"] for h in ends], [h[metric] for h in ends], marker="*", s=140, color=line.get_color(),
+                     zorder=3, label=f"{metric}, final adapter" if ends else None)
     for axis, title in ((loss_ax, "loss"), (gen_ax, "generated answers (0-1)"), (bleu_ax, "generated answers: BLEU (0-100)")):
         axis.set_title(title)
         axis.set_xlabel("step")
-        axis.legend()
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -34,6 +34,9 @@ MANIFEST_PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", 
                      "bitsandbytes", "nltk", "rouge-score", "sacrebleu", "numpy")
 
 
+ERROR_LINE_LIMIT = 2000  # an error line quotes input; whatever it quotes, the line stays readable
+
+
 class UsageError(Exception):
     """Bad arguments, configuration or input files: the user can fix it (exit code 2)."""
 
@@ -58,7 +61,7 @@ def run_main(main: Callable[[], int]) -> int:
         return main()
     except (UsageError, RunError) as exc:
         close_progress_bars()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {short(str(exc), ERROR_LINE_LIMIT)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         close_progress_bars()
@@ -150,12 +153,12 @@ def _suggest(name: str, parser) -> str:
 
 
 def _config_path(argv: list[str]) -> Path | None:
-    for i, token in enumerate(argv):
-        if token == "--config" and i + 1 < len(argv):
-            return Path(argv[i + 1])
-        if token.startswith("--config="):
-            return Path(token.split("=", 1)[1])
-    return None
+    found = [argv[i + 1] for i, token in enumerate(argv[:-1]) if token == "--config"]
+    found += [token.split("=", 1)[1] for token in argv if token.startswith("--config=")]
+    if len(found) > 1:
+        raise UsageError(f"--config given {len(found)} times ({', '.join(found)}); give one file (put the options of "
+                         "both in it), and override single options with flags")
+    return Path(found[0]) if found else None
 
 
 def _yaml_to_argv(path: Path, parser) -> list[str]:
@@ -164,18 +167,77 @@ def _yaml_to_argv(path: Path, parser) -> list[str]:
     if not path.is_file():
         raise UsageError(f"config file {path} not found; check the --config path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix the file") from None
+        data = load_yaml(read_text(path, "the config file"))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is not valid YAML ({short(str(exc), 200)}); fix the file") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping of option: value, not {type(data).__name__}")
     options = _options(parser)
     argv: list[str] = []
     for key, value in data.items():
         if key not in options:
-            raise UsageError(f"{path}: unknown key {key!r}; {_suggest(str(key), parser)}")
+            raise UsageError(f"{path}: unknown key {short(repr(key), 60)}; {_suggest(str(key), parser)}")
+        _check_yaml_value(path, key, options[key], value)
         argv += _flag_tokens(options[key], key, value)
     return argv
+
+
+YAML_MAX_VALUES = 10_000  # far above any config; a few nested aliases ("billion laughs") expand beyond it
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as yaml.safe_load reads it, but a key given twice, or aliases expanding to more than
+    YAML_MAX_VALUES values, are errors instead of last-one-wins and a huge document."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    break  # an unhashable key: SafeLoader's own error names it
+                if key in seen:
+                    raise yaml.YAMLError(f"key {short(repr(key), 60)} is given twice (again on line "
+                                         f"{key_node.start_mark.line + 1}); keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        if _expanded_size(node, YAML_MAX_VALUES) > YAML_MAX_VALUES:
+            raise yaml.YAMLError(f"its aliases expand to more than {YAML_MAX_VALUES} values; write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """Values in the document with every alias expanded, counted up to just past `limit`."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        current = stack.pop()
+        count += 1
+        if isinstance(current.value, list):
+            stack += [part for item in current.value for part in (item if isinstance(item, tuple) else (item,))]
+    return count
+
+
+def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
+    """A YAML value the option cannot take, named with the file, the key and the expected type."""
+    many = action.nargs in ("+", "*")
+    expected = f"one of {', '.join(map(str, action.choices))}" if action.choices else \
+        f"{'a list of ' if many else 'one '}{getattr(action.type, '__name__', 'text')} value{'s' if many else ''}"
+    shown = short(json.dumps(value, default=str), 60)
+    if isinstance(value, (list, tuple)) and len(value) > 1 and not many:  # [x] is x (report_to: [tensorboard])
+        raise UsageError(f"{path}: key {key!r} is a list ({shown}), but it takes {expected}; see --help")
+    if action.choices and value is not None and str(value) not in map(str, action.choices):
+        hint = " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)" \
+            if isinstance(value, bool) else ""
+        raise UsageError(f"{path}: key {key!r} is {shown}{hint}, but it takes {expected}; see --help")
 
 
 def _flag_tokens(action: Action, key: str, value: Any) -> list[str]:

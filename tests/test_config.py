@@ -37,12 +37,36 @@ def test_toolkit_defaults_on_training_arguments():
     ("lora_r: eight\n", "run.yaml: argument --lora_r/--lora-r: invalid int value: 'eight'"),
     ("- a list\n", "must hold a mapping"),
     ("lora_r: [1\n", "is not valid YAML"),
+    ("use_chat_template: no\n", "run.yaml: key 'use_chat_template' is false (YAML reads unquoted yes, no"),
+    ("lora_r: [8, 16]\n", "run.yaml: key 'lora_r' is a list ([8, 16]), but it takes one int value"),
+    ("lora_r: 8\nlora_alpha: 4\nlora_r: 16\n", "key 'lora_r' is given twice (again on line 3)"),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+     "its aliases expand to more than 10000 values"),
 ])
 def test_bad_yaml_names_the_file_and_key(tmp_path, text, fragment):
     config = write(tmp_path / "run.yaml", text)
     with pytest.raises(UsageError) as info:
         load_models.parse(["--config", str(config)])
     assert fragment in str(info.value)
+
+
+def test_quoted_choice_and_small_aliases_are_fine_and_config_twice_is_refused(tmp_path):
+    config = write(tmp_path / "run.yaml", 'use_chat_template: "no"\ntargets: &t [q_proj, v_proj]\n'.replace("targets", "lora_target_modules"))
+    opts = load_models.parse(["--config", str(config)])
+    assert opts.prompt.use_chat_template == "no" and opts.lora.lora_target_modules == ["q_proj", "v_proj"]
+    with pytest.raises(UsageError, match="--config given 2 times"):
+        load_models.parse(["--config", str(config), "--config=" + str(config)])
+
+
+def test_error_lines_are_cut_to_a_readable_length(capsys):
+    from bioqa.runfiles import ERROR_LINE_LIMIT, run_main
+
+    def fail():
+        raise UsageError("x" * 50_000_000)
+
+    assert run_main(fail) == 2
+    assert len(capsys.readouterr().err) <= ERROR_LINE_LIMIT + 10
 
 
 def test_missing_config_and_bad_flag():

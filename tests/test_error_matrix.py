@@ -100,9 +100,19 @@ def promise_rows(env) -> dict:
         "merge-output-is-the-base": (MERGE + ["--adapter_dir", adapter, "--output_dir", model, "--overwrite"], 2, "is the base model"),
         "merge-lora-bias-without-base-bias": (MERGE + ["--adapter_dir", env["biased"], "--output_dir", out], 2, "the adapter holds lora_B.bias tensors"),
         "merge-damaged-base-config": (MERGE + ["--adapter_dir", adapter, "--base_model", env["bad_base"], "--output_dir", out], 2, "config.json (the base model's config) is damaged"),
+        "merge-damaged-report": (MERGE + ["--adapter_dir", adapter, "--output_dir", env["damaged_merge"]], 2, "merge_report.json is damaged (not valid JSON); pass --overwrite to merge again"),
+        "compare-damaged-trainer-state": (COMPARE + ["--baseline", prediction_file(t / "s1.jsonl", ["1"]), "--candidate", prediction_file(t / "s2.jsonl", ["1"]), "--trainer_state", write(t / "trainer_state.json", "{ oops"), "--output_dir", out], 2, "trainer_state.json (the trainer state) is damaged"),
         "compare-output-inside-a-run": (COMPARE + ["--baseline", str(run / "predictions.jsonl"), "--candidate", str(run / "predictions.jsonl"), "--output_dir", str(run / "report")], 2, "lies inside the baseline's run"),
         "compare-other-questions": (COMPARE + ["--baseline", prediction_file(t / "q1.jsonl", ["1", "2"]), "--candidate", write(t / "q2.jsonl", "".join(json.dumps({"id": i, "question": "other", "reference": "a b c", "prediction": "a"}) + "\n" for i in "12")), "--output_dir", out], 2, "id '1' has another question in fine-tuned than in zero-shot"),
         "compare-null-prediction": (COMPARE + ["--baseline", write(t / "n.jsonl", json.dumps({"id": "1", "reference": "a", "prediction": None}) + "\n"), "--candidate", prediction_file(t / "n2.jsonl", ["1"]), "--output_dir", out], 2, "row 1: prediction is null, not a text"),
+        "yaml-boolean-for-a-choice": (LOAD + train + ["--output_dir", out, "--config", write(t / "bool.yaml", "use_chat_template: no\n")], 2, "key 'use_chat_template' is false (YAML reads unquoted yes, no"),
+        "yaml-list-for-one-value": (LOAD + train + ["--output_dir", out, "--config", write(t / "list.yaml", "lora_r: [8, 16]\n")], 2, "key 'lora_r' is a list ([8, 16]), but it takes one int value"),
+        "yaml-key-twice": (LOAD + train + ["--output_dir", out, "--config", write(t / "twice.yaml", "lora_r: 8\nlora_r: 16\n")], 2, "key 'lora_r' is given twice (again on line 2)"),
+        "yaml-alias-bomb": (LOAD + train + ["--output_dir", out, "--config", write(t / "bomb.yaml", "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 10)}]\n" for i in range(9)))], 2, "its aliases expand to more than 10000 values"),
+        "config-given-twice": (LOAD + train + ["--output_dir", out, "--config", write(t / "c1.yaml", "lora_r: 8\n"), "--config", write(t / "c2.yaml", "lora_r: 4\n")], 2, "--config given 2 times"),
+        "damaged-model-weights": (LOAD + ["--model_name_or_path", env["bad_weights"], "--do_predict", "--test_file", data, "--output_dir", out], 2, "Error while deserializing header"),
+        "damaged-adapter-weights": (LOAD + ["--model_name_or_path", model, "--do_predict", "--test_file", data, "--adapter_name_or_path", env["corrupt"], "--output_dir", out], 2, "cannot load the adapter"),
+        "no-prompt-fits": (LOAD + ["--model_name_or_path", model, "--do_predict", "--test_file", data, "--max_seq_length", "8", "--output_dir", out], 2, "--do_predict: none of the 60 test examples fits --max_seq_length 8"),
         "compare-latin1": (COMPARE + ["--baseline", write(t / "l.jsonl", '{"id": "1", "reference": "caf\xe9", "prediction": "a"}\n'.encode("latin-1")), "--candidate", prediction_file(t / "l2.jsonl", ["1"]), "--output_dir", out], 2, "is not UTF-8 text"),
     }
 
@@ -125,11 +135,17 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
     run.mkdir()
     (run / "run_manifest.json").write_text("{}")
     prediction_file(run / "predictions.jsonl", ["1", "2"])
+    damaged_merge = t / "damaged-merge"
+    damaged_merge.mkdir()
+    (damaged_merge / "merge_report.json").write_text("{ oops")
+    bad_weights = t / "bad-weights"
+    shutil.copytree(tiny_model_dir, bad_weights)
+    (bad_weights / "model.safetensors").write_bytes((bad_weights / "model.safetensors").read_bytes()[:300])
     bad_base = t / "bad-base"
     shutil.copytree(tiny_model_dir, bad_base)
     (bad_base / "config.json").write_text("{ not json")
     return {"link": str(t / "link"), "dangling": str(t / "dangling"), "locked": str(t / "locked"), "stale": str(t / "stale"),
-            "run": run, "bad_base": str(bad_base), "biased": str(make_adapter(Path(tiny_model_dir), t / "biased", lora_bias=True)),
+            "run": run, "bad_base": str(bad_base), "bad_weights": str(bad_weights), "damaged_merge": str(damaged_merge), "biased": str(make_adapter(Path(tiny_model_dir), t / "biased", lora_bias=True)),
             "tmp": t, "model": str(tiny_model_dir), "data": str(qa_file), "out": str(t / "out"), "dir": str(t / "dir.jsonl"),
             "adapter": str(adapter), "corrupt": str(corrupt), "full": str(t / "full"), "wide": str(make_base(t / "wide", hidden=48))}
 
@@ -162,7 +178,9 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
     "output-is-a-symlink", "output-dangling-symlink", "output-locked", "output-stale-lock", "field-not-text",
     "duplicate-ids", "negative-count", "merge-output-around-the-adapter", "merge-output-is-the-base",
     "merge-lora-bias-without-base-bias", "merge-damaged-base-config", "compare-output-inside-a-run",
-    "compare-other-questions", "compare-null-prediction", "compare-latin1",
+    "compare-other-questions", "compare-null-prediction", "compare-latin1", "yaml-boolean-for-a-choice",
+    "yaml-list-for-one-value", "yaml-key-twice", "yaml-alias-bomb", "config-given-twice", "damaged-model-weights",
+    "damaged-adapter-weights", "no-prompt-fits", "merge-damaged-report", "compare-damaged-trainer-state",
 ])
 def test_bad_input_row(row_id, env):
     if row_id == "unreadable-file" and not Path("/proc/sys/vm/compact_memory").exists():

@@ -2,10 +2,12 @@
 
 import json
 import random
+import re
 
 import pytest
 
 import metrics_utils
+from bioqa.runfiles import UsageError
 from conftest import run_cli
 
 
@@ -115,3 +117,43 @@ def test_paired_bootstrap_better_on_every_example():
         assert row["difference"] > 0 and row["ci_low"] > 0, name
         assert row["p_value"] == pytest.approx(1 / 501), name  # no resample comes near the observed gap
     assert result == metrics_utils.paired_bootstrap(baseline, candidate, samples=500, seed=1)  # seeded
+
+
+def test_the_final_evaluation_is_its_own_marker_not_a_line_back_to_the_last_step(tmp_path):
+    from bioqa.report import plot_training_curves, split_history
+
+    history = [{"loss": 2.0, "step": 4}, {"eval_loss": 1.5, "eval_rougeL": 0.3, "step": 8},
+               {"eval_loss": 1.4, "eval_rougeL": 0.2, "step": 16}, {"train_runtime": 9.0, "step": 16},
+               {"eval_loss": 1.5, "eval_rougeL": 0.3, "step": 16}]  # the best adapter (step 8), logged at step 16
+    train, during, after = split_history(history)
+    assert [h["step"] for h in train] == [4] and [h["eval_rougeL"] for h in during] == [0.3, 0.2]
+    assert [h["eval_rougeL"] for h in after] == [0.3]
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"log_history": history}))
+    assert plot_training_curves(tmp_path / "curves.png", state)
+    state.write_text("{ damaged")
+    with pytest.raises(UsageError, match="trainer_state.json \\(the trainer state\\) is damaged"):
+        plot_training_curves(tmp_path / "curves.png", state)
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ('{"id": "1", "reference": "a", "prediction": NaN}', "row 1: prediction is NaN, not a text"),
+    ('{"id": "1", "reference": null, "prediction": "a"}', "row 1: reference is null, not a text"),
+    ('{"id": ["1"], "reference": "a", "prediction": "a"}', 'row 1: id is ["1"], not a text or number'),
+    ('{"id": true, "reference": "a", "prediction": "a"}', "row 1: id is true, not a text or number"),
+])
+def test_prediction_rows_that_are_not_texts_are_refused(tmp_path, row, fragment):
+    from bioqa.predictions import read_prediction_file
+
+    (tmp_path / "p.jsonl").write_text(row + "\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=re.escape(fragment)):
+        read_prediction_file(tmp_path / "p.jsonl")
+
+
+def test_prediction_files_keep_unusual_line_separators_inside_texts(tmp_path):
+    from bioqa.predictions import read_prediction_file
+
+    rows = [{"id": 7, "question": "Q\u2028?", "reference": "a\u2029b", "prediction": "c\x85d\x0ce"}, {"id": "8", "reference": "r", "prediction": "p"}]
+    (tmp_path / "p.jsonl").write_text("\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    read = read_prediction_file(tmp_path / "p.jsonl")
+    assert [r["id"] for r in read] == ["7", "8"] and read[0]["prediction"] == "c\x85d\x0ce"

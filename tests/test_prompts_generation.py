@@ -187,3 +187,58 @@ def test_length_grouped_batches_cut_padding_for_small_datasets():
     assert first != second and first == list(LengthGroupedBatches(lengths, 8, seed=0))  # seeded, new per epoch
     assert max(lengths) in [lengths[i] for i in first[:8]]  # the longest batch comes first
     assert padding(first) < 0.15 and padding(first) < padding(list(range(40))) / 2  # sorted: ~12.5% vs 35%
+
+
+@pytest.mark.parametrize("style", ["gemma", "llama3"])
+def test_chat_targets_end_with_the_templates_end_of_turn_not_the_eos(style):
+    from bioqa.arguments import PromptArguments
+    from bioqa.generation import stop_token_ids
+    from bioqa.prompts import encode_for_training, prompt_format
+    from tiny_models import TEMPLATE_STYLES, build_styled_tokenizer
+
+    tokenizer = build_styled_tokenizer(style)
+    turn_end = tokenizer.convert_tokens_to_ids(TEMPLATE_STYLES[style]["turn_end"])
+    assert turn_end != tokenizer.eos_token_id
+    fmt = prompt_format(tokenizer, PromptArguments())
+    example = {"question": "What does insulin do?", "context": "", "answer": "Insulin lowers blood glucose."}
+    features, _ = encode_for_training(tokenizer, fmt, example, 512)
+    answer = [t for t in features["labels"] if t != -100]
+    assert answer[-1] == turn_end and tokenizer.eos_token_id not in answer
+    assert tokenizer.decode(answer, skip_special_tokens=True) == example["answer"]
+    # prompt + completion is the template's own rendering of the conversation (system merged into the user turn
+    # where the template has no system role), up to the end of the assistant's turn
+    messages = [{"role": "user", "content": f"{fmt.system_prompt}\n\nQuestion: {example['question']}"},
+                {"role": "assistant", "content": example["answer"]}]
+    if style == "llama3":
+        messages = [{"role": "system", "content": fmt.system_prompt},
+                    {"role": "user", "content": f"Question: {example['question']}"}, messages[1]]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False).rstrip()
+    assert tokenizer.decode(features["input_ids"]) == rendered
+    assert turn_end in stop_token_ids(None, tokenizer)  # generation stops where training taught the model to
+
+
+def test_text_that_cannot_fit_is_cut_before_tokenising_and_the_result_is_unchanged(tokenizer):
+    from dataclasses import replace
+
+    from bioqa.arguments import PromptArguments
+    from bioqa.prompts import encode_for_training, prompt_format
+
+    class Spy:  # the tokenizer, recording the longest text it was asked to tokenise
+        longest = 0
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+        def __call__(self, text, **kwargs):
+            Spy.longest = max(Spy.longest, len(text))
+            return tokenizer(text, **kwargs)
+
+    fmt = prompt_format(tokenizer, PromptArguments())
+    context = "Pharmacology notes: insulin lowers blood glucose. " * 4000  # 200,000 characters
+    example = {"question": "What does insulin do?", "context": context, "answer": "It lowers blood glucose."}
+    cut, truncated = encode_for_training(Spy(), fmt, example, 128)
+    assert truncated and Spy.longest <= fmt.char_budget(128) + 1000  # + the prompt around the context
+    uncut, _ = encode_for_training(tokenizer, replace(fmt, max_token_chars=0), {**example, "context": context[:20_000]}, 128)
+    assert cut == uncut
+    huge_answer = {**example, "answer": "glucose " * 100_000}
+    assert encode_for_training(Spy(), fmt, huge_answer, 128) == (None, False) and Spy.longest < 800_000

@@ -194,3 +194,31 @@ def test_two_runs_into_one_folder_at_once_one_is_refused(tiny_model_dir, qa_file
     refused = next(text for text in texts if "error:" in text)
     assert "is in use by process" in refused and "Traceback" not in refused
     assert not (tmp_path / ".out.lock").exists()  # released by the run that finished
+
+
+@pytest.mark.slow
+def test_sigterm_during_prediction_exits_130_with_one_line_and_writes_nothing(tiny_model_dir, qa_file, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "load_models.py", "--model_name_or_path", str(tiny_model_dir), "--do_predict",
+               "--test_file", str(qa_file), "--output_dir", str(out), "--generation_batch_size", "1",
+               "--generation_max_new_tokens", "200", "--generation_min_new_tokens", "200"]
+    log = tmp_path / "log"
+    process = start(command, log)
+    wait_for(lambda: "generating" in log.read_text())
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 130
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    assert errors == ["error: stopped by SIGTERM during prediction; nothing was written; run the same command again"]
+    assert not (out / "predictions.jsonl").exists() and not (tmp_path / ".out.lock").exists()
+
+
+def test_a_signal_during_a_stage_becomes_interrupted_and_the_handlers_come_back():
+    from bioqa.runfiles import Interrupted, stop_on_signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="stopped by SIGTERM during the final evaluation and saving; continue with the "
+                                          "same command plus --resume_from_checkpoint latest") as info:
+        with stop_on_signal("the final evaluation and saving", resumable=True):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+    assert info.value.exit_code == 130 and signal.getsignal(signal.SIGTERM) is before

@@ -127,3 +127,40 @@ def make_adapter(base: Path, path: Path, add_token: bool = False, **lora) -> Pat
     tokenizer.save_pretrained(path)
     (path / "run_manifest.json").write_text(json.dumps({"seed": 7}))
     return path
+
+
+# Chat templates whose end of turn is not the tokenizer's EOS, written after the published ones.
+TEMPLATE_STYLES = {
+    "gemma": {
+        "template": ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+                     "{{ raise_exception('System role not supported') }}{% endif %}"
+                     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+                     "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+                     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"),
+        "specials": ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"], "bos": "<bos>", "eos": "<eos>",
+        "turn_end": "<end_of_turn>"},
+    "llama3": {
+        "template": ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+                     "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+                     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"),
+        "specials": ["<pad>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        "bos": "<|begin_of_text|>", "eos": "<|end_of_text|>", "turn_end": "<|eot_id|>"},
+}
+
+
+def build_styled_tokenizer(style: str):
+    """A byte-level BPE tokenizer with the special tokens and chat template of `style` (gemma, llama3)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    spec = TEMPLATE_STYLES[style]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=spec["specials"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator([f"{r['question']} {r['answer']}" for r in qa_rows(60)] + ["user model assistant"], trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token=spec["bos"],
+                                        eos_token=spec["eos"], additional_special_tokens=spec["specials"][3:])
+    tokenizer.chat_template = spec["template"]
+    return tokenizer
