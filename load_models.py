@@ -35,15 +35,15 @@ from bioqa.devices import DeviceChoice, choose_device
 from bioqa.generation import GenerationSettings, generate_answers_sharded
 from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer,
                             resolve_model_name)
-from bioqa.options import Options, TrainingArguments, argument_problems, parse, raise_problems, wants_training
+from bioqa.options import Options, TrainingArguments, argument_problems, parse, wants_training
 from bioqa.outputs import (TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real,
                            remove_own_output)
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
-from bioqa.resume import (check_checkpoint_files, check_same_settings, completed_run, finished_step,
+from bioqa.resume import (check_checkpoint_files, check_same_data, check_same_settings, completed_run, finished_step,
                           resume_checkpoint)
-from bioqa.runfiles import (Interrupted, UsageError, base_manifest, config_dict, run_main, stop_on_signal, utc_now,
-                            write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
+from bioqa.runfiles import (Interrupted, UsageError, base_manifest, config_dict, raise_problems, run_main, stop_on_signal,
+                            utc_now, write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
 from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, StopOnSignal, answer_only_loss
 
 log = logging.getLogger("bioqa")
@@ -211,7 +211,7 @@ def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat
         set_seed(opts.training.seed)
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
-    start_writing(opts, resume)
+    start_writing(opts, resume, manifest)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
     if resume is not None and finished_step(resume) is not None:
         train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
@@ -309,9 +309,10 @@ def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, split
             "resumed_from": str(resume) if resume else None}
 
 
-def start_writing(opts: Options, resume: Path | None) -> None:
+def start_writing(opts: Options, resume: Path | None, training_manifest: dict | None = None) -> None:
     """The run really starts (its inputs checked, its weights loaded): with --overwrite_output_dir the earlier run's
-    own files go, and run_config.yaml is written. Until here a failing run leaves the output folder as it was."""
+    own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
+    resume is checked against). Until here a failing run leaves the output folder as it was."""
     wait_for_every_process()
     if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
         removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
@@ -320,6 +321,8 @@ def start_writing(opts: Options, resume: Path | None) -> None:
     wait_for_every_process()
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
+        if training_manifest is not None:
+            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"})
 
 
 def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, test: TestPrompts, manifest: dict,
@@ -378,6 +381,7 @@ def check_resume(opts: Options, resume: Path) -> bool:
     """Whether there is training to do from `resume`: the same settings are required; a run that is complete
     has none (a --do_predict then uses its adapter)."""
     check_same_settings(resume, config_dict(*opts))
+    check_same_data(resume, opts.data.train_file)
     if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
         log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)
         opts.model.adapter_name_or_path = opts.training.output_dir

@@ -49,8 +49,18 @@ class MergeArguments:
 
 
 def parse(argv: list[str] | None) -> MergeArguments:
+    """The arguments, every value checked before anything is read."""
+    from transformers.utils.hub import convert_file_size_to_int
+
     parser = build_parser([MergeArguments], description=__doc__.split("\n\n")[0])
-    return parse_arguments(parser, argv)[0]
+    args = parse_arguments(parser, argv)[0]
+    try:
+        size = convert_file_size_to_int(args.max_shard_size)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UsageError(f"--max_shard_size {args.max_shard_size} is not a size; give one such as 2GB, 500MB or 5000000")
+    return args
 
 
 def output_path(args: MergeArguments, adapter: Adapter) -> Path:

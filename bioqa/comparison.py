@@ -22,7 +22,8 @@ from typing import Any, Optional
 import metrics_utils
 from bioqa.predictions import read_prediction_file
 from bioqa.outputs import COMPARISON_OUTPUT, check_not_an_input, check_output_folder, output_lock, run_folder
-from bioqa.runfiles import UsageError, build_parser, parse_arguments, run_main, staged_folder, write_json_atomic
+from bioqa.runfiles import (UsageError, build_parser, parse_arguments, raise_problems, run_main, staged_folder,
+                            write_json_atomic)
 
 METRIC_ORDER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor")
 
@@ -94,12 +95,20 @@ def find_trainer_state(args: CompareArguments) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def argument_problems(args: CompareArguments) -> list[str]:
+    problems = []
+    if args.bootstrap_samples <= 0:
+        problems.append(f"--bootstrap_samples must be positive, got {args.bootstrap_samples}")
+    if args.examples_shown < 0:
+        problems.append(f"--examples_shown must be 0 or more, got {args.examples_shown}")
+    return problems
+
+
 def run(argv: list[str] | None) -> int:
     from bioqa.report import write_report  # matplotlib: only once the arguments are known to be good
 
     args = parse_arguments(build_parser([CompareArguments], description=__doc__.split("\n\n")[0]), argv)[0]
-    if args.bootstrap_samples <= 0:
-        raise UsageError(f"--bootstrap_samples must be positive, got {args.bootstrap_samples}")
+    raise_problems(argument_problems(args))
     out, state = Path(args.output_dir), find_trainer_state(args)
     check_not_an_input(out, "--output_dir", {
         "baseline predictions": args.baseline, "candidate predictions": args.candidate, "trainer state": state,

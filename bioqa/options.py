@@ -14,7 +14,7 @@ from transformers.training_args import IntervalStrategy, SaveStrategy
 
 from bioqa.arguments import (DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments,
                              RunArguments)
-from bioqa.runfiles import UsageError, build_parser, parse_arguments
+from bioqa.runfiles import build_parser, parse_arguments
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 
@@ -111,10 +111,3 @@ def count_problems(opts: Options) -> list[str]:
         problems.append(f"--generation_min_new_tokens {gen.generation_min_new_tokens} exceeds --generation_max_new_tokens "
                         f"{gen.generation_max_new_tokens}")
     return problems
-
-
-def raise_problems(problems: list[str]) -> None:
-    if len(problems) == 1:
-        raise UsageError(problems[0])
-    if problems:
-        raise UsageError(f"{len(problems)} problems: " + " | ".join(problems))

@@ -161,14 +161,18 @@ def _alive(pid: int) -> bool:
 
 def _holder(lock: Path) -> dict:
     try:
-        return json.loads(lock.read_text(encoding="utf-8"))
+        holder = json.loads(lock.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def _refusal(lock: Path, flag: str, out: Path) -> UsageError:
     holder = _holder(lock)
     pid, host = holder.get("pid"), holder.get("host", "?")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return UsageError(f"{flag} {out} is locked: {lock} exists but names no owner (a run starting this moment, or a "
+                          f"damaged lock); if no run uses the folder, remove it (rm -r {lock}) and run again")
     who = f"process {pid} on {host}" + (f" ({holder.get('command')}, since {holder.get('started_at')})"
                                        if holder.get("command") else "")
     if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bioqa.runfiles import UsageError, read_json, read_text, short
+from bioqa.runfiles import UsageError, file_sha256, read_json, read_text, short
 from bioqa.trainer import complete_checkpoints
 
 # Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
@@ -65,6 +65,20 @@ def check_same_settings(checkpoint: Path, current: dict[str, Any]) -> None:
         raise UsageError(f"resuming {checkpoint} with other training settings ({'; '.join(changed)}) would not "
                          f"continue that run; resume with the settings of {config_file}, or start a new run in "
                          "another --output_dir")
+
+
+def check_same_data(checkpoint: Path, train_file: str | None) -> None:
+    """UsageError if the training file's content changed since the run started (the SHA-256 in its manifest);
+    the same path with other data would continue another run."""
+    manifest_file = checkpoint.parent / "run_manifest.json"
+    if not train_file or not manifest_file.is_file() or not Path(train_file).is_file():
+        return
+    manifest = read_json(manifest_file, "the run's manifest")
+    recorded = ((manifest.get("data_sources") or {}).get("train") or {}).get("sha256") if isinstance(manifest, dict) else None
+    if recorded and recorded != file_sha256(Path(train_file)):
+        raise UsageError(f"--train_file {train_file} changed since the run in {checkpoint.parent} started (its SHA-256 "
+                         f"differs from {manifest_file}); resume with the data it was trained on, or start a new run "
+                         "in another --output_dir")
 
 
 def _normal(value: Any) -> Any:

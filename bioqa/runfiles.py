@@ -55,6 +55,14 @@ class Interrupted(RunError):
     exit_code = 130
 
 
+def raise_problems(problems: list[str]) -> None:
+    """Every invalid value at once: one UsageError listing them all (none: nothing happens)."""
+    if len(problems) == 1:
+        raise UsageError(problems[0])
+    if problems:
+        raise UsageError(f"{len(problems)} problems: " + " | ".join(problems))
+
+
 def run_main(main: Callable[[], int]) -> int:
     """Run an entry script's body; expected errors become one `error:` line and an exit code."""
     try:

@@ -36,6 +36,8 @@ def read_lines(path: str) -> list[str]:
 
 def run(argv: list[str] | None) -> int:
     args = parse_arguments(build_parser([ScoreArguments], description=__doc__.split("\n\n")[0]), argv)[0]
+    if args.bootstrap_samples < 0:
+        raise UsageError(f"--bootstrap_samples must be 0 (no intervals) or more, got {args.bootstrap_samples}")
     predictions = read_lines(args.predictions)
     streams = [read_lines(path) for path in args.references]
     if any(len(stream) != len(predictions) for stream in streams):

@@ -100,6 +100,9 @@ def promise_rows(env) -> dict:
         "merge-output-is-the-base": (MERGE + ["--adapter_dir", adapter, "--output_dir", model, "--overwrite"], 2, "is the base model"),
         "merge-lora-bias-without-base-bias": (MERGE + ["--adapter_dir", env["biased"], "--output_dir", out], 2, "the adapter holds lora_B.bias tensors"),
         "merge-damaged-base-config": (MERGE + ["--adapter_dir", adapter, "--base_model", env["bad_base"], "--output_dir", out], 2, "config.json (the base model's config) is damaged"),
+        "merge-bad-shard-size": (MERGE + ["--adapter_dir", adapter, "--output_dir", out, "--max_shard_size", "abc"], 2, "--max_shard_size abc is not a size"),
+        "compare-negative-counts": (COMPARE + ["--baseline", prediction_file(t / "k1.jsonl", ["1"]), "--candidate", prediction_file(t / "k2.jsonl", ["1"]), "--bootstrap_samples", "0", "--examples_shown", "-1", "--output_dir", out], 2, "2 problems: --bootstrap_samples must be positive, got 0 | --examples_shown must be 0 or more, got -1"),
+        "score-negative-bootstrap": (SCORE + ["--predictions", write(t / "pb.txt", "a\n"), "--references", write(t / "rb.txt", "a\n"), "--bootstrap_samples", "-5"], 2, "--bootstrap_samples must be 0 (no intervals) or more, got -5"),
         "merge-damaged-report": (MERGE + ["--adapter_dir", adapter, "--output_dir", env["damaged_merge"]], 2, "merge_report.json is damaged (not valid JSON); pass --overwrite to merge again"),
         "compare-damaged-trainer-state": (COMPARE + ["--baseline", prediction_file(t / "s1.jsonl", ["1"]), "--candidate", prediction_file(t / "s2.jsonl", ["1"]), "--trainer_state", write(t / "trainer_state.json", "{ oops"), "--output_dir", out], 2, "trainer_state.json (the trainer state) is damaged"),
         "compare-output-inside-a-run": (COMPARE + ["--baseline", str(run / "predictions.jsonl"), "--candidate", str(run / "predictions.jsonl"), "--output_dir", str(run / "report")], 2, "lies inside the baseline's run"),
@@ -181,6 +184,7 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
     "compare-other-questions", "compare-null-prediction", "compare-latin1", "yaml-boolean-for-a-choice",
     "yaml-list-for-one-value", "yaml-key-twice", "yaml-alias-bomb", "config-given-twice", "damaged-model-weights",
     "damaged-adapter-weights", "no-prompt-fits", "merge-damaged-report", "compare-damaged-trainer-state",
+    "merge-bad-shard-size", "compare-negative-counts", "score-negative-bootstrap",
 ])
 def test_bad_input_row(row_id, env):
     if row_id == "unreadable-file" and not Path("/proc/sys/vm/compact_memory").exists():

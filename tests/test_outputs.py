@@ -109,3 +109,12 @@ def test_overwrite_output_dir_clears_the_earlier_run_so_checkpoints_never_mix(tr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-8"]
     assert not (out / "predictions.jsonl").exists()  # the earlier run's --do_predict output is gone too
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 8
+
+
+@pytest.mark.parametrize("content", ["", "[1]", '{"pid": "x"}'])
+def test_a_lock_without_a_readable_owner_is_refused_with_how_to_remove_it(tmp_path, content):
+    out = tmp_path / "out"
+    lock_path(out).write_text(content)
+    with pytest.raises(UsageError, match=f"names no owner .*rm -r {re.escape(str(lock_path(out)))}"):
+        with output_lock(out, "--output_dir"):
+            pass

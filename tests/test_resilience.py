@@ -55,6 +55,8 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "adapter_model.safetensors").exists()  # no final artifact from a killed run
+    started = json.loads((killed / "run_manifest.json").read_text())  # written when training started: what a resume checks
+    assert started["status"] == "training" and started["data_sources"]["train"]["sha256"]
     stale = subprocess.run(base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
                            cwd=ROOT, capture_output=True, text=True)
     lock = tmp_path / ".killed.lock"
@@ -222,3 +224,18 @@ def test_a_signal_during_a_stage_becomes_interrupted_and_the_handlers_come_back(
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler raises before this ends
     assert info.value.exit_code == 130 and signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow
+def test_resuming_on_changed_training_data_is_refused(tiny_model_dir, qa_file, tmp_path):
+    import shutil
+
+    data, out = tmp_path / "qa.jsonl", tmp_path / "out"
+    shutil.copy(qa_file, data)
+    assert subprocess.run(base_args(tiny_model_dir, data, out) + FINISHED, cwd=ROOT, capture_output=True).returncode == 0
+    shutil.rmtree(out / "checkpoint-8")
+    (out / "adapter_model.safetensors").unlink()  # as if killed after step 4
+    data.write_text(data.read_text() + json.dumps({"question": "New?", "answer": "New."}) + "\n")
+    result = subprocess.run(base_args(tiny_model_dir, data, out) + FINISHED + ["--resume_from_checkpoint", "latest"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and f"--train_file {data} changed since the run" in result.stderr, result.stderr[-2000:]
