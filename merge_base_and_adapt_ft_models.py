@@ -74,7 +74,7 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
     if out.is_symlink() or not report.is_file():
         return False
     try:
-        previous = json.loads(report.read_text(encoding="utf-8"))
+        previous = json.loads(report.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
         raise UsageError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
     if not isinstance(previous, dict) or (previous.get("adapter", {}).get("sha256"), previous.get("base_model"),

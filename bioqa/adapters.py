@@ -64,11 +64,17 @@ def read_adapter(path: str | Path) -> Adapter:
         raise UsageError(f"--adapter_dir {path} is not an adapter: it has no adapter_config.json; give the "
                          "folder load_models.py wrote (or one of its checkpoint-* folders)")
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = json.loads(config_file.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{config_file} is not valid JSON ({exc}); the adapter folder is damaged") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{config_file} holds a JSON {type(config).__name__}, not an adapter config; the adapter folder is damaged")
     if config.get("peft_type") != "LORA":
         raise UsageError(f"{path} holds a {config.get('peft_type')} adapter; this script merges LoRA adapters only")
+    bad = [key for key in ("r", "lora_alpha") if isinstance(config.get(key), bool) or not isinstance(config.get(key), (int, float))
+           or config[key] <= 0]
+    if bad:
+        raise UsageError(f"{config_file} has no positive {' or '.join(bad)}; the adapter folder is damaged, copy it again")
     if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
         raise UsageError(f"{path} has adapter_config.json but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
     return Adapter(path, config)

@@ -259,3 +259,16 @@ def test_no_verify_is_reported_as_skipped(base_and_adapter, tmp_path, capsys):
     assert "verification: skipped" in capsys.readouterr().out
     report = json.loads((tmp_path / "o" / "merge_report.json").read_text())
     assert report["verification"] == {"method": "skipped (--no_verify)", "passed": None}
+
+
+@pytest.mark.parametrize("config, fragment", [("[1]", "holds a JSON list"), ('{"peft_type": "LORA", "r": 0, "lora_alpha": 8}', "no positive r"),
+                                              ('\ufeff{"peft_type": "LORA", "lora_alpha": 8}', "no positive r")])
+def test_a_damaged_adapter_config_is_one_line(base_and_adapter, tmp_path, capsys, config, fragment):
+    import shutil
+
+    _, adapter = base_and_adapter
+    copy = tmp_path / "adapter"
+    shutil.copytree(adapter, copy)
+    (copy / "adapter_config.json").write_text(config, encoding="utf-8")
+    assert merge_script.main(["--adapter_dir", str(copy), "--output_dir", str(tmp_path / "out")]) == 2
+    assert fragment in capsys.readouterr().err
