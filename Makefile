@@ -17,8 +17,11 @@ setup: $(DEPS_STAMP) $(NLTK_STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS_STAMP): requirements.txt requirements-dev.txt constraints.txt | $(PY)
+# The pinned dependencies, then the project itself, editable: the console commands (bioqa-train, ...)
+# and `import bioqa` / `import metrics_utils` from any folder.
+$(DEPS_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml | $(PY)
 	$(PIP) install --quiet -r requirements-dev.txt -c constraints.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(NLTK_STAMP): tools/setup_nltk_data.py | $(DEPS_STAMP)

@@ -6,7 +6,7 @@
 
 Each re-predicts the dev folds of bench/bench_recipes.py (run its --phase dev and --phase dev2
 first: their data files and adapters are reused) with the recipe's generation settings plus one
-change, zero-shot and fine-tuned, through the toolkit's own prediction path (load_models.main).
+change, zero-shot and fine-tuned, through the toolkit's own prediction path (bioqa.cli.train.main, what load_models.py runs).
 The change is made from outside, with the libraries' own pieces:
 
 * context guidance S: transformers' classifier-free guidance (`guidance_scale`,
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-import load_models  # noqa: E402  (after the path set-up: the bench folder is not a package)
+import bioqa.cli.train as load_models  # noqa: E402  (after the path set-up: the bench folder is not a package)
 from bioqa.predictions import read_prediction_file  # noqa: E402
 from bench_recipes import WORK, generation_flags  # noqa: E402
 

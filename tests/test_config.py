@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-import load_models
+import bioqa.cli.train as load_models
 from bioqa.runfiles import UsageError, config_dict
 
 ROOT = Path(__file__).resolve().parent.parent

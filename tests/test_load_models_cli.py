@@ -68,7 +68,7 @@ def test_saved_adapter_reloads_with_peft(trained, tiny_model_dir):
 
 
 def test_manifest_and_resolved_config(trained, qa_file):
-    import load_models
+    import bioqa.cli.train as load_models
 
     out, _ = trained
     manifest = json.loads((out / "run_manifest.json").read_text())

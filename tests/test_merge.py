@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import merge_base_and_adapt_ft_models as merge_script
+import bioqa.cli.merge as merge_script
 from tiny_models import make_adapter, make_base
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,326 @@
+"""Merge a LoRA adapter into its base model: a verified checkpoint for plain `from_pretrained`.
+
+The base is read from the adapter's own adapter_config.json (`--base_model` overrides). The merged
+model (safetensors, sharded), the tokenizer with its chat template, generation_config.json, the
+adapter's run_manifest.json and a merge_report.json are written to a temporary folder beside the
+target and renamed into place only after the verification passed.
+
+    bioqa-merge --adapter_dir outputs/run1                                         # -> outputs/run1-merged
+    python merge_base_and_adapt_ft_models.py --adapter_dir outputs/run1            # the same, from the repository
+    python merge_base_and_adapt_ft_models.py --adapter_dir outputs/run1 --dtype bf16 --low_memory
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors, read_adapter
+from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimated_output_bytes, load_peft_model,
+                           merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
+                           with_tied_head, write_streamed_config)
+from bioqa.modeling import resolve_model_name
+from bioqa.outputs import MERGE_OUTPUT, check_not_an_input, check_output_folder, output_lock
+from bioqa.runfiles import (RunError, UsageError, build_parser, file_sha256, parse_arguments, parse_jsonl, peak_memory_mb,
+                            read_json, read_text, run_main, short, staged_folder, utc_now, write_json_atomic)
+from bioqa.verification import compare_logits, probe_model, weightwise_summary
+
+log = logging.getLogger("bioqa")
+
+
+@dataclass
+class MergeArguments:
+    adapter_dir: str = field(metadata={"help": "Folder of the trained adapter (adapter_config.json + weights); the only required flag."})
+    base_model: Optional[str] = field(default=None, metadata={"help": "Base model (Hub id or folder); default: the adapter's base_model_name_or_path."})
+    output_dir: Optional[str] = field(default=None, metadata={"help": "Where to write the merged model; default: <adapter_dir>-merged."})
+    dtype: str = field(default="auto", metadata={"help": "dtype of the merged weights; auto = the base's own.", "choices": ["auto", "bf16", "fp16", "fp32"]})
+    max_shard_size: str = field(default="2GB", metadata={"help": "Largest safetensors shard (in-memory merge; streaming keeps the base's shards)."})
+    device: str = field(default="cpu", metadata={"help": "Device for the in-memory merge and the verification.", "choices": ["cpu", "cuda", "mps"]})
+    low_memory: bool = field(default=False, metadata={"help": "Stream the base shard by shard (automatic when it would not fit in RAM twice)."})
+    verify: bool = field(default=True, metadata={"help": "Check the merged model against base + adapter (--no_verify to skip)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier merge in --output_dir (a folder holding files the merge did not write is still refused)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run."})
+
+
+def parse(argv: list[str] | None) -> MergeArguments:
+    """The arguments, every value checked before anything is read."""
+    from transformers.utils.hub import convert_file_size_to_int
+
+    parser = build_parser([MergeArguments], description=__doc__.split("\n\n")[0])
+    args = parse_arguments(parser, argv)[0]
+    try:
+        size = convert_file_size_to_int(args.max_shard_size)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UsageError(f"--max_shard_size {args.max_shard_size} is not a size; give one such as 2GB, 500MB or 5000000")
+    return args
+
+
+def output_path(args: MergeArguments, adapter: Adapter) -> Path:
+    return Path(args.output_dir) if args.output_dir else adapter.path.parent / f"{adapter.path.name}-merged"
+
+
+def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
+    """Whether `out` holds this adapter merged into `base` as `dtype`, every file intact: sizes and hashes as
+    merge_report.json recorded them. A report that matches but files that do not is a UsageError."""
+    report = out / "merge_report.json"
+    if out.is_symlink() or not report.is_file():
+        return False
+    try:
+        previous = json.loads(report.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
+    if not isinstance(previous, dict) or (previous.get("adapter", {}).get("sha256"), previous.get("base_model"),
+                                          previous.get("dtype")) != (adapter_hash, base, dtype):
+        return False
+    damaged = damaged_files(out, previous.get("files"))
+    if damaged:
+        raise UsageError(f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to "
+                         "merge again")
+    return True
+
+
+def damaged_files(out: Path, recorded: Any) -> str | None:
+    """The first file of a merged folder that differs from what merge_report.json recorded, or None."""
+    if not isinstance(recorded, dict) or not recorded:
+        return "merge_report.json records no file hashes (written by an older version)"
+    for name, expected in recorded.items():
+        file = out / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected.get("size") or file_sha256(file) != expected.get("sha256"):
+            return f"{name} differs from merge_report.json (size or SHA-256)"
+    return None
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file in `folder`, for the report that later reruns trust."""
+    return {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def check_disk_space(out: Path, needed: int) -> None:
+    parent = next(p for p in [out, *out.parents] if p.exists())
+    free = shutil.disk_usage(parent).free
+    if needed * 1.05 > free:
+        raise UsageError(f"not enough disk space for the merged model in {parent}: it needs about "
+                         f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir")
+
+
+def fits_in_memory(shards: list[Path], source_dtype: str, copies: int) -> bool:
+    """Whether `copies` float32 copies of the base fit in the memory available now."""
+    import psutil
+
+    return estimated_output_bytes(shards, source_dtype, "float32") * copies <= psutil.virtual_memory().available
+
+
+def needs_streaming(args: MergeArguments, shards: list[Path], source_dtype: str) -> bool:
+    """--low_memory, or a float32 copy of the base would not fit in the available RAM twice."""
+    if args.low_memory:
+        return True
+    if not fits_in_memory(shards, source_dtype, copies=2):
+        log.info("merge: base + merged copy would not fit in RAM; streaming shard by shard")
+        return True
+    return False
+
+
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*",
+                   "merges.txt", "*.model")
+
+
+def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
+    """Where the tokenizer lives: the adapter's (saved by training, chat template included), else the base's."""
+    return adapter.path if (adapter.path / "tokenizer_config.json").is_file() else folder
+
+
+def copy_tokenizer_files(source: Path, staging: Path) -> None:
+    """The tokenizer files as they are (copying, not loading: a tokenizer can take 150 MB of memory)."""
+    for pattern in TOKENIZER_FILES:
+        for file in source.glob(pattern):
+            shutil.copy2(file, staging / file.name)
+
+
+def vocabulary_grows(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """The adapter carries embedding rows the base lacks (tokens were added in training)."""
+    return any(name in shapes and tensor.shape[0] > shapes[name][0] for name, tensor in full_tensors(tensors).items())
+
+
+def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list[int]]:
+    """Questions from the adapter's latest validation predictions if any, else built-in ones, as prompts."""
+    from bioqa.arguments import PromptArguments
+    from bioqa.prompts import prompt_format, prompt_ids
+    from bioqa.verification import BUILT_IN_PROBES
+
+    files = sorted(adapter.path.glob("predictions/eval-step-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    rows = parse_jsonl(read_text(files[-1]), files[-1], "the adapter's predictions are damaged")[:count] if files else []
+    questions = [row["question"] for row in rows if isinstance(row.get("question"), str)] or list(BUILT_IN_PROBES[:count])
+    fmt = prompt_format(tokenizer, PromptArguments(**_prompt_options(adapter)))
+    return [prompt_ids(tokenizer, fmt, question, "") for question in questions]
+
+
+def run_config(adapter: Adapter) -> dict[str, Any]:
+    """The options the adapter was trained with (run_config.yaml written by load_models.py), if any."""
+    import yaml
+
+    config_file = adapter.path / "run_config.yaml"
+    if not config_file.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(read_text(config_file))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{config_file} is damaged ({short(str(exc), 120)}); restore it or remove it") from None
+    return config if isinstance(config, dict) else {}
+
+
+def _prompt_options(adapter: Adapter) -> dict[str, Any]:
+    from dataclasses import fields
+
+    from bioqa.arguments import PromptArguments
+
+    config = run_config(adapter)
+    return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in config}
+
+
+SKIPPED = {"method": "skipped (--no_verify)", "passed": None}
+
+
+def reference_probe(args: MergeArguments, adapter: Adapter, folder: Path) -> tuple[Any, Any, list, Any]:
+    """Base (float32) + adapter as PEFT itself loads and runs them, the probe prompts, and its logits: the
+    reference a merged model must equal, independent of how the merge read the adapter."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
+    model = load_peft_model(adapter, str(folder), tokenizer, args.device, args.trust_remote_code)
+    prompts = probe_prompts(adapter, tokenizer) if args.verify else []
+    return model, tokenizer, prompts, probe_model(model, tokenizer, prompts) if args.verify else None
+
+
+def verify_from_disk(args: MergeArguments, staging: Path, tokenizer: Any, prompts: list, reference: Any, dtype: str) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=getattr(torch, dtype)).to(args.device).eval()
+    return compare_logits(reference, probe_model(reloaded, tokenizer, prompts), dtype)
+
+
+def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: str, staging: Path) -> dict:
+    timings, start = {}, time.perf_counter()
+    model, tokenizer, prompts, reference = reference_probe(args, adapter, folder)
+    timings["load_s"] = time.perf_counter() - start
+    merged = merge_in_memory(model, dtype)
+    merged.save_pretrained(staging, max_shard_size=args.max_shard_size)
+    timings["merge_and_save_s"] = time.perf_counter() - start - timings["load_s"]
+    del model, merged
+    gc.collect()
+    verification = SKIPPED
+    if args.verify:
+        verification = verify_from_disk(args, staging, tokenizer, prompts, reference, dtype)
+        timings["verify_s"] = time.perf_counter() - start - sum(timings.values())
+    return {"mode": "in memory (PEFT merge_and_unload)", "timings": timings, "verification": verification}
+
+
+def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder: Path, shards: list[Path], dtype: str,
+                  staging: Path) -> dict:
+    """Shard by shard. Verified against PEFT's own base + adapter from disk when a float32 copy of the base
+    fits in memory once; else weight by weight (which rests on this merge's reading of the adapter)."""
+    start, reference = time.perf_counter(), None
+    if args.verify and fits_in_memory(shards, base_dtype(folder, shards), copies=1):
+        model, tokenizer, prompts, reference = reference_probe(args, adapter, folder)
+        del model
+        gc.collect()
+    errors = stream_merge(adapter, tensors, shards, staging, dtype)
+    write_streamed_config(folder, staging, dtype)
+    timings = {"merge_and_save_s": time.perf_counter() - start}
+    if reference is not None:
+        verification = verify_from_disk(args, staging, tokenizer, prompts, reference, dtype)
+    else:
+        verification = weightwise_summary(errors, dtype) if args.verify else SKIPPED
+    return {"mode": "streaming, one shard at a time", "timings": timings, "verification": verification}
+
+
+def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict) -> None:
+    copy_tokenizer_files(tokenizer_folder(adapter, folder), staging)
+    if (adapter.path / "run_manifest.json").is_file():
+        shutil.copy2(adapter.path / "run_manifest.json", staging / "run_manifest.json")
+    write_json_atomic(staging / "merge_report.json", {**report, "files": file_records(staging)})
+
+
+def merge(argv: list[str] | None) -> int:
+    args = parse(argv)
+    logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO, stream=sys.stderr)
+    adapter = read_adapter(args.adapter_dir)
+    base = args.base_model or adapter.base_model
+    if not base:
+        raise UsageError(f"{adapter.path}/adapter_config.json names no base model; pass --base_model")
+    base = resolve_model_name(base)
+    out, folder = output_path(args, adapter), base_files(base)
+    check_not_an_input(out, "--output_dir", {"adapter": adapter.path, "base model": folder})
+    with output_lock(out, "--output_dir"):
+        return merge_locked(args, adapter, base, folder, out)
+
+
+def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path, out: Path) -> int:
+    adapter_hash, shards = file_sha256(adapter.weights_file), shard_files(folder)
+    dtype = base_dtype(folder, shards) if args.dtype == "auto" else DTYPES[args.dtype]
+    if not args.overwrite and already_merged(out, adapter_hash, base, dtype):
+        print(f"{out} already holds this adapter merged into {base} ({dtype}), every file intact; nothing to do "
+              "(--overwrite to redo)")
+        return 0
+    check_output_folder(out, "--output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
+    tensors = checked_tensors(adapter, folder, shards, out, dtype)
+    streaming = needs_streaming(args, shards, base_dtype(folder, shards))
+    refusal = streaming_refusal(adapter, tensors, tied_embeddings(folder), vocabulary_grows(tensors, base_shapes(folder, shards))) \
+        if streaming else None
+    if refusal:
+        raise UsageError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
+    log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
+    if run_config(adapter).get("load_in_4bit"):
+        log.info("the adapter was trained with QLoRA on a 4-bit base; it merges into the unquantized base, and the "
+                 "verification measures the difference to base + adapter in full precision")
+    report = {"base_model": base, "adapter": {"path": str(adapter.path), "sha256": adapter_hash}, "dtype": dtype,
+              "started_at": utc_now(), "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights"}
+    with staged_folder(out) as staging:
+        result = (run_streaming(args, adapter, tensors, folder, shards, dtype, staging) if streaming
+                  else run_in_memory(args, adapter, folder, dtype, staging))
+        report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
+        if result["verification"]["passed"] is False:
+            raise RunError(f"verification failed, nothing kept: {json.dumps(result['verification'])}")
+        finish_folder(staging, adapter, folder, report)
+    outcome = "skipped (--no_verify)" if result["verification"]["passed"] is None else \
+        f"{result['verification']['method']}, passed"
+    print(f"merged model: {out} ({report['mode']}; verification: {outcome})")
+    return 0
+
+
+def tied_embeddings(folder: Path) -> bool:
+    return bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
+
+
+def base_shapes(folder: Path, shards: list[Path]) -> dict[str, tuple[int, ...]]:
+    return with_tied_head(tensor_shapes(shards), tied_embeddings(folder))
+
+
+def checked_tensors(adapter: Adapter, folder: Path, shards: list[Path], out: Path, dtype: str) -> dict:
+    """The adapter's tensors, each of a kind the merge uses, consistent with its config and the base's shapes,
+    and room on disk for the result."""
+    tensors = adapter_tensors(adapter)
+    check_tensors(adapter, tensors)
+    shapes = base_shapes(folder, shards)
+    check_shapes(adapter, tensors, shapes, vocabulary_grows(tensors, shapes))
+    check_disk_space(out, estimated_output_bytes(shards, base_dtype(folder, shards), dtype))
+    return tensors
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(lambda: merge(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

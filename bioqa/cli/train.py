@@ -1,0 +1,399 @@
+"""Fine-tune a causal language model with LoRA on biomedical question answering, and predict.
+
+At every evaluation the model also *generates* answers for a fixed subset of the validation split,
+scored with ROUGE / BLEU / METEOR (logged as eval_rougeL, eval_bleu, eval_meteor, ...). The output
+directory receives the adapter, the tokenizer, run_config.yaml, metrics.json, run_manifest.json,
+predictions/eval-step-N.jsonl (eval-final.jsonl after training) and the checkpoints. --do_predict
+generates answers for the test split (with the adapter just trained, an existing
+--adapter_name_or_path, a merged checkpoint or the base alone) and writes predictions.jsonl and
+predict_metrics.json (with 95% bootstrap intervals).
+
+    bioqa-train --train_file data/train.jsonl --output_dir outputs/run1    # = python load_models.py ...
+    python load_models.py --train_file data/train.jsonl --output_dir outputs/run1
+    python load_models.py --config configs/smollm2-135m-cpu.yaml --max_steps 50
+    python load_models.py --do_predict --test_file data/test.jsonl --output_dir outputs/zero-shot
+    python load_models.py --do_predict --test_file data/test.jsonl --adapter_name_or_path outputs/run1 --output_dir outputs/ft
+    torchrun --nproc_per_node 2 load_models.py --config run.yaml     # or: accelerate launch ...
+
+Every transformers TrainingArguments flag works unchanged; --help lists all options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import transformers
+
+import metrics_utils
+from bioqa.arguments import GenerationEvalArguments, ModelArguments, RunArguments
+from bioqa.data import Splits, load_splits
+from bioqa.devices import DeviceChoice, choose_device
+from bioqa.generation import GenerationSettings, generate_answers_sharded
+from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer,
+                            resolve_model_name)
+from bioqa.options import Options, TrainingArguments, argument_problems, parse, wants_training
+from bioqa.outputs import (TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real,
+                           remove_own_output)
+from bioqa.predictions import generation_prompts, score_rows
+from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
+from bioqa.resume import (check_checkpoint_files, check_same_data, check_same_settings, completed_run, finished_step,
+                          resume_checkpoint)
+from bioqa.runfiles import (Interrupted, UsageError, base_manifest, config_dict, raise_problems, run_main, stop_on_signal,
+                            utc_now, write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
+from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, StopOnSignal, answer_only_loss
+
+log = logging.getLogger("bioqa")
+
+
+def resolve_precision(model_args: ModelArguments, training: TrainingArguments) -> str:
+    """--precision, or what --bf16 / --fp16 asked for; contradictions are usage errors."""
+    asked = "bf16" if training.bf16 else "fp16" if training.fp16 else None
+    if asked and model_args.precision not in ("auto", asked):
+        raise UsageError(f"--{asked} contradicts --precision {model_args.precision}; give only one of them")
+    return asked or model_args.precision
+
+
+def with_device(training: TrainingArguments, choice: DeviceChoice) -> TrainingArguments:
+    """The training arguments with the chosen device and autocast precision."""
+    return replace(training, bf16=choice.precision == "bf16", fp16=choice.precision == "fp16",
+                   use_cpu=choice.device == "cpu")
+
+
+def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Path | None) -> None:
+    """A resumed run writes into its own folder; otherwise the folder is new, empty, or (with
+    --overwrite_output_dir) an earlier run's own output, which is cleared when the run starts."""
+    if resume:
+        return
+    check_output_folder(Path(training.output_dir), "--output_dir", TRAINING_OUTPUT, run.overwrite_output_dir,
+                        "pass --overwrite_output_dir to replace an earlier run's output, resume with "
+                        "--resume_from_checkpoint latest")
+
+
+def run_inputs(opts: Options) -> dict[str, str | None]:
+    """Everything the run reads: the output folder may be none of these, nor inside or around one."""
+    inputs = {"base model": opts.model.model_name_or_path, "tokenizer": opts.model.tokenizer_name,
+              "adapter": opts.model.adapter_name_or_path, "training file": opts.data.train_file,
+              "validation file": opts.data.validation_file, "test file": opts.data.test_file}
+    wanted = opts.training.resume_from_checkpoint
+    if wanted and Path(wanted).is_dir() and real(opts.training.output_dir) not in real(wanted).parents:
+        inputs["checkpoint to resume"] = wanted  # a checkpoint of another run; one of this run's is its own
+    return inputs
+
+
+def is_main_launch_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or a single process), from the launcher's environment:
+    asking TrainingArguments would set up its devices before --device and --precision are applied."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
+
+
+def report_splits(splits: Splits, training: TrainingArguments | None, predicting: bool) -> None:
+    """Log the split sizes and what was dropped; every split the run needs but lacks is a usage error."""
+    log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
+    for name, count in splits.dropped_empty.items():
+        if count:
+            log.warning("data: dropped %d %s examples with an empty answer", count, name)
+    if splits.leaked_questions:
+        log.warning("data: %d questions appear in more than one split (train/validation/test leak)",
+                    splits.leaked_questions)
+    problems = []
+    if training and not splits.examples["train"]:
+        problems.append("the training split is empty; give --train_file with more data or change --split_ratios")
+    if training and training.eval_strategy != "no" and not splits.examples["validation"]:
+        problems.append(f"the validation split is empty but --eval_strategy is {training.eval_strategy.value}; give "
+                        "--validation_file or more training data, or pass --eval_strategy no")
+    if predicting and not splits.examples["test"]:
+        problems.append("--do_predict: the test split is empty; give --test_file, or a --train_file to split")
+    raise_problems(problems)
+
+
+def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> tuple[dict, dict]:
+    """Tokenised train and validation sets (datasets.Dataset or None), and their truncation counts."""
+    from datasets import Dataset
+
+    datasets, counts = {}, {}
+    for name in ("train", "validation"):
+        features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
+        if counts[name]["truncated"] or counts[name]["dropped"]:
+            log.warning("%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even without "
+                        "context and were dropped", name, counts[name]["truncated"], max_seq_length, counts[name]["dropped"])
+        datasets[name] = Dataset.from_list(features) if features else None
+    if datasets["train"] is None:
+        raise UsageError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
+    return datasets, counts
+
+
+def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
+    return GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
+                              gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size,
+                              gen.generation_min_new_tokens)
+
+
+def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
+    gen = opts.generation
+    if not (gen.generation_eval and splits.examples["validation"]):
+        return None
+    return GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], generation_settings(gen),
+                               samples=gen.generation_eval_samples, seed=opts.training.seed,
+                               max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
+                               output_dir=Path(opts.training.output_dir))
+
+
+def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None) -> BioQATrainer:
+    from transformers import EarlyStoppingCallback
+
+    callbacks = [StopOnSignal()]
+    if opts.run.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
+    collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
+    return BioQATrainer(model=model, args=opts.training, train_dataset=datasets["train"],
+                        eval_dataset=datasets["validation"], data_collator=collator, compute_loss_func=answer_only_loss,
+                        processing_class=tokenizer, callbacks=callbacks, generation_evaluator=evaluator)
+
+
+def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
+    """Train metrics plus the evaluation of the final (or best) adapter."""
+    metrics = dict(train_metrics)
+    if trainer.eval_dataset is not None:
+        evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+        current = evals and evals[-1].get("step") == trainer.state.global_step and not trainer.args.load_best_model_at_end
+        latest = evals[-1] if current else trainer.evaluate_final()
+        metrics.update({k: v for k, v in latest.items() if k.startswith("eval_")})
+    return metrics
+
+
+def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
+    """The adapter, tokenizer, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
+    written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
+    out = Path(opts.training.output_dir)
+    staging = out / ".final-staging"  # the same name in every process: save_model may be collective
+    trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
+        for file in staging.iterdir():
+            os.replace(file, out / file.name)
+        staging.rmdir()
+        write_json_atomic(out / "metrics.json", metrics)
+        write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
+        log.info("saved adapter, tokenizer, metrics.json and run_manifest.json to %s", out)
+
+
+def wait_for_every_process() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def configure_logging(training: TrainingArguments) -> None:
+    """INFO from the main process, warnings from the others."""
+    from transformers.training_args import trainer_log_levels
+
+    main = is_main_launch_process()
+    logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO if main else logging.WARNING,
+                        stream=sys.stderr)
+    level = trainer_log_levels[training.log_level if main else training.log_level_replica]
+    if level != -1:  # "passive": leave transformers' own verbosity alone
+        transformers.utils.logging.set_verbosity(level)
+
+
+def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat, splits: Splits, manifest: dict,
+          resume: Path | None) -> Any:
+    """Train the adapter, save the outputs, and return the trained (or best) model."""
+    from transformers.trainer_utils import enable_full_determinism, set_seed
+
+    # Seed before the adapter is created: its initial weights come from torch's RNG (the Trainer seeds later).
+    if opts.training.full_determinism:
+        enable_full_determinism(opts.training.seed)
+    else:
+        set_seed(opts.training.seed)
+    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
+    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    start_writing(opts, resume, manifest)
+    trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
+    if resume is not None and finished_step(resume) is not None:
+        train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    if stop.received:
+        raise interrupted(trainer, opts, manifest, stop.received)
+    with stop_on_signal("the final evaluation and saving", resumable=True):
+        save_outputs(trainer, opts, manifest, final_metrics(trainer, train_metrics))
+    return trainer.model
+
+
+def restore_finished(trainer: BioQATrainer, checkpoint: Path) -> dict:
+    """A checkpoint at the last step: its trainer state and its adapter (or, with --load_best_model_at_end,
+    the best checkpoint's), so the final evaluation and files follow without another training step."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers.trainer_callback import TrainerState
+
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    source = Path(best) if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else checkpoint
+    set_peft_model_state_dict(trainer.model, load_file(source / "adapter_model.safetensors"))
+    log.info("%s is the last step (%d of %d): training is complete; evaluating and saving the adapter of %s",
+             checkpoint, trainer.state.global_step, trainer.state.max_steps, source)
+    return {"resumed_finished_run_from": str(checkpoint), "global_step": trainer.state.global_step}
+
+
+def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_name: str) -> Interrupted:
+    """Record the interruption (the checkpoint of this step is saved) and say how to resume."""
+    checkpoint = f"{opts.training.output_dir}/checkpoint-{trainer.state.global_step}"
+    if trainer.is_world_process_zero():
+        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json",
+                          {**manifest, "interrupted_at": utc_now(), "status": f"stopped by {signal_name}", "checkpoint": checkpoint})
+    return Interrupted(f"stopped by {signal_name} at step {trainer.state.global_step}; checkpoint saved in {checkpoint}; "
+                       "continue with the same command plus --resume_from_checkpoint latest")
+
+
+def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
+    """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity."""
+    model = load_model(opts.model, choice)
+    if opts.model.adapter_name_or_path:
+        model = load_adapter(model, opts.model.adapter_name_or_path)
+    if not opts.model.load_in_4bit:  # bitsandbytes places a 4-bit model itself
+        model = model.to(choice.device)
+    return model, {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.model.adapter_name_or_path}
+
+
+class TestPrompts(NamedTuple):
+    examples: list[dict]       # the test examples that fit --max_seq_length
+    prompts: list[list[int]]   # their prompt ids
+
+
+def test_prompts(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> TestPrompts:
+    """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
+    test, gen = splits.examples["test"], opts.generation
+    examples, prompts = generation_prompts(tokenizer, fmt, test, opts.data.max_seq_length, gen.generation_max_new_tokens)
+    if not examples:
+        raise UsageError(f"--do_predict: none of the {len(test)} test examples fits --max_seq_length "
+                         f"{opts.data.max_seq_length} even without its context (the prompt also leaves room for "
+                         f"--generation_max_new_tokens {gen.generation_max_new_tokens}); raise --max_seq_length")
+    if len(examples) < len(test):
+        log.warning("predict: %d test examples do not fit --max_seq_length even without context; left out", len(test) - len(examples))
+    return TestPrompts(examples, prompts)
+
+
+def predict(opts: Options, model: Any, tokenizer: Any, test: TestPrompts, identity: dict, sources: dict) -> None:
+    """Generate answers for the test split; write predictions.jsonl and predict_metrics.json (main process)."""
+    settings = generation_settings(opts.generation)
+    answers = generate_answers_sharded(model, tokenizer, test.prompts, settings, progress=True)
+    if answers is None:  # another process of a multi-process run: the main one writes the files
+        return
+    scores, rows = score_rows(test.examples, answers, opts.generation.eval_metrics)
+    intervals = metrics_utils.bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
+    corpus = scores.corpus()
+    summary = {"split": "test", "num_examples": len(rows), "model": identity,
+               "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
+               "lengths_in_words": {k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")},
+               "bleu_signature": corpus.get("bleu_signature"), "generation": asdict(settings),
+               "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
+               "data_sources": sources, "written_at": utc_now()}
+    out = Path(opts.training.output_dir)
+    write_jsonl_atomic(out / "predictions.jsonl", rows)
+    write_json_atomic(out / "predict_metrics.json", summary)
+    table = ", ".join(f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items())
+    log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
+
+
+def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
+    """The manifest so far (written with the final files, or when a run is interrupted)."""
+    return {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
+            "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
+            "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
+            "resumed_from": str(resume) if resume else None}
+
+
+def start_writing(opts: Options, resume: Path | None, training_manifest: dict | None = None) -> None:
+    """The run really starts (its inputs checked, its weights loaded): with --overwrite_output_dir the earlier run's
+    own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
+    resume is checked against). Until here a failing run leaves the output folder as it was."""
+    wait_for_every_process()
+    if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
+        removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
+        if removed:
+            log.info("--overwrite_output_dir: removed the earlier run's %s", ", ".join(removed))
+    wait_for_every_process()
+    if opts.training.process_index == 0:
+        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
+        if training_manifest is not None:
+            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"})
+
+
+def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, test: TestPrompts, manifest: dict,
+                  resume: Path | None) -> None:
+    """--do_predict with the adapter just trained, or with the model (and adapter) named on the command line."""
+    if trained is not None:
+        model, identity = trained, {"model_name_or_path": opts.model.model_name_or_path,
+                                    "adapter": opts.training.output_dir, "trained_in_this_run": True}
+    else:
+        model, identity = prediction_model(opts, choice)
+        start_writing(opts, resume)
+    with stop_on_signal("prediction", resumable=False):
+        predict(opts, model, tokenizer, test, identity, manifest["data_sources"])
+    if trained is None and not resume and opts.training.process_index == 0:  # a finished run keeps its own manifest
+        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
+
+
+def run(argv: list[str] | None) -> int:
+    opts = parse(argv)
+    configure_logging(opts.training)
+    raise_problems(argument_problems(opts))
+    opts.model.model_name_or_path = resolve_model_name(opts.model.model_name_or_path)
+    out = Path(opts.training.output_dir)
+    check_not_an_input(out, "--output_dir", run_inputs(opts))
+    config = load_config(opts.model)
+    raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
+    choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)
+    opts = opts._replace(training=with_device(opts.training, choice))
+    log.info("%s", choice.describe())
+    with output_lock(out, "--output_dir", enabled=is_main_launch_process()):
+        return run_locked(opts, argv, choice)
+
+
+def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> int:
+    """The run, once this process holds the output folder's lock."""
+    training, predicting = wants_training(opts.training), opts.training.do_predict
+    resume = resume_checkpoint(opts.training.resume_from_checkpoint, opts.training.output_dir) if training else None
+    if resume:
+        training = check_resume(opts, resume)
+        if not (training or predicting):
+            return 0
+    check_output_dir(opts.training, opts.run, resume)
+    splits = load_splits(opts.data)
+    report_splits(splits, opts.training if training else None, predicting)
+    tokenizer = load_tokenizer(opts.model)
+    fmt = prompt_format(tokenizer, opts.prompt)
+    test = test_prompts(opts, tokenizer, fmt, splits) if predicting else None
+    manifest = begin_run(opts, argv, choice, splits, resume)
+    trained = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
+    if predicting:
+        predict_stage(opts, choice, trained, tokenizer, test, manifest, resume)
+    return 0
+
+
+def check_resume(opts: Options, resume: Path) -> bool:
+    """Whether there is training to do from `resume`: the same settings are required; a run that is complete
+    has none (a --do_predict then uses its adapter)."""
+    check_same_settings(resume, config_dict(*opts))
+    check_same_data(resume, opts.data.train_file)
+    if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
+        log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)
+        opts.model.adapter_name_or_path = opts.training.output_dir
+        return False
+    check_checkpoint_files(resume)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
