@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import metrics_utils
+from bioqa.metrics import paired_bootstrap, score_predictions
 from bioqa.predictions import read_prediction_file
 from bioqa.outputs import COMPARISON_OUTPUT, check_not_an_input, check_output_folder, output_lock, run_folder
 from bioqa.runfiles import (UsageError, build_parser, parse_arguments, raise_problems, run_main, staged_folder,
@@ -69,10 +69,10 @@ def aligned(baseline: list[dict], candidate: list[dict], names: tuple[str, str])
 def compare(baseline: list[dict], candidate: list[dict], samples: int, seed: int) -> dict[str, Any]:
     """Scores of both systems on the baseline's references, and the paired test per metric."""
     references = [row["reference"] for row in baseline]
-    scores = {name: metrics_utils.score_predictions([r["prediction"] for r in rows], references)
+    scores = {name: score_predictions([r["prediction"] for r in rows], references)
               for name, rows in (("baseline", baseline), ("candidate", candidate))}
     corpus = {name: s.corpus() for name, s in scores.items()}
-    test = metrics_utils.paired_bootstrap(scores["baseline"], scores["candidate"], samples, seed)
+    test = paired_bootstrap(scores["baseline"], scores["candidate"], samples, seed)
     table = {m: {"baseline": corpus["baseline"][m], "candidate": corpus["candidate"][m], **test[m]}
              for m in METRIC_ORDER if m in test}
     return {"num_examples": len(references), "metrics": table, "scores": scores,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from bioqa.metrics import postprocess_text
 from bioqa.prompts import turn_end_id
 
 
@@ -125,11 +126,9 @@ def _until_stop(ids: list[int], stop_ids: list[int]) -> list[int]:
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
                      progress: bool = False) -> list[str]:
     """Decoded, cleaned answers (special tokens and surrounding whitespace removed)."""
-    import metrics_utils
-
     token_ids = generate_token_ids(model, tokenizer, prompts, settings, progress)
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True)
-    return [metrics_utils.postprocess_text(text, special_tokens=tokenizer.all_special_tokens) for text in texts]
+    return [postprocess_text(text, special_tokens=tokenizer.all_special_tokens) for text in texts]
 
 
 def generate_answers_sharded(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import metrics_utils
+from bioqa.metrics import score_predictions
 from bioqa.prompts import PromptFormat, fit_prompt
 from bioqa.runfiles import UsageError, parse_jsonl, read_text
 
@@ -30,7 +30,7 @@ def generation_prompts(tokenizer: Any, fmt: PromptFormat, examples: list[dict], 
 def score_rows(examples: Sequence[dict], predictions: Sequence[str], metrics: Sequence[str]) -> tuple[Any, list[dict]]:
     """Score predictions against the examples' answers; return the Scores and one file row per example."""
     references = [row["answer"] for row in examples]
-    scores = metrics_utils.score_predictions(list(predictions), references, metrics=tuple(metrics), num_workers=1)
+    scores = score_predictions(list(predictions), references, metrics=tuple(metrics), num_workers=1)
     rows = [{"id": row["id"], "question": row["question"], "reference": row["answer"], "prediction": prediction,
              **{name: values[i] for name, values in scores.per_example.items()}}
             for i, (row, prediction) in enumerate(zip(examples, predictions))]

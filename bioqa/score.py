@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import metrics_utils
+from bioqa.metrics import MissingNLTKDataError, compute_metrics
 from bioqa.runfiles import UsageError, build_parser, parse_arguments, read_text, run_main, text_lines
 
 
@@ -46,9 +46,9 @@ def run(argv: list[str] | None) -> int:
                          "give files with one line per example")
     references = [list(refs) if len(refs) > 1 else refs[0] for refs in zip(*streams)]
     try:
-        result = metrics_utils.compute_metrics(predictions, references, metrics=tuple(args.metrics),
+        result = compute_metrics(predictions, references, metrics=tuple(args.metrics),
                                                bootstrap_samples=args.bootstrap_samples, seed=args.seed)
-    except (ValueError, metrics_utils.MissingNLTKDataError) as exc:
+    except (ValueError, MissingNLTKDataError) as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(result, indent=2))
     return 0

@@ -29,11 +29,11 @@ from typing import Any, NamedTuple
 
 import transformers
 
-import metrics_utils
 from bioqa.arguments import GenerationEvalArguments, ModelArguments, RunArguments
 from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 from bioqa.generation import GenerationSettings, generate_answers_sharded
+from bioqa.metrics import bootstrap_intervals
 from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer,
                             resolve_model_name)
 from bioqa.options import Options, TrainingArguments, argument_problems, parse, wants_training
@@ -287,7 +287,7 @@ def predict(opts: Options, model: Any, tokenizer: Any, test: TestPrompts, identi
     if answers is None:  # another process of a multi-process run: the main one writes the files
         return
     scores, rows = score_rows(test.examples, answers, opts.generation.eval_metrics)
-    intervals = metrics_utils.bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
+    intervals = bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
     corpus = scores.corpus()
     summary = {"split": "test", "num_examples": len(rows), "model": identity,
                "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
