@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bioqa.runfiles import UsageError
+from bioqa.runfiles import UsageError, short
 
 PREFIX = "base_model.model."
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -91,7 +91,7 @@ def adapter_tensors(adapter: Adapter) -> dict[str, Any]:
 
         return torch.load(adapter.weights_file, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors / torch raise several types for a corrupt file
-        raise UsageError(f"cannot read {adapter.weights_file}: {' '.join(str(exc).split())[:200]}; "
+        raise UsageError(f"cannot read {adapter.weights_file}: {short(str(exc), 200)}; "
                          "the adapter file is damaged, copy it again") from None
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bioqa.runfiles import UsageError, file_sha256, parse_jsonl
+from bioqa.runfiles import UsageError, file_sha256, parse_jsonl, short
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -108,7 +108,7 @@ def load_hub_dataset(name: str, config: str | None) -> dict[str, list[dict]]:
         dataset = datasets.load_dataset(name, config)
     except Exception as exc:  # offline, unknown name or config: datasets raises many types
         raise UsageError(f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
-                         f"{' '.join(str(exc).split())[:300]}; offline, use --train_file with a local file") from None
+                         f"{short(str(exc), 300)}; offline, use --train_file with a local file") from None
     return {split: dataset[split].to_list() for split in dataset}
 
 

@@ -41,7 +41,7 @@ def base_files(base: str, need_weights: bool = True) -> Path:
         return Path(snapshot_download(base, allow_patterns=patterns))
     except Exception as exc:  # offline, unknown id, gated: huggingface_hub raises several types
         raise UsageError(f"base model {base!r} is not a local folder and the Hugging Face Hub did not provide it "
-                         f"({' '.join(str(exc).split())[:160]}); offline, pass a local folder with --base_model") from None
+                         f"({short(str(exc), 160)}); offline, pass a local folder with --base_model") from None
 
 
 def shard_files(folder: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 
 from bioqa.arguments import DEFAULT_MODEL
 from bioqa.devices import DeviceChoice
-from bioqa.runfiles import REPO_ROOT, UsageError
+from bioqa.runfiles import REPO_ROOT, UsageError, short
 
 log = logging.getLogger("bioqa")
 LOCAL_DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct"  # written by `make model`
@@ -50,7 +50,7 @@ def resolve_model_name(name: str) -> str:
 
 def load_error(kind: str, name: str, exc: Exception, flag: str = "--model_name_or_path") -> UsageError:
     """One line for a model or tokenizer that did not load: a local folder that is damaged, or a Hub id."""
-    reason = " ".join(str(exc).split())[:240]
+    reason = short(str(exc), 240)
     if Path(name).exists():
         return UsageError(f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
                           f"Hugging Face {kind} (config.json and weights / tokenizer files), or copy it again")
@@ -141,7 +141,7 @@ def load_adapter(model: Any, adapter: str):
     try:
         return PeftModel.from_pretrained(model, adapter, is_trainable=False)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise UsageError(f"cannot load the adapter {adapter!r}: {' '.join(str(exc).split())[:240]}; give the output "
+        raise UsageError(f"cannot load the adapter {adapter!r}: {short(str(exc), 240)}; give the output "
                          "folder of a training run (adapter_config.json + adapter_model.safetensors)") from None
 
 
@@ -161,7 +161,7 @@ def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkp
     try:
         model = get_peft_model(model, config)
     except ValueError as exc:
-        raise UsageError(f"LoRA set-up failed: {' '.join(str(exc).split())[:300]}; check --lora_target_modules") from None
+        raise UsageError(f"LoRA set-up failed: {short(str(exc), 300)}; check --lora_target_modules") from None
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable parameters of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return model

@@ -144,7 +144,7 @@ def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
         *objects, _config, remaining = parser.parse_args_into_dataclasses(args=file_argv + argv,
                                                                           return_remaining_strings=True)
     except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
-        raise UsageError(f"{' '.join(str(exc).split())}; see --help") from None
+        raise UsageError(f"{short(str(exc), 500)}; see --help") from None
     if remaining:
         flag = next((t for t in remaining if t.startswith("--")), remaining[0])
         raise UsageError(f"unrecognized arguments: {' '.join(remaining)}; {_suggest(flag.lstrip('-'), parser)}")
