@@ -18,10 +18,10 @@ from safetensors import SafetensorError
 
 from bioqa.arguments import DEFAULT_MODEL
 from bioqa.devices import DeviceChoice
-from bioqa.runfiles import REPO_ROOT, UsageError, short
+from bioqa.paths import local_default_model
+from bioqa.runfiles import UsageError, short
 
 log = logging.getLogger("bioqa")
-LOCAL_DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct"  # written by `make model`
 
 
 @lru_cache(maxsize=1)
@@ -40,10 +40,11 @@ def resolve_model_name(name: str) -> str:
     """The default model's Hub id, or offline its local copy from `make model` (saying so)."""
     if name != DEFAULT_MODEL or Path(name).exists() or hub_reachable():
         return name
-    if (LOCAL_DEFAULT_MODEL / "config.json").is_file():
+    local = local_default_model()  # written by `make model`
+    if (local / "config.json").is_file():
         log.info("the Hugging Face Hub is unreachable: using the local copy of %s in %s (dequantized from 4-bit "
-                 "Q4_1; see its PROVENANCE.txt)", name, LOCAL_DEFAULT_MODEL)
-        return str(LOCAL_DEFAULT_MODEL)
+                 "Q4_1; see its PROVENANCE.txt)", name, local)
+        return str(local)
     raise UsageError(f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
                      "run `make model`, or pass a local folder with --model_name_or_path")
 

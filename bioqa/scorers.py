@@ -17,10 +17,11 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Sequence
 
-NLTK_DATA_DIR = Path(__file__).resolve().parent.parent / "nltk_data"
+from bioqa.paths import nltk_data_dir
+
+NLTK_DATA_DIR = nltk_data_dir()  # as at import; METEOR looks in nltk_data_dir() as it is when first computed
 SETUP_HINT = "run `make setup` (or `python tools/setup_nltk_data.py`)"
 # Below this many examples per worker, forking a pool costs more than it saves.
 MIN_EXAMPLES_PER_WORKER = 400
@@ -36,8 +37,9 @@ class MissingNLTKDataError(RuntimeError):
 def _add_project_nltk_path() -> None:
     import nltk
 
-    if str(NLTK_DATA_DIR) not in nltk.data.path:
-        nltk.data.path.insert(0, str(NLTK_DATA_DIR))
+    folder = str(nltk_data_dir())
+    if folder not in nltk.data.path:
+        nltk.data.path.insert(0, folder)
 
 
 def nltk_data_available() -> bool:

@@ -10,7 +10,6 @@ import pytest
 
 import evaluate_reference as reference
 import metrics_utils
-from bioqa import scorers
 
 
 def score(pred, ref, **options):
@@ -128,7 +127,7 @@ def test_unknown_metric_or_rouge_type():
 def test_missing_nltk_data_names_the_setup_command(monkeypatch, tmp_path):
     import nltk
 
-    monkeypatch.setattr(scorers, "NLTK_DATA_DIR", tmp_path)
+    monkeypatch.setenv("BIOQA_NLTK_DATA", str(tmp_path))
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     with pytest.raises(metrics_utils.MissingNLTKDataError, match="make setup.*metrics=\\('rouge', 'bleu'\\)"):
         metrics_utils.compute_metrics(["a"], ["a"])

