@@ -23,7 +23,7 @@ from bioqa.prompts import turn_end_id
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = 128
-    batch_size: int = 16
+    batch_size: int = 32  # as --generation_batch_size: the library and the command line agree
     num_beams: int = 1
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0

@@ -128,9 +128,10 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
 
 
 def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
-    return GenerationSettings(gen.generation_max_new_tokens, gen.generation_batch_size, gen.generation_num_beams,
-                              gen.generation_repetition_penalty, gen.generation_no_repeat_ngram_size,
-                              gen.generation_min_new_tokens)
+    return GenerationSettings(max_new_tokens=gen.generation_max_new_tokens, batch_size=gen.generation_batch_size,
+                              num_beams=gen.generation_num_beams, repetition_penalty=gen.generation_repetition_penalty,
+                              no_repeat_ngram_size=gen.generation_no_repeat_ngram_size,
+                              min_new_tokens=gen.generation_min_new_tokens)
 
 
 def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
