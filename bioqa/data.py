@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bioqa.runfiles import UsageError, file_sha256, parse_jsonl, short
+from bioqa.runfiles import UsageError, file_sha256, parse_jsonl, short, shown
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -131,7 +131,7 @@ def as_text(value: Any, separator: str) -> str:
         return value.strip()
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return separator.join(value).strip()
-    raise TypeError(json.dumps(value, default=str)[:60])
+    raise TypeError(shown(value))
 
 
 def _field_text(record: dict, path: str, separator: str, where: str) -> str:
@@ -147,7 +147,7 @@ def _example_id(record: dict, path: str, split: str, index: int, where: str) -> 
     if value is None or value == "":
         return f"{split}-{index}"
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise UsageError(f"{where} field {path!r} is {json.dumps(value, default=str)[:60]}, not a text or a whole "
+        raise UsageError(f"{where} field {path!r} is {shown(value)}, not a text or a whole "
                          "number; give each example a plain id, or choose another --id_field")
     return str(value)
 

@@ -196,11 +196,13 @@ class StreamPlan:
             a, b = (t.float() for t in self.pairs[name])
             s = self.scale(name[:-len(".weight")])
             merged = weight.float() + s * (b @ a)
-            self.errors[name] = weight_probe_error(weight, merged.to(dtype), lambda x: s * (b @ (a @ x)), generator)
         else:
             return weight.to(dtype)
         check_finite(name, merged)
-        return merged.to(dtype)
+        merged = merged.to(dtype)  # once: the probe measures the weight as it is written
+        if name in self.pairs:
+            self.errors[name] = weight_probe_error(weight, merged, lambda x: s * (b @ (a @ x)), generator)
+        return merged
 
 
 SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}

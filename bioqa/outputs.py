@@ -46,6 +46,7 @@ class OwnFiles:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
 
 
+# The tokenizer files a save writes (the merge also copies them by these names).
 TOKENIZER_PATTERNS = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*",
                       "merges.txt", "*.model")
 TRAINING_OUTPUT = OwnFiles(
@@ -63,7 +64,7 @@ COMPARISON_OUTPUT = OwnFiles("bioqa.comparison", ("comparison.json",),
 
 def real(path: str | Path) -> Path:
     """The absolute path with every symbolic link resolved (also for parts that do not exist yet)."""
-    return Path(os.path.realpath(os.path.expanduser(str(path))))
+    return Path(os.path.realpath(path))
 
 
 def overlaps(a: Path, b: Path) -> bool:

@@ -7,13 +7,12 @@ per-example scores (rouge1 ... rougeLsum, bleu as sentence BLEU, meteor).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from bioqa.metrics import score_predictions
 from bioqa.prompts import PromptFormat, fit_prompt
-from bioqa.runfiles import UsageError, parse_jsonl, read_text
+from bioqa.runfiles import UsageError, parse_jsonl, read_text, shown
 
 MIN_PROMPT_BUDGET = 32  # tokens a prompt may always use, however long the answers may grow
 
@@ -49,10 +48,10 @@ def read_prediction_file(path: str | Path) -> list[dict]:
             raise UsageError(f"{path} row {number} lacks {', '.join(missing)}; give a file written by --do_predict")
         for key in ("reference", "prediction", "question"):
             if key in row and not isinstance(row[key], str):
-                raise UsageError(f"{path} row {number}: {key} is {json.dumps(row[key])[:40]}, not a text; "
+                raise UsageError(f"{path} row {number}: {key} is {shown(row[key])}, not a text; "
                                  "give a file written by --do_predict (an empty answer is \"\")")
         if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
-            raise UsageError(f"{path} row {number}: id is {json.dumps(row['id'])[:40]}, not a text or number; "
+            raise UsageError(f"{path} row {number}: id is {shown(row['id'])}, not a text or number; "
                              "give each row a plain id")
         row["id"] = str(row["id"])
     if not rows:

@@ -7,8 +7,9 @@ With a chat template the answer is rendered as the template renders an assistant
 completion is what it adds after the prompt (as TRL does for prompt-completion data): the answer and
 the template's own end of turn (`<|im_end|>`, Gemma's `<end_of_turn>`, Llama 3's `<|eot_id|>`, which
 is not its tokenizer's EOS), so the model learns to end a turn the way the template ends it. A
-plain prompt's answer ends with EOS. An example that does not fit `max_seq_length` loses context tokens from the end of
-the context, never answer tokens; if even the question alone does not fit, it is dropped.
+plain prompt's answer ends with EOS. An example that does not fit `max_seq_length` loses context
+tokens from the end of the context, never answer tokens; if even the question alone does not fit,
+it is dropped.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bioqa.runfiles import UsageError, file_sha256, read_json, read_text, short
+from bioqa.runfiles import UsageError, file_sha256, read_json, read_run_config, short
 from bioqa.trainer import complete_checkpoints
 
 # Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
@@ -49,16 +49,11 @@ def resume_checkpoint(wanted: str | None, output_dir: str) -> Path | None:
 
 def check_same_settings(checkpoint: Path, current: dict[str, Any]) -> None:
     """UsageError naming every training setting that differs from the run the checkpoint belongs to."""
-    import yaml
-
     config_file = checkpoint.parent / "run_config.yaml"
     if not config_file.is_file():
         raise UsageError(f"cannot check that the resumed run keeps its settings: {config_file} is missing; restore "
                          "it, or start a new run without --resume_from_checkpoint")
-    try:
-        saved = yaml.safe_load(read_text(config_file)) or {}
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{config_file} is damaged ({short(str(exc), 120)}); restore it") from None
+    saved = read_run_config(config_file)
     changed = [f"--{key} {_shown(saved.get(key))} -> {_shown(current.get(key))}" for key in TRAINING_SETTINGS
                if key in current and _normal(saved.get(key)) != _normal(current.get(key))]
     if changed:

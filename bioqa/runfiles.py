@@ -239,13 +239,12 @@ def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
     many = action.nargs in ("+", "*")
     expected = f"one of {', '.join(map(str, action.choices))}" if action.choices else \
         f"{'a list of ' if many else 'one '}{getattr(action.type, '__name__', 'text')} value{'s' if many else ''}"
-    shown = short(json.dumps(value, default=str), 60)
     if isinstance(value, (list, tuple)) and len(value) > 1 and not many:  # [x] is x (report_to: [tensorboard])
-        raise UsageError(f"{path}: key {key!r} is a list ({shown}), but it takes {expected}; see --help")
+        raise UsageError(f"{path}: key {key!r} is a list ({shown(value)}), but it takes {expected}; see --help")
     if action.choices and value is not None and str(value) not in map(str, action.choices):
         hint = " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)" \
             if isinstance(value, bool) else ""
-        raise UsageError(f"{path}: key {key!r} is {shown}{hint}, but it takes {expected}; see --help")
+        raise UsageError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; see --help")
 
 
 def _flag_tokens(action: Action, key: str, value: Any) -> list[str]:
@@ -359,19 +358,34 @@ def parse_jsonl(text: str, path: Path, fix: str) -> list[dict]:
 def read_json(path: Path, what: str) -> Any:
     """A JSON file the toolkit relies on (a config, a report, a trainer state); a damaged one is a UsageError
     naming it and `what` it is."""
+    text = read_text(path, what)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({what}): {exc.strerror or exc}; check the file") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(text)
+    except ValueError as exc:
         raise UsageError(f"{path} ({what}) is damaged: not valid JSON ({short(str(exc), 120)}); copy it again "
                          "from where it came from") from None
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run_config.yaml that config_dict() wrote (the options of a run); a damaged one is a UsageError."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(read_text(path, "the run's configuration"))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is damaged ({short(str(exc), 120)}); restore it from the run, or remove it") from None
+    return config if isinstance(config, dict) else {}
 
 
 def short(text: str, limit: int = 300) -> str:
     """One line of at most `limit` characters: error lines stay readable whatever they quote."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[:limit - 5] + " ..."
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value from the user's data or config as JSON writes it (null, true, [8, 16]), cut for an error line."""
+    return short(json.dumps(value, default=str, ensure_ascii=False), limit)
 
 
 @contextlib.contextmanager

@@ -27,9 +27,10 @@ from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimat
                            merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
                            with_tied_head, write_streamed_config)
 from bioqa.modeling import resolve_model_name
-from bioqa.outputs import MERGE_OUTPUT, check_not_an_input, check_output_folder, output_lock
+from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
 from bioqa.runfiles import (RunError, UsageError, build_parser, file_sha256, parse_arguments, parse_jsonl, peak_memory_mb,
-                            read_json, read_text, run_main, short, staged_folder, utc_now, write_json_atomic)
+                            read_json, read_run_config, read_text, run_main, staged_folder, utc_now,
+                            write_json_atomic)
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
 log = logging.getLogger("bioqa")
@@ -131,10 +132,6 @@ def needs_streaming(args: MergeArguments, shards: list[Path], source_dtype: str)
     return False
 
 
-TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*",
-                   "merges.txt", "*.model")
-
-
 def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
     """Where the tokenizer lives: the adapter's (saved by training, chat template included), else the base's."""
     return adapter.path if (adapter.path / "tokenizer_config.json").is_file() else folder
@@ -142,7 +139,7 @@ def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
 
 def copy_tokenizer_files(source: Path, staging: Path) -> None:
     """The tokenizer files as they are (copying, not loading: a tokenizer can take 150 MB of memory)."""
-    for pattern in TOKENIZER_FILES:
+    for pattern in TOKENIZER_PATTERNS:
         for file in source.glob(pattern):
             shutil.copy2(file, staging / file.name)
 
@@ -167,16 +164,8 @@ def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list
 
 def run_config(adapter: Adapter) -> dict[str, Any]:
     """The options the adapter was trained with (run_config.yaml written by load_models.py), if any."""
-    import yaml
-
     config_file = adapter.path / "run_config.yaml"
-    if not config_file.is_file():
-        return {}
-    try:
-        config = yaml.safe_load(read_text(config_file))
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{config_file} is damaged ({short(str(exc), 120)}); restore it or remove it") from None
-    return config if isinstance(config, dict) else {}
+    return read_run_config(config_file) if config_file.is_file() else {}
 
 
 def _prompt_options(adapter: Adapter) -> dict[str, Any]:
@@ -226,12 +215,13 @@ def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: s
     return {"mode": "in memory (PEFT merge_and_unload)", "timings": timings, "verification": verification}
 
 
-def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder: Path, shards: list[Path], dtype: str,
-                  staging: Path) -> dict:
-    """Shard by shard. Verified against PEFT's own base + adapter from disk when a float32 copy of the base
-    fits in memory once; else weight by weight (which rests on this merge's reading of the adapter)."""
-    start, reference = time.perf_counter(), None
-    if args.verify and fits_in_memory(shards, base_dtype(folder, shards), copies=1):
+def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder: Path, shards: list[Path],
+                  dtypes: tuple[str, str], staging: Path) -> dict:
+    """Shard by shard, from the base's dtype to the merged one (`dtypes`). Verified against PEFT's own base +
+    adapter from disk when a float32 copy of the base fits in memory once; else weight by weight (which rests
+    on this merge's reading of the adapter)."""
+    (source_dtype, dtype), start, reference = dtypes, time.perf_counter(), None
+    if args.verify and fits_in_memory(shards, source_dtype, copies=1):
         model, tokenizer, prompts, reference = reference_probe(args, adapter, folder)
         del model
         gc.collect()
@@ -268,16 +258,19 @@ def merge(argv: list[str] | None) -> int:
 
 def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path, out: Path) -> int:
     adapter_hash, shards = file_sha256(adapter.weights_file), shard_files(folder)
-    dtype = base_dtype(folder, shards) if args.dtype == "auto" else DTYPES[args.dtype]
+    source_dtype = base_dtype(folder, shards)
+    dtype = source_dtype if args.dtype == "auto" else DTYPES[args.dtype]
     if not args.overwrite and already_merged(out, adapter_hash, base, dtype):
         print(f"{out} already holds this adapter merged into {base} ({dtype}), every file intact; nothing to do "
               "(--overwrite to redo)")
         return 0
     check_output_folder(out, "--output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
-    tensors = checked_tensors(adapter, folder, shards, out, dtype)
-    streaming = needs_streaming(args, shards, base_dtype(folder, shards))
-    refusal = streaming_refusal(adapter, tensors, tied_embeddings(folder), vocabulary_grows(tensors, base_shapes(folder, shards))) \
-        if streaming else None
+    tied = bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
+    shapes = with_tied_head(tensor_shapes(shards), tied)
+    tensors = checked_tensors(adapter, shapes)
+    check_disk_space(out, estimated_output_bytes(shards, source_dtype, dtype))
+    streaming = needs_streaming(args, shards, source_dtype)
+    refusal = streaming_refusal(adapter, tensors, tied, vocabulary_grows(tensors, shapes)) if streaming else None
     if refusal:
         raise UsageError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
@@ -287,7 +280,7 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
     report = {"base_model": base, "adapter": {"path": str(adapter.path), "sha256": adapter_hash}, "dtype": dtype,
               "started_at": utc_now(), "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights"}
     with staged_folder(out) as staging:
-        result = (run_streaming(args, adapter, tensors, folder, shards, dtype, staging) if streaming
+        result = (run_streaming(args, adapter, tensors, folder, shards, (source_dtype, dtype), staging) if streaming
                   else run_in_memory(args, adapter, folder, dtype, staging))
         report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
         if result["verification"]["passed"] is False:
@@ -299,22 +292,11 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
     return 0
 
 
-def tied_embeddings(folder: Path) -> bool:
-    return bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
-
-
-def base_shapes(folder: Path, shards: list[Path]) -> dict[str, tuple[int, ...]]:
-    return with_tied_head(tensor_shapes(shards), tied_embeddings(folder))
-
-
-def checked_tensors(adapter: Adapter, folder: Path, shards: list[Path], out: Path, dtype: str) -> dict:
-    """The adapter's tensors, each of a kind the merge uses, consistent with its config and the base's shapes,
-    and room on disk for the result."""
+def checked_tensors(adapter: Adapter, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """The adapter's tensors, each of a kind the merge uses, consistent with its config and the base's shapes."""
     tensors = adapter_tensors(adapter)
     check_tensors(adapter, tensors)
-    shapes = base_shapes(folder, shards)
     check_shapes(adapter, tensors, shapes, vocabulary_grows(tensors, shapes))
-    check_disk_space(out, estimated_output_bytes(shards, base_dtype(folder, shards), dtype))
     return tensors
 
 
