@@ -3,14 +3,17 @@
     import metrics_utils
     metrics_utils.compute_metrics(["IL-6 is a cytokine."], ["Interleukin 6 (IL-6) is a cytokine."])
 
-The functions live in `bioqa.metrics` (its docstring gives the definitions); this module is the
-name people import in notebooks and scripts, installed with the package. Importing it loads only
-the standard library.
+The functions live in the package: scoring in `bioqa.metrics` (its docstring gives the definitions),
+intervals and the paired test in `bioqa.bootstrap`, answer clean-up in `bioqa.postprocess`, Trainer
+glue in `bioqa.trainer_metrics`. This module is the name people import in notebooks and scripts,
+installed with the package. Importing it loads only the standard library.
 """
 
-from bioqa.metrics import (ALL_METRICS, NLTK_DATA_DIR, ROUGE_TYPES, MissingNLTKDataError, Scores, bootstrap_intervals,
-                           compute_metrics, nltk_data_available, paired_bootstrap, per_example_scores, postprocess_text,
-                           score_predictions, trainer_compute_metrics)
+from bioqa.bootstrap import bootstrap_intervals, paired_bootstrap
+from bioqa.metrics import ALL_METRICS, ROUGE_TYPES, Scores, compute_metrics, per_example_scores, score_predictions
+from bioqa.postprocess import postprocess_text
+from bioqa.scorers import NLTK_DATA_DIR, MissingNLTKDataError, nltk_data_available
+from bioqa.trainer_metrics import trainer_compute_metrics
 
 __all__ = [
     "ALL_METRICS", "ROUGE_TYPES", "NLTK_DATA_DIR", "MissingNLTKDataError", "Scores",

@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-import bioqa.cli.train as load_models  # noqa: E402  (after the path set-up: the bench folder is not a package)
+import bioqa.cli.predict as prediction  # noqa: E402  (after the path set-up: the bench folder is not a package)
+import bioqa.cli.train as load_models  # noqa: E402
 from bioqa.predictions import read_prediction_file  # noqa: E402
 from bench_recipes import WORK, generation_flags  # noqa: E402
 
@@ -39,12 +40,12 @@ RECIPE = WORK / "pubmedqa"
 FOLDS = {"dev": ("dev", "train"), "dev2": ("dev2", "train2")}  # scored part, training file of its adapter
 negative_prompts: dict[tuple[int, ...], list[int]] = {}  # prompt ids -> the same prompt without the context
 boosted_tokens: dict[tuple[int, ...], list[int]] = {}  # prompt ids -> its tokens, special ones left out
-ORIGINAL = {"generation_prompts": load_models.generation_prompts, "prediction_model": load_models.prediction_model}
+ORIGINAL = {"generation_prompts": prediction.generation_prompts, "prediction_model": prediction.prediction_model}
 RUN_SCOPE = ExitStack()  # what one prediction run changes, undone when it ends
 
 
 def with_negatives(tokenizer, fmt, examples, *rest):
-    """load_models.generation_prompts, also recording each prompt's context-free twin and tokens to boost."""
+    """The prediction stage's generation_prompts, also recording each prompt's context-free twin and tokens to boost."""
     from bioqa.prompts import prompt_ids
 
     kept, prompts = ORIGINAL["generation_prompts"](tokenizer, fmt, examples, *rest)
@@ -80,7 +81,7 @@ def guided_generate(generate, args: argparse.Namespace):
 
 
 def changed_model(args: argparse.Namespace, opts, choice):
-    """load_models.prediction_model with the adapter rescaled and generate() wrapped."""
+    """The prediction stage's prediction_model with the adapter rescaled and generate() wrapped."""
     from peft.helpers import rescale_adapter_scale
 
     model, identity = ORIGINAL["prediction_model"](opts, choice)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no dev adapter for {', '.join(missing)}; run bench/bench_recipes.py --recipe pubmedqa --phase "
                      f"{missing[0]} first")
-    load_models.generation_prompts, load_models.prediction_model = with_negatives, partial(changed_model, args)
+    prediction.generation_prompts, prediction.prediction_model = with_negatives, partial(changed_model, args)
     name = next(f"{key}-{value}" for key, value in vars(args).items() if value is not None)
     systems = ["fine-tuned"] if args.adapter_scale is not None else ["zero-shot", "fine-tuned"]
     rows = {(fold, system): predict(fold, system, RECIPE / "decoding" / name / f"{fold}-{system}")

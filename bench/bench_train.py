@@ -67,10 +67,11 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import encode_dataset, prompt_format
-    from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, answer_only_loss
+    from bioqa.loss import AnswerOnlyCollator, answer_only_loss
+    from bioqa.trainer import BioQATrainer
 
     tokenizer = load_tokenizer(SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False))
     features, _ = encode_dataset(tokenizer, prompt_format(tokenizer, PromptArguments()), examples, 1024)
@@ -96,7 +97,7 @@ def run_trl(examples: list[dict]) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import prompt_format, user_text
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
@@ -120,7 +121,7 @@ def run_generation(questions: int, new_tokens: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
     from bioqa.data import FieldMap, read_records, to_examples
     from bioqa.generation import GenerationSettings, generate_token_ids
     from bioqa.modeling import load_tokenizer

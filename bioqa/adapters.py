@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bioqa.runfiles import UsageError, short
+from bioqa.errors import InputError, option, short
 
 PREFIX = "base_model.model."
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -55,33 +55,33 @@ def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
 
 
 def read_adapter(path: str | Path) -> Adapter:
-    """The adapter folder at `path`; UsageError if it is missing or is not a LoRA adapter."""
+    """The adapter folder at `path`; InputError if it is missing or is not a LoRA adapter."""
     path = Path(path)
     if not path.is_dir():
-        raise UsageError(f"--adapter_dir {path} does not exist; give the output folder of a training run")
+        raise InputError(f"{option('adapter_dir')} {path} does not exist; give the output folder of a training run")
     config_file = path / "adapter_config.json"
     if not config_file.is_file():
-        raise UsageError(f"--adapter_dir {path} is not an adapter: it has no adapter_config.json; give the "
+        raise InputError(f"{option('adapter_dir')} {path} is not an adapter: it has no adapter_config.json; give the "
                          "folder load_models.py wrote (or one of its checkpoint-* folders)")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{config_file} is not valid JSON ({exc}); the adapter folder is damaged") from None
+        raise InputError(f"{config_file} is not valid JSON ({exc}); the adapter folder is damaged") from None
     if not isinstance(config, dict):
-        raise UsageError(f"{config_file} holds a JSON {type(config).__name__}, not an adapter config; the adapter folder is damaged")
+        raise InputError(f"{config_file} holds a JSON {type(config).__name__}, not an adapter config; the adapter folder is damaged")
     if config.get("peft_type") != "LORA":
-        raise UsageError(f"{path} holds a {config.get('peft_type')} adapter; this script merges LoRA adapters only")
+        raise InputError(f"{path} holds a {config.get('peft_type')} adapter; this script merges LoRA adapters only")
     bad = [key for key in ("r", "lora_alpha") if isinstance(config.get(key), bool) or not isinstance(config.get(key), (int, float))
            or config[key] <= 0]
     if bad:
-        raise UsageError(f"{config_file} has no positive {' or '.join(bad)}; the adapter folder is damaged, copy it again")
+        raise InputError(f"{config_file} has no positive {' or '.join(bad)}; the adapter folder is damaged, copy it again")
     if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
-        raise UsageError(f"{path} has adapter_config.json but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+        raise InputError(f"{path} has adapter_config.json but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
     return Adapter(path, config)
 
 
 def adapter_tensors(adapter: Adapter) -> dict[str, Any]:
-    """The adapter's tensors, keyed as saved; a damaged file is a UsageError."""
+    """The adapter's tensors, keyed as saved; a damaged file is a InputError."""
     try:
         if adapter.weights_file.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -91,7 +91,7 @@ def adapter_tensors(adapter: Adapter) -> dict[str, Any]:
 
         return torch.load(adapter.weights_file, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors / torch raise several types for a corrupt file
-        raise UsageError(f"cannot read {adapter.weights_file}: {short(str(exc), 200)}; "
+        raise InputError(f"cannot read {adapter.weights_file}: {short(str(exc), 200)}; "
                          "the adapter file is damaged, copy it again") from None
 
 
@@ -102,33 +102,33 @@ LORA_KINDS = (".lora_A.weight", ".lora_B.weight", ".lora_B.bias", ".lora_embeddi
 
 
 def check_tensors(adapter: Adapter, tensors: dict[str, Any]) -> None:
-    """UsageError naming the first tensor the merge would not use, or that contradicts adapter_config.json:
+    """InputError naming the first tensor the merge would not use, or that contradicts adapter_config.json:
     an unknown kind, half a LoRA pair, or a rank other than the config's r (and rank_pattern)."""
     for key, value in tensors.items():
         if not key.startswith(PREFIX):
-            raise UsageError(f"{adapter.weights_file} holds {key}, which is not a PEFT adapter tensor "
+            raise InputError(f"{adapter.weights_file} holds {key}, which is not a PEFT adapter tensor "
                              f"({PREFIX}...); the adapter file is damaged or not from PEFT")
         if "lora_" in key and not key.endswith(LORA_KINDS):
             kind = key[key.index("lora_"):]
-            raise UsageError(f"{adapter.weights_file} holds tensors of a kind this merge does not handle ({kind}, "
+            raise InputError(f"{adapter.weights_file} holds tensors of a kind this merge does not handle ({kind}, "
                              f"e.g. {key}); merge with a PEFT version that wrote it, or retrain without that option")
         if key.endswith(".lora_A.weight"):
             _check_pair(adapter, tensors, key[len(PREFIX):-len(".lora_A.weight")], value)
     orphans = [k for k in tensors if k.endswith(".lora_B.weight") and k.replace(".lora_B.", ".lora_A.") not in tensors]
     if orphans:
-        raise UsageError(f"{adapter.weights_file} holds {orphans[0]} without its lora_A; the adapter file is damaged")
+        raise InputError(f"{adapter.weights_file} holds {orphans[0]} without its lora_A; the adapter file is damaged")
 
 
 def _check_pair(adapter: Adapter, tensors: dict[str, Any], module: str, a: Any) -> None:
     b = tensors.get(f"{PREFIX}{module}.lora_B.weight")
     if b is None:
-        raise UsageError(f"{adapter.weights_file} holds {module}.lora_A without its lora_B; the adapter file is damaged")
+        raise InputError(f"{adapter.weights_file} holds {module}.lora_A without its lora_B; the adapter file is damaged")
     rank = _pattern_value(adapter.config.get("rank_pattern") or {}, module, adapter.config.get("r"))
     if a.shape[0] != rank or b.shape[1] != rank:
-        raise UsageError(f"{module} has LoRA rank {a.shape[0]} in {adapter.weights_file} but adapter_config.json says "
+        raise InputError(f"{module} has LoRA rank {a.shape[0]} in {adapter.weights_file} but adapter_config.json says "
                          f"r = {rank}; the adapter folder mixes two adapters, copy it again from one run")
     if not targets_module(adapter.config, module):
-        raise UsageError(f"{adapter.weights_file} adapts {module}, which adapter_config.json's target_modules "
+        raise InputError(f"{adapter.weights_file} adapts {module}, which adapter_config.json's target_modules "
                          f"({adapter.config.get('target_modules')}) does not name; the adapter folder mixes two adapters")
 
 

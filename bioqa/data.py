@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from bioqa.runfiles import UsageError, file_sha256, parse_jsonl, short, shown
+from bioqa.errors import InputError, option, short, shown
+from bioqa.files import file_sha256, parse_jsonl
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -50,16 +51,16 @@ class Splits:
 
 
 def read_records(path: Path, fmt: str = "auto") -> list[dict]:
-    """Records of a local data file; UsageError naming the file (and line) for anything unreadable."""
+    """Records of a local data file; InputError naming the file (and line) for anything unreadable."""
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"data file {path} does not exist; check the path")
+        raise InputError(f"data file {path} does not exist; check the path")
     if path.is_dir():
-        raise UsageError(f"data file {path} is a directory; give the file inside it")
+        raise InputError(f"data file {path} is a directory; give the file inside it")
     fmt = SUFFIX_FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
     if fmt is None:
-        raise UsageError(f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
-                         ".parquet, or pass --data_format")
+        raise InputError(f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
+                         f".parquet, or pass {option('data_format')}")
     try:
         if fmt == "parquet":
             import pyarrow.parquet
@@ -67,11 +68,11 @@ def read_records(path: Path, fmt: str = "auto") -> list[dict]:
             return pyarrow.parquet.read_table(path).to_pylist()
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
     except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        raise UsageError(f"cannot read {path} as Parquet: {exc}") from None
+        raise InputError(f"cannot read {path} as Parquet: {exc}") from None
     return {"jsonl": _jsonl, "json": _json, "csv": _csv}[fmt](text, path)
 
 
@@ -83,21 +84,21 @@ def _json(text: str, path: Path) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the file") from None
+        raise InputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the file") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
         return [{"id": key, **value} for key, value in data.items()]  # keyed by id, e.g. raw PubMedQA
     if isinstance(data, list) and all(isinstance(v, dict) for v in data):
         return data
-    raise UsageError(f"{path} holds no records; expected a list of objects, {{\"data\": [...]}} or an object keyed by id")
+    raise InputError(f"{path} holds no records; expected a list of objects, {{\"data\": [...]}} or an object keyed by id")
 
 
 def _csv(text: str, path: Path) -> list[dict]:
     try:  # csv itself joins the lines of a quoted field that spans several; only \n ends a line
         return list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
-        raise UsageError(f"{path} is not valid CSV ({exc}); fix the file") from None
+        raise InputError(f"{path} is not valid CSV ({exc}); fix the file") from None
 
 
 def load_hub_dataset(name: str, config: str | None) -> dict[str, list[dict]]:
@@ -107,8 +108,8 @@ def load_hub_dataset(name: str, config: str | None) -> dict[str, list[dict]]:
     try:
         dataset = datasets.load_dataset(name, config)
     except Exception as exc:  # offline, unknown name or config: datasets raises many types
-        raise UsageError(f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
-                         f"{short(str(exc), 300)}; offline, use --train_file with a local file") from None
+        raise InputError(f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
+                         f"{short(str(exc), 300)}; offline, use {option('train_file')} with a local file") from None
     return {split: dataset[split].to_list() for split in dataset}
 
 
@@ -138,7 +139,7 @@ def _field_text(record: dict, path: str, separator: str, where: str) -> str:
     try:
         return as_text(get_field(record, path), separator)
     except TypeError as exc:
-        raise UsageError(f"{where} field {path!r} is {exc.args[0]}, not a text (or a list of texts); fix the data or "
+        raise InputError(f"{where} field {path!r} is {exc.args[0]}, not a text (or a list of texts); fix the data or "
                          "choose another field") from None
 
 
@@ -147,8 +148,8 @@ def _example_id(record: dict, path: str, split: str, index: int, where: str) -> 
     if value is None or value == "":
         return f"{split}-{index}"
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise UsageError(f"{where} field {path!r} is {shown(value)}, not a text or a whole "
-                         "number; give each example a plain id, or choose another --id_field")
+        raise InputError(f"{where} field {path!r} is {shown(value)}, not a text or a whole "
+                         f"number; give each example a plain id, or choose another {option('id_field')}")
     return str(value)
 
 
@@ -159,8 +160,8 @@ def _check_fields(records: list[dict], fields: FieldMap, source: str) -> str | N
         try:
             get_field(first, name)
         except KeyError:
-            raise UsageError(f"{source} has no field {name!r}; its fields are {', '.join(map(str, first))}; "
-                             f"set --question_field / --context_field / --answer_field") from None
+            raise InputError(f"{source} has no field {name!r}; its fields are {', '.join(map(str, first))}; "
+                             f"set {option('question_field')} / {option('context_field')} / {option('answer_field')}") from None
     if fields.context:
         return fields.context
     return "context" if "context" in first else None
@@ -185,15 +186,15 @@ def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) 
             question = _field_text(record, fields.question, fields.separator, where)
             answer = _field_text(record, fields.answer, fields.separator, where)
         except KeyError as missing:
-            raise UsageError(f"{source} record {index + 1} has no field {missing.args[0]!r}; fix the record") from None
+            raise InputError(f"{source} record {index + 1} has no field {missing.args[0]!r}; fix the record") from None
         if not answer:
             empty += 1
             continue
         context = _optional_text(record, context_field, fields.separator, where)
         example_id = _example_id(record, fields.id, split, index, where)
         if example_id in seen:
-            raise UsageError(f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {index + 1}); ids "
-                             "must be unique: fix the data, or choose a unique --id_field")
+            raise InputError(f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {index + 1}); ids "
+                             f"must be unique: fix the data, or choose a unique {option('id_field')}")
         seen[example_id] = index + 1
         examples.append({"id": example_id, "question": question, "context": context, "answer": answer})
     return examples, empty
@@ -211,7 +212,7 @@ def _optional_text(record: dict, path: str | None, separator: str, where: str) -
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
-        raise UsageError(f"--split_ratios {' '.join(map(str, ratios))} must be three non-negative numbers "
+        raise InputError(f"{option('split_ratios')} {' '.join(map(str, ratios))} must be three non-negative numbers "
                          "(train validation test) that sum to 1, e.g. 0.8 0.1 0.1")
     return tuple(ratios)
 
@@ -256,7 +257,7 @@ def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
         return records, {"dataset": args.dataset_name, "config": args.dataset_config_name}
     files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
     if not any(files.values()):
-        raise UsageError("no data: give --train_file (to train and split), --test_file (to predict) or --dataset_name")
+        raise InputError(f"no data: give {option('train_file')} (to train and split), {option('test_file')} (to predict) or {option('dataset_name')}")
     records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
     return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
 
@@ -283,8 +284,8 @@ def load_splits(args) -> Splits:
     for name in SPLITS:
         rows, dropped[name] = to_examples(records.get(name, []), fields, name, _source_name(sources, name))
         if records.get(name) and not rows:
-            raise UsageError(f"all {dropped[name]} answers in the {name} split are empty (field "
-                             f"{args.answer_field!r}); check --answer_field")
+            raise InputError(f"all {dropped[name]} answers in the {name} split are empty (field "
+                             f"{args.answer_field!r}); check {option('answer_field')}")
         examples[name] = rows[:limits[name]] if limits[name] is not None else rows
     return Splits(examples, dropped, count_leaked_questions(examples), sources)
 

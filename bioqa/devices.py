@@ -7,14 +7,14 @@ Order: CUDA, then Apple MPS, then CPU, unless `--device` says otherwise. Precisi
   fp16 autocast is refused: its gradient scaler is not supported on MPS.
 * CPU: bf16 autocast when the processor computes bf16 natively (AVX512-BF16 or AMX), where a LoRA
   step of a 135M model ran 1.5-2x faster than fp32; else fp32. Weights stay fp32 on CPU and MPS.
-`--precision fp32` (or bf16 / fp16) forces a choice; impossible ones raise UsageError.
+`--precision fp32` (or bf16 / fp16) forces a choice; impossible ones raise InputError.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError, option
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -65,20 +65,20 @@ def mps_trains_in_bf16() -> bool:
 
 
 def choose_device(device: str = "auto", precision: str = "auto", load_in_4bit: bool = False) -> DeviceChoice:
-    """Pick device and precision; raise UsageError for a combination this machine cannot run."""
+    """Pick device and precision; raise InputError for a combination this machine cannot run."""
     if device not in DEVICES:
-        raise UsageError(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+        raise InputError(f"{option('device')} {device!r} is not one of {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise InputError(f"{option('precision')} {precision!r} is not one of {', '.join(PRECISIONS)}")
     if device == "auto":
         device = "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
     elif device == "cuda" and not cuda_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu")
+        raise InputError(f"{option('device')} cuda was asked for but no CUDA GPU is visible; use {option('device')} auto or cpu")
     elif device == "mps" and not mps_available():
-        raise UsageError("--device mps was asked for but Apple MPS is not available; use --device auto or cpu")
+        raise InputError(f"{option('device')} mps was asked for but Apple MPS is not available; use {option('device')} auto or cpu")
     if load_in_4bit and device != "cuda":
-        raise UsageError(f"--load_in_4bit needs a CUDA GPU (bitsandbytes), but the device is {device}; "
-                         "drop --load_in_4bit to train LoRA on the full-precision model")
+        raise InputError(f"{option('load_in_4bit')} needs a CUDA GPU (bitsandbytes), but the device is {device}; "
+                         f"drop {option('load_in_4bit')} to train LoRA on the full-precision model")
     return {"cuda": _cuda_choice, "mps": _mps_choice, "cpu": _cpu_choice}[device](precision)
 
 
@@ -87,9 +87,9 @@ def _cuda_choice(precision: str) -> DeviceChoice:
 
     bf16 = torch.cuda.is_bf16_supported()
     if precision == "bf16" and not bf16:
-        raise UsageError("--precision bf16 was asked for but this GPU does not support bf16; use fp16 or auto")
+        raise InputError(f"{option('precision')} bf16 was asked for but this GPU does not support bf16; use fp16 or auto")
     if precision == "fp32":
-        return DeviceChoice("cuda", "fp32", "float32", "forced by --precision fp32")
+        return DeviceChoice("cuda", "fp32", "float32", f"forced by {option('precision')} fp32")
     if precision == "bf16" or (precision == "auto" and bf16):
         return DeviceChoice("cuda", "bf16", "bfloat16", "the GPU supports bf16")
     return DeviceChoice("cuda", "fp16", "float16", "fp16 with loss scaling" + ("" if precision == "fp16" else ": no bf16 on this GPU"))
@@ -97,24 +97,24 @@ def _cuda_choice(precision: str) -> DeviceChoice:
 
 def _mps_choice(precision: str) -> DeviceChoice:
     if precision == "fp16":
-        raise UsageError("--precision fp16 is not supported on MPS (no gradient scaler there); use auto, bf16 or fp32")
+        raise InputError(f"{option('precision')} fp16 is not supported on MPS (no gradient scaler there); use auto, bf16 or fp32")
     if precision == "fp32":
-        return DeviceChoice("mps", "fp32", "float32", "forced by --precision fp32")
+        return DeviceChoice("mps", "fp32", "float32", f"forced by {option('precision')} fp32")
     if mps_trains_in_bf16():
         return DeviceChoice("mps", "bf16", "float32", "a bf16 autocast probe step ran on MPS")
     if precision == "bf16":
-        raise UsageError("--precision bf16 was asked for but a bf16 probe step failed on this MPS device; use fp32")
+        raise InputError(f"{option('precision')} bf16 was asked for but a bf16 probe step failed on this MPS device; use fp32")
     return DeviceChoice("mps", "fp32", "float32", "bf16 autocast failed a probe step on this MPS device, so fp32")
 
 
 def _cpu_choice(precision: str) -> DeviceChoice:
     native = cpu_has_native_bf16()
     if precision == "fp16":
-        raise UsageError("--precision fp16 is not supported for training on CPU; use auto, bf16 or fp32")
+        raise InputError(f"{option('precision')} fp16 is not supported for training on CPU; use auto, bf16 or fp32")
     if precision == "bf16" and not native:
-        raise UsageError("--precision bf16 was asked for but this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
+        raise InputError(f"{option('precision')} bf16 was asked for but this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
     if precision == "fp32":
-        return DeviceChoice("cpu", "fp32", "float32", "forced by --precision fp32")
+        return DeviceChoice("cpu", "fp32", "float32", f"forced by {option('precision')} fp32")
     if native:
         return DeviceChoice("cpu", "bf16", "float32", "the CPU computes bf16 natively (AVX512-BF16/AMX)")
     return DeviceChoice("cpu", "fp32", "float32", "no native bf16 on this CPU")

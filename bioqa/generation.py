@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from bioqa.metrics import postprocess_text
+from bioqa.postprocess import postprocess_text
 from bioqa.prompts import turn_end_id
 
 

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from bioqa.adapters import Adapter, full_tensors, lora_biases, lora_pairs
 from bioqa.modeling import load_error
-from bioqa.runfiles import RunError, UsageError, read_json, short
+from bioqa.errors import InputError, option, RunError, short
+from bioqa.files import read_json
 from bioqa.verification import weight_probe_error
 
 log = logging.getLogger("bioqa")
@@ -40,8 +41,8 @@ def base_files(base: str, need_weights: bool = True) -> Path:
     try:
         return Path(snapshot_download(base, allow_patterns=patterns))
     except Exception as exc:  # offline, unknown id, gated: huggingface_hub raises several types
-        raise UsageError(f"base model {base!r} is not a local folder and the Hugging Face Hub did not provide it "
-                         f"({short(str(exc), 160)}); offline, pass a local folder with --base_model") from None
+        raise InputError(f"base model {base!r} is not a local folder and the Hugging Face Hub did not provide it "
+                         f"({short(str(exc), 160)}); offline, pass a local folder with {option('base_model')}") from None
 
 
 def shard_files(folder: Path) -> list[Path]:
@@ -49,14 +50,14 @@ def shard_files(folder: Path) -> list[Path]:
     if index.is_file():
         weight_map = read_json(index, "the base model's shard index").get("weight_map")
         if not isinstance(weight_map, dict):
-            raise UsageError(f"{index} has no weight_map; the base model folder is damaged, download it again")
+            raise InputError(f"{index} has no weight_map; the base model folder is damaged, download it again")
         names = sorted(set(weight_map.values()))
         return [folder / name for name in names]
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
-    raise UsageError(f"{folder} has no safetensors weights (model.safetensors or an index); convert the base "
-                     "to safetensors, or merge without --low_memory")
+    raise InputError(f"{folder} has no safetensors weights (model.safetensors or an index); convert the base "
+                     f"to safetensors, or merge without {option('low_memory')}")
 
 
 def tensor_shapes(shards: list[Path]) -> dict[str, tuple[int, ...]]:
@@ -70,7 +71,7 @@ def tensor_shapes(shards: list[Path]) -> dict[str, tuple[int, ...]]:
                 for name in handle.keys():
                     shapes[name] = tuple(handle.get_slice(name).get_shape())
         except Exception as exc:  # safetensors raises its own error types for a damaged header
-            raise UsageError(f"cannot read {shard}: {short(str(exc), 160)}; the base model file is damaged, download "
+            raise InputError(f"cannot read {shard}: {short(str(exc), 160)}; the base model file is damaged, download "
                              "it again") from None
     return shapes
 
@@ -84,23 +85,23 @@ def with_tied_head(shapes: dict[str, tuple[int, ...]], tied: bool) -> dict[str, 
 
 
 def check_shapes(adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tuple[int, ...]], vocab_grows: bool) -> None:
-    """UsageError naming the first adapter weight that does not fit the base."""
+    """InputError naming the first adapter weight that does not fit the base."""
     for name, (a, b) in lora_pairs(tensors).items():
         expected = shapes.get(name)
         if expected is None or (b.shape[0], a.shape[1]) != tuple(expected[:2]):
-            raise UsageError(f"the adapter does not fit this base: {name} is {expected} in the base but the LoRA "
-                             f"pair makes {(b.shape[0], a.shape[1])}; use the base it was trained on (--base_model)")
+            raise InputError(f"the adapter does not fit this base: {name} is {expected} in the base but the LoRA "
+                             f"pair makes {(b.shape[0], a.shape[1])}; use the base it was trained on ({option('base_model')})")
     for name, bias in lora_biases(tensors).items():
         if shapes.get(name) != tuple(bias.shape):
-            raise UsageError(f"the adapter holds lora_B.bias tensors (trained with lora_bias=True), but the base has no "
+            raise InputError(f"the adapter holds lora_B.bias tensors (trained with lora_bias=True), but the base has no "
                              f"{name} of shape {tuple(bias.shape)} to add them to, so a plain checkpoint cannot hold "
                              "them; load base + adapter with PEFT instead of merging, or train without lora_bias")
     for name, tensor in full_tensors(tensors).items():
         expected = shapes.get(name)
         resized = vocab_grows and expected is not None and tensor.shape[1:] == expected[1:]
         if expected is None or (tuple(tensor.shape) != expected and not resized):
-            raise UsageError(f"the adapter does not fit this base: {name} is {expected} in the base but "
-                             f"{tuple(tensor.shape)} in the adapter; use the base it was trained on (--base_model)")
+            raise InputError(f"the adapter does not fit this base: {name} is {expected} in the base but "
+                             f"{tuple(tensor.shape)} in the adapter; use the base it was trained on ({option('base_model')})")
 
 
 def base_dtype(folder: Path, shards: list[Path]) -> str:
@@ -136,7 +137,7 @@ def load_peft_model(adapter: Adapter, base: str, tokenizer: Any, device: str, tr
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, SafetensorError) as exc:
-        raise load_error("model", base, exc, "--base_model") from None
+        raise load_error("model", base, exc, "base_model") from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))  # the adapter was trained with added tokens
     model = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)
@@ -253,7 +254,7 @@ def stream_merge(adapter: Adapter, tensors: dict[str, Any], shards: list[Path], 
         (staging / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     missing = (set(plan.pairs) | set(plan.biases) | set(plan.full)) - set(weight_map)
     if missing:
-        raise UsageError(f"the adapter targets {sorted(missing)[0]}, which the base does not have; use its own base")
+        raise InputError(f"the adapter targets {sorted(missing)[0]}, which the base does not have; use its own base")
     return plan.errors
 
 

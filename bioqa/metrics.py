@@ -35,26 +35,16 @@ load on first use. METEOR needs NLTK's WordNet and punkt_tab: `make setup` insta
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from bioqa.scorers import (MissingNLTKDataError, NLTK_DATA_DIR, Job, RougeScorer, bleu_metric,
-                           nltk_data_available, require_nltk_data, score_all, worker_count)
-
-__all__ = [
-    "ALL_METRICS", "ROUGE_TYPES", "NLTK_DATA_DIR", "MissingNLTKDataError", "Scores",
-    "compute_metrics", "score_predictions", "per_example_scores", "bootstrap_intervals", "paired_bootstrap",
-    "postprocess_text", "trainer_compute_metrics", "nltk_data_available",
-]
+from bioqa.bootstrap import bootstrap_intervals
+from bioqa.scorers import (Job, RougeScorer, bleu_metric,
+                           require_nltk_data, score_all, worker_count)
 
 Reference = Union[str, Sequence[str]]
 ALL_METRICS = ("rouge", "bleu", "meteor")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-DEFAULT_SPECIAL_TOKENS = (
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>",
-    "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<s>", "</s>", "<pad>", "<unk>",
-)
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -246,145 +236,3 @@ def compute_metrics(
 def per_example_scores(predictions: Sequence[str], references: Sequence[Reference], **options: Any) -> list[dict[str, float]]:
     """One dict of scores per example (ROUGE F1, sentence BLEU, METEOR), for error analysis."""
     return score_predictions(predictions, references, **options).rows()
-
-
-def _resampled(scores: Scores, indices: Any) -> dict[str, float]:
-    """Every corpus metric over the examples at `indices` (repeats allowed)."""
-    return {name: scores.bleu_from_totals(scores.array("bleu_stats")[indices].sum(axis=0).tolist()) if name == "bleu"
-            else float(scores.array(name)[indices].mean()) for name in scores.per_example}
-
-
-def bootstrap_intervals(scores: Scores, samples: int = 1000, confidence: float = 0.95,
-                        seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Seeded percentile bootstrap intervals of each corpus metric, resampling examples.
-
-    Each resample draws len(scores) example indices with replacement; ROUGE and METEOR are the
-    mean over the resample and BLEU is recomputed from the resample's summed sacreBLEU statistics.
-    """
-    import numpy as np
-
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
-    rng = np.random.default_rng(seed)
-    draws = [_resampled(scores, rng.integers(0, len(scores), size=len(scores))) for _ in range(samples)]
-    tail = (1 - confidence) / 2 * 100
-    return {name: tuple(float(x) for x in np.percentile([d[name] for d in draws], [tail, 100 - tail]))
-            for name in scores.per_example}
-
-
-def paired_bootstrap(baseline: Scores, candidate: Scores, samples: int = 1000, seed: int = 0,
-                     confidence: float = 0.95) -> dict[str, dict[str, float]]:
-    """Paired bootstrap test of candidate - baseline on the same examples, for every metric.
-
-    Both systems are scored on the same resampled example indices. For each metric: `difference`
-    (candidate - baseline on all examples), its percentile interval (`ci_low`, `ci_high`) and a
-    two-sided `p_value` computed as sacreBLEU's paired bootstrap test does (Koehn 2004, as in
-    Moses): the resampled absolute differences are centred on their mean, and p = (c + 1) / (n + 1)
-    with c the resamples whose centred difference reaches the observed one. sacreBLEU counts only
-    strictly greater ones (c uses >), which gives identical systems p = 1/(n + 1); ties count here
-    (>=), so identical systems get p = 1. BLEU is recomputed per resample from sacreBLEU statistics;
-    ROUGE and METEOR are means of per-example scores.
-    """
-    import numpy as np
-
-    if len(baseline) != len(candidate):
-        raise ValueError(f"paired test needs the same examples: {len(baseline)} baseline, {len(candidate)} candidate")
-    rng = np.random.default_rng(seed)
-    names = [n for n in baseline.per_example if n in candidate.per_example]
-    observed = {n: _resampled(candidate, slice(None))[n] - _resampled(baseline, slice(None))[n] for n in names}
-    diffs: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(samples):
-        idx = rng.integers(0, len(baseline), size=len(baseline))
-        a, b = _resampled(baseline, idx), _resampled(candidate, idx)
-        for n in names:
-            diffs[n].append(b[n] - a[n])
-    tail = (1 - confidence) / 2 * 100
-    result = {}
-    for n in names:
-        values = np.asarray(diffs[n])
-        centred = np.abs(values) - np.abs(values).mean()
-        p_value = (np.sum(centred >= abs(observed[n]) - 1e-12) + 1) / (samples + 1)
-        low, high = np.percentile(values, [tail, 100 - tail])
-        result[n] = {"difference": observed[n], "ci_low": float(low), "ci_high": float(high), "p_value": float(p_value)}
-    return result
-
-
-# ----------------------------------------------------------------------------- generated text
-
-
-def postprocess_text(
-    text: str,
-    *,
-    prompt: str | None = None,
-    stop_strings: Sequence[str] = (),
-    special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS,
-) -> str:
-    """Clean one generated answer before scoring.
-
-    In order: normalise newlines (CRLF/CR to LF), drop an echoed `prompt` at the start (also when
-    the echo lacks the prompt's special tokens), cut at the first of `stop_strings`, remove
-    `special_tokens` (default: common chat and EOS markers; pass `tokenizer.all_special_tokens`
-    for a given model), strip trailing spaces on each line, collapse runs of blank lines, and
-    strip surrounding whitespace.
-    """
-    text = _normalise_newlines(text)
-    if prompt:
-        text = _drop_echo(text, _normalise_newlines(prompt), special_tokens)
-    cuts = [text.find(stop) for stop in stop_strings if stop and stop in text]
-    if cuts:
-        text = text[:min(cuts)]
-    text = _remove_all(text, special_tokens)
-    lines = [line.rstrip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def _normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _remove_all(text: str, pieces: Sequence[str]) -> str:
-    for piece in pieces:
-        if piece:
-            text = text.replace(piece, "")
-    return text
-
-
-def _drop_echo(text: str, prompt: str, special_tokens: Sequence[str]) -> str:
-    stripped = text.lstrip()
-    if stripped.startswith(prompt.strip()):
-        return stripped[len(prompt.strip()):]
-    plain_text, plain_prompt = _remove_all(stripped, special_tokens), _remove_all(prompt, special_tokens).strip()
-    if plain_prompt and plain_text.lstrip().startswith(plain_prompt):
-        return plain_text.lstrip()[len(plain_prompt):]
-    return text
-
-
-def trainer_compute_metrics(tokenizer: Any, *, ignore_index: int = -100, **options: Any) -> Callable[[Any], dict]:
-    """A `compute_metrics` for `transformers.Trainer` / `Seq2SeqTrainer(predict_with_generate=True)`.
-
-    The returned function takes an `EvalPrediction` whose predictions are generated token ids,
-    replaces `ignore_index` and other negative ids by the pad token, decodes predictions and labels
-    without special tokens, cleans them with `postprocess_text`, and returns the numeric results of
-    `compute_metrics(**options)` plus `gen_len`, the mean count of non-pad generated tokens.
-    """
-    def compute(eval_prediction: Any) -> dict[str, float]:
-        import numpy as np
-
-        predictions, labels = eval_prediction.predictions, eval_prediction.label_ids
-        if isinstance(predictions, tuple):
-            predictions = predictions[0]
-        predictions, labels = np.asarray(predictions), np.asarray(labels)
-        if predictions.ndim != 2 or not np.issubdtype(predictions.dtype, np.integer):
-            raise ValueError("trainer_compute_metrics needs generated token ids (batch x length); got logits "
-                             "or another array: use predict_with_generate=True or the toolkit's generation callback")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        predictions = np.where(predictions < 0, pad, predictions)
-        labels = np.where((labels == ignore_index) | (labels < 0), pad, labels)
-        decoded = tokenizer.batch_decode(predictions, skip_special_tokens=True)
-        targets = tokenizer.batch_decode(labels, skip_special_tokens=True)
-        result = compute_metrics([postprocess_text(t) for t in decoded], [postprocess_text(t) for t in targets], **options)
-        result = {key: value for key, value in result.items() if isinstance(value, (int, float))}
-        result["gen_len"] = float(np.mean(np.count_nonzero(predictions != pad, axis=1)))
-        return result
-
-    return compute

@@ -16,10 +16,11 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from bioqa.arguments import DEFAULT_MODEL
 from bioqa.devices import DeviceChoice
 from bioqa.paths import local_default_model
-from bioqa.runfiles import UsageError, short
+from bioqa.errors import InputError, option, short
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 log = logging.getLogger("bioqa")
 
@@ -45,18 +46,18 @@ def resolve_model_name(name: str) -> str:
         log.info("the Hugging Face Hub is unreachable: using the local copy of %s in %s (dequantized from 4-bit "
                  "Q4_1; see its PROVENANCE.txt)", name, local)
         return str(local)
-    raise UsageError(f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
-                     "run `make model`, or pass a local folder with --model_name_or_path")
+    raise InputError(f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
+                     f"run `make model`, or pass a local folder with {option('model_name_or_path')}")
 
 
-def load_error(kind: str, name: str, exc: Exception, flag: str = "--model_name_or_path") -> UsageError:
+def load_error(kind: str, name: str, exc: Exception, setting: str = "model_name_or_path") -> InputError:
     """One line for a model or tokenizer that did not load: a local folder that is damaged, or a Hub id."""
     reason = short(str(exc), 240)
     if Path(name).exists():
-        return UsageError(f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
+        return InputError(f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
                           f"Hugging Face {kind} (config.json and weights / tokenizer files), or copy it again")
-    return UsageError(f"cannot load the {kind} {name!r}: it is not a local folder and the Hugging Face Hub did not "
-                      f"provide it ({reason}); offline, pass a local folder with {flag}")
+    return InputError(f"cannot load the {kind} {name!r}: it is not a local folder and the Hugging Face Hub did not "
+                      f"provide it ({reason}); offline, pass a local folder with {option(setting)}")
 
 
 def load_config(model_args: Any):
@@ -78,7 +79,7 @@ def load_tokenizer(model_args: Any):
     except (OSError, ValueError) as exc:
         raise load_error("tokenizer", name, exc) from None
     if tokenizer.eos_token_id is None:
-        raise UsageError(f"the tokenizer of {name} has no EOS token, so answers could not end; choose another tokenizer")
+        raise InputError(f"the tokenizer of {name} has no EOS token, so answers could not end; choose another tokenizer")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # padded positions are masked out of attention and loss
     tokenizer.padding_side = "right"
@@ -103,7 +104,7 @@ def check_target_modules(config: Any, targets: list[str]) -> str | None:
     available = linear_module_names(config)
     missing = [t for t in targets if t not in available]
     if missing:
-        return f"--lora_target_modules {' '.join(missing)} match no linear layer of this model; candidates: {' '.join(available)}"
+        return f"{option('lora_target_modules')} {' '.join(missing)} match no linear layer of this model; candidates: {' '.join(available)}"
     return None
 
 
@@ -129,7 +130,7 @@ def _four_bit_config(choice: DeviceChoice):
     try:
         import bitsandbytes  # noqa: F401  (optional extra, CUDA only)
     except ImportError:
-        raise UsageError("--load_in_4bit needs bitsandbytes; pip install bitsandbytes (CUDA only)") from None
+        raise InputError(f"{option('load_in_4bit')} needs bitsandbytes; pip install bitsandbytes (CUDA only)") from None
     compute = torch.bfloat16 if choice.precision == "bf16" else torch.float16
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
                               bnb_4bit_use_double_quant=True)
@@ -142,7 +143,7 @@ def load_adapter(model: Any, adapter: str):
     try:
         return PeftModel.from_pretrained(model, adapter, is_trainable=False)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise UsageError(f"cannot load the adapter {adapter!r}: {short(str(exc), 240)}; give the output "
+        raise InputError(f"cannot load the adapter {adapter!r}: {short(str(exc), 240)}; give the output "
                          "folder of a training run (adapter_config.json + adapter_model.safetensors)") from None
 
 
@@ -162,7 +163,7 @@ def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkp
     try:
         model = get_peft_model(model, config)
     except ValueError as exc:
-        raise UsageError(f"LoRA set-up failed: {short(str(exc), 300)}; check --lora_target_modules") from None
+        raise InputError(f"LoRA set-up failed: {short(str(exc), 300)}; check {option('lora_target_modules')}") from None
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable parameters of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return model

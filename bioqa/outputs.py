@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bioqa.runfiles import UsageError, utc_now
+from bioqa.errors import InputError, option
+from bioqa.provenance import utc_now
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ def overlaps(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def check_not_an_input(out: Path, flag: str, inputs: dict[str, str | Path | None]) -> None:
-    """UsageError if `out` is, contains or lies inside any of `inputs` ({what it is: path}); remote
+def check_not_an_input(out: Path, setting: str, inputs: dict[str, str | Path | None]) -> None:
+    """InputError if `out` is, contains or lies inside any of `inputs` ({what it is: path}); remote
     names (Hub ids) that are not local paths are skipped."""
     target = real(out)
     for what, path in inputs.items():
@@ -82,7 +83,7 @@ def check_not_an_input(out: Path, flag: str, inputs: dict[str, str | Path | None
         source = real(path)
         if overlaps(target, source):
             relation = ("is" if target == source else "contains" if target in source.parents else "lies inside")
-            raise UsageError(f"{flag} {out} {relation} the {what} {path}; a command never writes over its own "
+            raise InputError(f"{option(setting)} {out} {relation} the {what} {path}; a command never writes over its own "
                              "inputs, choose another folder")
 
 
@@ -96,39 +97,39 @@ def run_folder(prediction_file: str | Path) -> Path | None:
     return None
 
 
-def check_writable(path: Path, flag: str) -> None:
-    """UsageError unless `path` can be this command's output folder: not a link or a file, creatable, writable."""
+def check_writable(path: Path, setting: str) -> None:
+    """InputError unless `path` can be this command's output folder: not a link or a file, creatable, writable."""
     if path.is_symlink():
-        raise UsageError(f"{flag} {path} is a symbolic link (to {os.readlink(path)}); give the real folder it "
+        raise InputError(f"{option(setting)} {path} is a symbolic link (to {os.readlink(path)}); give the real folder it "
                          "should write to, or remove the link")
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file; choose a folder")
+        raise InputError(f"{option(setting)} {path} is a file; choose a folder")
     existing = next(p for p in [path, *path.parents] if p.exists())
     if not existing.is_dir():
-        raise UsageError(f"{flag} {path} cannot be created: {existing} is a file; choose another folder")
+        raise InputError(f"{option(setting)} {path} cannot be created: {existing} is a file; choose another folder")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise UsageError(f"{flag} {path} is not writable ({exc.strerror}); choose a folder you can write to") from None
+        raise InputError(f"{option(setting)} {path} is not writable ({exc.strerror}); choose a folder you can write to") from None
 
 
-def check_output_folder(path: Path, flag: str, own: OwnFiles, overwrite: bool, how_to_allow: str) -> None:
-    """UsageError unless `path` is a folder this command may write (check_writable), and empty, or (with
+def check_output_folder(path: Path, setting: str, own: OwnFiles, overwrite: bool, how_to_allow: str) -> None:
+    """InputError unless `path` is a folder this command may write (check_writable), and empty, or (with
     `overwrite`) holding only this command's own earlier output."""
-    check_writable(path, flag)
+    check_writable(path, setting)
     entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
     if entries and not overwrite:
-        raise UsageError(f"{flag} {path} is not empty; {how_to_allow}, or choose another folder")
+        raise InputError(f"{option(setting)} {path} is not empty; {how_to_allow}, or choose another folder")
     if entries:
-        _check_own_output(path, flag, own, entries)
+        _check_own_output(path, setting, own, entries)
 
 
-def _check_own_output(path: Path, flag: str, own: OwnFiles, entries: list[str]) -> None:
+def _check_own_output(path: Path, setting: str, own: OwnFiles, entries: list[str]) -> None:
     foreign = [name for name in entries if not own.owns(name)]
     if foreign or not any((path / marker).is_file() for marker in own.marker):
         example = f" (e.g. {foreign[0]})" if foreign else f" (it has no {' or '.join(own.marker)})"
-        raise UsageError(f"{flag} {path} holds files {own.command} did not write{example}; overwriting replaces only "
+        raise InputError(f"{option(setting)} {path} holds files {own.command} did not write{example}; overwriting replaces only "
                          "an earlier output of the same command, so choose another folder or move those files away")
 
 
@@ -168,36 +169,36 @@ def _holder(lock: Path) -> dict:
     return holder if isinstance(holder, dict) else {}
 
 
-def _refusal(lock: Path, flag: str, out: Path) -> UsageError:
+def _refusal(lock: Path, setting: str, out: Path) -> InputError:
     holder = _holder(lock)
     pid, host = holder.get("pid"), holder.get("host", "?")
     if not isinstance(pid, int) or isinstance(pid, bool):
-        return UsageError(f"{flag} {out} is locked: {lock} exists but names no owner (a run starting this moment, or a "
+        return InputError(f"{option(setting)} {out} is locked: {lock} exists but names no owner (a run starting this moment, or a "
                           f"damaged lock); if no run uses the folder, remove it (rm -r {lock}) and run again")
     who = f"process {pid} on {host}" + (f" ({holder.get('command')}, since {holder.get('started_at')})"
                                        if holder.get("command") else "")
     if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
-        return UsageError(f"{flag} {out} has a stale lock {lock} left by {who}, which is no longer running (it crashed "
+        return InputError(f"{option(setting)} {out} has a stale lock {lock} left by {who}, which is no longer running (it crashed "
                           f"or was killed); if no other run uses the folder, remove it (rm {lock}) and run again")
-    return UsageError(f"{flag} {out} is in use by {who} (lock {lock}); wait for that run to end, or choose another "
+    return InputError(f"{option(setting)} {out} is in use by {who} (lock {lock}); wait for that run to end, or choose another "
                       "folder; if it is gone, remove the lock file")
 
 
 @contextlib.contextmanager
-def output_lock(out: Path, flag: str, enabled: bool = True) -> Iterator[None]:
+def output_lock(out: Path, setting: str, enabled: bool = True) -> Iterator[None]:
     """Hold the exclusive lock of output folder `out` for the duration of the block."""
     if not enabled:
         yield
         return
-    check_writable(out, flag)
+    check_writable(out, setting)
     lock = lock_path(out)
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-        raise _refusal(lock, flag, out) from None
+        raise _refusal(lock, setting, out) from None
     except OSError as exc:
-        raise UsageError(f"{flag} {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
+        raise InputError(f"{option(setting)} {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now(),
                    "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]}, handle)

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 from bioqa.metrics import score_predictions
 from bioqa.prompts import PromptFormat, fit_prompt
-from bioqa.runfiles import UsageError, parse_jsonl, read_text, shown
+from bioqa.errors import InputError, option, shown
+from bioqa.files import parse_jsonl, read_text
 
 MIN_PROMPT_BUDGET = 32  # tokens a prompt may always use, however long the answers may grow
 
@@ -37,23 +38,23 @@ def score_rows(examples: Sequence[dict], predictions: Sequence[str], metrics: Se
 
 
 def read_prediction_file(path: str | Path) -> list[dict]:
-    """Rows of a predictions .jsonl; UsageError naming the file, row and field for anything malformed."""
+    """Rows of a predictions .jsonl; InputError naming the file, row and field for anything malformed."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"prediction file {path} does not exist; give a predictions.jsonl written by --do_predict")
+        raise InputError(f"prediction file {path} does not exist; give a predictions.jsonl written by {option('do_predict')}")
     rows = parse_jsonl(read_text(path, "the prediction file"), path, "the file is damaged")
     for number, row in enumerate(rows, start=1):
         missing = [key for key in ("id", "reference", "prediction") if key not in row]
         if missing:
-            raise UsageError(f"{path} row {number} lacks {', '.join(missing)}; give a file written by --do_predict")
+            raise InputError(f"{path} row {number} lacks {', '.join(missing)}; give a file written by {option('do_predict')}")
         for key in ("reference", "prediction", "question"):
             if key in row and not isinstance(row[key], str):
-                raise UsageError(f"{path} row {number}: {key} is {shown(row[key])}, not a text; "
-                                 "give a file written by --do_predict (an empty answer is \"\")")
+                raise InputError(f"{path} row {number}: {key} is {shown(row[key])}, not a text; "
+                                 f"give a file written by {option('do_predict')} (an empty answer is \"\")")
         if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
-            raise UsageError(f"{path} row {number}: id is {shown(row['id'])}, not a text or number; "
+            raise InputError(f"{path} row {number}: id is {shown(row['id'])}, not a text or number; "
                              "give each row a plain id")
         row["id"] = str(row["id"])
     if not rows:
-        raise UsageError(f"prediction file {path} is empty")
+        raise InputError(f"prediction file {path} is empty")
     return rows

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError, option
 
 IGNORE_INDEX = -100
 
@@ -45,13 +45,13 @@ def prompt_format(tokenizer: Any, args: Any) -> PromptFormat:
     """The prompt style for this tokenizer and `PromptArguments`."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if args.use_chat_template == "yes" and not has_template:
-        raise UsageError("--use_chat_template yes, but the tokenizer has no chat template; use auto or no")
+        raise InputError(f"{option('use_chat_template')} yes, but the tokenizer has no chat template; use auto or no")
     chat = has_template if args.use_chat_template == "auto" else args.use_chat_template == "yes"
     for name, template in (("question_template", args.question_template), ("context_template", args.context_template)):
         try:
             template.format(question="q", context="c")
         except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(f"--{name} {template!r} is not a valid template ({exc}); use {{question}} and {{context}}") from None
+            raise InputError(f"{option(name)} {template!r} is not a valid template ({exc}); use {{question}} and {{context}}") from None
     before, after = chat_answer_frame(tokenizer) if chat else ("", "")
     return PromptFormat(chat, args.system_prompt, args.question_template, args.context_template, args.answer_prefix,
                         before, after, longest_token_chars(tokenizer))

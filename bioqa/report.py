@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bioqa.runfiles import UsageError, read_json
+from bioqa.errors import InputError
+from bioqa.files import read_json
 
 SCALE = {"bleu": "0-100"}  # others are 0-1
 PLOTTED = ("rougeL", "meteor", "bleu")
@@ -90,7 +91,7 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     state = read_json(trainer_state, "the trainer state")
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        raise UsageError(f"{trainer_state} has no log_history list; give the trainer_state.json a training run wrote")
+        raise InputError(f"{trainer_state} has no log_history list; give the trainer_state.json a training run wrote")
     train, evals, final = split_history(history)
     if not evals and not final:
         return False

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bioqa.runfiles import UsageError, file_sha256, read_json, read_run_config, short
+from bioqa.errors import InputError, option, short
+from bioqa.files import file_sha256, read_json, read_run_config
 from bioqa.trainer import complete_checkpoints
 
 # Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
@@ -36,34 +37,34 @@ def resume_checkpoint(wanted: str | None, output_dir: str) -> Path | None:
     if wanted in ("latest", "true", "True"):
         found = next(reversed(complete_checkpoints(output_dir)), None)
         if found is None:
-            raise UsageError(f"--resume_from_checkpoint {wanted}: no checkpoint-* folder in {output_dir}; "
+            raise InputError(f"{option('resume_from_checkpoint')} {wanted}: no checkpoint-* folder in {output_dir}; "
                              "start without it or give the checkpoint path")
         return found
     if not Path(wanted).is_dir():
-        raise UsageError(f"--resume_from_checkpoint {wanted} is not a folder; give a checkpoint-* folder or `latest`")
+        raise InputError(f"{option('resume_from_checkpoint')} {wanted} is not a folder; give a checkpoint-* folder or `latest`")
     if not (Path(wanted) / "trainer_state.json").is_file():
-        raise UsageError(f"--resume_from_checkpoint {wanted} is not a complete checkpoint (no trainer_state.json); "
+        raise InputError(f"{option('resume_from_checkpoint')} {wanted} is not a complete checkpoint (no trainer_state.json); "
                          "give an earlier checkpoint-* folder")
     return Path(wanted)
 
 
 def check_same_settings(checkpoint: Path, current: dict[str, Any]) -> None:
-    """UsageError naming every training setting that differs from the run the checkpoint belongs to."""
+    """InputError naming every training setting that differs from the run the checkpoint belongs to."""
     config_file = checkpoint.parent / "run_config.yaml"
     if not config_file.is_file():
-        raise UsageError(f"cannot check that the resumed run keeps its settings: {config_file} is missing; restore "
-                         "it, or start a new run without --resume_from_checkpoint")
+        raise InputError(f"cannot check that the resumed run keeps its settings: {config_file} is missing; restore "
+                         f"it, or start a new run without {option('resume_from_checkpoint')}")
     saved = read_run_config(config_file)
-    changed = [f"--{key} {_shown(saved.get(key))} -> {_shown(current.get(key))}" for key in TRAINING_SETTINGS
+    changed = [f"{option(key)} {_shown(saved.get(key))} -> {_shown(current.get(key))}" for key in TRAINING_SETTINGS
                if key in current and _normal(saved.get(key)) != _normal(current.get(key))]
     if changed:
-        raise UsageError(f"resuming {checkpoint} with other training settings ({'; '.join(changed)}) would not "
+        raise InputError(f"resuming {checkpoint} with other training settings ({'; '.join(changed)}) would not "
                          f"continue that run; resume with the settings of {config_file}, or start a new run in "
-                         "another --output_dir")
+                         f"another {option('output_dir')}")
 
 
 def check_same_data(checkpoint: Path, train_file: str | None) -> None:
-    """UsageError if the training file's content changed since the run started (the SHA-256 in its manifest);
+    """InputError if the training file's content changed since the run started (the SHA-256 in its manifest);
     the same path with other data would continue another run."""
     manifest_file = checkpoint.parent / "run_manifest.json"
     if not train_file or not manifest_file.is_file() or not Path(train_file).is_file():
@@ -71,9 +72,9 @@ def check_same_data(checkpoint: Path, train_file: str | None) -> None:
     manifest = read_json(manifest_file, "the run's manifest")
     recorded = ((manifest.get("data_sources") or {}).get("train") or {}).get("sha256") if isinstance(manifest, dict) else None
     if recorded and recorded != file_sha256(Path(train_file)):
-        raise UsageError(f"--train_file {train_file} changed since the run in {checkpoint.parent} started (its SHA-256 "
+        raise InputError(f"{option('train_file')} {train_file} changed since the run in {checkpoint.parent} started (its SHA-256 "
                          f"differs from {manifest_file}); resume with the data it was trained on, or start a new run "
-                         "in another --output_dir")
+                         f"in another {option('output_dir')}")
 
 
 def _normal(value: Any) -> Any:
@@ -99,7 +100,7 @@ def finished_step(checkpoint: Path) -> int | None:
 
 
 def check_checkpoint_files(checkpoint: Path) -> None:
-    """UsageError naming a damaged file of the checkpoint (and the previous complete one) before any of it loads:
+    """InputError naming a damaged file of the checkpoint (and the previous complete one) before any of it loads:
     torch's .pt / .pth / .bin files are zip archives whose checksums are tested, safetensors headers are read."""
     import zipfile
 
@@ -117,14 +118,14 @@ def check_checkpoint_files(checkpoint: Path) -> None:
                     for name in handle.keys():
                         handle.get_tensor(name)
         except Exception as exc:  # zipfile, safetensors and OSError: every way a file can be damaged
-            raise UsageError(f"{file} is damaged ({short(str(exc), 100)}); {_previous(checkpoint)}") from None
+            raise InputError(f"{file} is damaged ({short(str(exc), 100)}); {_previous(checkpoint)}") from None
 
 
 def _previous(checkpoint: Path) -> str:
     earlier = [c for c in complete_checkpoints(checkpoint.parent) if c != checkpoint and
                int(c.name.split("-")[-1]) < int(checkpoint.name.split("-")[-1])] if checkpoint.name.split("-")[-1].isdigit() else []
     if earlier:
-        return f"resume from the previous complete checkpoint: --resume_from_checkpoint {earlier[-1]}"
+        return f"resume from the previous complete checkpoint: {option('resume_from_checkpoint')} {earlier[-1]}"
     return "no earlier complete checkpoint exists: start the run again"
 
 

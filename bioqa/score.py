@@ -1,62 +1,8 @@
-"""Score text files from the shell with metrics_utils: one prediction and one reference per line.
-
-    python -m bioqa.score --predictions preds.txt --references refs.txt [--metrics rouge bleu] [--bootstrap_samples 1000]
-
-Prints the corpus scores (ROUGE and METEOR 0-1, BLEU 0-100) as JSON. Line i of --predictions is
-scored against line i of --references; several references per prediction: give several files,
-`--references refs1.txt refs2.txt` (of equal length).
-"""
-
-from __future__ import annotations
-
-import json
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from bioqa.metrics import MissingNLTKDataError, compute_metrics
-from bioqa.runfiles import UsageError, build_parser, parse_arguments, read_text, run_main, text_lines
-
-
-@dataclass
-class ScoreArguments:
-    predictions: str = field(metadata={"help": "Text file of predictions, one per line."})
-    references: list[str] = field(metadata={"help": "Text file(s) of references, one per line; several files = several references."})
-    metrics: list[str] = field(default_factory=lambda: ["rouge", "bleu", "meteor"], metadata={"help": "Any of rouge, bleu, meteor."})
-    bootstrap_samples: int = field(default=0, metadata={"help": "Add seeded bootstrap 95 percent intervals with this many resamples."})
-    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
-
-
-def read_lines(path: str) -> list[str]:
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"{path} does not exist or is not a file; give a text file with one text per line")
-    return text_lines(read_text(file))  # \n only: a U+2028 inside a line must not shift the pairing
-
-
-def run(argv: list[str] | None) -> int:
-    args = parse_arguments(build_parser([ScoreArguments], description=__doc__.split("\n\n")[0]), argv)[0]
-    if args.bootstrap_samples < 0:
-        raise UsageError(f"--bootstrap_samples must be 0 (no intervals) or more, got {args.bootstrap_samples}")
-    predictions = read_lines(args.predictions)
-    streams = [read_lines(path) for path in args.references]
-    if any(len(stream) != len(predictions) for stream in streams):
-        counts = ", ".join(f"{path}: {len(stream)}" for path, stream in zip(args.references, streams))
-        raise UsageError(f"{args.predictions} has {len(predictions)} lines but the references have {counts}; "
-                         "give files with one line per example")
-    references = [list(refs) if len(refs) > 1 else refs[0] for refs in zip(*streams)]
-    try:
-        result = compute_metrics(predictions, references, metrics=tuple(args.metrics),
-                                               bootstrap_samples=args.bootstrap_samples, seed=args.seed)
-    except (ValueError, MissingNLTKDataError) as exc:
-        raise UsageError(str(exc)) from None
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_main(lambda: run(argv))
-
+"""`python -m bioqa.score`: the command bioqa-score (bioqa/cli/score.py), kept under its first name."""
 
 if __name__ == "__main__":
+    import sys
+
+    from bioqa.cli.score import main
+
     sys.exit(main())

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 import bioqa.cli.train as load_models
-from bioqa.runfiles import UsageError, config_dict
+from bioqa.cli.config import config_dict
+from bioqa.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def test_toolkit_defaults_on_training_arguments():
 ])
 def test_bad_yaml_names_the_file_and_key(tmp_path, text, fragment):
     config = write(tmp_path / "run.yaml", text)
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(InputError) as info:
         load_models.parse(["--config", str(config)])
     assert fragment in str(info.value)
 
@@ -55,24 +56,24 @@ def test_quoted_choice_and_small_aliases_are_fine_and_config_twice_is_refused(tm
     config = write(tmp_path / "run.yaml", 'use_chat_template: "no"\ntargets: &t [q_proj, v_proj]\n'.replace("targets", "lora_target_modules"))
     opts = load_models.parse(["--config", str(config)])
     assert opts.prompt.use_chat_template == "no" and opts.lora.lora_target_modules == ["q_proj", "v_proj"]
-    with pytest.raises(UsageError, match="--config given 2 times"):
+    with pytest.raises(InputError, match="--config given 2 times"):
         load_models.parse(["--config", str(config), "--config=" + str(config)])
 
 
 def test_error_lines_are_cut_to_a_readable_length(capsys):
-    from bioqa.runfiles import ERROR_LINE_LIMIT, run_main
+    from bioqa.cli.runner import ERROR_LINE_LIMIT, run_main
 
     def fail():
-        raise UsageError("x" * 50_000_000)
+        raise InputError("x" * 50_000_000)
 
     assert run_main(fail) == 2
     assert len(capsys.readouterr().err) <= ERROR_LINE_LIMIT + 10
 
 
 def test_missing_config_and_bad_flag():
-    with pytest.raises(UsageError, match="config file nope.yaml not found"):
+    with pytest.raises(InputError, match="config file nope.yaml not found"):
         load_models.parse(["--config", "nope.yaml"])
-    with pytest.raises(UsageError, match="unrecognized arguments: --lora_rank 8; did you mean"):
+    with pytest.raises(InputError, match="unrecognized arguments: --lora_rank 8; did you mean"):
         load_models.parse(["--lora_rank", "8"])
 
 
@@ -96,14 +97,14 @@ def test_argument_problems_are_reported_together():
     opts = load_models.parse(["--lora_r", "0", "--learning_rate", "-1", "--per_device_train_batch_size", "0"])
     problems = load_models.argument_problems(opts)
     assert len(problems) == 3
-    with pytest.raises(UsageError, match="3 problems: --lora_r must be positive, got 0 | --learning_rate"):
+    with pytest.raises(InputError, match="3 problems: --lora_r must be positive, got 0 | --learning_rate"):
         load_models.raise_problems(problems)
 
 
 def test_atomic_writes_leave_a_normal_file_and_no_temporary(tmp_path):
     import os
 
-    from bioqa.runfiles import write_json_atomic
+    from bioqa.files import write_json_atomic
 
     write_json_atomic(tmp_path / "m.json", {"a": 1})
     mask = os.umask(0)

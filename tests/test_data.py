@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from bioqa import data
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError
 from conftest import ROOT, SHARED_DATA
 
 ROWS = [{"id": "a", "question": "What does insulin do?", "context": "Notes.", "answer": "It lowers glucose."},
@@ -89,7 +89,7 @@ def test_empty_answers_are_dropped_and_counted():
                                           ("answer", {"text": "a"}), ("question", ["a", 1]), ("context", 5)])
 def test_a_field_that_is_not_text_is_an_error_naming_file_row_and_field(field, value):
     rows = ROWS + [{"id": "c", "question": "Q?", "answer": "A.", "context": "C.", field: value}]
-    with pytest.raises(UsageError, match=rf"x record 3: field '{field}' is .*, not a text"):
+    with pytest.raises(InputError, match=rf"x record 3: field '{field}' is .*, not a text"):
         data.to_examples(rows, data.FieldMap(), "train", "x")
 
 
@@ -103,9 +103,9 @@ def test_dotted_id_field_is_honoured_and_duplicate_ids_are_refused():
     rows = [{"meta": {"pmid": 101}, "question": "Q1?", "answer": "A."}, {"meta": {"pmid": "102"}, "question": "Q2?", "answer": "B."}]
     examples, _ = data.to_examples(rows, data.FieldMap(id="meta.pmid"), "test", "x")
     assert [e["id"] for e in examples] == ["101", "102"]
-    with pytest.raises(UsageError, match=r"x has the id '101' twice \(records 1 and 3\)"):
+    with pytest.raises(InputError, match=r"x has the id '101' twice \(records 1 and 3\)"):
         data.to_examples(rows + [{"meta": {"pmid": 101}, "question": "Q3?", "answer": "C."}], data.FieldMap(id="meta.pmid"), "test", "x")
-    with pytest.raises(UsageError, match="not a text or a whole number"):
+    with pytest.raises(InputError, match="not a text or a whole number"):
         data.to_examples([{"id": [1], "question": "Q?", "answer": "A."}], data.FieldMap(), "test", "x")
 
 
@@ -155,34 +155,34 @@ def test_leaked_question_is_reported():
     ("data.txt", 'x', "cannot tell the format"),
 ])
 def test_bad_files_name_file_and_line(tmp_path, name, content, fragment):
-    with pytest.raises(UsageError, match=fragment):
+    with pytest.raises(InputError, match=fragment):
         data.read_records(write(tmp_path / name, content))
 
 
 def test_missing_directory_and_binary_files(tmp_path):
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         data.read_records(tmp_path / "nope.jsonl")
     (tmp_path / "dir.jsonl").mkdir()
-    with pytest.raises(UsageError, match="is a directory"):
+    with pytest.raises(InputError, match="is a directory"):
         data.read_records(tmp_path / "dir.jsonl")
     (tmp_path / "latin1.jsonl").write_bytes('{"question": "caf\xe9"}\n'.encode("latin-1"))
-    with pytest.raises(UsageError, match="not UTF-8"):
+    with pytest.raises(InputError, match="not UTF-8"):
         data.read_records(tmp_path / "latin1.jsonl")
 
 
 def test_missing_field_lists_the_columns(tmp_path):
     path = write(tmp_path / "d.csv", "id,query,response\n1,q,a\n")
-    with pytest.raises(UsageError, match="no field 'question'; its fields are id, query, response"):
+    with pytest.raises(InputError, match="no field 'question'; its fields are id, query, response"):
         data.load_splits(args(train_file=str(path)))
 
 
 def test_all_answers_empty_and_bad_ratios(tmp_path):
     path = write(tmp_path / "d.jsonl", "".join(json.dumps({"question": f"q{i}", "answer": ""}) + "\n" for i in range(20)))
-    with pytest.raises(UsageError, match="answers in the train split are empty"):
+    with pytest.raises(InputError, match="answers in the train split are empty"):
         data.load_splits(args(train_file=str(path)))
-    with pytest.raises(UsageError, match="sum to 1"):
+    with pytest.raises(InputError, match="sum to 1"):
         data.load_splits(args(train_file=str(path), split_ratios=[0.8, 0.3, 0.1]))
-    with pytest.raises(UsageError, match="no data: give --train_file"):
+    with pytest.raises(InputError, match="no data: give train_file"):
         data.load_splits(args())
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from bioqa import devices
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def test_forced_choices(machine):
 
 
 @pytest.mark.parametrize("kind, device, precision, four_bit, fragment", [
-    (dict(), "auto", "auto", True, "--load_in_4bit needs a CUDA GPU"),
-    (dict(mps=True), "mps", "auto", True, "--load_in_4bit needs a CUDA GPU"),
+    (dict(), "auto", "auto", True, "load_in_4bit needs a CUDA GPU"),
+    (dict(mps=True), "mps", "auto", True, "load_in_4bit needs a CUDA GPU"),
     (dict(), "cuda", "auto", False, "no CUDA GPU is visible"),
     (dict(), "mps", "auto", False, "MPS is not available"),
     (dict(), "cpu", "bf16", False, "no native bf16"),
@@ -57,7 +57,7 @@ def test_forced_choices(machine):
 ])
 def test_impossible_combinations_are_usage_errors(machine, kind, device, precision, four_bit, fragment):
     machine(**kind)
-    with pytest.raises(UsageError, match=fragment):
+    with pytest.raises(InputError, match=fragment):
         devices.choose_device(device, precision, four_bit)
 
 

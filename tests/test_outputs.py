@@ -12,7 +12,7 @@ import pytest
 
 from bioqa.outputs import (COMPARISON_OUTPUT, MERGE_OUTPUT, TRAINING_OUTPUT, check_not_an_input, check_output_folder,
                            lock_path, output_lock, remove_own_output, run_folder)
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError
 from conftest import TRAIN, run_cli
 
 
@@ -30,7 +30,7 @@ def tree(tmp_path):
                                            ("alias/adapter/x", "lies inside"), ("data", "contains"), ("alias", "contains")])
 def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused(tree, out, relation):
     inputs = {"adapter": tree / "runs" / "adapter", "training file": tree / "data" / "qa.jsonl"}
-    with pytest.raises(UsageError, match=f"{relation} the (adapter|training file)"):
+    with pytest.raises(InputError, match=f"{relation} the (adapter|training file)"):
         check_not_an_input(tree / out, "--output_dir", inputs)
 
 
@@ -46,16 +46,16 @@ def test_overwrite_accepts_only_the_commands_own_earlier_output(tmp_path):
     for name in ("merge_report.json", "config.json", "model.safetensors", "tokenizer.json"):
         (out / name).write_text("x")
     check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
-    with pytest.raises(UsageError, match="is not empty"):
+    with pytest.raises(InputError, match="is not empty"):
         check_output_folder(out, "--output_dir", MERGE_OUTPUT, False, "pass --overwrite")
-    with pytest.raises(UsageError, match="bioqa.comparison did not write"):  # another command's output
+    with pytest.raises(InputError, match="bioqa.comparison did not write"):  # another command's output
         check_output_folder(out, "--output_dir", COMPARISON_OUTPUT, True, "")
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(UsageError, match=r"did not write \(e.g. notes.txt\)"):
+    with pytest.raises(InputError, match=r"did not write \(e.g. notes.txt\)"):
         check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
     (out / "notes.txt").unlink()
     (out / "merge_report.json").unlink()
-    with pytest.raises(UsageError, match="it has no merge_report.json"):  # a folder of tokenizer files is no merge
+    with pytest.raises(InputError, match="it has no merge_report.json"):  # a folder of tokenizer files is no merge
         check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
 
 
@@ -69,7 +69,7 @@ def test_removing_an_earlier_run_keeps_every_file_it_did_not_write(tmp_path):
 
 def test_a_symlinked_output_folder_is_refused(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(UsageError, match="is a symbolic link"):
+    with pytest.raises(InputError, match="is a symbolic link"):
         check_output_folder(tmp_path / "link", "--output_dir", TRAINING_OUTPUT, True, "")
 
 
@@ -78,14 +78,14 @@ def test_the_lock_admits_one_writer_and_reports_a_stale_one(tmp_path):
     with output_lock(out, "--output_dir"):
         holder = json.loads(lock_path(out).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-        with pytest.raises(UsageError, match=f"is in use by process {os.getpid()} on"):
+        with pytest.raises(InputError, match=f"is in use by process {os.getpid()} on"):
             with output_lock(out, "--output_dir"):
                 pass
     assert not lock_path(out).exists()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock_path(out).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
-    with pytest.raises(UsageError, match=f"stale lock .* left by process {dead.pid} .*rm {re.escape(str(lock_path(out)))}"):
+    with pytest.raises(InputError, match=f"stale lock .* left by process {dead.pid} .*rm {re.escape(str(lock_path(out)))}"):
         with output_lock(out, "--output_dir"):
             pass
 
@@ -115,6 +115,6 @@ def test_overwrite_output_dir_clears_the_earlier_run_so_checkpoints_never_mix(tr
 def test_a_lock_without_a_readable_owner_is_refused_with_how_to_remove_it(tmp_path, content):
     out = tmp_path / "out"
     lock_path(out).write_text(content)
-    with pytest.raises(UsageError, match=f"names no owner .*rm -r {re.escape(str(lock_path(out)))}"):
+    with pytest.raises(InputError, match=f"names no owner .*rm -r {re.escape(str(lock_path(out)))}"):
         with output_lock(out, "--output_dir"):
             pass

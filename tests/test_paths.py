@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from bioqa import modeling, paths
-from bioqa.arguments import DEFAULT_MODEL
+from bioqa.modeling import DEFAULT_MODEL
 from conftest import ROOT
 
 

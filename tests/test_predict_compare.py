@@ -7,7 +7,7 @@ import re
 import pytest
 
 import metrics_utils
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError
 from conftest import run_cli
 
 
@@ -132,7 +132,7 @@ def test_the_final_evaluation_is_its_own_marker_not_a_line_back_to_the_last_step
     state.write_text(json.dumps({"log_history": history}))
     assert plot_training_curves(tmp_path / "curves.png", state)
     state.write_text("{ damaged")
-    with pytest.raises(UsageError, match="trainer_state.json \\(the trainer state\\) is damaged"):
+    with pytest.raises(InputError, match="trainer_state.json \\(the trainer state\\) is damaged"):
         plot_training_curves(tmp_path / "curves.png", state)
 
 
@@ -146,7 +146,7 @@ def test_prediction_rows_that_are_not_texts_are_refused(tmp_path, row, fragment)
     from bioqa.predictions import read_prediction_file
 
     (tmp_path / "p.jsonl").write_text(row + "\n", encoding="utf-8")
-    with pytest.raises(UsageError, match=re.escape(fragment)):
+    with pytest.raises(InputError, match=re.escape(fragment)):
         read_prediction_file(tmp_path / "p.jsonl")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from bioqa import prompts
 from bioqa.generation import AnswerNoRepeatNGram, GenerationSettings, generate_answers, generate_token_ids
-from bioqa.runfiles import UsageError
+from bioqa.errors import InputError
 from tiny_models import build_model, qa_rows
 
 
@@ -47,12 +47,12 @@ def test_plain_template_when_no_chat_template(tiny_plain_model_dir):
     features, _ = prompts.encode_for_training(plain, fmt, {**EXAMPLE, "context": ""}, 512)
     answer = plain(" " + EXAMPLE["answer"], add_special_tokens=False)["input_ids"] + [plain.eos_token_id]
     assert features["input_ids"][-len(answer):] == answer
-    with pytest.raises(UsageError, match="no chat template"):
+    with pytest.raises(InputError, match="no chat template"):
         prompts.prompt_format(plain, prompt_args(use_chat_template="yes"))
 
 
 def test_bad_template_is_a_usage_error(tokenizer):
-    with pytest.raises(UsageError, match="--question_template"):
+    with pytest.raises(InputError, match="^question_template "):
         prompts.prompt_format(tokenizer, prompt_args(question_template="Q: {query}"))
 
 
@@ -152,7 +152,7 @@ def test_generation_stops_at_eos_and_decodes_clean_text(tokenizer):
 def test_answer_only_logits_give_the_models_own_loss(tokenizer):
     import torch
 
-    from bioqa.trainer import AnswerOnlyCollator, answer_only_loss
+    from bioqa.loss import AnswerOnlyCollator, answer_only_loss
 
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     features, _ = prompts.encode_dataset(tokenizer, fmt, qa_rows(6), 512)
@@ -172,7 +172,7 @@ def test_answer_only_logits_give_the_models_own_loss(tokenizer):
 def test_length_grouped_batches_cut_padding_for_small_datasets():
     import random as stdlib_random
 
-    from bioqa.trainer import LengthGroupedBatches
+    from bioqa.sampler import LengthGroupedBatches
 
     lengths = [stdlib_random.Random(i).randint(50, 500) for i in range(40)]
 
@@ -191,7 +191,7 @@ def test_length_grouped_batches_cut_padding_for_small_datasets():
 
 @pytest.mark.parametrize("style", ["gemma", "llama3"])
 def test_chat_targets_end_with_the_templates_end_of_turn_not_the_eos(style):
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
     from bioqa.generation import stop_token_ids
     from bioqa.prompts import encode_for_training, prompt_format
     from tiny_models import TEMPLATE_STYLES, build_styled_tokenizer
@@ -220,7 +220,7 @@ def test_chat_targets_end_with_the_templates_end_of_turn_not_the_eos(style):
 def test_text_that_cannot_fit_is_cut_before_tokenising_and_the_result_is_unchanged(tokenizer):
     from dataclasses import replace
 
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import encode_for_training, prompt_format
 
     class Spy:  # the tokenizer, recording the longest text it was asked to tokenise

@@ -215,7 +215,8 @@ def test_sigterm_during_prediction_exits_130_with_one_line_and_writes_nothing(ti
 
 
 def test_a_signal_during_a_stage_becomes_interrupted_and_the_handlers_come_back():
-    from bioqa.runfiles import Interrupted, stop_on_signal
+    from bioqa.cli.runner import exit_code, stop_on_signal
+    from bioqa.errors import Interrupted
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted, match="stopped by SIGTERM during the final evaluation and saving; continue with the "
@@ -223,7 +224,7 @@ def test_a_signal_during_a_stage_becomes_interrupted_and_the_handlers_come_back(
         with stop_on_signal("the final evaluation and saving", resumable=True):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler raises before this ends
-    assert info.value.exit_code == 130 and signal.getsignal(signal.SIGTERM) is before
+    assert exit_code(info.value) == 130 and signal.getsignal(signal.SIGTERM) is before
 
 
 @pytest.mark.slow

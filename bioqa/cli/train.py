@@ -2,7 +2,7 @@
 
 At every evaluation the model also *generates* answers for a fixed subset of the validation split,
 scored with ROUGE / BLEU / METEOR (logged as eval_rougeL, eval_bleu, eval_meteor, ...). The output
-directory receives the adapter, the tokenizer, run_config.yaml, metrics.json, run_manifest.json,
+directory receives the adapter, the tokenizer, a model card (README.md), run_config.yaml, metrics.json, run_manifest.json,
 predictions/eval-step-N.jsonl (eval-final.jsonl after training) and the checkpoints. --do_predict
 generates answers for the test split (with the adapter just trained, an existing
 --adapter_name_or_path, a merged checkpoint or the base alone) and writes predictions.jsonl and
@@ -23,29 +23,33 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import transformers
 
-from bioqa.arguments import GenerationEvalArguments, ModelArguments, RunArguments
+from bioqa.cli.arguments import ModelArguments, RunArguments
 from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
-from bioqa.generation import GenerationSettings, generate_answers_sharded
-from bioqa.metrics import bootstrap_intervals
-from bioqa.modeling import (apply_lora, check_target_modules, load_adapter, load_config, load_model, load_tokenizer,
+from bioqa.modeling import (apply_lora, check_target_modules, hub_reachable, load_config, load_model, load_tokenizer,
                             resolve_model_name)
-from bioqa.options import Options, TrainingArguments, argument_problems, parse, wants_training
-from bioqa.outputs import (TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real,
-                           remove_own_output)
-from bioqa.predictions import generation_prompts, score_rows
+from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
+from bioqa.outputs import (TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real)
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
 from bioqa.resume import (check_checkpoint_files, check_same_data, check_same_settings, completed_run, finished_step,
                           resume_checkpoint)
-from bioqa.runfiles import (Interrupted, UsageError, base_manifest, config_dict, raise_problems, run_main, stop_on_signal,
-                            utc_now, write_json_atomic, write_jsonl_atomic, write_yaml_atomic)
-from bioqa.trainer import AnswerOnlyCollator, BioQATrainer, GenerationEvaluator, StopOnSignal, answer_only_loss
+from bioqa.cli.config import config_dict
+from bioqa.cli.predict import generation_settings, predict_stage, test_prompts
+from bioqa.cli.run_files import begin_run, is_main_launch_process, start_writing, write_model_card
+from bioqa.cli.runner import run_main, stop_on_signal
+from bioqa.errors import InputError, Interrupted, raise_problems
+from bioqa.files import write_json_atomic
+from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
+from bioqa.provenance import utc_now
+from bioqa.evaluator import GenerationEvaluator
+from bioqa.loss import AnswerOnlyCollator, answer_only_loss
+from bioqa.trainer import BioQATrainer, StopOnSignal
 
 log = logging.getLogger("bioqa")
 
@@ -54,7 +58,7 @@ def resolve_precision(model_args: ModelArguments, training: TrainingArguments) -
     """--precision, or what --bf16 / --fp16 asked for; contradictions are usage errors."""
     asked = "bf16" if training.bf16 else "fp16" if training.fp16 else None
     if asked and model_args.precision not in ("auto", asked):
-        raise UsageError(f"--{asked} contradicts --precision {model_args.precision}; give only one of them")
+        raise InputError(f"--{asked} contradicts --precision {model_args.precision}; give only one of them")
     return asked or model_args.precision
 
 
@@ -69,7 +73,7 @@ def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Pat
     --overwrite_output_dir) an earlier run's own output, which is cleared when the run starts."""
     if resume:
         return
-    check_output_folder(Path(training.output_dir), "--output_dir", TRAINING_OUTPUT, run.overwrite_output_dir,
+    check_output_folder(Path(training.output_dir), "output_dir", TRAINING_OUTPUT, run.overwrite_output_dir,
                         "pass --overwrite_output_dir to replace an earlier run's output, resume with "
                         "--resume_from_checkpoint latest")
 
@@ -83,12 +87,6 @@ def run_inputs(opts: Options) -> dict[str, str | None]:
     if wanted and Path(wanted).is_dir() and real(opts.training.output_dir) not in real(wanted).parents:
         inputs["checkpoint to resume"] = wanted  # a checkpoint of another run; one of this run's is its own
     return inputs
-
-
-def is_main_launch_process() -> bool:
-    """Rank 0 of a torchrun / accelerate launch (or a single process), from the launcher's environment:
-    asking TrainingArguments would set up its devices before --device and --precision are applied."""
-    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
 
 
 def report_splits(splits: Splits, training: TrainingArguments | None, predicting: bool) -> None:
@@ -123,15 +121,8 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
                         "context and were dropped", name, counts[name]["truncated"], max_seq_length, counts[name]["dropped"])
         datasets[name] = Dataset.from_list(features) if features else None
     if datasets["train"] is None:
-        raise UsageError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
+        raise InputError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
     return datasets, counts
-
-
-def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=gen.generation_max_new_tokens, batch_size=gen.generation_batch_size,
-                              num_beams=gen.generation_num_beams, repetition_penalty=gen.generation_repetition_penalty,
-                              no_repeat_ngram_size=gen.generation_no_repeat_ngram_size,
-                              min_new_tokens=gen.generation_min_new_tokens)
 
 
 def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
@@ -151,7 +142,8 @@ def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, eva
     if opts.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
-    return BioQATrainer(model=model, args=opts.training, train_dataset=datasets["train"],
+    # The Trainer would push every checkpoint as it is saved; the finished folder is pushed once, at the end.
+    return BioQATrainer(model=model, args=replace(opts.training, push_to_hub=False), train_dataset=datasets["train"],
                         eval_dataset=datasets["validation"], data_collator=collator, compute_loss_func=answer_only_loss,
                         processing_class=tokenizer, callbacks=callbacks, generation_evaluator=evaluator)
 
@@ -168,25 +160,21 @@ def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
 
 
 def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
-    """The adapter, tokenizer, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
+    """The adapter, tokenizer, model card, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
     written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
     out = Path(opts.training.output_dir)
     staging = out / ".final-staging"  # the same name in every process: save_model may be collective
     trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
+        manifest["final_evaluation"] = trainer.last_predictions
+        write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
         for file in staging.iterdir():
             os.replace(file, out / file.name)
         staging.rmdir()
         write_json_atomic(out / "metrics.json", metrics)
         write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
-        log.info("saved adapter, tokenizer, metrics.json and run_manifest.json to %s", out)
-
-
-def wait_for_every_process() -> None:
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()
+        log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)
 
 
 def configure_logging(training: TrainingArguments) -> None:
@@ -253,109 +241,37 @@ def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_nam
                        "continue with the same command plus --resume_from_checkpoint latest")
 
 
-def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
-    """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity."""
-    model = load_model(opts.model, choice)
-    if opts.model.adapter_name_or_path:
-        model = load_adapter(model, opts.model.adapter_name_or_path)
-    if not opts.model.load_in_4bit:  # bitsandbytes places a 4-bit model itself
-        model = model.to(choice.device)
-    return model, {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.model.adapter_name_or_path}
-
-
-class TestPrompts(NamedTuple):
-    examples: list[dict]       # the test examples that fit --max_seq_length
-    prompts: list[list[int]]   # their prompt ids
-
-
-def test_prompts(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> TestPrompts:
-    """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
-    test, gen = splits.examples["test"], opts.generation
-    examples, prompts = generation_prompts(tokenizer, fmt, test, opts.data.max_seq_length, gen.generation_max_new_tokens)
-    if not examples:
-        raise UsageError(f"--do_predict: none of the {len(test)} test examples fits --max_seq_length "
-                         f"{opts.data.max_seq_length} even without its context (the prompt also leaves room for "
-                         f"--generation_max_new_tokens {gen.generation_max_new_tokens}); raise --max_seq_length")
-    if len(examples) < len(test):
-        log.warning("predict: %d test examples do not fit --max_seq_length even without context; left out", len(test) - len(examples))
-    return TestPrompts(examples, prompts)
-
-
-def predict(opts: Options, model: Any, tokenizer: Any, test: TestPrompts, identity: dict, sources: dict) -> None:
-    """Generate answers for the test split; write predictions.jsonl and predict_metrics.json (main process)."""
-    settings = generation_settings(opts.generation)
-    answers = generate_answers_sharded(model, tokenizer, test.prompts, settings, progress=True)
-    if answers is None:  # another process of a multi-process run: the main one writes the files
-        return
-    scores, rows = score_rows(test.examples, answers, opts.generation.eval_metrics)
-    intervals = bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
-    corpus = scores.corpus()
-    summary = {"split": "test", "num_examples": len(rows), "model": identity,
-               "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
-               "lengths_in_words": {k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")},
-               "bleu_signature": corpus.get("bleu_signature"), "generation": asdict(settings),
-               "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
-               "data_sources": sources, "written_at": utc_now()}
-    out = Path(opts.training.output_dir)
-    write_jsonl_atomic(out / "predictions.jsonl", rows)
-    write_json_atomic(out / "predict_metrics.json", summary)
-    table = ", ".join(f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items())
-    log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
-
-
-def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
-    """The manifest so far (written with the final files, or when a run is interrupted)."""
-    return {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
-            "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
-            "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
-            "resumed_from": str(resume) if resume else None}
-
-
-def start_writing(opts: Options, resume: Path | None, training_manifest: dict | None = None) -> None:
-    """The run really starts (its inputs checked, its weights loaded): with --overwrite_output_dir the earlier run's
-    own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
-    resume is checked against). Until here a failing run leaves the output folder as it was."""
-    wait_for_every_process()
-    if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
-        removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
-        if removed:
-            log.info("--overwrite_output_dir: removed the earlier run's %s", ", ".join(removed))
-    wait_for_every_process()
-    if opts.training.process_index == 0:
-        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
-        if training_manifest is not None:
-            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"})
-
-
-def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, test: TestPrompts, manifest: dict,
-                  resume: Path | None) -> None:
-    """--do_predict with the adapter just trained, or with the model (and adapter) named on the command line."""
-    if trained is not None:
-        model, identity = trained, {"model_name_or_path": opts.model.model_name_or_path,
-                                    "adapter": opts.training.output_dir, "trained_in_this_run": True}
-    else:
-        model, identity = prediction_model(opts, choice)
-        start_writing(opts, resume)
-    with stop_on_signal("prediction", resumable=False):
-        predict(opts, model, tokenizer, test, identity, manifest["data_sources"])
-    if trained is None and not resume and opts.training.process_index == 0:  # a finished run keeps its own manifest
-        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
-
-
 def run(argv: list[str] | None) -> int:
     opts = parse(argv)
     configure_logging(opts.training)
-    raise_problems(argument_problems(opts))
+    raise_problems(argument_problems(opts) + push_problems(opts))
     opts.model.model_name_or_path = resolve_model_name(opts.model.model_name_or_path)
     out = Path(opts.training.output_dir)
-    check_not_an_input(out, "--output_dir", run_inputs(opts))
+    check_not_an_input(out, "output_dir", run_inputs(opts))
     config = load_config(opts.model)
     raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
     choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)
     opts = opts._replace(training=with_device(opts.training, choice))
     log.info("%s", choice.describe())
-    with output_lock(out, "--output_dir", enabled=is_main_launch_process()):
+    with output_lock(out, "output_dir", enabled=is_main_launch_process()):
         return run_locked(opts, argv, choice)
+
+
+def push_problems(opts: Options) -> list[str]:
+    """--push_to_hub uploads the finished adapter: a run that trains none, or cannot reach the Hub, is refused now."""
+    if not opts.training.push_to_hub:
+        return []
+    if not wants_training(opts.training):
+        return ["--push_to_hub uploads the adapter a run trains; add --do_train, or drop --push_to_hub"]
+    return hub_problems(offline=not hub_reachable(), has_token=token_available(opts.training.hub_token))
+
+
+def push_output(opts: Options) -> None:
+    out = Path(opts.training.output_dir)
+    repo = opts.training.hub_model_id or out.resolve().name
+    url = push_folder(out, repo, ADAPTER_FILES, token=opts.training.hub_token, private=opts.training.hub_private_repo,
+                      message=f"bioqa-lora: the LoRA adapter of {out.name}")
+    log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
 
 
 def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> int:
@@ -376,6 +292,8 @@ def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> i
     trained = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
     if predicting:
         predict_stage(opts, choice, trained, tokenizer, test, manifest, resume)
+    if trained is not None and opts.training.push_to_hub and opts.training.process_index == 0:
+        push_output(opts)  # every final file is in place: the folder is complete
     return 0
 
 

@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 import transformers
 from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.arguments import (DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments,
+from bioqa.cli.arguments import (DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments,
                              RunArguments)
-from bioqa.runfiles import build_parser, parse_arguments
+from bioqa.cli.config import build_parser, parse_arguments
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 

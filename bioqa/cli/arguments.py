@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from bioqa.modeling import DEFAULT_MODEL
+
 DEFAULT_SYSTEM_PROMPT = ("You are a biomedical expert. Answer the question accurately and concisely, "
                          "using the context when one is given.")
 

@@ -1,0 +1,193 @@
+"""Options from typed dataclasses and YAML: `HfArgumentParser` plus `--config run.yaml`.
+
+A YAML key is exactly a command-line flag name; the file is read as if its flags came first, so
+flags on the command line override it. Unknown keys and ill-typed values are errors that name the
+file. `config_dict` turns the parsed options back into the YAML written beside every output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import json
+import sys
+from argparse import Action
+from pathlib import Path
+from typing import Any, Sequence
+
+from bioqa.errors import InputError, short, shown
+from bioqa.files import read_text
+
+
+def _parser_class():
+    from transformers import HfArgumentParser
+
+    class Parser(HfArgumentParser):
+        """HfArgumentParser whose errors raise InputError instead of printing usage and exiting."""
+
+        def error(self, message: str):
+            raise InputError(f"{message}; see --help")
+
+    return Parser
+
+
+def build_parser(dataclass_types: Sequence[type], description: str):
+    parser = _parser_class()(dataclass_types, description=description)
+    parser.add_argument("--config", metavar="RUN.yaml", default=None,
+                        help="YAML file of options (keys are these flag names); flags given on the command line override it")
+    return parser
+
+
+def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
+    """Parse `argv` (default sys.argv[1:]) with `--config` YAML underneath; return the dataclasses."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = _config_path(argv)
+    file_argv = _yaml_to_argv(config, parser) if config else []
+    if file_argv:
+        try:
+            parser.parse_known_args(file_argv)
+        except InputError as exc:
+            raise InputError(f"{config}: {exc}") from None
+    try:
+        *objects, _config, remaining = parser.parse_args_into_dataclasses(args=file_argv + argv,
+                                                                          return_remaining_strings=True)
+    except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
+        raise InputError(f"{short(str(exc), 500)}; see --help") from None
+    if remaining:
+        flag = next((t for t in remaining if t.startswith("--")), remaining[0])
+        raise InputError(f"unrecognized arguments: {' '.join(remaining)}; {_suggest(flag.lstrip('-'), parser)}")
+    return tuple(objects)
+
+
+def _options(parser) -> dict[str, Action]:
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+
+
+def _suggest(name: str, parser) -> str:
+    close = difflib.get_close_matches(name.split("=")[0], _options(parser), n=2)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see --help for the options"
+
+
+def _config_path(argv: list[str]) -> Path | None:
+    found = [argv[i + 1] for i, token in enumerate(argv[:-1]) if token == "--config"]
+    found += [token.split("=", 1)[1] for token in argv if token.startswith("--config=")]
+    if len(found) > 1:
+        raise InputError(f"--config given {len(found)} times ({', '.join(found)}); give one file (put the options of "
+                         "both in it), and override single options with flags")
+    return Path(found[0]) if found else None
+
+
+def _yaml_to_argv(path: Path, parser) -> list[str]:
+    import yaml
+
+    if not path.is_file():
+        raise InputError(f"config file {path} not found; check the --config path")
+    try:
+        data = load_yaml(read_text(path, "the config file"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML ({short(str(exc), 200)}); fix the file") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} must hold a mapping of option: value, not {type(data).__name__}")
+    options = _options(parser)
+    argv: list[str] = []
+    for key, value in data.items():
+        if key not in options:
+            raise InputError(f"{path}: unknown key {short(repr(key), 60)}; {_suggest(str(key), parser)}")
+        _check_yaml_value(path, key, options[key], value)
+        argv += _flag_tokens(options[key], key, value)
+    return argv
+
+
+YAML_MAX_VALUES = 10_000  # far above any config; a few nested aliases ("billion laughs") expand beyond it
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as yaml.safe_load reads it, but a key given twice, or aliases expanding to more than
+    YAML_MAX_VALUES values, are errors instead of last-one-wins and a huge document."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    break  # an unhashable key: SafeLoader's own error names it
+                if key in seen:
+                    raise yaml.YAMLError(f"key {short(repr(key), 60)} is given twice (again on line "
+                                         f"{key_node.start_mark.line + 1}); keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        if _expanded_size(node, YAML_MAX_VALUES) > YAML_MAX_VALUES:
+            raise yaml.YAMLError(f"its aliases expand to more than {YAML_MAX_VALUES} values; write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """Values in the document with every alias expanded, counted up to just past `limit`."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        current = stack.pop()
+        count += 1
+        if isinstance(current.value, list):
+            stack += [part for item in current.value for part in (item if isinstance(item, tuple) else (item,))]
+    return count
+
+
+def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
+    """A YAML value the option cannot take, named with the file, the key and the expected type."""
+    many = action.nargs in ("+", "*")
+    expected = f"one of {', '.join(map(str, action.choices))}" if action.choices else \
+        f"{'a list of ' if many else 'one '}{getattr(action.type, '__name__', 'text')} value{'s' if many else ''}"
+    if isinstance(value, (list, tuple)) and len(value) > 1 and not many:  # [x] is x (report_to: [tensorboard])
+        raise InputError(f"{path}: key {key!r} is a list ({shown(value)}), but it takes {expected}; see --help")
+    if action.choices and value is not None and str(value) not in map(str, action.choices):
+        hint = " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)" \
+            if isinstance(value, bool) else ""
+        raise InputError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; see --help")
+
+
+def _flag_tokens(action: Action, key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [f"--{key}", "true" if value else "false"]
+    if isinstance(value, dict):
+        return [f"--{key}", json.dumps(value)]
+    if isinstance(value, (list, tuple)):
+        return [f"--{key}", *map(str, value)] if value else []
+    return [f"--{key}", str(value)]
+
+
+def config_dict(*objects: Any) -> dict[str, Any]:
+    """Every option of the parsed dataclasses, as plain YAML-able values (reusable as --config)."""
+    result: dict[str, Any] = {}
+    for obj in objects:
+        for field in dataclasses.fields(obj):
+            if field.init and not field.name.startswith("_"):
+                result[field.name] = _plain(getattr(obj, field.name))
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):  # TrainingArguments' strategies and scheduler types
+        return _plain(value.value)
+    if dataclasses.is_dataclass(value):  # e.g. TrainingArguments.accelerator_config
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+

@@ -1,0 +1,67 @@
+"""The files of a run folder that every stage shares: when writing starts (the folder is cleared of an
+earlier run's own files, run_config.yaml and a first manifest are written), the manifest itself, the
+model card, and which process writes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from bioqa.cli.config import config_dict
+from bioqa.cli.options import Options
+from bioqa.data import Splits
+from bioqa.devices import DeviceChoice
+from bioqa.files import write_json_atomic, write_text_atomic, write_yaml_atomic
+from bioqa.model_card import adapter_card, evaluation_of
+from bioqa.outputs import TRAINING_OUTPUT, remove_own_output
+from bioqa.predictions import read_prediction_file
+from bioqa.provenance import base_manifest
+
+log = logging.getLogger("bioqa")
+
+
+def is_main_launch_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (or a single process), from the launcher's environment:
+    asking TrainingArguments would set up its devices before --device and --precision are applied."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
+
+
+def wait_for_every_process() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
+    """The manifest so far (written with the final files, or when a run is interrupted)."""
+    return {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
+            "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
+            "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
+            "resumed_from": str(resume) if resume else None}
+
+
+def start_writing(opts: Options, resume: Path | None, training_manifest: dict | None = None) -> None:
+    """The run really starts (its inputs checked, its weights loaded): with --overwrite_output_dir the earlier run's
+    own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
+    resume is checked against). Until here a failing run leaves the output folder as it was."""
+    wait_for_every_process()
+    if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
+        removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
+        if removed:
+            log.info("--overwrite_output_dir: removed the earlier run's %s", ", ".join(removed))
+    wait_for_every_process()
+    if opts.training.process_index == 0:
+        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
+        if training_manifest is not None:
+            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"})
+
+
+def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | None = None) -> None:
+    """README.md, the model card of the training output, into `folder` (the staging folder of the final files,
+    or the output folder once --do_predict has scored the test split)."""
+    final = manifest.get("final_evaluation")
+    rows = read_prediction_file(Path(opts.training.output_dir) / final) if final else []
+    validation = evaluation_of(rows, opts.run.bootstrap_samples, opts.training.seed) if rows else None
+    card = adapter_card(opts.training.output_dir, config_dict(*opts), manifest, validation, test)
+    write_text_atomic(folder / "README.md", card)

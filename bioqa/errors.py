@@ -1,0 +1,72 @@
+"""The toolkit's errors, and how their messages quote what they are about.
+
+Library code raises `InputError` (bad arguments, configuration or input files: the caller can fix
+them) or `RunError` (a failure while running, after the input was accepted). Each carries one line,
+`what is wrong; how to fix it`. Only the command-line layer (`bioqa.cli`) prints them as `error:`
+lines and chooses exit codes.
+
+A message names a setting with `option("lora_r")`: the command-line layer spells settings as its
+flags (`--lora_r`), a program calling the library sees the keyword argument's name (`lora_r`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Iterator
+
+
+class BioqaError(Exception):
+    """Any expected failure of the toolkit, with a message that says what to do."""
+
+
+class InputError(BioqaError):
+    """Bad arguments, configuration or input files: the caller can fix them."""
+
+
+class RunError(BioqaError):
+    """A failure while running, after the input was accepted."""
+
+
+class Interrupted(RunError):
+    """Stopped on SIGINT / SIGTERM after saving what can be resumed."""
+
+
+_option_prefix = ""  # process-wide, not a context variable: worker threads must spell settings the same way
+
+
+def option(name: str) -> str:
+    """A setting's name as the caller spells it: `--name` on the command line, `name` in Python."""
+    return _option_prefix + name
+
+
+@contextlib.contextmanager
+def options_spelled_as_flags() -> Iterator[None]:
+    """The command-line layer runs a command inside this: its messages name settings by their flags."""
+    global _option_prefix
+    previous, _option_prefix = _option_prefix, "--"
+    try:
+        yield
+    finally:
+        _option_prefix = previous
+
+
+def raise_problems(problems: list[str]) -> None:
+    """Every invalid value at once: one InputError listing them all (none: nothing happens)."""
+    if len(problems) == 1:
+        raise InputError(problems[0])
+    if problems:
+        raise InputError(f"{len(problems)} problems: " + " | ".join(problems))
+
+
+def short(text: str, limit: int = 300) -> str:
+    """One line of at most `limit` characters: error lines stay readable whatever they quote."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 5] + " ..."
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value from the user's data or config as JSON writes it (null, true, [8, 16]), cut for an error line."""
+    return short(json.dumps(value, default=str, ensure_ascii=False), limit)
+
+

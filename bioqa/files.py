@@ -1,0 +1,138 @@
+"""Files the toolkit reads and writes: atomic writes and staged folders (never a half-written
+output), UTF-8 text and JSON Lines read with errors that name the file and line, and hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from bioqa.errors import InputError, short
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_yaml_atomic(path: Path, data: dict) -> None:
+    import yaml
+
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_text(path: Path, what: str = "the file") -> str:
+    """A UTF-8 text file, a byte-order mark dropped; InputError naming the file if it is not UTF-8 or unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); re-save {what} as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines split on \\n (and \\r\\n) only: JSON strings and text may hold U+2028, U+2029, U+0085 or a
+    form feed, which str.splitlines() would also split on. A final newline ends the last line."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def parse_jsonl(text: str, path: Path, fix: str) -> list[dict]:
+    """The JSON objects of a .jsonl text, blank lines skipped; InputError naming the line, ending with `fix`."""
+    records = []
+    for number, line in enumerate(text_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} line {number} is not valid JSON ({exc.msg}); {fix}") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path} line {number} is a JSON {type(record).__name__}, expected an object; {fix}")
+        records.append(record)
+    return records
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the toolkit relies on (a config, a report, a trainer state); a damaged one is a InputError
+    naming it and `what` it is."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{path} ({what}) is damaged: not valid JSON ({short(str(exc), 120)}); copy it again "
+                         "from where it came from") from None
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run_config.yaml that config_dict() wrote (the options of a run); a damaged one is a InputError."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(read_text(path, "the run's configuration"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is damaged ({short(str(exc), 120)}); restore it from the run, or remove it") from None
+    return config if isinstance(config, dict) else {}
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path):
+    """A fresh folder beside `target` to write into; on success it replaces `target` in one rename.
+
+    On any failure the folder is removed and `target` is left as it was: never a half-written output.
+    """
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        previous = target.parent / f".{target.name}.previous-{os.getpid()}"
+        os.replace(target, previous)
+        os.replace(staging, target)
+        shutil.rmtree(previous, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+

@@ -1,0 +1,48 @@
+"""Loss on answer tokens only, and logits only where they are needed.
+
+`AnswerOnlyCollator` pads a batch and adds the positions whose next token is labelled as
+`logits_to_keep`, so the model projects just those hidden states onto the vocabulary, and
+`answer_only_loss` scores them. On long-context QA (a PubMedQA abstract, a short answer) most
+positions are prompt, and the (batch x length x vocabulary) logits were the largest tensors of a
+step: this made a CPU LoRA step about 1.6x faster. The loss is the model's own (tested equal),
+normalised by the Trainer's token count as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bioqa.prompts import IGNORE_INDEX
+
+
+def answer_positions(labels: Any):
+    """Sequence positions whose logits predict a labelled token in any row of the batch."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+
+
+def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):
+    """Causal-LM cross-entropy over the kept logits (the model's loss, without the prompt's logits)."""
+    import torch
+
+    keep = answer_positions(labels)
+    logits = outputs.logits.float()
+    targets = labels[:, keep + 1].to(logits.device)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum().clamp(min=1)
+    return loss / count
+
+
+class AnswerOnlyCollator:
+    """Pads a batch (DataCollatorForSeq2Seq) and adds `logits_to_keep` for `answer_only_loss`."""
+
+    def __init__(self, tokenizer: Any, pad_to_multiple_of: int | None = None):
+        from transformers import DataCollatorForSeq2Seq
+
+        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of)
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = self.pad(features)
+        batch["logits_to_keep"] = answer_positions(batch["labels"])
+        return batch
+
