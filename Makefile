@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-installed
 NLTK_STAMP := nltk_data/.complete
 MODEL_STAMP := models/.default-model-complete
 
-.PHONY: setup model test test-fast demo bench bench-train bench-merge bench-recipes clean
+.PHONY: setup model test test-fast lint demo bench bench-train bench-merge bench-recipes clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -35,8 +35,13 @@ $(MODEL_STAMP): tools/setup_default_model.py | $(DEPS_STAMP)
 	$(PY) tools/setup_default_model.py
 	touch $@
 
-test: setup model
+# The linter and formatter check first (seconds), then every test.
+test: setup model lint
 	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

@@ -16,7 +16,17 @@ from bioqa.scorers import NLTK_DATA_DIR, MissingNLTKDataError, nltk_data_availab
 from bioqa.trainer_metrics import trainer_compute_metrics
 
 __all__ = [
-    "ALL_METRICS", "ROUGE_TYPES", "NLTK_DATA_DIR", "MissingNLTKDataError", "Scores",
-    "compute_metrics", "score_predictions", "per_example_scores", "bootstrap_intervals", "paired_bootstrap",
-    "postprocess_text", "trainer_compute_metrics", "nltk_data_available",
+    "ALL_METRICS",
+    "ROUGE_TYPES",
+    "NLTK_DATA_DIR",
+    "MissingNLTKDataError",
+    "Scores",
+    "compute_metrics",
+    "score_predictions",
+    "per_example_scores",
+    "bootstrap_intervals",
+    "paired_bootstrap",
+    "postprocess_text",
+    "trainer_compute_metrics",
+    "nltk_data_available",
 ]

@@ -6,7 +6,8 @@
 
 Each re-predicts the dev folds of bench/bench_recipes.py (run its --phase dev and --phase dev2
 first: their data files and adapters are reused) with the recipe's generation settings plus one
-change, zero-shot and fine-tuned, through the toolkit's own prediction path (bioqa.cli.train.main, what load_models.py runs).
+change, zero-shot and fine-tuned, through the toolkit's own prediction path (bioqa.cli.train.main, what
+load_models.py runs).
 The change is made from outside, with the libraries' own pieces:
 
 * context guidance S: transformers' classifier-free guidance (`guidance_scale`,
@@ -33,8 +34,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import bioqa.cli.predict as prediction  # noqa: E402  (after the path set-up: the bench folder is not a package)
 import bioqa.cli.train as load_models  # noqa: E402
-from bioqa.predictions import read_prediction_file  # noqa: E402
 from bench_recipes import WORK, generation_flags  # noqa: E402
+from bioqa.predictions import read_prediction_file  # noqa: E402
 
 RECIPE = WORK / "pubmedqa"
 FOLDS = {"dev": ("dev", "train"), "dev2": ("dev2", "train2")}  # scored part, training file of its adapter
@@ -60,15 +61,20 @@ def guided_generate(generate, args: argparse.Namespace):
     """model.generate with the probed change added for each batch of left-padded prompts."""
     import torch
     from transformers import EncoderRepetitionPenaltyLogitsProcessor
+
     from bioqa.generation import _left_padded
 
     def generate_with_change(input_ids, attention_mask, **kwargs):
         rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
         if args.context_guidance is not None:
-            negatives, negatives_mask = _left_padded([negative_prompts[row] for row in rows], kwargs["pad_token_id"],
-                                                     input_ids.device)
-            kwargs.update(guidance_scale=args.context_guidance, negative_prompt_ids=negatives,
-                          negative_prompt_attention_mask=negatives_mask)
+            negatives, negatives_mask = _left_padded(
+                [negative_prompts[row] for row in rows], kwargs["pad_token_id"], input_ids.device
+            )
+            kwargs.update(
+                guidance_scale=args.context_guidance,
+                negative_prompt_ids=negatives,
+                negative_prompt_attention_mask=negatives_mask,
+            )
         if args.context_boost is not None:
             # Short rows are padded with their own first token: boosted once, harmless.
             ordinary = [boosted_tokens[row] for row in rows]
@@ -94,9 +100,21 @@ def changed_model(args: argparse.Namespace, opts, choice):
 def predict(fold: str, system: str, out: Path) -> list[dict]:
     scored, train = FOLDS[fold]
     data = RECIPE / "data"
-    argv = ["--do_predict", "--test_file", str(data / f"{scored}.json"), "--train_file", str(data / f"{train}.json"),
-            "--split_ratios", "1", "0", "0", *generation_flags(ROOT / "configs" / "pubmedqa-smollm2.yaml"),
-            "--output_dir", str(out), "--overwrite_output_dir"]
+    argv = [
+        "--do_predict",
+        "--test_file",
+        str(data / f"{scored}.json"),
+        "--train_file",
+        str(data / f"{train}.json"),
+        "--split_ratios",
+        "1",
+        "0",
+        "0",
+        *generation_flags(ROOT / "configs" / "pubmedqa-smollm2.yaml"),
+        "--output_dir",
+        str(out),
+        "--overwrite_output_dir",
+    ]
     if system == "fine-tuned":
         argv += ["--adapter_name_or_path", str(RECIPE / fold / "fine-tuned")]
     with RUN_SCOPE:
@@ -108,8 +126,10 @@ def predict(fold: str, system: str, out: Path) -> list[dict]:
 
 def summary(rows: list[dict]) -> str:
     words = statistics.mean(len(row["prediction"].split()) for row in rows)
-    return (f"{words:.1f} words, ROUGE-L {statistics.mean(r['rougeL'] for r in rows):.3f}, "
-            f"METEOR {statistics.mean(r['meteor'] for r in rows):.3f}")
+    return (
+        f"{words:.1f} words, ROUGE-L {statistics.mean(r['rougeL'] for r in rows):.3f}, "
+        f"METEOR {statistics.mean(r['meteor'] for r in rows):.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,13 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [fold for fold in FOLDS if not (RECIPE / fold / "fine-tuned" / "adapter_config.json").is_file()]
     if missing:
-        parser.error(f"no dev adapter for {', '.join(missing)}; run bench/bench_recipes.py --recipe pubmedqa --phase "
-                     f"{missing[0]} first")
+        parser.error(
+            f"no dev adapter for {', '.join(missing)}; run bench/bench_recipes.py --recipe pubmedqa --phase "
+            f"{missing[0]} first"
+        )
     prediction.generation_prompts, prediction.prediction_model = with_negatives, partial(changed_model, args)
     name = next(f"{key}-{value}" for key, value in vars(args).items() if value is not None)
     systems = ["fine-tuned"] if args.adapter_scale is not None else ["zero-shot", "fine-tuned"]
-    rows = {(fold, system): predict(fold, system, RECIPE / "decoding" / name / f"{fold}-{system}")
-            for fold in FOLDS for system in systems}
+    rows = {
+        (fold, system): predict(fold, system, RECIPE / "decoding" / name / f"{fold}-{system}")
+        for fold in FOLDS
+        for system in systems
+    }
     print(f"\n{name}")
     for (fold, system), scored in rows.items():
         print(f"  {fold} {system}: {summary(scored)}")

@@ -45,9 +45,10 @@ def prepare(work: Path, shard_size: str) -> tuple[Path, Path]:
     model.save_pretrained(base, max_shard_size=shard_size)
     AutoTokenizer.from_pretrained(MODEL).save_pretrained(base)
     torch.manual_seed(0)
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                                LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False,
-                                           task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+        LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM"),
+    )
     peft_model.save_pretrained(adapter)
     AutoTokenizer.from_pretrained(MODEL).save_pretrained(adapter)
     return base, adapter
@@ -81,8 +82,18 @@ def run_arm(arm: str, base: Path, adapter: Path, out: Path, shard_size: str) -> 
     if arm == "peft":
         cmd = [sys.executable, "-c", PEFT_ARM, str(base), str(adapter), str(out), shard_size]
     else:
-        cmd = [sys.executable, "merge_base_and_adapt_ft_models.py", "--adapter_dir", str(adapter), "--base_model",
-               str(base), "--output_dir", str(out), "--max_shard_size", shard_size]
+        cmd = [
+            sys.executable,
+            "merge_base_and_adapt_ft_models.py",
+            "--adapter_dir",
+            str(adapter),
+            "--base_model",
+            str(base),
+            "--output_dir",
+            str(out),
+            "--max_shard_size",
+            shard_size,
+        ]
         cmd += ["--low_memory"] if arm == "ours streaming" else []
     seconds, peak = timed(cmd)
     print(json.dumps({"arm": arm, "seconds": seconds, "peak_mb": peak}))
@@ -105,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         base, _ = prepare(work, args.shard_size)
         rows = []
         for arm in ("peft", "ours in memory", "ours streaming"):
-            out = subprocess.run([sys.executable, __file__, "--arm", arm, "--work", tmp, "--shard_size", args.shard_size],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--arm", arm, "--work", tmp, "--shard_size", args.shard_size],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         peft, streamed = merged_tensors(work / "peft"), merged_tensors(work / "ours-streaming")
         diff = max(float((peft[k] - streamed[k]).abs().max()) for k in streamed)
@@ -116,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"| {row['arm']} | {row['seconds']:.1f} | {row['peak_mb']:.0f} |")
     ratio = rows[2]["peak_mb"] / rows[0]["peak_mb"]
-    print(f"\nstreaming peak / merge_and_unload peak: {ratio:.2f}; tensors: {len(streamed)} (tied head stored once), "
-          f"max |difference| {diff:.2e}; all names of the streamed model in peft's: {set(streamed) <= set(peft)}")
+    print(
+        f"\nstreaming peak / merge_and_unload peak: {ratio:.2f}; tensors: {len(streamed)} (tied head stored once), "
+        f"max |difference| {diff:.2e}; all names of the streamed model in peft's: {set(streamed) <= set(peft)}"
+    )
     return 0
 
 

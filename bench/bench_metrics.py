@@ -56,15 +56,23 @@ IMPORTS = {
     "meteor": BASELINE + "def run(p, r): return {{'meteor': ref.evaluate_meteor(p, r)}}",
     # cold start: one process imports evaluate (as evaluate.load needs) and computes all three
     "evaluate (all three)": "import evaluate\n" + BASELINE + "def run(p, r): return {{**ref.mean_rouge(p, r), "
-                            "'bleu': ref.evaluate_sacrebleu(p, r), 'meteor': ref.evaluate_meteor(p, r)}}",
+    "'bleu': ref.evaluate_sacrebleu(p, r), 'meteor': ref.evaluate_meteor(p, r)}}",
     "metrics_utils rouge, 1 process": OURS.replace("{workers}", "1").replace("{only}", ", metrics=('rouge',)"),
     "metrics_utils bleu, 1 process": OURS.replace("{workers}", "1").replace("{only}", ", metrics=('bleu',)"),
     "metrics_utils meteor, 1 process": OURS.replace("{workers}", "1").replace("{only}", ", metrics=('meteor',)"),
     "metrics_utils, 1 process": OURS.replace("{workers}", "1").replace("{only}", ""),
     "metrics_utils": OURS.replace("{only}", ""),
 }
-WARM = ("rouge", "sacrebleu", "meteor", "metrics_utils rouge, 1 process", "metrics_utils bleu, 1 process",
-        "metrics_utils meteor, 1 process", "metrics_utils, 1 process", "metrics_utils")
+WARM = (
+    "rouge",
+    "sacrebleu",
+    "meteor",
+    "metrics_utils rouge, 1 process",
+    "metrics_utils bleu, 1 process",
+    "metrics_utils meteor, 1 process",
+    "metrics_utils, 1 process",
+    "metrics_utils",
+)
 COLD = ("evaluate (all three)", "metrics_utils")
 
 
@@ -79,8 +87,10 @@ def source_answers() -> list[str]:
     if answers:
         return answers
     rng = random.Random(1)
-    vocab = ("IL-6 TNF-alpha cytokine receptor patients cohort dose mg/kg p < 0.05 β-blockers renal hepatic "
-             "insulin glucose infection antibiotic mutation gene expression tumor therapy risk trial").split()
+    vocab = (
+        "IL-6 TNF-alpha cytokine receptor patients cohort dose mg/kg p < 0.05 β-blockers renal hepatic "
+        "insulin glucose infection antibiotic mutation gene expression tumor therapy risk trial"
+    ).split()
     return [" ".join(rng.choice(vocab) for _ in range(60)) + "." for _ in range(500)]
 
 
@@ -92,11 +102,11 @@ def make_pairs(n: int, words: int, seed: int = 0) -> tuple[list[str], list[str]]
     for i in range(n):
         tokens = answers[i % len(answers)].split()
         start = rng.randrange(max(1, len(tokens) - words))
-        reference = tokens[start:start + words]
+        reference = tokens[start : start + words]
         pred = [w if rng.random() > 0.15 else rng.choice(vocabulary) for w in reference if rng.random() > 0.2]
         for _ in range(3):
             k = rng.randrange(max(1, len(pred) - 1))
-            pred[k:k + 2] = pred[k:k + 2][::-1]
+            pred[k : k + 2] = pred[k : k + 2][::-1]
         references.append(" ".join(reference))
         predictions.append(" ".join(pred))
     return predictions, references
@@ -104,8 +114,7 @@ def make_pairs(n: int, words: int, seed: int = 0) -> tuple[list[str], list[str]]
 
 def time_in_fresh_process(name: str, pairs_file: Path, cold: bool, workers: str) -> dict:
     imports = IMPORTS[name].format(workers=workers, nltk=str(ROOT / "nltk_data"))
-    code = WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"), imports=imports,
-                         pairs=str(pairs_file), cold=cold)
+    code = WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"), imports=imports, pairs=str(pairs_file), cold=cold)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

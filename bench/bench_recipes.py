@@ -27,7 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 WORK = ROOT / "bench" / ".recipes"
-SOURCES = {"pubmedqa": SHARED / "pubmedqa" / "ori_pqal_train.json", "medquad": SHARED / "medquad" / "medquad_small.jsonl"}
+SOURCES = {
+    "pubmedqa": SHARED / "pubmedqa" / "ori_pqal_train.json",
+    "medquad": SHARED / "medquad" / "medquad_small.jsonl",
+}
 TRAIN_SIZE = {"pubmedqa": 350, "medquad": 350}
 
 
@@ -40,7 +43,7 @@ def split_source(recipe: str) -> dict[str, Path]:
         # "\n" only: str.splitlines() would also split inside a text holding U+2028 or U+0085
         records = [json.loads(line) for line in source.read_text(encoding="utf-8").split("\n") if line.strip()]
     random.Random(0).shuffle(records)
-    parts = {"test": records[:100], "dev": records[100:150], "train": records[150:150 + TRAIN_SIZE[recipe]]}
+    parts = {"test": records[:100], "dev": records[100:150], "train": records[150 : 150 + TRAIN_SIZE[recipe]]}
     parts["train+dev"] = parts["train"] + parts["dev"]
     parts["dev2"], parts["train2"] = parts["train"][:50], parts["dev"] + parts["train"][50:]
     parts["all"] = records
@@ -67,35 +70,98 @@ def generation_flags(config: Path) -> list[str]:
     import yaml
 
     recipe = yaml.safe_load(config.read_text())
-    keys = [k for k in recipe if k.startswith("generation_") or k in ("max_seq_length", "system_prompt", "context_template",
-                                                                        "question_field", "context_field", "answer_field")]
+    keys = [
+        k
+        for k in recipe
+        if k.startswith("generation_")
+        or k
+        in ("max_seq_length", "system_prompt", "context_template", "question_field", "context_field", "answer_field")
+    ]
     return [token for key in keys for token in (f"--{key}", str(recipe[key]))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", choices=sorted(SOURCES), required=True, help="which real-data recipe")
-    parser.add_argument("--phase", choices=["dev", "dev2", "test", "timing"], default="dev",
-                        help="dev, dev2: choose (two folds); test: report; timing: 500 examples")
+    parser.add_argument(
+        "--phase",
+        choices=["dev", "dev2", "test", "timing"],
+        default="dev",
+        help="dev, dev2: choose (two folds); test: report; timing: 500 examples",
+    )
     args, extra = parser.parse_known_args(argv)
     config = ROOT / "configs" / f"{args.recipe}-smollm2.yaml"
     paths = split_source(args.recipe)
     out = WORK / args.recipe / args.phase
     train = paths[{"dev": "train", "dev2": "train2", "test": "train+dev", "timing": "all"}[args.phase]]
     if args.phase == "timing":
-        seconds = run(["load_models.py", "--config", str(config), "--train_file", str(train), "--split_ratios", "1", "0", "0",
-                       "--output_dir", str(out / "fine-tuned"), "--overwrite_output_dir", "--report_to", "none", *extra])
+        seconds = run(
+            [
+                "load_models.py",
+                "--config",
+                str(config),
+                "--train_file",
+                str(train),
+                "--split_ratios",
+                "1",
+                "0",
+                "0",
+                "--output_dir",
+                str(out / "fine-tuned"),
+                "--overwrite_output_dir",
+                "--report_to",
+                "none",
+                *extra,
+            ]
+        )
         metrics = json.loads((out / "fine-tuned" / "metrics.json").read_text())
-        print(f"one epoch over {args.recipe} (all examples): train_runtime {metrics['train_runtime']:.0f} s; command {seconds:.0f} s")
+        print(
+            f"one epoch over {args.recipe} (all examples): train_runtime {metrics['train_runtime']:.0f} s; "
+            f"command {seconds:.0f} s"
+        )
         return 0
     evaluate = paths[args.phase]  # each scored part is named after its phase
     common = ["--test_file", str(evaluate), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
-    zero = run(["load_models.py", "--do_predict", *common, *generation_flags(config), "--output_dir", str(out / "zero-shot"),
-                "--overwrite_output_dir"])
-    tuned = run(["load_models.py", "--config", str(config), *common, "--do_train", "--do_predict", "--output_dir",
-                 str(out / "fine-tuned"), "--overwrite_output_dir", "--report_to", "none", *extra])
-    run(["-m", "bioqa.comparison", "--baseline", str(out / "zero-shot" / "predictions.jsonl"), "--candidate",
-         str(out / "fine-tuned" / "predictions.jsonl"), "--output_dir", str(out / "report"), "--overwrite"])
+    zero = run(
+        [
+            "load_models.py",
+            "--do_predict",
+            *common,
+            *generation_flags(config),
+            "--output_dir",
+            str(out / "zero-shot"),
+            "--overwrite_output_dir",
+        ]
+    )
+    tuned = run(
+        [
+            "load_models.py",
+            "--config",
+            str(config),
+            *common,
+            "--do_train",
+            "--do_predict",
+            "--output_dir",
+            str(out / "fine-tuned"),
+            "--overwrite_output_dir",
+            "--report_to",
+            "none",
+            *extra,
+        ]
+    )
+    run(
+        [
+            "-m",
+            "bioqa.comparison",
+            "--baseline",
+            str(out / "zero-shot" / "predictions.jsonl"),
+            "--candidate",
+            str(out / "fine-tuned" / "predictions.jsonl"),
+            "--output_dir",
+            str(out / "report"),
+            "--overwrite",
+        ]
+    )
     report(out, args, zero, tuned)
     return 0
 
@@ -104,16 +170,22 @@ def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> No
     comparison = json.loads((out / "report" / "comparison.json").read_text())
     train = json.loads((out / "fine-tuned" / "metrics.json").read_text())
     manifest = json.loads((out / "fine-tuned" / "run_manifest.json").read_text())
-    print(f"\n{args.recipe}, phase {args.phase}: {manifest['split_sizes']['train']} training examples, "
-          f"{comparison['num_examples']} scored; one epoch train_runtime {train['train_runtime']:.0f} s "
-          f"(zero-shot command {zero:.0f} s, fine-tune command {tuned:.0f} s)\n")
+    print(
+        f"\n{args.recipe}, phase {args.phase}: {manifest['split_sizes']['train']} training examples, "
+        f"{comparison['num_examples']} scored; one epoch train_runtime {train['train_runtime']:.0f} s "
+        f"(zero-shot command {zero:.0f} s, fine-tune command {tuned:.0f} s)\n"
+    )
     print("| metric | zero-shot | fine-tuned | difference [95% CI] | p |\n|---|---|---|---|---|")
     for metric, row in comparison["metrics"].items():
-        print(f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
-              f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |")
+        print(
+            f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
+            f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |"
+        )
     lengths = comparison["lengths"]
-    print(f"\nmean answer words: zero-shot {lengths['baseline']['mean_words']:.1f}, fine-tuned "
-          f"{lengths['candidate']['mean_words']:.1f}, references {lengths['baseline']['reference_mean_words']:.1f}")
+    print(
+        f"\nmean answer words: zero-shot {lengths['baseline']['mean_words']:.1f}, fine-tuned "
+        f"{lengths['candidate']['mean_words']:.1f}, references {lengths['baseline']['reference_mean_words']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -68,24 +68,40 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
     from transformers import AutoModelForCausalLM, TrainingArguments
 
     from bioqa.cli.arguments import PromptArguments
+    from bioqa.loss import AnswerOnlyCollator, answer_only_loss
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import encode_dataset, prompt_format
-    from bioqa.loss import AnswerOnlyCollator, answer_only_loss
     from bioqa.trainer import BioQATrainer
 
-    tokenizer = load_tokenizer(SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False))
+    tokenizer = load_tokenizer(
+        SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)
+    )
     features, _ = encode_dataset(tokenizer, prompt_format(tokenizer, PromptArguments()), examples, 1024)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), lora_config())
     bf16 = "bf16" in arm
-    args = TrainingArguments(output_dir="/tmp/bench-ours", per_device_train_batch_size=8, num_train_epochs=1,
-                             learning_rate=2e-4, bf16=bf16, use_cpu=True, report_to="none", save_strategy="no",
-                             logging_steps=1, seed=0,
-                             train_sampling_strategy="group_by_length" if "grouped" in arm else "random")
+    args = TrainingArguments(
+        output_dir="/tmp/bench-ours",
+        per_device_train_batch_size=8,
+        num_train_epochs=1,
+        learning_rate=2e-4,
+        bf16=bf16,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        train_sampling_strategy="group_by_length" if "grouped" in arm else "random",
+    )
     # what load_models.build_trainer sets up: its Trainer (length-grouped batches), answer-only logits and
     # loss, padding to multiples of 8 in bf16
     collator = CountingCollator(AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if bf16 else None))
-    trainer = BioQATrainer(model=model, args=args, train_dataset=Dataset.from_list(features), data_collator=collator,
-                           compute_loss_func=answer_only_loss)
+    trainer = BioQATrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(features),
+        data_collator=collator,
+        compute_loss_func=answer_only_loss,
+    )
     runtime = trainer.train().metrics["train_runtime"]
     return {"arm": arm, "runtime_s": runtime, "real_tokens": collator.real, "padded_positions": collator.padded}
 
@@ -102,22 +118,52 @@ def run_trl(examples: list[dict]) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     fmt = prompt_format(tokenizer, PromptArguments())
-    rows = [{"prompt": [{"role": "system", "content": fmt.system_prompt},
-                        {"role": "user", "content": user_text(fmt, e["question"], e["context"])}],
-             "completion": [{"role": "assistant", "content": e["answer"]}]} for e in examples]
+    rows = [
+        {
+            "prompt": [
+                {"role": "system", "content": fmt.system_prompt},
+                {"role": "user", "content": user_text(fmt, e["question"], e["context"])},
+            ],
+            "completion": [{"role": "assistant", "content": e["answer"]}],
+        }
+        for e in examples
+    ]
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
     # TRL's defaults, except what must match the other arms (batch, length, lr, epochs) or run on a CPU.
-    config = SFTConfig(output_dir="/tmp/bench-trl", per_device_train_batch_size=8, max_length=1024, learning_rate=2e-4,
-                       num_train_epochs=1, use_cpu=True, report_to="none", save_strategy="no", logging_steps=1, seed=0)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=lora_config())
+    config = SFTConfig(
+        output_dir="/tmp/bench-trl",
+        per_device_train_batch_size=8,
+        max_length=1024,
+        learning_rate=2e-4,
+        num_train_epochs=1,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(),
+    )
     trainer.data_collator = collator = CountingCollator(trainer.data_collator)
     runtime = trainer.train().metrics["train_runtime"]
-    return {"arm": "trl-defaults", "runtime_s": runtime, "real_tokens": collator.real, "padded_positions": collator.padded,
-            "bf16": config.bf16, "gradient_checkpointing": config.activation_checkpointing}
+    return {
+        "arm": "trl-defaults",
+        "runtime_s": runtime,
+        "real_tokens": collator.real,
+        "padded_positions": collator.padded,
+        "bf16": config.bf16,
+        "gradient_checkpointing": config.activation_checkpointing,
+    }
 
 
 def run_generation(questions: int, new_tokens: int) -> dict:
+    from types import SimpleNamespace
+
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -126,9 +172,10 @@ def run_generation(questions: int, new_tokens: int) -> dict:
     from bioqa.generation import GenerationSettings, generate_token_ids
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import prompt_format, prompt_ids
-    from types import SimpleNamespace
 
-    tokenizer = load_tokenizer(SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False))
+    tokenizer = load_tokenizer(
+        SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)
+    )
     fmt = prompt_format(tokenizer, PromptArguments())
     rows = to_examples(read_records(SHARED / "medquad" / "medquad_small.jsonl"), FieldMap(), "test", "medquad")[0]
     prompts = [prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in rows[:questions]]
@@ -136,16 +183,23 @@ def run_generation(questions: int, new_tokens: int) -> dict:
     timings, outputs = {}, {}
     for batch in (1, 8, 16, 32):
         start = time.perf_counter()
-        outputs[batch] = generate_token_ids(model, tokenizer, prompts, GenerationSettings(max_new_tokens=new_tokens, batch_size=batch))
+        outputs[batch] = generate_token_ids(
+            model, tokenizer, prompts, GenerationSettings(max_new_tokens=new_tokens, batch_size=batch)
+        )
         timings[batch] = time.perf_counter() - start
-    return {"seconds": timings, "identical": {b: outputs[b] == outputs[1] for b in outputs},
-            "prompt_tokens": [len(p) for p in prompts]}
+    return {
+        "seconds": timings,
+        "identical": {b: outputs[b] == outputs[1] for b in outputs},
+        "prompt_tokens": [len(p) for p in prompts],
+    }
 
 
 def install_trl() -> None:
     if not (TRL_DIR / "trl").is_dir():
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(TRL_DIR), TRL_VERSION],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(TRL_DIR), TRL_VERSION],
+            check=True,
+        )
 
 
 def fresh_process(*args: str) -> dict:
@@ -163,7 +217,10 @@ def report(runs: list[dict], generation: dict, args: argparse.Namespace) -> None
     for r in runs:
         rate = r["real_tokens"] / r["runtime_s"]
         padding = 1 - r["real_tokens"] / r["padded_positions"]
-        print(f"| {r['arm']} | {r['runtime_s']:.1f} | {r['real_tokens']} | {rate:.0f} ({rate / trl_rate:.2f}x TRL) | {padding:.1%} |")
+        print(
+            f"| {r['arm']} | {r['runtime_s']:.1f} | {r['real_tokens']} | {rate:.0f} ({rate / trl_rate:.2f}x TRL) "
+            f"| {padding:.1%} |"
+        )
     print(f"\nTRL defaults used: bf16={trl['bf16']}, activation checkpointing={trl['gradient_checkpointing']}")
     seconds = generation["seconds"]
     print(f"\nGeneration: {args.questions} MedQuAD questions, {args.new_tokens} new tokens, greedy\n")
@@ -189,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{MODEL} is missing; run `make model` first")
         install_trl()
         runs = [fresh_process("--arm", arm, "--examples", str(args.examples)) for arm in ARMS]
-        generation = fresh_process("--arm", "generation", "--questions", str(args.questions), "--new_tokens", str(args.new_tokens))
+        generation = fresh_process(
+            "--arm", "generation", "--questions", str(args.questions), "--new_tokens", str(args.new_tokens)
+        )
         report(runs, generation, args)
     return 0
 

@@ -61,20 +61,29 @@ def read_adapter(path: str | Path) -> Adapter:
         raise InputError(f"{option('adapter_dir')} {path} does not exist; give the output folder of a training run")
     config_file = path / "adapter_config.json"
     if not config_file.is_file():
-        raise InputError(f"{option('adapter_dir')} {path} is not an adapter: it has no adapter_config.json; give the "
-                         "folder load_models.py wrote (or one of its checkpoint-* folders)")
+        raise InputError(
+            f"{option('adapter_dir')} {path} is not an adapter: it has no adapter_config.json; give the "
+            "folder load_models.py wrote (or one of its checkpoint-* folders)"
+        )
     try:
         config = json.loads(config_file.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{config_file} is not valid JSON ({exc}); the adapter folder is damaged") from None
     if not isinstance(config, dict):
-        raise InputError(f"{config_file} holds a JSON {type(config).__name__}, not an adapter config; the adapter folder is damaged")
+        raise InputError(
+            f"{config_file} holds a JSON {type(config).__name__}, not an adapter config; the adapter folder is damaged"
+        )
     if config.get("peft_type") != "LORA":
         raise InputError(f"{path} holds a {config.get('peft_type')} adapter; this script merges LoRA adapters only")
-    bad = [key for key in ("r", "lora_alpha") if isinstance(config.get(key), bool) or not isinstance(config.get(key), (int, float))
-           or config[key] <= 0]
+    bad = [
+        key
+        for key in ("r", "lora_alpha")
+        if isinstance(config.get(key), bool) or not isinstance(config.get(key), (int, float)) or config[key] <= 0
+    ]
     if bad:
-        raise InputError(f"{config_file} has no positive {' or '.join(bad)}; the adapter folder is damaged, copy it again")
+        raise InputError(
+            f"{config_file} has no positive {' or '.join(bad)}; the adapter folder is damaged, copy it again"
+        )
     if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
         raise InputError(f"{path} has adapter_config.json but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
     return Adapter(path, config)
@@ -91,14 +100,22 @@ def adapter_tensors(adapter: Adapter) -> dict[str, Any]:
 
         return torch.load(adapter.weights_file, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors / torch raise several types for a corrupt file
-        raise InputError(f"cannot read {adapter.weights_file}: {short(str(exc), 200)}; "
-                         "the adapter file is damaged, copy it again") from None
+        raise InputError(
+            f"cannot read {adapter.weights_file}: {short(str(exc), 200)}; the adapter file is damaged, copy it again"
+        ) from None
 
 
 # Every kind of tensor a LoRA adapter file may hold, by the end of its key; any other key is refused, so
 # no tensor of an adapter is ever left out of a merge without a word.
-LORA_KINDS = (".lora_A.weight", ".lora_B.weight", ".lora_B.bias", ".lora_embedding_A", ".lora_embedding_B",
-              ".lora_magnitude_vector", ".lora_magnitude_vector.weight")
+LORA_KINDS = (
+    ".lora_A.weight",
+    ".lora_B.weight",
+    ".lora_B.bias",
+    ".lora_embedding_A",
+    ".lora_embedding_B",
+    ".lora_magnitude_vector",
+    ".lora_magnitude_vector.weight",
+)
 
 
 def check_tensors(adapter: Adapter, tensors: dict[str, Any]) -> None:
@@ -106,14 +123,18 @@ def check_tensors(adapter: Adapter, tensors: dict[str, Any]) -> None:
     an unknown kind, half a LoRA pair, or a rank other than the config's r (and rank_pattern)."""
     for key, value in tensors.items():
         if not key.startswith(PREFIX):
-            raise InputError(f"{adapter.weights_file} holds {key}, which is not a PEFT adapter tensor "
-                             f"({PREFIX}...); the adapter file is damaged or not from PEFT")
+            raise InputError(
+                f"{adapter.weights_file} holds {key}, which is not a PEFT adapter tensor "
+                f"({PREFIX}...); the adapter file is damaged or not from PEFT"
+            )
         if "lora_" in key and not key.endswith(LORA_KINDS):
-            kind = key[key.index("lora_"):]
-            raise InputError(f"{adapter.weights_file} holds tensors of a kind this merge does not handle ({kind}, "
-                             f"e.g. {key}); merge with a PEFT version that wrote it, or retrain without that option")
+            kind = key[key.index("lora_") :]
+            raise InputError(
+                f"{adapter.weights_file} holds tensors of a kind this merge does not handle ({kind}, "
+                f"e.g. {key}); merge with a PEFT version that wrote it, or retrain without that option"
+            )
         if key.endswith(".lora_A.weight"):
-            _check_pair(adapter, tensors, key[len(PREFIX):-len(".lora_A.weight")], value)
+            _check_pair(adapter, tensors, key[len(PREFIX) : -len(".lora_A.weight")], value)
     orphans = [k for k in tensors if k.endswith(".lora_B.weight") and k.replace(".lora_B.", ".lora_A.") not in tensors]
     if orphans:
         raise InputError(f"{adapter.weights_file} holds {orphans[0]} without its lora_A; the adapter file is damaged")
@@ -122,14 +143,20 @@ def check_tensors(adapter: Adapter, tensors: dict[str, Any]) -> None:
 def _check_pair(adapter: Adapter, tensors: dict[str, Any], module: str, a: Any) -> None:
     b = tensors.get(f"{PREFIX}{module}.lora_B.weight")
     if b is None:
-        raise InputError(f"{adapter.weights_file} holds {module}.lora_A without its lora_B; the adapter file is damaged")
+        raise InputError(
+            f"{adapter.weights_file} holds {module}.lora_A without its lora_B; the adapter file is damaged"
+        )
     rank = _pattern_value(adapter.config.get("rank_pattern") or {}, module, adapter.config.get("r"))
     if a.shape[0] != rank or b.shape[1] != rank:
-        raise InputError(f"{module} has LoRA rank {a.shape[0]} in {adapter.weights_file} but adapter_config.json says "
-                         f"r = {rank}; the adapter folder mixes two adapters, copy it again from one run")
+        raise InputError(
+            f"{module} has LoRA rank {a.shape[0]} in {adapter.weights_file} but adapter_config.json says "
+            f"r = {rank}; the adapter folder mixes two adapters, copy it again from one run"
+        )
     if not targets_module(adapter.config, module):
-        raise InputError(f"{adapter.weights_file} adapts {module}, which adapter_config.json's target_modules "
-                         f"({adapter.config.get('target_modules')}) does not name; the adapter folder mixes two adapters")
+        raise InputError(
+            f"{adapter.weights_file} adapts {module}, which adapter_config.json's target_modules "
+            f"({adapter.config.get('target_modules')}) does not name; the adapter folder mixes two adapters"
+        )
 
 
 def targets_module(config: dict[str, Any], module: str) -> bool:
@@ -146,7 +173,7 @@ def targets_module(config: dict[str, Any], module: str) -> bool:
 def lora_biases(tensors: dict[str, Any]) -> dict[str, Any]:
     """{base bias name: lora_B bias} of an adapter trained with lora_bias=True."""
     suffix = ".lora_B.bias"
-    return {f"{key[len(PREFIX):-len(suffix)]}.bias": value for key, value in tensors.items() if key.endswith(suffix)}
+    return {f"{key[len(PREFIX) : -len(suffix)]}.bias": value for key, value in tensors.items() if key.endswith(suffix)}
 
 
 def lora_pairs(tensors: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -154,7 +181,7 @@ def lora_pairs(tensors: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     pairs = {}
     for key, value in tensors.items():
         if key.endswith(".lora_A.weight"):
-            module = key[len(PREFIX):-len(".lora_A.weight")]
+            module = key[len(PREFIX) : -len(".lora_A.weight")]
             pairs[f"{module}.weight"] = (value, tensors[f"{PREFIX}{module}.lora_B.weight"])
     return pairs
 
@@ -169,7 +196,7 @@ def full_tensors(tensors: dict[str, Any]) -> dict[str, Any]:
     for key, value in tensors.items():
         if "lora_" in key or not key.startswith(PREFIX) or ".original_module." in key:
             continue
-        name = key[len(PREFIX):]
+        name = key[len(PREFIX) :]
         if ".modules_to_save." in name:
             full[name.replace(".modules_to_save", "")] = value
         else:

@@ -11,12 +11,17 @@ if TYPE_CHECKING:
 
 def _resampled(scores: Scores, indices: Any) -> dict[str, float]:
     """Every corpus metric over the examples at `indices` (repeats allowed)."""
-    return {name: scores.bleu_from_totals(scores.array("bleu_stats")[indices].sum(axis=0).tolist()) if name == "bleu"
-            else float(scores.array(name)[indices].mean()) for name in scores.per_example}
+    return {
+        name: scores.bleu_from_totals(scores.array("bleu_stats")[indices].sum(axis=0).tolist())
+        if name == "bleu"
+        else float(scores.array(name)[indices].mean())
+        for name in scores.per_example
+    }
 
 
-def bootstrap_intervals(scores: Scores, samples: int = 1000, confidence: float = 0.95,
-                        seed: int = 0) -> dict[str, tuple[float, float]]:
+def bootstrap_intervals(
+    scores: Scores, samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float]]:
     """Seeded percentile bootstrap intervals of each corpus metric, resampling examples.
 
     Each resample draws len(scores) example indices with replacement; ROUGE and METEOR are the
@@ -29,12 +34,15 @@ def bootstrap_intervals(scores: Scores, samples: int = 1000, confidence: float =
     rng = np.random.default_rng(seed)
     draws = [_resampled(scores, rng.integers(0, len(scores), size=len(scores))) for _ in range(samples)]
     tail = (1 - confidence) / 2 * 100
-    return {name: tuple(float(x) for x in np.percentile([d[name] for d in draws], [tail, 100 - tail]))
-            for name in scores.per_example}
+    return {
+        name: tuple(float(x) for x in np.percentile([d[name] for d in draws], [tail, 100 - tail]))
+        for name in scores.per_example
+    }
 
 
-def paired_bootstrap(baseline: Scores, candidate: Scores, samples: int = 1000, seed: int = 0,
-                     confidence: float = 0.95) -> dict[str, dict[str, float]]:
+def paired_bootstrap(
+    baseline: Scores, candidate: Scores, samples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> dict[str, dict[str, float]]:
     """Paired bootstrap test of candidate - baseline on the same examples, for every metric.
 
     Both systems are scored on the same resampled example indices. For each metric: `difference`
@@ -68,4 +76,3 @@ def paired_bootstrap(baseline: Scores, candidate: Scores, samples: int = 1000, s
         low, high = np.percentile(values, [tail, 100 - tail])
         result[n] = {"difference": observed[n], "ci_low": float(low), "ci_high": float(high), "p_value": float(p_value)}
     return result
-

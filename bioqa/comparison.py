@@ -8,8 +8,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bioqa.errors import InputError, option
 from bioqa.bootstrap import paired_bootstrap
+from bioqa.errors import InputError, option
 from bioqa.metrics import score_predictions
 
 METRIC_ORDER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor")
@@ -33,30 +33,46 @@ def aligned(baseline: list[dict], candidate: list[dict], names: tuple[str, str])
     for key in ("question", "reference"):
         differs = next((a["id"] for a, b in zip(baseline, paired) if a.get(key) != b.get(key)), None)
         if differs is not None:
-            raise InputError(f"the files are not answers to the same questions: id {differs!r} has another {key} in "
-                             f"{names[1]} than in {names[0]}; predict both on the same test data (same file, "
-                             f"{option('split_seed')} and {option('id_field')})")
+            raise InputError(
+                f"the files are not answers to the same questions: id {differs!r} has another {key} in "
+                f"{names[1]} than in {names[0]}; predict both on the same test data (same file, "
+                f"{option('split_seed')} and {option('id_field')})"
+            )
     return paired
 
 
 def compare(baseline: list[dict], candidate: list[dict], samples: int, seed: int) -> dict[str, Any]:
     """Scores of both systems on the baseline's references, and the paired test per metric."""
     references = [row["reference"] for row in baseline]
-    scores = {name: score_predictions([r["prediction"] for r in rows], references)
-              for name, rows in (("baseline", baseline), ("candidate", candidate))}
+    scores = {
+        name: score_predictions([r["prediction"] for r in rows], references)
+        for name, rows in (("baseline", baseline), ("candidate", candidate))
+    }
     corpus = {name: s.corpus() for name, s in scores.items()}
     test = paired_bootstrap(scores["baseline"], scores["candidate"], samples, seed)
-    table = {m: {"baseline": corpus["baseline"][m], "candidate": corpus["candidate"][m], **test[m]}
-             for m in METRIC_ORDER if m in test}
-    return {"num_examples": len(references), "metrics": table, "scores": scores,
-            "lengths": {name: length_stats(rows) for name, rows in (("baseline", baseline), ("candidate", candidate))},
-            "bootstrap": {"samples": samples, "seed": seed, "interval": "percentile 95%"}}
+    table = {
+        m: {"baseline": corpus["baseline"][m], "candidate": corpus["candidate"][m], **test[m]}
+        for m in METRIC_ORDER
+        if m in test
+    }
+    return {
+        "num_examples": len(references),
+        "metrics": table,
+        "scores": scores,
+        "lengths": {name: length_stats(rows) for name, rows in (("baseline", baseline), ("candidate", candidate))},
+        "bootstrap": {"samples": samples, "seed": seed, "interval": "percentile 95%"},
+    }
 
 
 def length_stats(rows: list[dict]) -> dict[str, float]:
     words = [len(row["prediction"].split()) for row in rows]
-    return {"mean_words": statistics.fmean(words), "median_words": statistics.median(words), "max_words": max(words),
-            "empty": words.count(0), "reference_mean_words": statistics.fmean(len(r["reference"].split()) for r in rows)}
+    return {
+        "mean_words": statistics.fmean(words),
+        "median_words": statistics.median(words),
+        "max_words": max(words),
+        "empty": words.count(0),
+        "reference_mean_words": statistics.fmean(len(r["reference"].split()) for r in rows),
+    }
 
 
 if __name__ == "__main__":

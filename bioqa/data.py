@@ -13,9 +13,10 @@ import io
 import json
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bioqa.errors import InputError, option, short, shown
 from bioqa.files import file_sha256, parse_jsonl
@@ -31,7 +32,7 @@ class FieldMap:
     answer: str = "answer"
     context: str | None = None  # None: use a "context" field when the data has one
     id: str = "id"
-    separator: str = "\n"      # joins list-valued fields (e.g. PubMedQA's list of abstract sections)
+    separator: str = "\n"  # joins list-valued fields (e.g. PubMedQA's list of abstract sections)
 
 
 @dataclass
@@ -59,8 +60,10 @@ def read_records(path: Path, fmt: str = "auto") -> list[dict]:
         raise InputError(f"data file {path} is a directory; give the file inside it")
     fmt = SUFFIX_FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
     if fmt is None:
-        raise InputError(f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
-                         f".parquet, or pass {option('data_format')}")
+        raise InputError(
+            f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
+            f".parquet, or pass {option('data_format')}"
+        )
     try:
         if fmt == "parquet":
             import pyarrow.parquet
@@ -91,7 +94,7 @@ def _json(text: str, path: Path) -> list[dict]:
         return [{"id": key, **value} for key, value in data.items()]  # keyed by id, e.g. raw PubMedQA
     if isinstance(data, list) and all(isinstance(v, dict) for v in data):
         return data
-    raise InputError(f"{path} holds no records; expected a list of objects, {{\"data\": [...]}} or an object keyed by id")
+    raise InputError(f'{path} holds no records; expected a list of objects, {{"data": [...]}} or an object keyed by id')
 
 
 def _csv(text: str, path: Path) -> list[dict]:
@@ -108,8 +111,10 @@ def load_hub_dataset(name: str, config: str | None) -> dict[str, list[dict]]:
     try:
         dataset = datasets.load_dataset(name, config)
     except Exception as exc:  # offline, unknown name or config: datasets raises many types
-        raise InputError(f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
-                         f"{short(str(exc), 300)}; offline, use {option('train_file')} with a local file") from None
+        raise InputError(
+            f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
+            f"{short(str(exc), 300)}; offline, use {option('train_file')} with a local file"
+        ) from None
     return {split: dataset[split].to_list() for split in dataset}
 
 
@@ -139,8 +144,10 @@ def _field_text(record: dict, path: str, separator: str, where: str) -> str:
     try:
         return as_text(get_field(record, path), separator)
     except TypeError as exc:
-        raise InputError(f"{where} field {path!r} is {exc.args[0]}, not a text (or a list of texts); fix the data or "
-                         "choose another field") from None
+        raise InputError(
+            f"{where} field {path!r} is {exc.args[0]}, not a text (or a list of texts); fix the data or "
+            "choose another field"
+        ) from None
 
 
 def _example_id(record: dict, path: str, split: str, index: int, where: str) -> str:
@@ -148,8 +155,10 @@ def _example_id(record: dict, path: str, split: str, index: int, where: str) -> 
     if value is None or value == "":
         return f"{split}-{index}"
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InputError(f"{where} field {path!r} is {shown(value)}, not a text or a whole "
-                         f"number; give each example a plain id, or choose another {option('id_field')}")
+        raise InputError(
+            f"{where} field {path!r} is {shown(value)}, not a text or a whole "
+            f"number; give each example a plain id, or choose another {option('id_field')}"
+        )
     return str(value)
 
 
@@ -160,8 +169,10 @@ def _check_fields(records: list[dict], fields: FieldMap, source: str) -> str | N
         try:
             get_field(first, name)
         except KeyError:
-            raise InputError(f"{source} has no field {name!r}; its fields are {', '.join(map(str, first))}; "
-                             f"set {option('question_field')} / {option('context_field')} / {option('answer_field')}") from None
+            raise InputError(
+                f"{source} has no field {name!r}; its fields are {', '.join(map(str, first))}; "
+                f"set {option('question_field')} / {option('context_field')} / {option('answer_field')}"
+            ) from None
     if fields.context:
         return fields.context
     return "context" if "context" in first else None
@@ -193,8 +204,10 @@ def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) 
         context = _optional_text(record, context_field, fields.separator, where)
         example_id = _example_id(record, fields.id, split, index, where)
         if example_id in seen:
-            raise InputError(f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {index + 1}); ids "
-                             f"must be unique: fix the data, or choose a unique {option('id_field')}")
+            raise InputError(
+                f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {index + 1}); ids "
+                f"must be unique: fix the data, or choose a unique {option('id_field')}"
+            )
         seen[example_id] = index + 1
         examples.append({"id": example_id, "question": question, "context": context, "answer": answer})
     return examples, empty
@@ -212,8 +225,10 @@ def _optional_text(record: dict, path: str | None, separator: str, where: str) -
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
-        raise InputError(f"{option('split_ratios')} {' '.join(map(str, ratios))} must be three non-negative numbers "
-                         "(train validation test) that sum to 1, e.g. 0.8 0.1 0.1")
+        raise InputError(
+            f"{option('split_ratios')} {' '.join(map(str, ratios))} must be three non-negative numbers "
+            "(train validation test) that sum to 1, e.g. 0.8 0.1 0.1"
+        )
     return tuple(ratios)
 
 
@@ -223,8 +238,11 @@ def split_examples(examples: list[dict], ratios: Sequence[float], seed: int) -> 
     random.Random(seed).shuffle(order)
     n_train = round(ratios[0] * len(order))
     n_validation = round(ratios[1] * len(order))
-    cuts = {"train": order[:n_train], "validation": order[n_train:n_train + n_validation],
-            "test": order[n_train + n_validation:]}
+    cuts = {
+        "train": order[:n_train],
+        "validation": order[n_train : n_train + n_validation],
+        "test": order[n_train + n_validation :],
+    }
     return {name: [examples[i] for i in sorted(idx)] for name, idx in cuts.items()}
 
 
@@ -252,12 +270,21 @@ def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Records per split as given (files or hub), before any splitting; plus where each came from."""
     if args.dataset_name:
         hub = load_hub_dataset(args.dataset_name, args.dataset_config_name)
-        aliases = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
+        aliases = {
+            "train": "train",
+            "validation": "validation",
+            "valid": "validation",
+            "dev": "validation",
+            "test": "test",
+        }
         records = {aliases[name]: rows for name, rows in hub.items() if name in aliases}
         return records, {"dataset": args.dataset_name, "config": args.dataset_config_name}
     files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
     if not any(files.values()):
-        raise InputError(f"no data: give {option('train_file')} (to train and split), {option('test_file')} (to predict) or {option('dataset_name')}")
+        raise InputError(
+            f"no data: give {option('train_file')} (to train and split), {option('test_file')} (to predict) or "
+            f"{option('dataset_name')}"
+        )
     records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
     return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
 
@@ -268,8 +295,9 @@ def _fill_missing_splits(records: dict[str, list[dict]], ratios: Sequence[float]
     if not missing or "train" not in records:
         return records
     wanted = {name: ratio for name, ratio in zip(SPLITS, ratios) if name in missing}
-    cut = split_examples(records["train"], [1 - sum(wanted.values()), wanted.get("validation", 0.0),
-                                            wanted.get("test", 0.0)], seed)
+    cut = split_examples(
+        records["train"], [1 - sum(wanted.values()), wanted.get("validation", 0.0), wanted.get("test", 0.0)], seed
+    )
     return {**records, **{name: cut[name] for name in missing}, "train": cut["train"]}
 
 
@@ -284,9 +312,11 @@ def load_splits(args) -> Splits:
     for name in SPLITS:
         rows, dropped[name] = to_examples(records.get(name, []), fields, name, _source_name(sources, name))
         if records.get(name) and not rows:
-            raise InputError(f"all {dropped[name]} answers in the {name} split are empty (field "
-                             f"{args.answer_field!r}); check {option('answer_field')}")
-        examples[name] = rows[:limits[name]] if limits[name] is not None else rows
+            raise InputError(
+                f"all {dropped[name]} answers in the {name} split are empty (field "
+                f"{args.answer_field!r}); check {option('answer_field')}"
+            )
+        examples[name] = rows[: limits[name]] if limits[name] is not None else rows
     return Splits(examples, dropped, count_leaked_questions(examples), sources)
 
 

@@ -22,10 +22,10 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 @dataclass(frozen=True)
 class DeviceChoice:
-    device: str        # "cuda", "mps" or "cpu"
-    precision: str     # autocast precision for training: "bf16", "fp16" or "fp32"
+    device: str  # "cuda", "mps" or "cpu"
+    precision: str  # autocast precision for training: "bf16", "fp16" or "fp32"
     weights_dtype: str  # dtype the base model loads in: "bfloat16", "float16" or "float32"
-    reason: str        # one line for the log: why this choice
+    reason: str  # one line for the log: why this choice
 
     def describe(self) -> str:
         return f"device {self.device}, {self.precision} training, base weights in {self.weights_dtype} ({self.reason})"
@@ -73,12 +73,18 @@ def choose_device(device: str = "auto", precision: str = "auto", load_in_4bit: b
     if device == "auto":
         device = "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
     elif device == "cuda" and not cuda_available():
-        raise InputError(f"{option('device')} cuda was asked for but no CUDA GPU is visible; use {option('device')} auto or cpu")
+        raise InputError(
+            f"{option('device')} cuda was asked for but no CUDA GPU is visible; use {option('device')} auto or cpu"
+        )
     elif device == "mps" and not mps_available():
-        raise InputError(f"{option('device')} mps was asked for but Apple MPS is not available; use {option('device')} auto or cpu")
+        raise InputError(
+            f"{option('device')} mps was asked for but Apple MPS is not available; use {option('device')} auto or cpu"
+        )
     if load_in_4bit and device != "cuda":
-        raise InputError(f"{option('load_in_4bit')} needs a CUDA GPU (bitsandbytes), but the device is {device}; "
-                         f"drop {option('load_in_4bit')} to train LoRA on the full-precision model")
+        raise InputError(
+            f"{option('load_in_4bit')} needs a CUDA GPU (bitsandbytes), but the device is {device}; "
+            f"drop {option('load_in_4bit')} to train LoRA on the full-precision model"
+        )
     return {"cuda": _cuda_choice, "mps": _mps_choice, "cpu": _cpu_choice}[device](precision)
 
 
@@ -87,23 +93,31 @@ def _cuda_choice(precision: str) -> DeviceChoice:
 
     bf16 = torch.cuda.is_bf16_supported()
     if precision == "bf16" and not bf16:
-        raise InputError(f"{option('precision')} bf16 was asked for but this GPU does not support bf16; use fp16 or auto")
+        raise InputError(
+            f"{option('precision')} bf16 was asked for but this GPU does not support bf16; use fp16 or auto"
+        )
     if precision == "fp32":
         return DeviceChoice("cuda", "fp32", "float32", f"forced by {option('precision')} fp32")
     if precision == "bf16" or (precision == "auto" and bf16):
         return DeviceChoice("cuda", "bf16", "bfloat16", "the GPU supports bf16")
-    return DeviceChoice("cuda", "fp16", "float16", "fp16 with loss scaling" + ("" if precision == "fp16" else ": no bf16 on this GPU"))
+    return DeviceChoice(
+        "cuda", "fp16", "float16", "fp16 with loss scaling" + ("" if precision == "fp16" else ": no bf16 on this GPU")
+    )
 
 
 def _mps_choice(precision: str) -> DeviceChoice:
     if precision == "fp16":
-        raise InputError(f"{option('precision')} fp16 is not supported on MPS (no gradient scaler there); use auto, bf16 or fp32")
+        raise InputError(
+            f"{option('precision')} fp16 is not supported on MPS (no gradient scaler there); use auto, bf16 or fp32"
+        )
     if precision == "fp32":
         return DeviceChoice("mps", "fp32", "float32", f"forced by {option('precision')} fp32")
     if mps_trains_in_bf16():
         return DeviceChoice("mps", "bf16", "float32", "a bf16 autocast probe step ran on MPS")
     if precision == "bf16":
-        raise InputError(f"{option('precision')} bf16 was asked for but a bf16 probe step failed on this MPS device; use fp32")
+        raise InputError(
+            f"{option('precision')} bf16 was asked for but a bf16 probe step failed on this MPS device; use fp32"
+        )
     return DeviceChoice("mps", "fp32", "float32", "bf16 autocast failed a probe step on this MPS device, so fp32")
 
 
@@ -112,7 +126,9 @@ def _cpu_choice(precision: str) -> DeviceChoice:
     if precision == "fp16":
         raise InputError(f"{option('precision')} fp16 is not supported for training on CPU; use auto, bf16 or fp32")
     if precision == "bf16" and not native:
-        raise InputError(f"{option('precision')} bf16 was asked for but this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
+        raise InputError(
+            f"{option('precision')} bf16 was asked for but this CPU has no native bf16 (AVX512-BF16/AMX); use fp32"
+        )
     if precision == "fp32":
         return DeviceChoice("cpu", "fp32", "float32", f"forced by {option('precision')} fp32")
     if native:

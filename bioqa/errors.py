@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class BioqaError(Exception):
@@ -62,11 +63,9 @@ def raise_problems(problems: list[str]) -> None:
 def short(text: str, limit: int = 300) -> str:
     """One line of at most `limit` characters: error lines stay readable whatever they quote."""
     line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[:limit - 5] + " ..."
+    return line if len(line) <= limit else line[: limit - 5] + " ..."
 
 
 def shown(value: Any, limit: int = 60) -> str:
     """A value from the user's data or config as JSON writes it (null, true, [8, 16]), cut for an error line."""
     return short(json.dumps(value, default=str, ensure_ascii=False), limit)
-
-

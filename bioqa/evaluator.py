@@ -22,10 +22,23 @@ from bioqa.prompts import PromptFormat
 
 
 class GenerationEvaluator:
-    def __init__(self, tokenizer: Any, fmt: PromptFormat, examples: list[dict], settings: GenerationSettings, *,
-                 samples: int, seed: int, max_seq_length: int, metrics: list[str], output_dir: Path):
+    def __init__(
+        self,
+        tokenizer: Any,
+        fmt: PromptFormat,
+        examples: list[dict],
+        settings: GenerationSettings,
+        *,
+        samples: int,
+        seed: int,
+        max_seq_length: int,
+        metrics: list[str],
+        output_dir: Path,
+    ):
         chosen = examples if samples <= 0 or samples >= len(examples) else random.Random(seed).sample(examples, samples)
-        self.examples, self.prompts = generation_prompts(tokenizer, fmt, chosen, max_seq_length, settings.max_new_tokens)
+        self.examples, self.prompts = generation_prompts(
+            tokenizer, fmt, chosen, max_seq_length, settings.max_new_tokens
+        )
         self.tokenizer, self.settings, self.metrics = tokenizer, settings, tuple(metrics)
         self.output_dir = Path(output_dir)
 
@@ -49,4 +62,3 @@ class GenerationEvaluator:
         scores, rows = score_rows(self.examples, predictions, self.metrics)
         write_jsonl_atomic(self.output_dir / "predictions" / f"{name}.jsonl", rows)
         return {key: float(value) for key, value in scores.corpus().items() if isinstance(value, (int, float))}
-

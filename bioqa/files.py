@@ -9,8 +9,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bioqa.errors import InputError, short
 
@@ -91,8 +92,10 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise InputError(f"{path} ({what}) is damaged: not valid JSON ({short(str(exc), 120)}); copy it again "
-                         "from where it came from") from None
+        raise InputError(
+            f"{path} ({what}) is damaged: not valid JSON ({short(str(exc), 120)}); copy it again "
+            "from where it came from"
+        ) from None
 
 
 def read_run_config(path: Path) -> dict[str, Any]:
@@ -135,4 +138,3 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-

@@ -13,8 +13,9 @@ quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BE
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from bioqa.postprocess import postprocess_text
 from bioqa.prompts import turn_end_id
@@ -34,9 +35,14 @@ class GenerationSettings:
         """generate() keywords for a batch of left-padded prompts `prompt_width` tokens wide."""
         # The library's own guards are switched off, even where the model's generation_config sets them:
         # they count the prompt; the answer-only ones below replace them.
-        kwargs = {"max_new_tokens": self.max_new_tokens, "num_beams": self.num_beams, "do_sample": False,
-                  "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-                  "logits_processor": answer_repetition_guards(self, prompt_width)}
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": self.num_beams,
+            "do_sample": False,
+            "repetition_penalty": 1.0,
+            "no_repeat_ngram_size": 0,
+            "logits_processor": answer_repetition_guards(self, prompt_width),
+        }
         if self.min_new_tokens:
             kwargs["min_new_tokens"] = self.min_new_tokens
         return {**kwargs, **self.extra}
@@ -64,7 +70,7 @@ class AnswerNoRepeatNGram:
         self.prompt_width = prompt_width
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        return self.ban(input_ids[:, self.prompt_width:], scores)
+        return self.ban(input_ids[:, self.prompt_width :], scores)
 
 
 def _left_padded(batch: Sequence[Sequence[int]], pad_id: int, device: Any):
@@ -74,13 +80,14 @@ def _left_padded(batch: Sequence[Sequence[int]], pad_id: int, device: Any):
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, ids in enumerate(batch):
-        input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids):] = 1
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
     return input_ids.to(device), attention_mask.to(device)
 
 
-def generate_token_ids(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
-                       progress: bool = False) -> list[list[int]]:
+def generate_token_ids(
+    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, progress: bool = False
+) -> list[list[int]]:
     """New token ids for each prompt (prompt not included), in the order of `prompts`."""
     import torch
     from tqdm.auto import tqdm
@@ -95,12 +102,17 @@ def generate_token_ids(model: Any, tokenizer: Any, prompts: Sequence[Sequence[in
     try:
         with torch.inference_mode():
             for start in tqdm(starts, desc="generating", disable=not progress, unit="batch"):
-                rows = order[start:start + settings.batch_size]
+                rows = order[start : start + settings.batch_size]
                 input_ids, attention_mask = _left_padded([prompts[i] for i in rows], pad_id, model.device)
-                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, pad_token_id=pad_id,
-                                           eos_token_id=stop_ids, use_cache=True,
-                                           **settings.generate_kwargs(input_ids.shape[1]))
-                for row, ids in zip(rows, generated[:, input_ids.shape[1]:].tolist()):
+                generated = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    pad_token_id=pad_id,
+                    eos_token_id=stop_ids,
+                    use_cache=True,
+                    **settings.generate_kwargs(input_ids.shape[1]),
+                )
+                for row, ids in zip(rows, generated[:, input_ids.shape[1] :].tolist()):
                     outputs[row] = _until_stop(ids, stop_ids)
     finally:
         model.train(was_training)
@@ -123,16 +135,18 @@ def _until_stop(ids: list[int], stop_ids: list[int]) -> list[int]:
     return ids
 
 
-def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
-                     progress: bool = False) -> list[str]:
+def generate_answers(
+    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, progress: bool = False
+) -> list[str]:
     """Decoded, cleaned answers (special tokens and surrounding whitespace removed)."""
     token_ids = generate_token_ids(model, tokenizer, prompts, settings, progress)
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True)
     return [postprocess_text(text, special_tokens=tokenizer.all_special_tokens) for text in texts]
 
 
-def generate_answers_sharded(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings,
-                             progress: bool = False) -> list[str] | None:
+def generate_answers_sharded(
+    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, progress: bool = False
+) -> list[str] | None:
     """`generate_answers` across the processes of torchrun / accelerate launch (or just this one).
 
     Process k of n generates for prompts k, k+n, ...; the main process gathers every answer and gets

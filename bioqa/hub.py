@@ -11,20 +11,40 @@ from bioqa.errors import InputError, RunError, option, short
 from bioqa.outputs import TOKENIZER_PATTERNS
 
 # What makes each kind of output; checkpoints, prediction files and the trainer's state stay local.
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", *TOKENIZER_PATTERNS, "README.md",
-                 "run_manifest.json", "run_config.yaml", "metrics.json", "predict_metrics.json")
-MERGED_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-                *TOKENIZER_PATTERNS, "README.md", "run_manifest.json", "merge_report.json")
+ADAPTER_FILES = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    *TOKENIZER_PATTERNS,
+    "README.md",
+    "run_manifest.json",
+    "run_config.yaml",
+    "metrics.json",
+    "predict_metrics.json",
+)
+MERGED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    *TOKENIZER_PATTERNS,
+    "README.md",
+    "run_manifest.json",
+    "merge_report.json",
+)
 
 
 def hub_problems(offline: bool, has_token: bool) -> list[str]:
     """Why a push at the end of a run could not happen, known before anything runs."""
     if offline:
-        return [f"{option('push_to_hub')}: the Hugging Face Hub cannot be reached from here; run without "
-                f"{option('push_to_hub')} and upload the finished folder later (`hf upload <repo> <folder>`)"]
+        return [
+            f"{option('push_to_hub')}: the Hugging Face Hub cannot be reached from here; run without "
+            f"{option('push_to_hub')} and upload the finished folder later (`hf upload <repo> <folder>`)"
+        ]
     if not has_token:
-        return [f"{option('push_to_hub')} needs a Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass "
-                f"{option('hub_token')}"]
+        return [
+            f"{option('push_to_hub')} needs a Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass "
+            f"{option('hub_token')}"
+        ]
     return []
 
 
@@ -39,8 +59,15 @@ def pushed_files(folder: Path, patterns: tuple[str, ...]) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, g) for g in patterns))
 
 
-def push_folder(folder: Path, repo_id: str, patterns: tuple[str, ...], *, token: str | None = None,
-                private: bool | None = None, message: str) -> str:
+def push_folder(
+    folder: Path,
+    repo_id: str,
+    patterns: tuple[str, ...],
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    message: str,
+) -> str:
     """Create `repo_id` if needed and upload the matching files of `folder` in one commit; its URL."""
     from huggingface_hub import HfApi
 
@@ -50,9 +77,12 @@ def push_folder(folder: Path, repo_id: str, patterns: tuple[str, ...], *, token:
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", allow_patterns=files,
-                                   commit_message=message)
+        commit = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="model", allow_patterns=files, commit_message=message
+        )
     except Exception as exc:  # network, permissions, quota: huggingface_hub raises many types
-        raise RunError(f"the upload of {folder} to {repo_id} failed ({exc.__class__.__name__}: {short(str(exc), 200)}); "
-                       f"the folder is complete: upload it with `hf upload {repo_id} {folder}`") from None
+        raise RunError(
+            f"the upload of {folder} to {repo_id} failed ({exc.__class__.__name__}: {short(str(exc), 200)}); "
+            f"the folder is complete: upload it with `hf upload {repo_id} {folder}`"
+        ) from None
     return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/{repo_id}")

@@ -27,8 +27,9 @@ def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):
     keep = answer_positions(labels)
     logits = outputs.logits.float()
     targets = labels[:, keep + 1].to(logits.device)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
     count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum().clamp(min=1)
     return loss / count
 
@@ -39,10 +40,11 @@ class AnswerOnlyCollator:
     def __init__(self, tokenizer: Any, pad_to_multiple_of: int | None = None):
         from transformers import DataCollatorForSeq2Seq
 
-        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of)
+        self.pad = DataCollatorForSeq2Seq(
+            tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of
+        )
 
     def __call__(self, features: list[dict]) -> dict:
         batch = self.pad(features)
         batch["logits_to_keep"] = answer_positions(batch["labels"])
         return batch
-

@@ -13,19 +13,26 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bioqa.adapters import Adapter, full_tensors, lora_biases, lora_pairs
-from bioqa.modeling import load_error
-from bioqa.errors import InputError, option, RunError, short
+from bioqa.errors import InputError, RunError, option, short
 from bioqa.files import read_json
+from bioqa.modeling import load_error
 from bioqa.verification import weight_probe_error
 
 log = logging.getLogger("bioqa")
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
 
 
 # ----------------------------------------------------------------------------- the base checkpoint
@@ -41,8 +48,10 @@ def base_files(base: str, need_weights: bool = True) -> Path:
     try:
         return Path(snapshot_download(base, allow_patterns=patterns))
     except Exception as exc:  # offline, unknown id, gated: huggingface_hub raises several types
-        raise InputError(f"base model {base!r} is not a local folder and the Hugging Face Hub did not provide it "
-                         f"({short(str(exc), 160)}); offline, pass a local folder with {option('base_model')}") from None
+        raise InputError(
+            f"base model {base!r} is not a local folder and the Hugging Face Hub did not provide it "
+            f"({short(str(exc), 160)}); offline, pass a local folder with {option('base_model')}"
+        ) from None
 
 
 def shard_files(folder: Path) -> list[Path]:
@@ -56,8 +65,10 @@ def shard_files(folder: Path) -> list[Path]:
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
-    raise InputError(f"{folder} has no safetensors weights (model.safetensors or an index); convert the base "
-                     f"to safetensors, or merge without {option('low_memory')}")
+    raise InputError(
+        f"{folder} has no safetensors weights (model.safetensors or an index); convert the base "
+        f"to safetensors, or merge without {option('low_memory')}"
+    )
 
 
 def tensor_shapes(shards: list[Path]) -> dict[str, tuple[int, ...]]:
@@ -71,37 +82,48 @@ def tensor_shapes(shards: list[Path]) -> dict[str, tuple[int, ...]]:
                 for name in handle.keys():
                     shapes[name] = tuple(handle.get_slice(name).get_shape())
         except Exception as exc:  # safetensors raises its own error types for a damaged header
-            raise InputError(f"cannot read {shard}: {short(str(exc), 160)}; the base model file is damaged, download "
-                             "it again") from None
+            raise InputError(
+                f"cannot read {shard}: {short(str(exc), 160)}; the base model file is damaged, download it again"
+            ) from None
     return shapes
 
 
 def with_tied_head(shapes: dict[str, tuple[int, ...]], tied: bool) -> dict[str, tuple[int, ...]]:
     """A tied output head is not stored; it has the input embedding's shape."""
-    embedding = next((k for k in shapes if k.endswith(("embed_tokens.weight", "wte.weight", "word_embeddings.weight"))), None)
+    embedding = next(
+        (k for k in shapes if k.endswith(("embed_tokens.weight", "wte.weight", "word_embeddings.weight"))), None
+    )
     if tied and "lm_head.weight" not in shapes and embedding:
         return {**shapes, "lm_head.weight": shapes[embedding]}
     return shapes
 
 
-def check_shapes(adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tuple[int, ...]], vocab_grows: bool) -> None:
+def check_shapes(
+    adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tuple[int, ...]], vocab_grows: bool
+) -> None:
     """InputError naming the first adapter weight that does not fit the base."""
     for name, (a, b) in lora_pairs(tensors).items():
         expected = shapes.get(name)
         if expected is None or (b.shape[0], a.shape[1]) != tuple(expected[:2]):
-            raise InputError(f"the adapter does not fit this base: {name} is {expected} in the base but the LoRA "
-                             f"pair makes {(b.shape[0], a.shape[1])}; use the base it was trained on ({option('base_model')})")
+            raise InputError(
+                f"the adapter does not fit this base: {name} is {expected} in the base but the LoRA "
+                f"pair makes {(b.shape[0], a.shape[1])}; use the base it was trained on ({option('base_model')})"
+            )
     for name, bias in lora_biases(tensors).items():
         if shapes.get(name) != tuple(bias.shape):
-            raise InputError(f"the adapter holds lora_B.bias tensors (trained with lora_bias=True), but the base has no "
-                             f"{name} of shape {tuple(bias.shape)} to add them to, so a plain checkpoint cannot hold "
-                             "them; load base + adapter with PEFT instead of merging, or train without lora_bias")
+            raise InputError(
+                f"the adapter holds lora_B.bias tensors (trained with lora_bias=True), but the base has no "
+                f"{name} of shape {tuple(bias.shape)} to add them to, so a plain checkpoint cannot hold "
+                "them; load base + adapter with PEFT instead of merging, or train without lora_bias"
+            )
     for name, tensor in full_tensors(tensors).items():
         expected = shapes.get(name)
         resized = vocab_grows and expected is not None and tensor.shape[1:] == expected[1:]
         if expected is None or (tuple(tensor.shape) != expected and not resized):
-            raise InputError(f"the adapter does not fit this base: {name} is {expected} in the base but "
-                             f"{tuple(tensor.shape)} in the adapter; use the base it was trained on ({option('base_model')})")
+            raise InputError(
+                f"the adapter does not fit this base: {name} is {expected} in the base but "
+                f"{tuple(tensor.shape)} in the adapter; use the base it was trained on ({option('base_model')})"
+            )
 
 
 def base_dtype(folder: Path, shards: list[Path]) -> str:
@@ -120,8 +142,10 @@ def check_finite(name: str, tensor: Any) -> None:
     import torch
 
     if not torch.isfinite(tensor).all():
-        raise RunError(f"merged weight {name} holds NaN or inf; the adapter is damaged or diverged in training, "
-                       "merge an earlier checkpoint")
+        raise RunError(
+            f"merged weight {name} holds NaN or inf; the adapter is damaged or diverged in training, "
+            "merge an earlier checkpoint"
+        )
 
 
 # ----------------------------------------------------------------------------- in memory
@@ -150,8 +174,12 @@ def merge_in_memory(peft_model: Any, dtype: str):
 
     merged = peft_model.merge_and_unload()
     head, embed = merged.get_output_embeddings(), merged.get_input_embeddings()
-    if getattr(merged.config, "tie_word_embeddings", False) and head is not None and head.weight is not embed.weight \
-            and not torch.equal(head.weight, embed.weight):
+    if (
+        getattr(merged.config, "tie_word_embeddings", False)
+        and head is not None
+        and head.weight is not embed.weight
+        and not torch.equal(head.weight, embed.weight)
+    ):
         merged.config.tie_word_embeddings = False  # the adapter trained the head apart from the embeddings
         log.info("merge: the output head differs from the tied input embeddings now; saving them untied")
     for name, parameter in merged.named_parameters():
@@ -182,20 +210,20 @@ def streaming_refusal(adapter: Adapter, tensors: dict[str, Any], tied: bool, voc
 class StreamPlan:
     """What the streaming merge changes, by base tensor name, and the probe errors it measured."""
 
-    pairs: dict[str, tuple[Any, Any]]   # weight -> (lora_A, lora_B)
-    biases: dict[str, Any]              # bias -> lora_B bias (lora_bias=True)
-    full: dict[str, Any]                # weight -> replacement (modules trained in full)
-    scale: Callable[[str], float]       # module -> LoRA scaling
+    pairs: dict[str, tuple[Any, Any]]  # weight -> (lora_A, lora_B)
+    biases: dict[str, Any]  # bias -> lora_B bias (lora_bias=True)
+    full: dict[str, Any]  # weight -> replacement (modules trained in full)
+    scale: Callable[[str], float]  # module -> LoRA scaling
     errors: dict[str, float] = field(default_factory=dict)
 
     def merged(self, name: str, weight: Any, generator: Any, dtype: Any):
         if name in self.full:
             return self.full[name].to(dtype)
         if name in self.biases:  # b + scale * lora_B.bias, as PEFT merges it
-            merged = weight.float() + self.scale(name[:-len(".bias")]) * self.biases[name].float()
+            merged = weight.float() + self.scale(name[: -len(".bias")]) * self.biases[name].float()
         elif name in self.pairs:
             a, b = (t.float() for t in self.pairs[name])
-            s = self.scale(name[:-len(".weight")])
+            s = self.scale(name[: -len(".weight")])
             merged = weight.float() + s * (b @ a)
         else:
             return weight.to(dtype)
@@ -209,7 +237,9 @@ class StreamPlan:
 SAFETENSORS_DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 
 
-def _write_shard(path: Path, names: list[str], shapes: dict[str, tuple[int, ...]], dtype: str, tensor_of: Callable) -> None:
+def _write_shard(
+    path: Path, names: list[str], shapes: dict[str, tuple[int, ...]], dtype: str, tensor_of: Callable
+) -> None:
     """Write a safetensors file one tensor at a time (the format: u64 header length, JSON header with
     each tensor's dtype, shape and byte range, then the raw little-endian bytes), so memory holds one
     tensor instead of the whole shard plus its serialised copy, as `safetensors.torch.save_file` does."""
@@ -221,7 +251,11 @@ def _write_shard(path: Path, names: list[str], shapes: dict[str, tuple[int, ...]
     header, offset = {"__metadata__": {"format": "pt"}}, 0
     for name in names:
         nbytes = math.prod(shapes[name]) * size
-        header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[dtype],
+            "shape": list(shapes[name]),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the reference writer aligns the data to 8 bytes
@@ -231,7 +265,9 @@ def _write_shard(path: Path, names: list[str], shapes: dict[str, tuple[int, ...]
             handle.write(tensor_of(name).contiguous().reshape(-1).view(torch.uint8).numpy())  # no extra copy
 
 
-def stream_merge(adapter: Adapter, tensors: dict[str, Any], shards: list[Path], staging: Path, dtype: str) -> dict[str, float]:
+def stream_merge(
+    adapter: Adapter, tensors: dict[str, Any], shards: list[Path], staging: Path, dtype: str
+) -> dict[str, float]:
     """Write the merged shards into `staging`; return the relative probe error of each merged weight."""
     import torch
     from safetensors import safe_open
@@ -245,8 +281,13 @@ def stream_merge(adapter: Adapter, tensors: dict[str, Any], shards: list[Path], 
             names = list(handle.keys())
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in names}
             shapes.update({name: tuple(plan.full[name].shape) for name in names if name in plan.full})
-            _write_shard(staging / shard.name, names, shapes, dtype,
-                         lambda name: plan.merged(name, handle.get_tensor(name), generator, target))
+            _write_shard(
+                staging / shard.name,
+                names,
+                shapes,
+                dtype,
+                lambda name: plan.merged(name, handle.get_tensor(name), generator, target),
+            )
         weight_map.update({name: shard.name for name in names})
     if len(shards) > 1:
         total = sum((staging / s.name).stat().st_size for s in shards)

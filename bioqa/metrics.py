@@ -35,14 +35,14 @@ load on first use. METEOR needs NLTK's WordNet and punkt_tab: `make setup` insta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any
 
 from bioqa.bootstrap import bootstrap_intervals
-from bioqa.scorers import (Job, RougeScorer, bleu_metric,
-                           require_nltk_data, score_all, worker_count)
+from bioqa.scorers import Job, RougeScorer, bleu_metric, require_nltk_data, score_all, worker_count
 
-Reference = Union[str, Sequence[str]]
+Reference = str | Sequence[str]
 ALL_METRICS = ("rouge", "bleu", "meteor")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -56,8 +56,9 @@ def _check_inputs(predictions: Sequence[str], references: Sequence[Reference]) -
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             raise TypeError(f"{name} must be a list, got {type(value).__name__}")
     if len(predictions) != len(references):
-        raise ValueError(f"predictions and references differ in length: "
-                         f"{len(predictions)} predictions, {len(references)} references")
+        raise ValueError(
+            f"predictions and references differ in length: {len(predictions)} predictions, {len(references)} references"
+        )
     if not predictions:
         raise ValueError("predictions is empty: there is nothing to score")
     for i, pred in enumerate(predictions):
@@ -114,7 +115,11 @@ class Scores:
 
         cache = self.__dict__.setdefault("_arrays", {})
         if name not in cache:
-            cache[name] = np.asarray(self.bleu_stats, dtype=np.int64) if name == "bleu_stats" else np.asarray(self.per_example[name])
+            cache[name] = (
+                np.asarray(self.bleu_stats, dtype=np.int64)
+                if name == "bleu_stats"
+                else np.asarray(self.per_example[name])
+            )
         return cache[name]
 
     def bleu_from_totals(self, totals: Sequence[int]) -> float:
@@ -130,13 +135,15 @@ class Scores:
             else:
                 result[name] = math.fsum(values) / len(values)
         n = len(self)
-        result.update({
-            "num_examples": n,
-            "pred_words_mean": sum(self.prediction_words) / n,
-            "pred_words_max": max(self.prediction_words),
-            "ref_words_mean": sum(self.reference_words) / n,
-            "empty_predictions": self.prediction_words.count(0),
-        })
+        result.update(
+            {
+                "num_examples": n,
+                "pred_words_mean": sum(self.prediction_words) / n,
+                "pred_words_max": max(self.prediction_words),
+                "ref_words_mean": sum(self.reference_words) / n,
+                "empty_predictions": self.prediction_words.count(0),
+            }
+        )
         if self.bleu_signature:
             result["bleu_signature"] = self.bleu_signature
         return result
@@ -178,8 +185,14 @@ def score_predictions(
         signature = _bleu_signature(options, refs)
     if "meteor" in metrics:
         per_example["meteor"] = raw["meteor"]
-    return Scores(per_example, raw.get("bleu_stats", []), options, signature,
-                  [len(p.split()) for p in predictions], [max(len(r.split()) for r in rs) for rs in refs])
+    return Scores(
+        per_example,
+        raw.get("bleu_stats", []),
+        options,
+        signature,
+        [len(p.split()) for p in predictions],
+        [max(len(r.split()) for r in rs) for rs in refs],
+    )
 
 
 def _bleu_signature(options: tuple, references: list[list[str]]) -> str:
@@ -233,6 +246,8 @@ def compute_metrics(
     return result
 
 
-def per_example_scores(predictions: Sequence[str], references: Sequence[Reference], **options: Any) -> list[dict[str, float]]:
+def per_example_scores(
+    predictions: Sequence[str], references: Sequence[Reference], **options: Any
+) -> list[dict[str, float]]:
     """One dict of scores per example (ROUGE F1, sentence BLEU, METEOR), for error analysis."""
     return score_predictions(predictions, references, **options).rows()

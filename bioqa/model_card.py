@@ -12,11 +12,28 @@ from pathlib import Path
 from typing import Any
 
 TAGS = ["bioqa-lora", "biomedical", "question-answering", "lora"]
-RECIPE_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "learning_rate", "num_train_epochs",
-                   "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length",
-                   "use_chat_template", "seed")
-METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
-                "bleu": "BLEU", "meteor": "METEOR"}
+RECIPE_SETTINGS = (
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_seq_length",
+    "use_chat_template",
+    "seed",
+)
+METRIC_NAMES = {
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+    "bleu": "BLEU",
+    "meteor": "METEOR",
+}
 
 
 def base_license(base_model: str) -> str | None:
@@ -35,8 +52,14 @@ def base_license(base_model: str) -> str | None:
 def front_matter(base_model: str, library: str, datasets: list[str], license_: str | None) -> str:
     from huggingface_hub import ModelCardData
 
-    data = ModelCardData(base_model=_hub_name(base_model), library_name=library, tags=TAGS + [library],
-                         datasets=datasets or None, license=license_, pipeline_tag="text-generation")
+    data = ModelCardData(
+        base_model=_hub_name(base_model),
+        library_name=library,
+        tags=TAGS + [library],
+        datasets=datasets or None,
+        license=license_,
+        pipeline_tag="text-generation",
+    )
     return f"---\n{data.to_yaml()}\n---\n"
 
 
@@ -64,14 +87,18 @@ def scores_table(scores: dict[str, dict[str, Any]]) -> str:
 
 def data_table(sources: dict[str, Any], sizes: dict[str, int], config: dict[str, Any]) -> str:
     if "dataset" in sources:
-        return f"Hugging Face dataset `{sources['dataset']}`; examples per split: " + \
-            ", ".join(f"{split} {count}" for split, count in sizes.items())
+        return f"Hugging Face dataset `{sources['dataset']}`; examples per split: " + ", ".join(
+            f"{split} {count}" for split, count in sizes.items()
+        )
     lines = ["| split | file | SHA-256 | examples |", "|---|---|---|---|"]
     for split in dict.fromkeys([*sources, *sizes]):
         source = sources.get(split)
-        where = (f"`{source.get('path')}` | `{source.get('sha256')}`" if source else
-                 f"split from the training file (split_ratios `{config.get('split_ratios')}`, split_seed "
-                 f"`{config.get('split_seed')}`) | ")
+        where = (
+            f"`{source.get('path')}` | `{source.get('sha256')}`"
+            if source
+            else f"split from the training file (split_ratios `{config.get('split_ratios')}`, split_seed "
+            f"`{config.get('split_seed')}`) | "
+        )
         lines.append(f"| {split} | {where} | {sizes.get(split, 'n/a')} |")
     return "\n".join(lines)
 
@@ -89,41 +116,57 @@ def evaluation_of(rows: list[dict[str, Any]], samples: int, seed: int) -> dict[s
     from bioqa.metrics import score_predictions
 
     metrics = tuple(m for m, key in (("rouge", "rougeL"), ("bleu", "bleu"), ("meteor", "meteor")) if key in rows[0])
-    scores = score_predictions([r["prediction"] for r in rows], [r["reference"] for r in rows], metrics=metrics,
-                               num_workers=1)
+    scores = score_predictions(
+        [r["prediction"] for r in rows], [r["reference"] for r in rows], metrics=metrics, num_workers=1
+    )
     corpus, intervals = scores.corpus(), bootstrap_intervals(scores, samples, seed=seed) if samples > 0 else {}
-    return {"num_examples": len(rows), "scores": {name: {"score": corpus[name], "ci95": list(intervals.get(name, ())) or None}
-                                                  for name in METRIC_NAMES if name in corpus}}
+    return {
+        "num_examples": len(rows),
+        "scores": {
+            name: {"score": corpus[name], "ci95": list(intervals.get(name, ())) or None}
+            for name in METRIC_NAMES
+            if name in corpus
+        },
+    }
 
 
 def evaluation_section(title: str, evaluation: dict[str, Any] | None, what: str) -> str:
     """evaluation: {"num_examples": n, "scores": {metric: {"score": x, "ci95": [low, high]}}}."""
     if not evaluation or not evaluation.get("scores"):
         return ""
-    return (f"### {title}\n\n{what} ({evaluation['num_examples']} examples; ROUGE and METEOR 0-1, BLEU 0-100, "
-            f"percentile bootstrap intervals over examples):\n\n{scores_table(evaluation['scores'])}\n\n")
+    return (
+        f"### {title}\n\n{what} ({evaluation['num_examples']} examples; ROUGE and METEOR 0-1, BLEU 0-100, "
+        f"percentile bootstrap intervals over examples):\n\n{scores_table(evaluation['scores'])}\n\n"
+    )
 
 
-def adapter_card(folder: str, config: dict[str, Any], manifest: dict[str, Any], validation: dict[str, Any] | None,
-                 test: dict[str, Any] | None = None) -> str:
+def adapter_card(
+    folder: str,
+    config: dict[str, Any],
+    manifest: dict[str, Any],
+    validation: dict[str, Any] | None,
+    test: dict[str, Any] | None = None,
+) -> str:
     """The card of a training output folder: a LoRA adapter of `config["model_name_or_path"]`."""
     base = config["model_name_or_path"]
     datasets = [config["dataset_name"]] if config.get("dataset_name") else []
-    evaluation = (evaluation_section("Validation", validation, "Generated answers to the validation questions "
-                                     "the evaluation during training used") +
-                  evaluation_section("Test", test, "Generated answers to the test split (`--do_predict`)"))
-    return (front_matter(base, "peft", datasets, base_license(base)) +
-            f"\n# {Path(folder).name}\n\nA LoRA adapter for `{base}`, fine-tuned for biomedical question answering "
-            f"with {_toolkit()} (`load_models.py`). Its files: the adapter, the tokenizer, `run_config.yaml` (every "
-            "option; reusable with `--config`), `run_manifest.json` (versions, data hashes, timings), `metrics.json`."
-            f"\n\n## Recipe\n\n{recipe_table(config, manifest.get('device', {}))}\n\n"
-            f"## Data\n\n{data_table(manifest.get('data_sources', {}), manifest.get('split_sizes', {}), config)}\n\n"
-            f"## Evaluation\n\n{evaluation or 'No evaluation was run.'}"
-            f"## How to load\n\n```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import "
-            f"AutoTokenizer\n\nmodel = AutoPeftModelForCausalLM.from_pretrained(\"{folder}\")  # or its Hub id\n"
-            f"tokenizer = AutoTokenizer.from_pretrained(\"{folder}\")\n```\n\n"
-            f"A stand-alone model: `python merge_base_and_adapt_ft_models.py --adapter_dir {folder} "
-            "--output_dir merged`.\n")
+    evaluation = evaluation_section(
+        "Validation", validation, "Generated answers to the validation questions the evaluation during training used"
+    ) + evaluation_section("Test", test, "Generated answers to the test split (`--do_predict`)")
+    return (
+        front_matter(base, "peft", datasets, base_license(base))
+        + f"\n# {Path(folder).name}\n\nA LoRA adapter for `{base}`, fine-tuned for biomedical question answering "
+        f"with {_toolkit()} (`load_models.py`). Its files: the adapter, the tokenizer, `run_config.yaml` (every "
+        "option; reusable with `--config`), `run_manifest.json` (versions, data hashes, timings), `metrics.json`."
+        f"\n\n## Recipe\n\n{recipe_table(config, manifest.get('device', {}))}\n\n"
+        f"## Data\n\n{data_table(manifest.get('data_sources', {}), manifest.get('split_sizes', {}), config)}\n\n"
+        f"## Evaluation\n\n{evaluation or 'No evaluation was run.'}"
+        f"## How to load\n\n```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import "
+        f'AutoTokenizer\n\nmodel = AutoPeftModelForCausalLM.from_pretrained("{folder}")  # or its Hub id\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{folder}")\n```\n\n'
+        f"A stand-alone model: `python merge_base_and_adapt_ft_models.py --adapter_dir {folder} "
+        "--output_dir merged`.\n"
+    )
 
 
 def merged_card(folder: str, report: dict[str, Any], adapter_card_text: str | None) -> str:
@@ -132,22 +175,25 @@ def merged_card(folder: str, report: dict[str, Any], adapter_card_text: str | No
     datasets = _card_data(adapter_card_text).get("datasets") or []
     check = report.get("verification", {})
     figures = "\n".join(f"| {key} | {value} |" for key, value in check.items() if key not in ("tolerance",))
-    return (front_matter(base, "transformers", datasets, base_license(base)) +
-            f"\n# {Path(folder).name}\n\n`{base}` with the LoRA adapter `{adapter['path']}` (SHA-256 of its "
-            f"weights `{adapter.get('sha256')}`) merged into its weights by {_toolkit()} "
-            f"(`merge_base_and_adapt_ft_models.py`, {report.get('mode')}, {report.get('dtype')}).\n\n"
-            f"## Verification\n\n| check | value |\n|---|---|\n{figures or '| verification | skipped |'}\n\n"
-            f"Tolerance: `{check.get('tolerance')}`. `merge_report.json` records the size and SHA-256 of every file."
-            f"\n\n{_adapter_sections(adapter_card_text)}## How to load\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-            f"model = AutoModelForCausalLM.from_pretrained(\"{folder}\")  # or its Hub id\n"
-            f"tokenizer = AutoTokenizer.from_pretrained(\"{folder}\")\n```\n")
+    return (
+        front_matter(base, "transformers", datasets, base_license(base))
+        + f"\n# {Path(folder).name}\n\n`{base}` with the LoRA adapter `{adapter['path']}` (SHA-256 of its "
+        f"weights `{adapter.get('sha256')}`) merged into its weights by {_toolkit()} "
+        f"(`merge_base_and_adapt_ft_models.py`, {report.get('mode')}, {report.get('dtype')}).\n\n"
+        f"## Verification\n\n| check | value |\n|---|---|\n{figures or '| verification | skipped |'}\n\n"
+        f"Tolerance: `{check.get('tolerance')}`. `merge_report.json` records the size and SHA-256 of every file."
+        f"\n\n{_adapter_sections(adapter_card_text)}## How to load\n\n```python\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f'model = AutoModelForCausalLM.from_pretrained("{folder}")  # or its Hub id\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{folder}")\n```\n'
+    )
 
 
 def _adapter_sections(text: str | None) -> str:
     """The recipe, data and evaluation of the adapter's own card, one heading level down."""
     if not text or "## Recipe" not in text or "## How to load" not in text:
         return ""
-    body = text[text.index("## Recipe"):text.index("## How to load")]
+    body = text[text.index("## Recipe") : text.index("## How to load")]
     return "## The adapter\n\nFrom the adapter's own card:\n\n" + re.sub(r"^(#+) ", r"#\1 ", body, flags=re.M)
 
 

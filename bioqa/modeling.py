@@ -17,8 +17,8 @@ from typing import Any
 from safetensors import SafetensorError
 
 from bioqa.devices import DeviceChoice
-from bioqa.paths import local_default_model
 from bioqa.errors import InputError, option, short
+from bioqa.paths import local_default_model
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -43,21 +43,31 @@ def resolve_model_name(name: str) -> str:
         return name
     local = local_default_model()  # written by `make model`
     if (local / "config.json").is_file():
-        log.info("the Hugging Face Hub is unreachable: using the local copy of %s in %s (dequantized from 4-bit "
-                 "Q4_1; see its PROVENANCE.txt)", name, local)
+        log.info(
+            "the Hugging Face Hub is unreachable: using the local copy of %s in %s (dequantized from 4-bit "
+            "Q4_1; see its PROVENANCE.txt)",
+            name,
+            local,
+        )
         return str(local)
-    raise InputError(f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
-                     f"run `make model`, or pass a local folder with {option('model_name_or_path')}")
+    raise InputError(
+        f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
+        f"run `make model`, or pass a local folder with {option('model_name_or_path')}"
+    )
 
 
 def load_error(kind: str, name: str, exc: Exception, setting: str = "model_name_or_path") -> InputError:
     """One line for a model or tokenizer that did not load: a local folder that is damaged, or a Hub id."""
     reason = short(str(exc), 240)
     if Path(name).exists():
-        return InputError(f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
-                          f"Hugging Face {kind} (config.json and weights / tokenizer files), or copy it again")
-    return InputError(f"cannot load the {kind} {name!r}: it is not a local folder and the Hugging Face Hub did not "
-                      f"provide it ({reason}); offline, pass a local folder with {option(setting)}")
+        return InputError(
+            f"cannot load the {kind} from {name}: {reason}; check that the folder holds a "
+            f"Hugging Face {kind} (config.json and weights / tokenizer files), or copy it again"
+        )
+    return InputError(
+        f"cannot load the {kind} {name!r}: it is not a local folder and the Hugging Face Hub did not "
+        f"provide it ({reason}); offline, pass a local folder with {option(setting)}"
+    )
 
 
 def load_config(model_args: Any):
@@ -79,7 +89,9 @@ def load_tokenizer(model_args: Any):
     except (OSError, ValueError) as exc:
         raise load_error("tokenizer", name, exc) from None
     if tokenizer.eos_token_id is None:
-        raise InputError(f"the tokenizer of {name} has no EOS token, so answers could not end; choose another tokenizer")
+        raise InputError(
+            f"the tokenizer of {name} has no EOS token, so answers could not end; choose another tokenizer"
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # padded positions are masked out of attention and loss
     tokenizer.padding_side = "right"
@@ -104,7 +116,10 @@ def check_target_modules(config: Any, targets: list[str]) -> str | None:
     available = linear_module_names(config)
     missing = [t for t in targets if t not in available]
     if missing:
-        return f"{option('lora_target_modules')} {' '.join(missing)} match no linear layer of this model; candidates: {' '.join(available)}"
+        return (
+            f"{option('lora_target_modules')} {' '.join(missing)} match no linear layer of this model; "
+            f"candidates: {' '.join(available)}"
+        )
     return None
 
 
@@ -112,7 +127,10 @@ def load_model(model_args: Any, choice: DeviceChoice):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, choice.weights_dtype), "trust_remote_code": model_args.trust_remote_code}
+    kwargs: dict[str, Any] = {
+        "dtype": getattr(torch, choice.weights_dtype),
+        "trust_remote_code": model_args.trust_remote_code,
+    }
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
     if model_args.load_in_4bit:
@@ -132,8 +150,9 @@ def _four_bit_config(choice: DeviceChoice):
     except ImportError:
         raise InputError(f"{option('load_in_4bit')} needs bitsandbytes; pip install bitsandbytes (CUDA only)") from None
     compute = torch.bfloat16 if choice.precision == "bf16" else torch.float16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                              bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True
+    )
 
 
 def load_adapter(model: Any, adapter: str):
@@ -143,8 +162,10 @@ def load_adapter(model: Any, adapter: str):
     try:
         return PeftModel.from_pretrained(model, adapter, is_trainable=False)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise InputError(f"cannot load the adapter {adapter!r}: {short(str(exc), 240)}; give the output "
-                         "folder of a training run (adapter_config.json + adapter_model.safetensors)") from None
+        raise InputError(
+            f"cannot load the adapter {adapter!r}: {short(str(exc), 240)}; give the output "
+            "folder of a training run (adapter_config.json + adapter_model.safetensors)"
+        ) from None
 
 
 def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkpointing: bool):
@@ -155,9 +176,13 @@ def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkp
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
     targets = lora_args.lora_target_modules
     config = LoraConfig(
-        r=lora_args.lora_r, lora_alpha=lora_args.lora_alpha, lora_dropout=lora_args.lora_dropout,
+        r=lora_args.lora_r,
+        lora_alpha=lora_args.lora_alpha,
+        lora_dropout=lora_args.lora_dropout,
         target_modules="all-linear" if targets == ["all-linear"] else targets,
-        modules_to_save=lora_args.modules_to_save, use_rslora=lora_args.use_rslora, use_dora=lora_args.use_dora,
+        modules_to_save=lora_args.modules_to_save,
+        use_rslora=lora_args.use_rslora,
+        use_dora=lora_args.use_dora,
         task_type="CAUSAL_LM",
     )
     try:

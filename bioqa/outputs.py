@@ -26,9 +26,9 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from bioqa.errors import InputError, option
 from bioqa.provenance import utc_now
@@ -48,19 +48,55 @@ class OwnFiles:
 
 
 # The tokenizer files a save writes (the merge also copies them by these names).
-TOKENIZER_PATTERNS = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "chat_template.*", "vocab.*",
-                      "merges.txt", "*.model")
+TOKENIZER_PATTERNS = (
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.*",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+)
 TRAINING_OUTPUT = OwnFiles(
-    "load_models.py", ("run_config.yaml", "run_manifest.json"),
-    ("run_config.yaml", "run_manifest.json", "metrics.json", "trainer_state.json", "training_args.bin", "README.md",
-     "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "checkpoint-*", "predictions",
-     "predictions.jsonl", "predict_metrics.json", "runs", ".final-staging", ".*.tmp", *TOKENIZER_PATTERNS))
+    "load_models.py",
+    ("run_config.yaml", "run_manifest.json"),
+    (
+        "run_config.yaml",
+        "run_manifest.json",
+        "metrics.json",
+        "trainer_state.json",
+        "training_args.bin",
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "adapter_model.bin",
+        "checkpoint-*",
+        "predictions",
+        "predictions.jsonl",
+        "predict_metrics.json",
+        "runs",
+        ".final-staging",
+        ".*.tmp",
+        *TOKENIZER_PATTERNS,
+    ),
+)
 MERGE_OUTPUT = OwnFiles(
-    "merge_base_and_adapt_ft_models.py", ("merge_report.json",),
-    ("merge_report.json", "run_manifest.json", "config.json", "generation_config.json", "model*.safetensors",
-     "model.safetensors.index.json", "README.md", *TOKENIZER_PATTERNS))
-COMPARISON_OUTPUT = OwnFiles("bioqa.comparison", ("comparison.json",),
-                             ("comparison.json", "report.md", "scores.png", "training_curves.png"))
+    "merge_base_and_adapt_ft_models.py",
+    ("merge_report.json",),
+    (
+        "merge_report.json",
+        "run_manifest.json",
+        "config.json",
+        "generation_config.json",
+        "model*.safetensors",
+        "model.safetensors.index.json",
+        "README.md",
+        *TOKENIZER_PATTERNS,
+    ),
+)
+COMPARISON_OUTPUT = OwnFiles(
+    "bioqa.comparison", ("comparison.json",), ("comparison.json", "report.md", "scores.png", "training_curves.png")
+)
 
 
 def real(path: str | Path) -> Path:
@@ -82,9 +118,11 @@ def check_not_an_input(out: Path, setting: str, inputs: dict[str, str | Path | N
             continue
         source = real(path)
         if overlaps(target, source):
-            relation = ("is" if target == source else "contains" if target in source.parents else "lies inside")
-            raise InputError(f"{option(setting)} {out} {relation} the {what} {path}; a command never writes over its own "
-                             "inputs, choose another folder")
+            relation = "is" if target == source else "contains" if target in source.parents else "lies inside"
+            raise InputError(
+                f"{option(setting)} {out} {relation} the {what} {path}; a command never writes over its own "
+                "inputs, choose another folder"
+            )
 
 
 def run_folder(prediction_file: str | Path) -> Path | None:
@@ -100,8 +138,10 @@ def run_folder(prediction_file: str | Path) -> Path | None:
 def check_writable(path: Path, setting: str) -> None:
     """InputError unless `path` can be this command's output folder: not a link or a file, creatable, writable."""
     if path.is_symlink():
-        raise InputError(f"{option(setting)} {path} is a symbolic link (to {os.readlink(path)}); give the real folder it "
-                         "should write to, or remove the link")
+        raise InputError(
+            f"{option(setting)} {path} is a symbolic link (to {os.readlink(path)}); give the real folder it "
+            "should write to, or remove the link"
+        )
     if path.exists() and not path.is_dir():
         raise InputError(f"{option(setting)} {path} is a file; choose a folder")
     existing = next(p for p in [path, *path.parents] if p.exists())
@@ -111,7 +151,9 @@ def check_writable(path: Path, setting: str) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise InputError(f"{option(setting)} {path} is not writable ({exc.strerror}); choose a folder you can write to") from None
+        raise InputError(
+            f"{option(setting)} {path} is not writable ({exc.strerror}); choose a folder you can write to"
+        ) from None
 
 
 def check_output_folder(path: Path, setting: str, own: OwnFiles, overwrite: bool, how_to_allow: str) -> None:
@@ -129,8 +171,10 @@ def _check_own_output(path: Path, setting: str, own: OwnFiles, entries: list[str
     foreign = [name for name in entries if not own.owns(name)]
     if foreign or not any((path / marker).is_file() for marker in own.marker):
         example = f" (e.g. {foreign[0]})" if foreign else f" (it has no {' or '.join(own.marker)})"
-        raise InputError(f"{option(setting)} {path} holds files {own.command} did not write{example}; overwriting replaces only "
-                         "an earlier output of the same command, so choose another folder or move those files away")
+        raise InputError(
+            f"{option(setting)} {path} holds files {own.command} did not write{example}; overwriting replaces only "
+            "an earlier output of the same command, so choose another folder or move those files away"
+        )
 
 
 def remove_own_output(path: Path, own: OwnFiles) -> list[str]:
@@ -173,15 +217,22 @@ def _refusal(lock: Path, setting: str, out: Path) -> InputError:
     holder = _holder(lock)
     pid, host = holder.get("pid"), holder.get("host", "?")
     if not isinstance(pid, int) or isinstance(pid, bool):
-        return InputError(f"{option(setting)} {out} is locked: {lock} exists but names no owner (a run starting this moment, or a "
-                          f"damaged lock); if no run uses the folder, remove it (rm -r {lock}) and run again")
-    who = f"process {pid} on {host}" + (f" ({holder.get('command')}, since {holder.get('started_at')})"
-                                       if holder.get("command") else "")
+        return InputError(
+            f"{option(setting)} {out} is locked: {lock} exists but names no owner (a run starting this moment, or a "
+            f"damaged lock); if no run uses the folder, remove it (rm -r {lock}) and run again"
+        )
+    who = f"process {pid} on {host}" + (
+        f" ({holder.get('command')}, since {holder.get('started_at')})" if holder.get("command") else ""
+    )
     if host == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
-        return InputError(f"{option(setting)} {out} has a stale lock {lock} left by {who}, which is no longer running (it crashed "
-                          f"or was killed); if no other run uses the folder, remove it (rm {lock}) and run again")
-    return InputError(f"{option(setting)} {out} is in use by {who} (lock {lock}); wait for that run to end, or choose another "
-                      "folder; if it is gone, remove the lock file")
+        return InputError(
+            f"{option(setting)} {out} has a stale lock {lock} left by {who}, which is no longer running (it crashed "
+            f"or was killed); if no other run uses the folder, remove it (rm {lock}) and run again"
+        )
+    return InputError(
+        f"{option(setting)} {out} is in use by {who} (lock {lock}); wait for that run to end, or choose another "
+        "folder; if it is gone, remove the lock file"
+    )
 
 
 @contextlib.contextmanager
@@ -198,10 +249,19 @@ def output_lock(out: Path, setting: str, enabled: bool = True) -> Iterator[None]
     except FileExistsError:
         raise _refusal(lock, setting, out) from None
     except OSError as exc:
-        raise InputError(f"{option(setting)} {out} is not writable ({exc.strerror}); choose a folder you can write to") from None
+        raise InputError(
+            f"{option(setting)} {out} is not writable ({exc.strerror}); choose a folder you can write to"
+        ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now(),
-                   "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]}, handle)
+        json.dump(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": utc_now(),
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+            },
+            handle,
+        )
     try:
         yield
     finally:

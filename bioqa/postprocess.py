@@ -4,11 +4,21 @@ chat or EOS markers removed, whitespace tidied."""
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 DEFAULT_SPECIAL_TOKENS = (
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>",
-    "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<s>", "</s>", "<pad>", "<unk>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<unk>",
 )
 
 
@@ -32,7 +42,7 @@ def postprocess_text(
         text = _drop_echo(text, _normalise_newlines(prompt), special_tokens)
     cuts = [text.find(stop) for stop in stop_strings if stop and stop in text]
     if cuts:
-        text = text[:min(cuts)]
+        text = text[: min(cuts)]
     text = _remove_all(text, special_tokens)
     lines = [line.rstrip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -52,9 +62,8 @@ def _remove_all(text: str, pieces: Sequence[str]) -> str:
 def _drop_echo(text: str, prompt: str, special_tokens: Sequence[str]) -> str:
     stripped = text.lstrip()
     if stripped.startswith(prompt.strip()):
-        return stripped[len(prompt.strip()):]
+        return stripped[len(prompt.strip()) :]
     plain_text, plain_prompt = _remove_all(stripped, special_tokens), _remove_all(prompt, special_tokens).strip()
     if plain_prompt and plain_text.lstrip().startswith(plain_prompt):
-        return plain_text.lstrip()[len(plain_prompt):]
+        return plain_text.lstrip()[len(plain_prompt) :]
     return text
-

@@ -33,7 +33,7 @@ class PromptFormat:
     context_template: str
     answer_prefix: str
     answer_before: str = ""  # chat: what the template writes between the prompt and the answer
-    answer_after: str = ""   # chat: what it writes after the answer, up to its end-of-turn token
+    answer_after: str = ""  # chat: what it writes after the answer, up to its end-of-turn token
     max_token_chars: int = 0  # the most characters one token stands for (0: unknown, texts are not cut)
 
     def char_budget(self, tokens: int) -> int | None:
@@ -51,10 +51,20 @@ def prompt_format(tokenizer: Any, args: Any) -> PromptFormat:
         try:
             template.format(question="q", context="c")
         except (KeyError, IndexError, ValueError) as exc:
-            raise InputError(f"{option(name)} {template!r} is not a valid template ({exc}); use {{question}} and {{context}}") from None
+            raise InputError(
+                f"{option(name)} {template!r} is not a valid template ({exc}); use {{question}} and {{context}}"
+            ) from None
     before, after = chat_answer_frame(tokenizer) if chat else ("", "")
-    return PromptFormat(chat, args.system_prompt, args.question_template, args.context_template, args.answer_prefix,
-                        before, after, longest_token_chars(tokenizer))
+    return PromptFormat(
+        chat,
+        args.system_prompt,
+        args.question_template,
+        args.context_template,
+        args.answer_prefix,
+        before,
+        after,
+        longest_token_chars(tokenizer),
+    )
 
 
 def longest_token_chars(tokenizer: Any) -> int:
@@ -74,9 +84,9 @@ def chat_answer_frame(tokenizer: Any) -> tuple[str, str]:
     user = [{"role": "user", "content": "Q"}]
     prompt = _render(tokenizer, user, generation_prompt=True)
     full = _render(tokenizer, user + [{"role": "assistant", "content": ANSWER_MARKER}], generation_prompt=False)
-    if not full.startswith(prompt) or ANSWER_MARKER not in full[len(prompt):]:
+    if not full.startswith(prompt) or ANSWER_MARKER not in full[len(prompt) :]:
         return "", tokenizer.eos_token
-    before, after = full[len(prompt):].split(ANSWER_MARKER, 1)
+    before, after = full[len(prompt) :].split(ANSWER_MARKER, 1)
     return before, after.rstrip() or tokenizer.eos_token
 
 
@@ -127,7 +137,9 @@ def answer_ids(tokenizer: Any, fmt: PromptFormat, answer: str) -> list[int]:
     return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def fit_prompt(tokenizer: Any, fmt: PromptFormat, question: str, context: str, budget: int) -> tuple[list[int] | None, bool]:
+def fit_prompt(
+    tokenizer: Any, fmt: PromptFormat, question: str, context: str, budget: int
+) -> tuple[list[int] | None, bool]:
     """Prompt ids of at most `budget` tokens, cutting the context's end if needed.
 
     Returns (ids, truncated); ids is None when even the prompt without context is too long.
@@ -155,22 +167,31 @@ def fit_prompt(tokenizer: Any, fmt: PromptFormat, question: str, context: str, b
     return best, best is not None
 
 
-def encode_for_training(tokenizer: Any, fmt: PromptFormat, example: dict, max_seq_length: int) -> tuple[dict | None, bool]:
+def encode_for_training(
+    tokenizer: Any, fmt: PromptFormat, example: dict, max_seq_length: int
+) -> tuple[dict | None, bool]:
     """input_ids / attention_mask / labels for one example; (None, False) if it cannot fit."""
     limit = fmt.char_budget(max_seq_length)
     if limit is not None and len(example["answer"]) > limit:  # more tokens than fit: never tokenised
         return None, False
     answer = answer_ids(tokenizer, fmt, example["answer"])
-    prompt, truncated = fit_prompt(tokenizer, fmt, example["question"], example["context"], max_seq_length - len(answer))
+    prompt, truncated = fit_prompt(
+        tokenizer, fmt, example["question"], example["context"], max_seq_length - len(answer)
+    )
     if prompt is None:
         return None, False
     input_ids = prompt + answer
-    features = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids),
-                "labels": [IGNORE_INDEX] * len(prompt) + answer}
+    features = {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "labels": [IGNORE_INDEX] * len(prompt) + answer,
+    }
     return features, truncated
 
 
-def encode_dataset(tokenizer: Any, fmt: PromptFormat, examples: list[dict], max_seq_length: int) -> tuple[list[dict], dict[str, int]]:
+def encode_dataset(
+    tokenizer: Any, fmt: PromptFormat, examples: list[dict], max_seq_length: int
+) -> tuple[list[dict], dict[str, int]]:
     """Encode every example; return the features and counts of truncated and dropped examples."""
     features, counts = [], {"truncated": 0, "dropped": 0}
     for example in examples:

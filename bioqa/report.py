@@ -12,26 +12,38 @@ PLOTTED = ("rougeL", "meteor", "bleu")
 
 
 def scores_table(result: dict, names: tuple[str, str]) -> str:
-    lines = [f"| metric | {names[0]} | {names[1]} | difference | 95% CI of the difference | p |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"| metric | {names[0]} | {names[1]} | difference | 95% CI of the difference | p |",
+        "|---|---|---|---|---|---|",
+    ]
     for metric, row in result["metrics"].items():
         digits = 2 if metric == "bleu" else 4
-        lines.append(f"| {metric} ({SCALE.get(metric, '0-1')}) | {row['baseline']:.{digits}f} | {row['candidate']:.{digits}f} | "
-                     f"{row['difference']:+.{digits}f} | [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}] | "
-                     f"{row['p_value']:.3g} |")
+        lines.append(
+            f"| {metric} ({SCALE.get(metric, '0-1')}) | {row['baseline']:.{digits}f} | {row['candidate']:.{digits}f} | "
+            f"{row['difference']:+.{digits}f} | [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}] | "
+            f"{row['p_value']:.3g} |"
+        )
     return "\n".join(lines)
 
 
-def _examples_section(result: dict, baseline: list[dict], candidate: list[dict], names: tuple[str, str], shown: int) -> str:
+def _examples_section(
+    result: dict, baseline: list[dict], candidate: list[dict], names: tuple[str, str], shown: int
+) -> str:
     a, b = result["scores"]["baseline"].per_example["rougeL"], result["scores"]["candidate"].per_example["rougeL"]
     order = sorted(range(len(a)), key=lambda i: b[i] - a[i])
     parts = []
-    for title, indices in ((f"Largest gains of {names[1]}", order[::-1][:shown]), (f"Largest losses of {names[1]}", order[:shown])):
+    for title, indices in (
+        (f"Largest gains of {names[1]}", order[::-1][:shown]),
+        (f"Largest losses of {names[1]}", order[:shown]),
+    ):
         parts.append(f"### {title} (ROUGE-L difference)\n")
         for i in indices:
-            parts.append(f"- **{baseline[i]['id']}** ({b[i] - a[i]:+.3f}): {_quote(baseline[i].get('question', ''))}\n"
-                         f"  - reference: {_quote(baseline[i]['reference'])}\n"
-                         f"  - {names[0]} (ROUGE-L {a[i]:.3f}): {_quote(baseline[i]['prediction'])}\n"
-                         f"  - {names[1]} (ROUGE-L {b[i]:.3f}): {_quote(candidate[i]['prediction'])}")
+            parts.append(
+                f"- **{baseline[i]['id']}** ({b[i] - a[i]:+.3f}): {_quote(baseline[i].get('question', ''))}\n"
+                f"  - reference: {_quote(baseline[i]['reference'])}\n"
+                f"  - {names[0]} (ROUGE-L {a[i]:.3f}): {_quote(baseline[i]['prediction'])}\n"
+                f"  - {names[1]} (ROUGE-L {b[i]:.3f}): {_quote(candidate[i]['prediction'])}"
+            )
         parts.append("")
     return "\n".join(parts)
 
@@ -42,11 +54,16 @@ def _quote(text: str, limit: int = 300) -> str:
 
 
 def _lengths_table(result: dict, names: tuple[str, str]) -> str:
-    lines = ["| system | mean words | median | max | empty answers | reference mean words |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| system | mean words | median | max | empty answers | reference mean words |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, name in zip(("baseline", "candidate"), names):
         s = result["lengths"][key]
-        lines.append(f"| {name} | {s['mean_words']:.1f} | {s['median_words']:.0f} | {s['max_words']} | {s['empty']} | "
-                     f"{s['reference_mean_words']:.1f} |")
+        lines.append(
+            f"| {name} | {s['mean_words']:.1f} | {s['median_words']:.0f} | {s['max_words']} | {s['empty']} | "
+            f"{s['reference_mean_words']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -60,7 +77,9 @@ def plot_distributions(path: Path, result: dict, names: tuple[str, str]) -> None
     for axis, metric in zip(axes, PLOTTED):
         top = 100 if metric == "bleu" else 1
         for key, name, color in (("baseline", names[0], "tab:gray"), ("candidate", names[1], "tab:blue")):
-            axis.hist(result["scores"][key].per_example[metric], bins=20, range=(0, top), alpha=0.55, label=name, color=color)
+            axis.hist(
+                result["scores"][key].per_example[metric], bins=20, range=(0, top), alpha=0.55, label=name, color=color
+            )
         axis.set_title(f"per-example {metric}")
         axis.set_xlabel(f"score ({SCALE.get(metric, '0-1')})")
         axis.set_ylabel("examples")
@@ -97,15 +116,33 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
         return False
     figure, (loss_ax, gen_ax, bleu_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
     loss_ax.plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
-    curves = [(loss_ax, "eval_loss", None), (gen_ax, "eval_rouge1", None), (gen_ax, "eval_rougeL", None),
-              (gen_ax, "eval_meteor", None), (bleu_ax, "eval_bleu", "tab:green")]
+    curves = [
+        (loss_ax, "eval_loss", None),
+        (gen_ax, "eval_rouge1", None),
+        (gen_ax, "eval_rougeL", None),
+        (gen_ax, "eval_meteor", None),
+        (bleu_ax, "eval_bleu", "tab:green"),
+    ]
     for axis, metric, color in curves:
         points = [h for h in evals if metric in h]
-        line, = axis.plot([h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric)
+        (line,) = axis.plot(
+            [h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric
+        )
         ends = [h for h in final if metric in h]  # the final (best) adapter: a star, not a line back to it
-        axis.scatter([h["step"] for h in ends], [h[metric] for h in ends], marker="*", s=140, color=line.get_color(),
-                     zorder=3, label=f"{metric}, final adapter" if ends else None)
-    for axis, title in ((loss_ax, "loss"), (gen_ax, "generated answers (0-1)"), (bleu_ax, "generated answers: BLEU (0-100)")):
+        axis.scatter(
+            [h["step"] for h in ends],
+            [h[metric] for h in ends],
+            marker="*",
+            s=140,
+            color=line.get_color(),
+            zorder=3,
+            label=f"{metric}, final adapter" if ends else None,
+        )
+    for axis, title in (
+        (loss_ax, "loss"),
+        (gen_ax, "generated answers (0-1)"),
+        (bleu_ax, "generated answers: BLEU (0-100)"),
+    ):
         axis.set_title(title)
         axis.set_xlabel("step")
         axis.legend(fontsize=7)
@@ -115,22 +152,37 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     return True
 
 
-def write_report(folder: Path, result: dict, baseline: list[dict], candidate: list[dict], names: tuple[str, str],
-                 trainer_state: Path | None, shown: int) -> str:
+def write_report(
+    folder: Path,
+    result: dict,
+    baseline: list[dict],
+    candidate: list[dict],
+    names: tuple[str, str],
+    trainer_state: Path | None,
+    shown: int,
+) -> str:
     """report.md and the plots in `folder`; returns the scores table."""
     plot_distributions(folder / "scores.png", result, names)
     curves = trainer_state is not None and plot_training_curves(folder / "training_curves.png", trainer_state)
     table = scores_table(result, names)
     boot = result["bootstrap"]
-    text = [f"# {names[1]} against {names[0]}\n",
-            f"{result['num_examples']} examples, scored with metrics_utils (ROUGE and METEOR 0-1, BLEU 0-100). "
-            f"Differences are {names[1]} minus {names[0]}; intervals and p-values from a paired bootstrap "
-            f"({boot['samples']} resamples, seed {boot['seed']}; BLEU recomputed per resample from sacreBLEU "
-            "statistics, ROUGE and METEOR as means of per-example scores).\n",
-            "## Scores\n", table, "",
-            "## Where ROUGE-L moved most\n", _examples_section(result, baseline, candidate, names, shown),
-            "## Answer lengths\n", _lengths_table(result, names), "",
-            "## Plots\n", "![per-example scores](scores.png)\n"]
+    text = [
+        f"# {names[1]} against {names[0]}\n",
+        f"{result['num_examples']} examples, scored with metrics_utils (ROUGE and METEOR 0-1, BLEU 0-100). "
+        f"Differences are {names[1]} minus {names[0]}; intervals and p-values from a paired bootstrap "
+        f"({boot['samples']} resamples, seed {boot['seed']}; BLEU recomputed per resample from sacreBLEU "
+        "statistics, ROUGE and METEOR as means of per-example scores).\n",
+        "## Scores\n",
+        table,
+        "",
+        "## Where ROUGE-L moved most\n",
+        _examples_section(result, baseline, candidate, names, shown),
+        "## Answer lengths\n",
+        _lengths_table(result, names),
+        "",
+        "## Plots\n",
+        "![per-example scores](scores.png)\n",
+    ]
     if curves:
         text.append(f"![training curves](training_curves.png)\n\nTraining curves from `{trainer_state}`.\n")
     (folder / "report.md").write_text("\n".join(text), encoding="utf-8")

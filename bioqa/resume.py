@@ -18,15 +18,58 @@ from bioqa.trainer import complete_checkpoints
 # Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
 # change on resume.
 TRAINING_SETTINGS = (
-    "model_name_or_path", "tokenizer_name", "load_in_4bit", "precision", "attn_implementation",
-    "dataset_name", "dataset_config_name", "train_file", "data_format", "question_field", "context_field",
-    "answer_field", "field_separator", "split_ratios", "split_seed", "max_train_samples", "max_seq_length",
-    "use_chat_template", "system_prompt", "question_template", "context_template", "answer_prefix",
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "modules_to_save", "use_rslora", "use_dora",
-    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
-    "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
-    "adam_epsilon", "max_grad_norm", "optim", "optim_args", "seed", "data_seed", "train_sampling_strategy",
-    "bf16", "fp16", "label_smoothing_factor", "neftune_noise_alpha", "activation_checkpointing",
+    "model_name_or_path",
+    "tokenizer_name",
+    "load_in_4bit",
+    "precision",
+    "attn_implementation",
+    "dataset_name",
+    "dataset_config_name",
+    "train_file",
+    "data_format",
+    "question_field",
+    "context_field",
+    "answer_field",
+    "field_separator",
+    "split_ratios",
+    "split_seed",
+    "max_train_samples",
+    "max_seq_length",
+    "use_chat_template",
+    "system_prompt",
+    "question_template",
+    "context_template",
+    "answer_prefix",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "modules_to_save",
+    "use_rslora",
+    "use_dora",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "optim",
+    "optim_args",
+    "seed",
+    "data_seed",
+    "train_sampling_strategy",
+    "bf16",
+    "fp16",
+    "label_smoothing_factor",
+    "neftune_noise_alpha",
+    "activation_checkpointing",
 )
 
 
@@ -37,14 +80,20 @@ def resume_checkpoint(wanted: str | None, output_dir: str) -> Path | None:
     if wanted in ("latest", "true", "True"):
         found = next(reversed(complete_checkpoints(output_dir)), None)
         if found is None:
-            raise InputError(f"{option('resume_from_checkpoint')} {wanted}: no checkpoint-* folder in {output_dir}; "
-                             "start without it or give the checkpoint path")
+            raise InputError(
+                f"{option('resume_from_checkpoint')} {wanted}: no checkpoint-* folder in {output_dir}; "
+                "start without it or give the checkpoint path"
+            )
         return found
     if not Path(wanted).is_dir():
-        raise InputError(f"{option('resume_from_checkpoint')} {wanted} is not a folder; give a checkpoint-* folder or `latest`")
+        raise InputError(
+            f"{option('resume_from_checkpoint')} {wanted} is not a folder; give a checkpoint-* folder or `latest`"
+        )
     if not (Path(wanted) / "trainer_state.json").is_file():
-        raise InputError(f"{option('resume_from_checkpoint')} {wanted} is not a complete checkpoint (no trainer_state.json); "
-                         "give an earlier checkpoint-* folder")
+        raise InputError(
+            f"{option('resume_from_checkpoint')} {wanted} is not a complete checkpoint (no trainer_state.json); "
+            "give an earlier checkpoint-* folder"
+        )
     return Path(wanted)
 
 
@@ -52,15 +101,22 @@ def check_same_settings(checkpoint: Path, current: dict[str, Any]) -> None:
     """InputError naming every training setting that differs from the run the checkpoint belongs to."""
     config_file = checkpoint.parent / "run_config.yaml"
     if not config_file.is_file():
-        raise InputError(f"cannot check that the resumed run keeps its settings: {config_file} is missing; restore "
-                         f"it, or start a new run without {option('resume_from_checkpoint')}")
+        raise InputError(
+            f"cannot check that the resumed run keeps its settings: {config_file} is missing; restore "
+            f"it, or start a new run without {option('resume_from_checkpoint')}"
+        )
     saved = read_run_config(config_file)
-    changed = [f"{option(key)} {_shown(saved.get(key))} -> {_shown(current.get(key))}" for key in TRAINING_SETTINGS
-               if key in current and _normal(saved.get(key)) != _normal(current.get(key))]
+    changed = [
+        f"{option(key)} {_shown(saved.get(key))} -> {_shown(current.get(key))}"
+        for key in TRAINING_SETTINGS
+        if key in current and _normal(saved.get(key)) != _normal(current.get(key))
+    ]
     if changed:
-        raise InputError(f"resuming {checkpoint} with other training settings ({'; '.join(changed)}) would not "
-                         f"continue that run; resume with the settings of {config_file}, or start a new run in "
-                         f"another {option('output_dir')}")
+        raise InputError(
+            f"resuming {checkpoint} with other training settings ({'; '.join(changed)}) would not "
+            f"continue that run; resume with the settings of {config_file}, or start a new run in "
+            f"another {option('output_dir')}"
+        )
 
 
 def check_same_data(checkpoint: Path, train_file: str | None) -> None:
@@ -70,11 +126,15 @@ def check_same_data(checkpoint: Path, train_file: str | None) -> None:
     if not train_file or not manifest_file.is_file() or not Path(train_file).is_file():
         return
     manifest = read_json(manifest_file, "the run's manifest")
-    recorded = ((manifest.get("data_sources") or {}).get("train") or {}).get("sha256") if isinstance(manifest, dict) else None
+    recorded = (
+        ((manifest.get("data_sources") or {}).get("train") or {}).get("sha256") if isinstance(manifest, dict) else None
+    )
     if recorded and recorded != file_sha256(Path(train_file)):
-        raise InputError(f"{option('train_file')} {train_file} changed since the run in {checkpoint.parent} started (its SHA-256 "
-                         f"differs from {manifest_file}); resume with the data it was trained on, or start a new run "
-                         f"in another {option('output_dir')}")
+        raise InputError(
+            f"{option('train_file')} {train_file} changed since the run in {checkpoint.parent} started (its SHA-256 "
+            f"differs from {manifest_file}); resume with the data it was trained on, or start a new run "
+            f"in another {option('output_dir')}"
+        )
 
 
 def _normal(value: Any) -> Any:
@@ -122,8 +182,15 @@ def check_checkpoint_files(checkpoint: Path) -> None:
 
 
 def _previous(checkpoint: Path) -> str:
-    earlier = [c for c in complete_checkpoints(checkpoint.parent) if c != checkpoint and
-               int(c.name.split("-")[-1]) < int(checkpoint.name.split("-")[-1])] if checkpoint.name.split("-")[-1].isdigit() else []
+    earlier = (
+        [
+            c
+            for c in complete_checkpoints(checkpoint.parent)
+            if c != checkpoint and int(c.name.split("-")[-1]) < int(checkpoint.name.split("-")[-1])
+        ]
+        if checkpoint.name.split("-")[-1].isdigit()
+        else []
+    )
     if earlier:
         return f"resume from the previous complete checkpoint: {option('resume_from_checkpoint')} {earlier[-1]}"
     return "no earlier complete checkpoint exists: start the run again"

@@ -31,11 +31,10 @@ class LengthGroupedBatches:
         size = 50 * self.batch_size
         batches = []
         for start in range(0, len(order), size):
-            jitter = {i: self.lengths[i] * rng.uniform(0.97, 1.03) for i in order[start:start + size]}
+            jitter = {i: self.lengths[i] * rng.uniform(0.97, 1.03) for i in order[start : start + size]}
             mega = sorted(jitter, key=jitter.__getitem__, reverse=True)
-            batches += [mega[i:i + self.batch_size] for i in range(0, len(mega), self.batch_size)]
+            batches += [mega[i : i + self.batch_size] for i in range(0, len(mega), self.batch_size)]
         longest = max(range(len(batches)), key=lambda b: max(self.lengths[i] for i in batches[b]))
         first = batches.pop(longest)
         rng.shuffle(batches)
         return iter([i for batch in [first, *batches] for i in batch])
-

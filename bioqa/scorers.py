@@ -15,9 +15,9 @@ import multiprocessing
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
 
 from bioqa.paths import nltk_data_dir
 
@@ -59,7 +59,8 @@ def require_nltk_data() -> None:
     if not nltk_data_available():
         raise MissingNLTKDataError(
             f"METEOR needs NLTK's WordNet and punkt_tab, which are not installed; {SETUP_HINT}, "
-            f"or leave METEOR out with metrics=('rouge', 'bleu')")
+            f"or leave METEOR out with metrics=('rouge', 'bleu')"
+        )
 
 
 # ----------------------------------------------------------------------------- shared caches
@@ -115,7 +116,7 @@ class _MemoWordNet:
         self._marker = redos.compile(r"(.*?)(\([^()]*\))?$")
         self._data: dict[str, bytes] = {}
 
-    @lru_cache(maxsize=1 << 18)
+    @lru_cache(maxsize=1 << 18)  # noqa: B019 (one instance per process, kept for its life: the cache may hold it)
     def synsets(self, word: str) -> list[_SynonymSet]:
         from nltk.corpus.reader.wordnet import POS_LIST
 
@@ -126,14 +127,14 @@ class _MemoWordNet:
                     names.update(self._lemma_names(pos, offset))
         return [_SynonymSet(sorted(name for name in names if "_" not in name))]
 
-    @lru_cache(maxsize=1 << 18)
+    @lru_cache(maxsize=1 << 18)  # noqa: B019 (as above)
     def _lemma_names(self, pos: str, offset: int) -> tuple[str, ...]:
         """Lemma names on the data line at `offset`: `offset lexfile pos count (name lex_id)*count ...`."""
         if pos not in self._data:  # whole file in memory: no file handle shared with forked workers
             with self.reader.abspath(f"data.{self.reader._FILEMAP[pos]}").open() as stream:
                 self._data[pos] = stream.read()
         data = self._data[pos]
-        fields = data[offset:data.index(b"\n", offset)].decode("utf-8").split("|", 1)[0].split()
+        fields = data[offset : data.index(b"\n", offset)].decode("utf-8").split("|", 1)[0].split()
         return tuple(self._marker.match(fields[4 + 2 * i]).group(1) for i in range(int(fields[3], 16)))
 
 
@@ -176,10 +177,11 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
 
 def _ngram_f1(target: Sequence[str], prediction: Sequence[str], n: int) -> float:
     from collections import Counter
+
     from rouge_score.scoring import fmeasure
 
-    target_ngrams = Counter(tuple(target[i:i + n]) for i in range(len(target) - n + 1))
-    pred_ngrams = Counter(tuple(prediction[i:i + n]) for i in range(len(prediction) - n + 1))
+    target_ngrams = Counter(tuple(target[i : i + n]) for i in range(len(target) - n + 1))
+    pred_ngrams = Counter(tuple(prediction[i : i + n]) for i in range(len(prediction) - n + 1))
     overlap = sum(min(count, pred_ngrams[gram]) for gram, count in target_ngrams.items())
     precision = overlap / max(sum(pred_ngrams.values()), 1)
     recall = overlap / max(sum(target_ngrams.values()), 1)
@@ -316,9 +318,18 @@ def _meteor_scores(predictions: Sequence[str], references: list[list[str]], para
             cache[text] = word_tokenize(text)
         return cache[text]
 
-    return [meteor_score([tokens(r) for r in refs], tokens(pred), stemmer=stemmer, wordnet=wordnet,
-                         alpha=alpha, beta=beta, gamma=gamma)
-            for pred, refs in zip(predictions, references)]
+    return [
+        meteor_score(
+            [tokens(r) for r in refs],
+            tokens(pred),
+            stemmer=stemmer,
+            wordnet=wordnet,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+        )
+        for pred, refs in zip(predictions, references)
+    ]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -350,7 +361,7 @@ _FORKED: tuple | None = None  # (job, predictions, references), inherited by for
 
 def _score_slice(bounds: tuple[int, int]) -> dict[str, list]:
     job, predictions, references = _FORKED
-    return _score_chunk(job, predictions[bounds[0]:bounds[1]], references[bounds[0]:bounds[1]])
+    return _score_chunk(job, predictions[bounds[0] : bounds[1]], references[bounds[0] : bounds[1]])
 
 
 def worker_count(requested: int | None, n_examples: int) -> int:

@@ -36,9 +36,12 @@ class BioQATrainer(Trainer):
         self.predictions_name: str | None = None  # set by evaluate_final
         self.last_predictions: str | None = None  # predictions/<name>.jsonl of the latest generation evaluation
         if generation_evaluator is not None and self.shards_weights():
-            raise InputError("generation-based evaluation needs whole weights in every process, but FSDP / DeepSpeed "
-                             f"ZeRO-3 shards them; pass {option('no_generation_eval')} (and score with {option('do_predict')} after training), "
-                             "or train with DDP or ZeRO-2 (docs/DISTRIBUTED.md)")
+            raise InputError(
+                "generation-based evaluation needs whole weights in every process, but FSDP / DeepSpeed "
+                f"ZeRO-3 shards them; pass {option('no_generation_eval')} (and score with {option('do_predict')} "
+                "after training), "
+                "or train with DDP or ZeRO-2 (docs/DISTRIBUTED.md)"
+            )
 
     def shards_weights(self) -> bool:
         """FSDP or DeepSpeed ZeRO-3: no process holds the whole model, so generate() cannot run as is."""
@@ -67,18 +70,23 @@ class BioQATrainer(Trainer):
         # Under fp16 an infinite gradient is routine (the loss scaler skips that step): only bf16 / fp32 are checked.
         grad_norm = super()._get_grad_norm(model, grad_norm)
         if not self.args.fp16 and grad_norm is not None and not math.isfinite(float(grad_norm)):
-            raise NonFiniteError(non_finite_message("the gradient norm", self.state.global_step + 1, self.args.output_dir))
+            raise NonFiniteError(
+                non_finite_message("the gradient norm", self.state.global_step + 1, self.args.output_dir)
+            )
         return grad_norm
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in getattr(dataset, "column_names", ()):
+        if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in getattr(
+            dataset, "column_names", ()
+        ):
             return super()._get_train_sampler(train_dataset)
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthGroupedBatches([len(ids) for ids in dataset["input_ids"]], batch, self.args.seed)
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         evaluating = metric_key_prefix.startswith("eval")  # not trainer.predict() on a test set
         if evaluating and self.generation_evaluator is not None and len(self.generation_evaluator):
@@ -96,7 +104,11 @@ class BioQATrainer(Trainer):
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     """checkpoint-N folders whose save finished (the Trainer writes trainer_state.json last), oldest first."""
     folder = Path(output_dir)
-    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    found = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
@@ -107,8 +119,11 @@ class NonFiniteError(RunError):
 def non_finite_message(what: str, step: int, output_dir: str) -> str:
     good = complete_checkpoints(output_dir)
     kept = f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was saved before it"
-    return (f"{what} became NaN or infinite at step {step}; training stopped and {kept}; try a lower {option('learning_rate')}, "
-            f"{option('precision')} bf16 or fp32 instead of fp16, or {option('max_grad_norm')} 1.0")
+    return (
+        f"{what} became NaN or infinite at step {step}; training stopped and {kept}; try a lower "
+        f"{option('learning_rate')}, "
+        f"{option('precision')} bf16 or fp32 instead of fp16, or {option('max_grad_norm')} 1.0"
+    )
 
 
 class StopOnSignal(TrainerCallback):

@@ -13,8 +13,9 @@ weight to bf16 moves logits by tenths, float32 differs from base + adapter only 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 # dtype: (max |logit difference| / max |logit|, min top-1 agreement, max relative weight-probe error).
 # Measured on SmolLM2-135M + a random r16 adapter (docs/BENCHMARKS.md): float32 7.9e-6 / 100%,
@@ -37,7 +38,7 @@ PROBE_VECTORS = 4
 class LogitsProbe:
     """What base + adapter (or the merged model) does on the probe prompts."""
 
-    logits: list[Any]   # per prompt: float32 logits (length x vocabulary), on the CPU
+    logits: list[Any]  # per prompt: float32 logits (length x vocabulary), on the CPU
     answers: list[list[int]]  # greedy continuation token ids
 
 
@@ -64,11 +65,16 @@ def compare_logits(reference: LogitsProbe, merged: LogitsProbe, dtype: str) -> d
     agree = torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(reference.logits, merged.logits)])
     same_answers = sum(a == b for a, b in zip(reference.answers, merged.answers))
     max_tol, min_agreement, _ = TOLERANCES[dtype]
-    return {"method": "logits of the reloaded checkpoint vs base + adapter", "probes": len(reference.logits),
-            "max_abs_logit_diff": max_diff, "max_relative_logit_diff": relative, "top1_agreement": float(agree.mean()),
-            "identical_greedy_answers": f"{same_answers}/{len(reference.answers)}",
-            "tolerance": {"max_relative_logit_diff": max_tol, "min_top1_agreement": min_agreement},
-            "passed": relative <= max_tol and float(agree.mean()) >= min_agreement}
+    return {
+        "method": "logits of the reloaded checkpoint vs base + adapter",
+        "probes": len(reference.logits),
+        "max_abs_logit_diff": max_diff,
+        "max_relative_logit_diff": relative,
+        "top1_agreement": float(agree.mean()),
+        "identical_greedy_answers": f"{same_answers}/{len(reference.answers)}",
+        "tolerance": {"max_relative_logit_diff": max_tol, "min_top1_agreement": min_agreement},
+        "passed": relative <= max_tol and float(agree.mean()) >= min_agreement,
+    }
 
 
 def weight_probe_error(original: Any, merged: Any, delta_fn: Any, generator: Any) -> float:
@@ -83,7 +89,11 @@ def weight_probe_error(original: Any, merged: Any, delta_fn: Any, generator: Any
 def weightwise_summary(errors: dict[str, float], dtype: str) -> dict[str, Any]:
     tolerance = TOLERANCES[dtype][2]
     worst = max(errors, key=errors.get) if errors else None
-    return {"method": "weight by weight: W'x vs Wx + scale*B(Ax) on random vectors", "weights_checked": len(errors),
-            "max_relative_error": errors[worst] if worst else 0.0, "worst_weight": worst,
-            "tolerance": {"max_relative_error": tolerance},
-            "passed": all(error <= tolerance for error in errors.values())}
+    return {
+        "method": "weight by weight: W'x vs Wx + scale*B(Ax) on random vectors",
+        "weights_checked": len(errors),
+        "max_relative_error": errors[worst] if worst else 0.0,
+        "worst_weight": worst,
+        "tolerance": {"max_relative_error": tolerance},
+        "passed": all(error <= tolerance for error in errors.values()),
+    }

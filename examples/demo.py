@@ -37,8 +37,13 @@ def generation_flags(config: Path) -> list[str]:
     import yaml
 
     recipe = yaml.safe_load(config.read_text())
-    keys = ("max_seq_length", "generation_max_new_tokens", "generation_no_repeat_ngram_size",
-            "generation_repetition_penalty", "generation_batch_size")
+    keys = (
+        "max_seq_length",
+        "generation_max_new_tokens",
+        "generation_no_repeat_ngram_size",
+        "generation_repetition_penalty",
+        "generation_batch_size",
+    )
     return [token for key in keys if key in recipe for token in (f"--{key}", str(recipe[key]))]
 
 
@@ -54,18 +59,57 @@ def main(argv: list[str] | None = None) -> int:
         test_file += ["--max_predict_samples", str(args.max_predict_samples)]
         training_flags += ["--max_predict_samples", str(args.max_predict_samples)]
     timings = {
-        "zero-shot": step("1/4 zero-shot answers of the base model", [
-            "load_models.py", "--do_predict", *test_file, *generation_flags(args.config),
-            "--output_dir", str(out / "zero-shot"), "--overwrite_output_dir"]),
-        "fine-tune": step("2/4 LoRA fine-tuning, then answers of the fine-tuned model", [
-            "load_models.py", "--config", recipe, "--do_train", "--do_predict", "--output_dir", str(out / "fine-tuned"),
-            "--overwrite_output_dir", *training_flags]),
-        "compare": step("3/4 comparison with paired bootstrap intervals", [
-            "-m", "bioqa.comparison", "--baseline", str(out / "zero-shot" / "predictions.jsonl"),
-            "--candidate", str(out / "fine-tuned" / "predictions.jsonl"), "--output_dir", str(out / "report"), "--overwrite"]),
-        "merge": step("4/4 verified merge of the adapter into the base", [
-            "merge_base_and_adapt_ft_models.py", "--adapter_dir", str(out / "fine-tuned"),
-            "--output_dir", str(out / "merged"), "--overwrite"]),
+        "zero-shot": step(
+            "1/4 zero-shot answers of the base model",
+            [
+                "load_models.py",
+                "--do_predict",
+                *test_file,
+                *generation_flags(args.config),
+                "--output_dir",
+                str(out / "zero-shot"),
+                "--overwrite_output_dir",
+            ],
+        ),
+        "fine-tune": step(
+            "2/4 LoRA fine-tuning, then answers of the fine-tuned model",
+            [
+                "load_models.py",
+                "--config",
+                recipe,
+                "--do_train",
+                "--do_predict",
+                "--output_dir",
+                str(out / "fine-tuned"),
+                "--overwrite_output_dir",
+                *training_flags,
+            ],
+        ),
+        "compare": step(
+            "3/4 comparison with paired bootstrap intervals",
+            [
+                "-m",
+                "bioqa.comparison",
+                "--baseline",
+                str(out / "zero-shot" / "predictions.jsonl"),
+                "--candidate",
+                str(out / "fine-tuned" / "predictions.jsonl"),
+                "--output_dir",
+                str(out / "report"),
+                "--overwrite",
+            ],
+        ),
+        "merge": step(
+            "4/4 verified merge of the adapter into the base",
+            [
+                "merge_base_and_adapt_ft_models.py",
+                "--adapter_dir",
+                str(out / "fine-tuned"),
+                "--output_dir",
+                str(out / "merged"),
+                "--overwrite",
+            ],
+        ),
     }
     summary(out, timings)
     return 0
@@ -73,17 +117,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(out: Path, timings: dict[str, float]) -> None:
     comparison = json.loads((out / "report" / "comparison.json").read_text())
-    print("\n=== before / after (test questions: %d)\n" % comparison["num_examples"])
+    print(f"\n=== before / after (test questions: {comparison['num_examples']})\n")
     print("| metric | zero-shot | fine-tuned | difference [95% CI] | p |\n|---|---|---|---|---|")
     for metric, row in comparison["metrics"].items():
-        print(f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
-              f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |")
+        print(
+            f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
+            f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |"
+        )
     print(f"\nzero-shot answers:  {out / 'zero-shot' / 'predictions.jsonl'}")
     print(f"adapter and run:    {out / 'fine-tuned'} (metrics.json, run_manifest.json, predictions/, runs/)")
     print(f"report and plots:   {out / 'report' / 'report.md'}")
     print(f"merged model:       {out / 'merged'} (merge_report.json)")
-    print("time per step: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
-          + f"; total {sum(timings.values()):.0f} s")
+    print(
+        "time per step: "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
+        + f"; total {sum(timings.values()):.0f} s"
+    )
 
 
 if __name__ == "__main__":

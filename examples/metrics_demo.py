@@ -14,21 +14,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import metrics_utils  # noqa: E402  (after the path set-up above)
 
 QUESTIONS = [
-    ("What does IL-6 do in the acute-phase response?",
-     "IL-6 stimulates the liver to produce acute-phase proteins such as C-reactive protein.",
-     "IL-6 drives hepatocytes to make acute-phase proteins, including C-reactive protein (CRP)."),
-    ("How do beta-blockers lower blood pressure?",
-     "β-blockers reduce heart rate and cardiac output.<|im_end|>",
-     "Beta-blockers lower blood pressure by reducing heart rate, cardiac output and renin release."),
-    ("What is the usual starting dose of metformin?",
-     "Metformin is usually started at 500 mg once or twice daily with meals.",
-     "Metformin is commonly started at 500 mg once or twice a day with food to limit GI upset."),
-    ("Which organism causes tuberculosis?",
-     "Tuberculosis is caused by Mycobacterium tuberculosis.",
-     "Tuberculosis is caused by the bacterium Mycobacterium tuberculosis."),
-    ("What does a p-value below 0.05 mean?",
-     "It means the result is clinically important.",
-     "A p < 0.05 means data this extreme would occur less than 5% of the time if the null hypothesis were true."),
+    (
+        "What does IL-6 do in the acute-phase response?",
+        "IL-6 stimulates the liver to produce acute-phase proteins such as C-reactive protein.",
+        "IL-6 drives hepatocytes to make acute-phase proteins, including C-reactive protein (CRP).",
+    ),
+    (
+        "How do beta-blockers lower blood pressure?",
+        "β-blockers reduce heart rate and cardiac output.<|im_end|>",
+        "Beta-blockers lower blood pressure by reducing heart rate, cardiac output and renin release.",
+    ),
+    (
+        "What is the usual starting dose of metformin?",
+        "Metformin is usually started at 500 mg once or twice daily with meals.",
+        "Metformin is commonly started at 500 mg once or twice a day with food to limit GI upset.",
+    ),
+    (
+        "Which organism causes tuberculosis?",
+        "Tuberculosis is caused by Mycobacterium tuberculosis.",
+        "Tuberculosis is caused by the bacterium Mycobacterium tuberculosis.",
+    ),
+    (
+        "What does a p-value below 0.05 mean?",
+        "It means the result is clinically important.",
+        "A p < 0.05 means data this extreme would occur less than 5% of the time if the null hypothesis were true.",
+    ),
 ]
 
 

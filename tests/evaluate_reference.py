@@ -51,14 +51,16 @@ def evaluate_meteor(predictions, references, alpha=0.9, beta=3, gamma=0.5):
 
     if isinstance(references[0], list):
         scores = [
-            meteor_score.meteor_score([word_tokenize(r) for r in refs], word_tokenize(pred),
-                                      alpha=alpha, beta=beta, gamma=gamma)
+            meteor_score.meteor_score(
+                [word_tokenize(r) for r in refs], word_tokenize(pred), alpha=alpha, beta=beta, gamma=gamma
+            )
             for refs, pred in zip(references, predictions)
         ]
     else:
         scores = [
-            meteor_score.single_meteor_score(word_tokenize(ref), word_tokenize(pred),
-                                             alpha=alpha, beta=beta, gamma=gamma)
+            meteor_score.single_meteor_score(
+                word_tokenize(ref), word_tokenize(pred), alpha=alpha, beta=beta, gamma=gamma
+            )
             for ref, pred in zip(references, predictions)
         ]
     return float(np.mean(scores))

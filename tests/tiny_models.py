@@ -13,21 +13,32 @@ from pathlib import Path
 import torch
 
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<pad>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 FACTS = [
-    ("insulin", "lowers blood glucose"), ("glucagon", "raises blood glucose"), ("aspirin", "inhibits cyclooxygenase"),
-    ("metformin", "reduces hepatic glucose output"), ("warfarin", "antagonises vitamin K"),
-    ("penicillin", "blocks bacterial cell wall synthesis"), ("heparin", "activates antithrombin"),
-    ("furosemide", "blocks the loop of Henle cotransporter"), ("atropine", "blocks muscarinic receptors"),
-    ("omeprazole", "inhibits the gastric proton pump"), ("IL-6", "drives the acute phase response"),
-    ("erythropoietin", "stimulates red cell production"), ("thyroxine", "raises the metabolic rate"),
-    ("cortisol", "raises blood glucose in stress"), ("digoxin", "inhibits the sodium potassium pump"),
-    ("morphine", "activates mu opioid receptors"), ("salbutamol", "relaxes bronchial smooth muscle"),
-    ("lisinopril", "inhibits angiotensin converting enzyme"), ("statins", "inhibit HMG-CoA reductase"),
+    ("insulin", "lowers blood glucose"),
+    ("glucagon", "raises blood glucose"),
+    ("aspirin", "inhibits cyclooxygenase"),
+    ("metformin", "reduces hepatic glucose output"),
+    ("warfarin", "antagonises vitamin K"),
+    ("penicillin", "blocks bacterial cell wall synthesis"),
+    ("heparin", "activates antithrombin"),
+    ("furosemide", "blocks the loop of Henle cotransporter"),
+    ("atropine", "blocks muscarinic receptors"),
+    ("omeprazole", "inhibits the gastric proton pump"),
+    ("IL-6", "drives the acute phase response"),
+    ("erythropoietin", "stimulates red cell production"),
+    ("thyroxine", "raises the metabolic rate"),
+    ("cortisol", "raises blood glucose in stress"),
+    ("digoxin", "inhibits the sodium potassium pump"),
+    ("morphine", "activates mu opioid receptors"),
+    ("salbutamol", "relaxes bronchial smooth muscle"),
+    ("lisinopril", "inhibits angiotensin converting enzyme"),
+    ("statins", "inhibit HMG-CoA reductase"),
     ("vancomycin", "binds cell wall precursors"),
 ]
 
@@ -37,9 +48,17 @@ def qa_rows(n: int = 40, seed: int = 0, with_context: bool = True) -> list[dict]
     rows = []
     for i in range(n):
         drug, action = FACTS[i % len(FACTS)]
-        context = f"Pharmacology notes: {drug} {action}. It is used in clinical practice." if with_context and i % 2 else ""
-        rows.append({"id": f"q{i}", "question": f"What does {drug} do? (case {i})", "context": context,
-                     "answer": f"{drug.capitalize()} {action}."})
+        context = (
+            f"Pharmacology notes: {drug} {action}. It is used in clinical practice." if with_context and i % 2 else ""
+        )
+        rows.append(
+            {
+                "id": f"q{i}",
+                "question": f"What does {drug} do? (case {i})",
+                "context": context,
+                "answer": f"{drug.capitalize()} {action}.",
+            }
+        )
     rng.shuffle(rows)
     return rows
 
@@ -58,13 +77,18 @@ def build_tokenizer(chat: bool = True):
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     backend.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
-                                        eos_token="<|im_end|>" if chat else "<|endoftext|>",
-                                        bos_token="<|endoftext|>", unk_token=None,
-                                        additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="<|im_end|>" if chat else "<|endoftext|>",
+        bos_token="<|endoftext|>",
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
     if chat:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
@@ -75,12 +99,22 @@ def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         # logits with some scale by default, so a LoRA-only update can fit the data
-                         initializer_range=init_range,
-                         tie_word_embeddings=tie, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **config_extra)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        # logits with some scale by default, so a LoRA-only update can fit the data
+        initializer_range=init_range,
+        tie_word_embeddings=tie,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **config_extra,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -92,8 +126,9 @@ def save_tiny_model(path: Path, chat: bool = True, tie: bool = True) -> Path:
     return path
 
 
-def make_base(path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5,
-              **config_extra) -> Path:
+def make_base(
+    path: Path, tie: bool = True, shard: str | None = None, hidden: int = 32, init_range: float = 0.5, **config_extra
+) -> Path:
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, tie=tie, init_range=init_range, **config_extra)
     if hidden != 32:
@@ -116,8 +151,16 @@ def make_adapter(base: Path, path: Path, add_token: bool = False, **lora) -> Pat
     if add_token:
         tokenizer.add_tokens(["<gene>"])
         model.resize_token_embeddings(len(tokenizer))
-    config = LoraConfig(**{"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False,
-                           "task_type": "CAUSAL_LM", **lora})
+    config = LoraConfig(
+        **{
+            "r": 4,
+            "lora_alpha": 8,
+            "target_modules": "all-linear",
+            "init_lora_weights": False,
+            "task_type": "CAUSAL_LM",
+            **lora,
+        }
+    )
     peft_model = get_peft_model(model, config)
     with torch.no_grad():  # trained modules_to_save copies differ from the base
         for name, parameter in peft_model.named_parameters():
@@ -132,19 +175,36 @@ def make_adapter(base: Path, path: Path, add_token: bool = False, **lora) -> Pat
 # Chat templates whose end of turn is not the tokenizer's EOS, written after the published ones.
 TEMPLATE_STYLES = {
     "gemma": {
-        "template": ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
-                     "{{ raise_exception('System role not supported') }}{% endif %}"
-                     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-                     "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-                     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"),
-        "specials": ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"], "bos": "<bos>", "eos": "<eos>",
-        "turn_end": "<end_of_turn>"},
+        "template": (
+            "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+            "{{ raise_exception('System role not supported') }}{% endif %}"
+            "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+            "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+        ),
+        "specials": ["<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"],
+        "bos": "<bos>",
+        "eos": "<eos>",
+        "turn_end": "<end_of_turn>",
+    },
     "llama3": {
-        "template": ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
-                     "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
-                     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"),
-        "specials": ["<pad>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-        "bos": "<|begin_of_text|>", "eos": "<|end_of_text|>", "turn_end": "<|eot_id|>"},
+        "template": (
+            "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+            "'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+        ),
+        "specials": [
+            "<pad>",
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ],
+        "bos": "<|begin_of_text|>",
+        "eos": "<|end_of_text|>",
+        "turn_end": "<|eot_id|>",
+    },
 }
 
 
@@ -157,10 +217,18 @@ def build_styled_tokenizer(style: str):
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=spec["specials"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator([f"{r['question']} {r['answer']}" for r in qa_rows(60)] + ["user model assistant"], trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token=spec["bos"],
-                                        eos_token=spec["eos"], additional_special_tokens=spec["specials"][3:])
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=spec["specials"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(
+        [f"{r['question']} {r['answer']}" for r in qa_rows(60)] + ["user model assistant"], trainer
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        bos_token=spec["bos"],
+        eos_token=spec["eos"],
+        additional_special_tokens=spec["specials"][3:],
+    )
     tokenizer.chat_template = spec["template"]
     return tokenizer

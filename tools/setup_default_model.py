@@ -52,7 +52,10 @@ class SetupError(RuntimeError):
 
 def is_complete(target: Path) -> bool:
     names = ("config.json", "model.safetensors", "tokenizer.json", "PROVENANCE.txt")
-    return all((target / name).is_file() for name in names) and "quantization_config" not in (target / "config.json").read_text()
+    return (
+        all((target / name).is_file() for name in names)
+        and "quantization_config" not in (target / "config.json").read_text()
+    )
 
 
 def extract_gguf(work: Path) -> Path:
@@ -100,7 +103,7 @@ def check(target: Path) -> str:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
-    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     if "paris" not in answer.lower():
         raise SetupError(f"sanity check failed: asked for the capital of France, the model said {answer!r}")
     return answer.strip()
@@ -124,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(args.target, ignore_errors=True)
             shutil.move(str(staging), args.target)  # complete or absent: never half-written
     except (SetupError, OSError, ValueError) as exc:
-        print(f"error: default model set-up: {exc}; on a connected machine the scripts load "
-              "HuggingFaceTB/SmolLM2-135M-Instruct from the Hub instead", file=sys.stderr)
+        print(
+            f"error: default model set-up: {exc}; on a connected machine the scripts load "
+            "HuggingFaceTB/SmolLM2-135M-Instruct from the Hub instead",
+            file=sys.stderr,
+        )
         return 1
     print(f"default model: wrote {args.target} (dequantized from Q4_1); sanity answer: {answer!r}")
     return 0

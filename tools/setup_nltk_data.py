@@ -177,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nltk data: {resource.rstrip('/')}: {how}")
         check_meteor()
     except (SetupError, OSError) as exc:
-        print(f"error: NLTK data for METEOR: {exc}; install WordNet 3.0 and punkt_tab with "
-              f"nltk.download on a connected machine and copy them into {data_dir}", file=sys.stderr)
+        print(
+            f"error: NLTK data for METEOR: {exc}; install WordNet 3.0 and punkt_tab with "
+            f"nltk.download on a connected machine and copy them into {data_dir}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

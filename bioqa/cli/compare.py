@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
@@ -31,14 +30,25 @@ from bioqa.predictions import read_prediction_file
 class CompareArguments:
     baseline: str = field(metadata={"help": "predictions.jsonl of the reference system (e.g. zero-shot)."})
     candidate: str = field(metadata={"help": "predictions.jsonl of the system to compare (e.g. fine-tuned)."})
-    output_dir: str = field(default="outputs/report", metadata={"help": "Folder for report.md, comparison.json and the plots."})
+    output_dir: str = field(
+        default="outputs/report", metadata={"help": "Folder for report.md, comparison.json and the plots."}
+    )
     baseline_name: str = field(default="zero-shot", metadata={"help": "Name of the baseline in the report."})
     candidate_name: str = field(default="fine-tuned", metadata={"help": "Name of the candidate in the report."})
-    trainer_state: Optional[str] = field(default=None, metadata={"help": "trainer_state.json for the training curves; default: next to --candidate."})
+    trainer_state: str | None = field(
+        default=None, metadata={"help": "trainer_state.json for the training curves; default: next to --candidate."}
+    )
     bootstrap_samples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
-    examples_shown: int = field(default=5, metadata={"help": "How many best and worst examples (by ROUGE-L difference) report.md lists."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier comparison in --output_dir (a folder holding other files is still refused)."})
+    examples_shown: int = field(
+        default=5, metadata={"help": "How many best and worst examples (by ROUGE-L difference) report.md lists."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace an earlier comparison in --output_dir (a folder holding other files is still refused)."
+        },
+    )
 
 
 def find_trainer_state(args: CompareArguments) -> Path | None:
@@ -65,9 +75,17 @@ def run(argv: list[str] | None) -> int:
     args = parse_arguments(build_parser([CompareArguments], description=__doc__.split("\n\n")[0]), argv)[0]
     raise_problems(argument_problems(args))
     out, state = Path(args.output_dir), find_trainer_state(args)
-    check_not_an_input(out, "output_dir", {
-        "baseline predictions": args.baseline, "candidate predictions": args.candidate, "trainer state": state,
-        "baseline's run": run_folder(args.baseline), "candidate's run": run_folder(args.candidate)})
+    check_not_an_input(
+        out,
+        "output_dir",
+        {
+            "baseline predictions": args.baseline,
+            "candidate predictions": args.candidate,
+            "trainer state": state,
+            "baseline's run": run_folder(args.baseline),
+            "candidate's run": run_folder(args.candidate),
+        },
+    )
     names = (args.baseline_name, args.candidate_name)
     baseline = read_prediction_file(args.baseline)
     candidate = aligned(baseline, read_prediction_file(args.candidate), names)
@@ -76,8 +94,11 @@ def run(argv: list[str] | None) -> int:
         result = compare(baseline, candidate, args.bootstrap_samples, args.seed)
         with staged_folder(out) as staging:
             table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)
-            write_json_atomic(staging / "comparison.json", {k: v for k, v in result.items() if k != "scores"} |
-                              {"baseline": args.baseline, "candidate": args.candidate, "names": list(names)})
+            write_json_atomic(
+                staging / "comparison.json",
+                {k: v for k, v in result.items() if k != "scores"}
+                | {"baseline": args.baseline, "candidate": args.candidate, "names": list(names)},
+            )
     print(f"{table}\n\nreport: {out / 'report.md'}")
     return 0
 

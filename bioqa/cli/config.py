@@ -13,8 +13,9 @@ import enum
 import json
 import sys
 from argparse import Action
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bioqa.errors import InputError, short, shown
 from bioqa.files import read_text
@@ -34,8 +35,12 @@ def _parser_class():
 
 def build_parser(dataclass_types: Sequence[type], description: str):
     parser = _parser_class()(dataclass_types, description=description)
-    parser.add_argument("--config", metavar="RUN.yaml", default=None,
-                        help="YAML file of options (keys are these flag names); flags given on the command line override it")
+    parser.add_argument(
+        "--config",
+        metavar="RUN.yaml",
+        default=None,
+        help="YAML file of options (keys are these flag names); flags given on the command line override it",
+    )
     return parser
 
 
@@ -50,8 +55,9 @@ def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
         except InputError as exc:
             raise InputError(f"{config}: {exc}") from None
     try:
-        *objects, _config, remaining = parser.parse_args_into_dataclasses(args=file_argv + argv,
-                                                                          return_remaining_strings=True)
+        *objects, _config, remaining = parser.parse_args_into_dataclasses(
+            args=file_argv + argv, return_remaining_strings=True
+        )
     except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
         raise InputError(f"{short(str(exc), 500)}; see --help") from None
     if remaining:
@@ -73,8 +79,10 @@ def _config_path(argv: list[str]) -> Path | None:
     found = [argv[i + 1] for i, token in enumerate(argv[:-1]) if token == "--config"]
     found += [token.split("=", 1)[1] for token in argv if token.startswith("--config=")]
     if len(found) > 1:
-        raise InputError(f"--config given {len(found)} times ({', '.join(found)}); give one file (put the options of "
-                         "both in it), and override single options with flags")
+        raise InputError(
+            f"--config given {len(found)} times ({', '.join(found)}); give one file (put the options of "
+            "both in it), and override single options with flags"
+        )
     return Path(found[0]) if found else None
 
 
@@ -115,8 +123,10 @@ def load_yaml(text: str) -> Any:
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     break  # an unhashable key: SafeLoader's own error names it
                 if key in seen:
-                    raise yaml.YAMLError(f"key {short(repr(key), 60)} is given twice (again on line "
-                                         f"{key_node.start_mark.line + 1}); keep one")
+                    raise yaml.YAMLError(
+                        f"key {short(repr(key), 60)} is given twice (again on line "
+                        f"{key_node.start_mark.line + 1}); keep one"
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep)
 
@@ -146,13 +156,19 @@ def _expanded_size(node: Any, limit: int) -> int:
 def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
     """A YAML value the option cannot take, named with the file, the key and the expected type."""
     many = action.nargs in ("+", "*")
-    expected = f"one of {', '.join(map(str, action.choices))}" if action.choices else \
-        f"{'a list of ' if many else 'one '}{getattr(action.type, '__name__', 'text')} value{'s' if many else ''}"
+    expected = (
+        f"one of {', '.join(map(str, action.choices))}"
+        if action.choices
+        else f"{'a list of ' if many else 'one '}{getattr(action.type, '__name__', 'text')} value{'s' if many else ''}"
+    )
     if isinstance(value, (list, tuple)) and len(value) > 1 and not many:  # [x] is x (report_to: [tensorboard])
         raise InputError(f"{path}: key {key!r} is a list ({shown(value)}), but it takes {expected}; see --help")
     if action.choices and value is not None and str(value) not in map(str, action.choices):
-        hint = " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)" \
-            if isinstance(value, bool) else ""
+        hint = (
+            " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)"
+            if isinstance(value, bool)
+            else ""
+        )
         raise InputError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; see --help")
 
 
@@ -190,4 +206,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
-

@@ -21,21 +21,41 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors, read_adapter
-from bioqa.merging import (DTYPES, base_dtype, base_files, check_shapes, estimated_output_bytes, load_peft_model,
-                           merge_in_memory, shard_files, stream_merge, streaming_refusal, tensor_shapes,
-                           with_tied_head, write_streamed_config)
-from bioqa.hub import MERGED_FILES, hub_problems, push_folder, token_available
-from bioqa.model_card import merged_card
-from bioqa.modeling import hub_reachable, resolve_model_name
-from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.errors import InputError, RunError, raise_problems
-from bioqa.files import (file_sha256, parse_jsonl, read_json, read_run_config, read_text, staged_folder, write_json_atomic,
-                         write_text_atomic)
+from bioqa.files import (
+    file_sha256,
+    parse_jsonl,
+    read_json,
+    read_run_config,
+    read_text,
+    staged_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
+from bioqa.hub import MERGED_FILES, hub_problems, push_folder, token_available
+from bioqa.merging import (
+    DTYPES,
+    base_dtype,
+    base_files,
+    check_shapes,
+    estimated_output_bytes,
+    load_peft_model,
+    merge_in_memory,
+    shard_files,
+    stream_merge,
+    streaming_refusal,
+    tensor_shapes,
+    with_tied_head,
+    write_streamed_config,
+)
+from bioqa.model_card import merged_card
+from bioqa.modeling import hub_reachable, resolve_model_name
+from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
 from bioqa.provenance import peak_memory_mb, utc_now
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
@@ -44,18 +64,57 @@ log = logging.getLogger("bioqa")
 
 @dataclass
 class MergeArguments:
-    adapter_dir: str = field(metadata={"help": "Folder of the trained adapter (adapter_config.json + weights); the only required flag."})
-    base_model: Optional[str] = field(default=None, metadata={"help": "Base model (Hub id or folder); default: the adapter's base_model_name_or_path."})
-    output_dir: Optional[str] = field(default=None, metadata={"help": "Where to write the merged model; default: <adapter_dir>-merged."})
-    dtype: str = field(default="auto", metadata={"help": "dtype of the merged weights; auto = the base's own.", "choices": ["auto", "bf16", "fp16", "fp32"]})
-    max_shard_size: str = field(default="2GB", metadata={"help": "Largest safetensors shard (in-memory merge; streaming keeps the base's shards)."})
-    device: str = field(default="cpu", metadata={"help": "Device for the in-memory merge and the verification.", "choices": ["cpu", "cuda", "mps"]})
-    low_memory: bool = field(default=False, metadata={"help": "Stream the base shard by shard (automatic when it would not fit in RAM twice)."})
-    verify: bool = field(default=True, metadata={"help": "Check the merged model against base + adapter (--no_verify to skip)."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier merge in --output_dir (a folder holding files the merge did not write is still refused)."})
+    adapter_dir: str = field(
+        metadata={"help": "Folder of the trained adapter (adapter_config.json + weights); the only required flag."}
+    )
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Base model (Hub id or folder); default: the adapter's base_model_name_or_path."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where to write the merged model; default: <adapter_dir>-merged."}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the merged weights; auto = the base's own.",
+            "choices": ["auto", "bf16", "fp16", "fp32"],
+        },
+    )
+    max_shard_size: str = field(
+        default="2GB",
+        metadata={"help": "Largest safetensors shard (in-memory merge; streaming keeps the base's shards)."},
+    )
+    device: str = field(
+        default="cpu",
+        metadata={"help": "Device for the in-memory merge and the verification.", "choices": ["cpu", "cuda", "mps"]},
+    )
+    low_memory: bool = field(
+        default=False,
+        metadata={"help": "Stream the base shard by shard (automatic when it would not fit in RAM twice)."},
+    )
+    verify: bool = field(
+        default=True, metadata={"help": "Check the merged model against base + adapter (--no_verify to skip)."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace an earlier merge in --output_dir (a folder holding files the merge did not write is "
+            "still refused)."
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the merged model (weights, tokenizer, card, reports) to the Hugging Face Hub once it is complete and verified."})
-    hub_model_id: Optional[str] = field(default=None, metadata={"help": "Hub repository for --push_to_hub, e.g. me/my-model; default: the output folder's name."})
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "Upload the merged model (weights, tokenizer, card, reports) to the Hugging Face Hub once it is "
+            "complete and verified."
+        },
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={"help": "Hub repository for --push_to_hub, e.g. me/my-model; default: the output folder's name."},
+    )
 
 
 def parse(argv: list[str] | None) -> MergeArguments:
@@ -69,7 +128,9 @@ def parse(argv: list[str] | None) -> MergeArguments:
     except ValueError:
         size = 0
     if size <= 0:
-        raise InputError(f"--max_shard_size {args.max_shard_size} is not a size; give one such as 2GB, 500MB or 5000000")
+        raise InputError(
+            f"--max_shard_size {args.max_shard_size} is not a size; give one such as 2GB, 500MB or 5000000"
+        )
     return args
 
 
@@ -87,13 +148,17 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
         previous = json.loads(report.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
         raise InputError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
-    if not isinstance(previous, dict) or (previous.get("adapter", {}).get("sha256"), previous.get("base_model"),
-                                          previous.get("dtype")) != (adapter_hash, base, dtype):
+    if not isinstance(previous, dict) or (
+        previous.get("adapter", {}).get("sha256"),
+        previous.get("base_model"),
+        previous.get("dtype"),
+    ) != (adapter_hash, base, dtype):
         return False
     damaged = damaged_files(out, previous.get("files"))
     if damaged:
-        raise InputError(f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to "
-                         "merge again")
+        raise InputError(
+            f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to merge again"
+        )
     return True
 
 
@@ -112,15 +177,19 @@ def damaged_files(out: Path, recorded: Any) -> str | None:
 
 def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     """Size and SHA-256 of every file in `folder`, for the report that later reruns trust."""
-    return {f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()}
+    return {
+        f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()
+    }
 
 
 def check_disk_space(out: Path, needed: int) -> None:
     parent = next(p for p in [out, *out.parents] if p.exists())
     free = shutil.disk_usage(parent).free
     if needed * 1.05 > free:
-        raise InputError(f"not enough disk space for the merged model in {parent}: it needs about "
-                         f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir")
+        raise InputError(
+            f"not enough disk space for the merged model in {parent}: it needs about "
+            f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir"
+        )
 
 
 def fits_in_memory(shards: list[Path], source_dtype: str, copies: int) -> bool:
@@ -164,8 +233,12 @@ def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list
     from bioqa.verification import BUILT_IN_PROBES
 
     files = sorted(adapter.path.glob("predictions/eval-step-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
-    rows = parse_jsonl(read_text(files[-1]), files[-1], "the adapter's predictions are damaged")[:count] if files else []
-    questions = [row["question"] for row in rows if isinstance(row.get("question"), str)] or list(BUILT_IN_PROBES[:count])
+    rows = (
+        parse_jsonl(read_text(files[-1]), files[-1], "the adapter's predictions are damaged")[:count] if files else []
+    )
+    questions = [row["question"] for row in rows if isinstance(row.get("question"), str)] or list(
+        BUILT_IN_PROBES[:count]
+    )
     fmt = prompt_format(tokenizer, PromptArguments(**_prompt_options(adapter)))
     return [prompt_ids(tokenizer, fmt, question, "") for question in questions]
 
@@ -199,7 +272,9 @@ def reference_probe(args: MergeArguments, adapter: Adapter, folder: Path) -> tup
     return model, tokenizer, prompts, probe_model(model, tokenizer, prompts) if args.verify else None
 
 
-def verify_from_disk(args: MergeArguments, staging: Path, tokenizer: Any, prompts: list, reference: Any, dtype: str) -> dict:
+def verify_from_disk(
+    args: MergeArguments, staging: Path, tokenizer: Any, prompts: list, reference: Any, dtype: str
+) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -223,8 +298,15 @@ def run_in_memory(args: MergeArguments, adapter: Adapter, folder: Path, dtype: s
     return {"mode": "in memory (PEFT merge_and_unload)", "timings": timings, "verification": verification}
 
 
-def run_streaming(args: MergeArguments, adapter: Adapter, tensors: dict, folder: Path, shards: list[Path],
-                  dtypes: tuple[str, str], staging: Path) -> dict:
+def run_streaming(
+    args: MergeArguments,
+    adapter: Adapter,
+    tensors: dict,
+    folder: Path,
+    shards: list[Path],
+    dtypes: tuple[str, str],
+    staging: Path,
+) -> dict:
     """Shard by shard, from the base's dtype to the merged one (`dtypes`). Verified against PEFT's own base +
     adapter from disk when a float32 copy of the base fits in memory once; else weight by weight (which rests
     on this merge's reading of the adapter)."""
@@ -270,8 +352,12 @@ def merge(argv: list[str] | None) -> int:
     with output_lock(out, "output_dir"):
         merge_locked(args, adapter, base, folder, out)
         if args.push_to_hub:  # merged and verified, or found intact: the folder is complete
-            url = push_folder(out, args.hub_model_id or out.resolve().name, MERGED_FILES,
-                              message=f"bioqa-lora: {adapter.path.name} merged into {base}")
+            url = push_folder(
+                out,
+                args.hub_model_id or out.resolve().name,
+                MERGED_FILES,
+                message=f"bioqa-lora: {adapter.path.name} merged into {base}",
+            )
             print(f"pushed {out} to {url}")
     return 0
 
@@ -281,8 +367,10 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
     source_dtype = base_dtype(folder, shards)
     dtype = source_dtype if args.dtype == "auto" else DTYPES[args.dtype]
     if not args.overwrite and already_merged(out, adapter_hash, base, dtype):
-        print(f"{out} already holds this adapter merged into {base} ({dtype}), every file intact; nothing to do "
-              "(--overwrite to redo)")
+        print(
+            f"{out} already holds this adapter merged into {base} ({dtype}), every file intact; nothing to do "
+            "(--overwrite to redo)"
+        )
         return
     check_output_folder(out, "output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
     tied = bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
@@ -295,19 +383,32 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         raise InputError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
     if run_config(adapter).get("load_in_4bit"):
-        log.info("the adapter was trained with QLoRA on a 4-bit base; it merges into the unquantized base, and the "
-                 "verification measures the difference to base + adapter in full precision")
-    report = {"base_model": base, "adapter": {"path": str(adapter.path), "sha256": adapter_hash}, "dtype": dtype,
-              "started_at": utc_now(), "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights"}
+        log.info(
+            "the adapter was trained with QLoRA on a 4-bit base; it merges into the unquantized base, and the "
+            "verification measures the difference to base + adapter in full precision"
+        )
+    report = {
+        "base_model": base,
+        "adapter": {"path": str(adapter.path), "sha256": adapter_hash},
+        "dtype": dtype,
+        "started_at": utc_now(),
+        "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights",
+    }
     with staged_folder(out) as staging:
-        result = (run_streaming(args, adapter, tensors, folder, shards, (source_dtype, dtype), staging) if streaming
-                  else run_in_memory(args, adapter, folder, dtype, staging))
+        result = (
+            run_streaming(args, adapter, tensors, folder, shards, (source_dtype, dtype), staging)
+            if streaming
+            else run_in_memory(args, adapter, folder, dtype, staging)
+        )
         report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
         if result["verification"]["passed"] is False:
             raise RunError(f"verification failed, nothing kept: {json.dumps(result['verification'])}")
         finish_folder(staging, adapter, folder, report, out)
-    outcome = "skipped (--no_verify)" if result["verification"]["passed"] is None else \
-        f"{result['verification']['method']}, passed"
+    outcome = (
+        "skipped (--no_verify)"
+        if result["verification"]["passed"] is None
+        else f"{result['verification']['method']}, passed"
+    )
     print(f"merged model: {out} ({report['mode']}; verification: {outcome})")
 
 

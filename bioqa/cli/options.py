@@ -12,8 +12,14 @@ from typing import Any, NamedTuple
 import transformers
 from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.cli.arguments import (DataArguments, GenerationEvalArguments, LoraArguments, ModelArguments, PromptArguments,
-                             RunArguments)
+from bioqa.cli.arguments import (
+    DataArguments,
+    GenerationEvalArguments,
+    LoraArguments,
+    ModelArguments,
+    PromptArguments,
+    RunArguments,
+)
 from bioqa.cli.config import build_parser, parse_arguments
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
@@ -49,8 +55,15 @@ class Options(NamedTuple):
 
 
 def parse(argv: list[str] | None) -> Options:
-    types = (ModelArguments, DataArguments, PromptArguments, LoraArguments, GenerationEvalArguments,
-             RunArguments, TrainingArguments)
+    types = (
+        ModelArguments,
+        DataArguments,
+        PromptArguments,
+        LoraArguments,
+        GenerationEvalArguments,
+        RunArguments,
+        TrainingArguments,
+    )
     parser = build_parser(types, description=DESCRIPTION)
     # Parsing sets up the devices of TrainingArguments before --device is applied (with_device
     # replaces them); under torchrun on a CPU that first set-up warns, wrongly, that DDP is off.
@@ -77,8 +90,12 @@ def argument_problems(opts: Options) -> list[str]:
     unknown = sorted(set(opts.generation.eval_metrics) - {"rouge", "bleu", "meteor"})
     if unknown:
         problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from rouge bleu meteor")
-    if opts.run.early_stopping_patience is not None and not (opts.training.load_best_model_at_end and opts.training.metric_for_best_model):
-        problems.append("--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)")
+    if opts.run.early_stopping_patience is not None and not (
+        opts.training.load_best_model_at_end and opts.training.metric_for_best_model
+    ):
+        problems.append(
+            "--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)"
+        )
     return problems
 
 
@@ -86,28 +103,42 @@ def count_problems(opts: Options) -> list[str]:
     """Counts and sizes: a zero that would divide, a negative that would silently drop examples."""
     t, gen, data = opts.training, opts.generation, opts.data
     training = wants_training(t)
-    positive = [("--num_train_epochs", t.num_train_epochs if training and t.max_steps <= 0 else 1),
-                ("--lora_r", opts.lora.lora_r), ("--lora_alpha", opts.lora.lora_alpha), ("--learning_rate", t.learning_rate),
-                ("--per_device_train_batch_size", t.per_device_train_batch_size),
-                ("--per_device_eval_batch_size", t.per_device_eval_batch_size),
-                ("--gradient_accumulation_steps", t.gradient_accumulation_steps), ("--max_seq_length", data.max_seq_length),
-                ("--generation_max_new_tokens", gen.generation_max_new_tokens),
-                ("--generation_batch_size", gen.generation_batch_size), ("--generation_num_beams", gen.generation_num_beams),
-                ("--generation_repetition_penalty", gen.generation_repetition_penalty),
-                ("--bootstrap_samples", opts.run.bootstrap_samples),
-                ("--early_stopping_patience", opts.run.early_stopping_patience or 1)]
-    not_negative = [("--max_train_samples", data.max_train_samples), ("--max_eval_samples", data.max_eval_samples),
-                    ("--max_predict_samples", data.max_predict_samples), ("--warmup_steps", t.warmup_steps),
-                    ("--generation_eval_samples", gen.generation_eval_samples),
-                    ("--generation_min_new_tokens", gen.generation_min_new_tokens),
-                    ("--generation_no_repeat_ngram_size", gen.generation_no_repeat_ngram_size)]
+    positive = [
+        ("--num_train_epochs", t.num_train_epochs if training and t.max_steps <= 0 else 1),
+        ("--lora_r", opts.lora.lora_r),
+        ("--lora_alpha", opts.lora.lora_alpha),
+        ("--learning_rate", t.learning_rate),
+        ("--per_device_train_batch_size", t.per_device_train_batch_size),
+        ("--per_device_eval_batch_size", t.per_device_eval_batch_size),
+        ("--gradient_accumulation_steps", t.gradient_accumulation_steps),
+        ("--max_seq_length", data.max_seq_length),
+        ("--generation_max_new_tokens", gen.generation_max_new_tokens),
+        ("--generation_batch_size", gen.generation_batch_size),
+        ("--generation_num_beams", gen.generation_num_beams),
+        ("--generation_repetition_penalty", gen.generation_repetition_penalty),
+        ("--bootstrap_samples", opts.run.bootstrap_samples),
+        ("--early_stopping_patience", opts.run.early_stopping_patience or 1),
+    ]
+    not_negative = [
+        ("--max_train_samples", data.max_train_samples),
+        ("--max_eval_samples", data.max_eval_samples),
+        ("--max_predict_samples", data.max_predict_samples),
+        ("--warmup_steps", t.warmup_steps),
+        ("--generation_eval_samples", gen.generation_eval_samples),
+        ("--generation_min_new_tokens", gen.generation_min_new_tokens),
+        ("--generation_no_repeat_ngram_size", gen.generation_no_repeat_ngram_size),
+    ]
     problems = [f"{flag} must be positive, got {value}" for flag, value in positive if value <= 0]
-    problems += [f"{flag} must be 0 or more, got {value}" for flag, value in not_negative if value is not None and value < 0]
+    problems += [
+        f"{flag} must be 0 or more, got {value}" for flag, value in not_negative if value is not None and value < 0
+    ]
     if t.max_steps == 0 or t.max_steps < -1:
         problems.append(f"--max_steps must be positive (or -1: train --num_train_epochs), got {t.max_steps}")
     if not 0 <= opts.lora.lora_dropout < 1:
         problems.append(f"--lora_dropout must be at least 0 and below 1, got {opts.lora.lora_dropout}")
     if gen.generation_min_new_tokens > gen.generation_max_new_tokens:
-        problems.append(f"--generation_min_new_tokens {gen.generation_min_new_tokens} exceeds --generation_max_new_tokens "
-                        f"{gen.generation_max_new_tokens}")
+        problems.append(
+            f"--generation_min_new_tokens {gen.generation_min_new_tokens} exceeds --generation_max_new_tokens "
+            f"{gen.generation_max_new_tokens}"
+        )
     return problems

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bioqa.bootstrap import bootstrap_intervals
+from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
 from bioqa.cli.runner import stop_on_signal
@@ -18,7 +19,6 @@ from bioqa.devices import DeviceChoice
 from bioqa.errors import InputError
 from bioqa.files import write_json_atomic, write_jsonl_atomic
 from bioqa.generation import GenerationSettings, generate_answers_sharded
-from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.modeling import load_adapter, load_model
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat
@@ -28,10 +28,14 @@ log = logging.getLogger("bioqa")
 
 
 def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=gen.generation_max_new_tokens, batch_size=gen.generation_batch_size,
-                              num_beams=gen.generation_num_beams, repetition_penalty=gen.generation_repetition_penalty,
-                              no_repeat_ngram_size=gen.generation_no_repeat_ngram_size,
-                              min_new_tokens=gen.generation_min_new_tokens)
+    return GenerationSettings(
+        max_new_tokens=gen.generation_max_new_tokens,
+        batch_size=gen.generation_batch_size,
+        num_beams=gen.generation_num_beams,
+        repetition_penalty=gen.generation_repetition_penalty,
+        no_repeat_ngram_size=gen.generation_no_repeat_ngram_size,
+        min_new_tokens=gen.generation_min_new_tokens,
+    )
 
 
 def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
@@ -45,20 +49,27 @@ def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
 
 
 class TestPrompts(NamedTuple):
-    examples: list[dict]       # the test examples that fit --max_seq_length
-    prompts: list[list[int]]   # their prompt ids
+    examples: list[dict]  # the test examples that fit --max_seq_length
+    prompts: list[list[int]]  # their prompt ids
 
 
 def test_prompts(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> TestPrompts:
     """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
     test, gen = splits.examples["test"], opts.generation
-    examples, prompts = generation_prompts(tokenizer, fmt, test, opts.data.max_seq_length, gen.generation_max_new_tokens)
+    examples, prompts = generation_prompts(
+        tokenizer, fmt, test, opts.data.max_seq_length, gen.generation_max_new_tokens
+    )
     if not examples:
-        raise InputError(f"--do_predict: none of the {len(test)} test examples fits --max_seq_length "
-                         f"{opts.data.max_seq_length} even without its context (the prompt also leaves room for "
-                         f"--generation_max_new_tokens {gen.generation_max_new_tokens}); raise --max_seq_length")
+        raise InputError(
+            f"--do_predict: none of the {len(test)} test examples fits --max_seq_length "
+            f"{opts.data.max_seq_length} even without its context (the prompt also leaves room for "
+            f"--generation_max_new_tokens {gen.generation_max_new_tokens}); raise --max_seq_length"
+        )
     if len(examples) < len(test):
-        log.warning("predict: %d test examples do not fit --max_seq_length even without context; left out", len(test) - len(examples))
+        log.warning(
+            "predict: %d test examples do not fit --max_seq_length even without context; left out",
+            len(test) - len(examples),
+        )
     return TestPrompts(examples, prompts)
 
 
@@ -72,26 +83,49 @@ def predict(opts: Options, model: Any, tokenizer: Any, test: TestPrompts, identi
     scores, rows = score_rows(test.examples, answers, opts.generation.eval_metrics)
     intervals = bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
     corpus = scores.corpus()
-    summary = {"split": "test", "num_examples": len(rows), "model": identity,
-               "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
-               "lengths_in_words": {k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")},
-               "bleu_signature": corpus.get("bleu_signature"), "generation": asdict(settings),
-               "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
-               "data_sources": sources, "written_at": utc_now()}
+    summary = {
+        "split": "test",
+        "num_examples": len(rows),
+        "model": identity,
+        "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
+        "lengths_in_words": {
+            k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")
+        },
+        "bleu_signature": corpus.get("bleu_signature"),
+        "generation": asdict(settings),
+        "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
+        "data_sources": sources,
+        "written_at": utc_now(),
+    }
     out = Path(opts.training.output_dir)
     write_jsonl_atomic(out / "predictions.jsonl", rows)
     write_json_atomic(out / "predict_metrics.json", summary)
-    table = ", ".join(f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items())
+    table = ", ".join(
+        f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items()
+    )
     log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
     return summary
 
 
-def predict_stage(opts: Options, choice: DeviceChoice, trained: Any, tokenizer: Any, test: TestPrompts, manifest: dict,
-                  resume: Path | None) -> None:
+def predict_stage(
+    opts: Options,
+    choice: DeviceChoice,
+    trained: Any,
+    tokenizer: Any,
+    test: TestPrompts,
+    manifest: dict,
+    resume: Path | None,
+) -> None:
     """--do_predict with the adapter just trained, or with the model (and adapter) named on the command line."""
     if trained is not None:
-        model, identity = trained, {"model_name_or_path": opts.model.model_name_or_path,
-                                    "adapter": opts.training.output_dir, "trained_in_this_run": True}
+        model, identity = (
+            trained,
+            {
+                "model_name_or_path": opts.model.model_name_or_path,
+                "adapter": opts.training.output_dir,
+                "trained_in_this_run": True,
+            },
+        )
     else:
         model, identity = prediction_model(opts, choice)
         start_writing(opts, resume)

@@ -35,10 +35,16 @@ def wait_for_every_process() -> None:
 
 def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
     """The manifest so far (written with the final files, or when a run is interrupted)."""
-    return {**base_manifest(argv), "device": choice.__dict__, "data_sources": splits.sources,
-            "split_sizes": splits.sizes(), "dropped_empty_answers": splits.dropped_empty,
-            "leaked_questions": splits.leaked_questions, "seed": opts.training.seed,
-            "resumed_from": str(resume) if resume else None}
+    return {
+        **base_manifest(argv),
+        "device": choice.__dict__,
+        "data_sources": splits.sources,
+        "split_sizes": splits.sizes(),
+        "dropped_empty_answers": splits.dropped_empty,
+        "leaked_questions": splits.leaked_questions,
+        "seed": opts.training.seed,
+        "resumed_from": str(resume) if resume else None,
+    }
 
 
 def start_writing(opts: Options, resume: Path | None, training_manifest: dict | None = None) -> None:
@@ -54,7 +60,9 @@ def start_writing(opts: Options, resume: Path | None, training_manifest: dict | 
     if opts.training.process_index == 0:
         write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
         if training_manifest is not None:
-            write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"})
+            write_json_atomic(
+                Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"}
+            )
 
 
 def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | None = None) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from bioqa.errors import InputError, Interrupted, RunError, short, options_spelled_as_flags
+from bioqa.errors import InputError, Interrupted, RunError, options_spelled_as_flags, short
 
 ERROR_LINE_LIMIT = 2000  # an error line quotes input; whatever it quotes, the line stays readable
 EXIT_CODES = ((Interrupted, 130), (InputError, 2), (RunError, 1))  # most specific first
@@ -40,8 +40,11 @@ def stop_on_signal(stage: str, resumable: bool):
     import signal
     import threading
 
-    how = ("continue with the same command plus --resume_from_checkpoint latest" if resumable
-           else "nothing was written; run the same command again")
+    how = (
+        "continue with the same command plus --resume_from_checkpoint latest"
+        if resumable
+        else "nothing was written; run the same command again"
+    )
 
     def handle(signum, frame):
         raise Interrupted(f"stopped by {signal.Signals(signum).name} during {stage}; {how}")
@@ -62,5 +65,3 @@ def close_progress_bars() -> None:
     tqdm = sys.modules.get("tqdm")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         bar.close()
-
-

@@ -1,6 +1,7 @@
 """Score text files from the shell with metrics_utils: one prediction and one reference per line.
 
-    python -m bioqa.score --predictions preds.txt --references refs.txt [--metrics rouge bleu] [--bootstrap_samples 1000]
+    python -m bioqa.score --predictions preds.txt --references refs.txt [--metrics rouge bleu] \\
+        [--bootstrap_samples 1000]
 
 Prints the corpus scores (ROUGE and METEOR 0-1, BLEU 0-100) as JSON. Line i of --predictions is
 scored against line i of --references; several references per prediction: give several files,
@@ -14,20 +15,26 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioqa.metrics import compute_metrics
-from bioqa.scorers import MissingNLTKDataError
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.errors import InputError
 from bioqa.files import read_text, text_lines
+from bioqa.metrics import compute_metrics
+from bioqa.scorers import MissingNLTKDataError
 
 
 @dataclass
 class ScoreArguments:
     predictions: str = field(metadata={"help": "Text file of predictions, one per line."})
-    references: list[str] = field(metadata={"help": "Text file(s) of references, one per line; several files = several references."})
-    metrics: list[str] = field(default_factory=lambda: ["rouge", "bleu", "meteor"], metadata={"help": "Any of rouge, bleu, meteor."})
-    bootstrap_samples: int = field(default=0, metadata={"help": "Add seeded bootstrap 95 percent intervals with this many resamples."})
+    references: list[str] = field(
+        metadata={"help": "Text file(s) of references, one per line; several files = several references."}
+    )
+    metrics: list[str] = field(
+        default_factory=lambda: ["rouge", "bleu", "meteor"], metadata={"help": "Any of rouge, bleu, meteor."}
+    )
+    bootstrap_samples: int = field(
+        default=0, metadata={"help": "Add seeded bootstrap 95 percent intervals with this many resamples."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
 
 
@@ -46,12 +53,19 @@ def run(argv: list[str] | None) -> int:
     streams = [read_lines(path) for path in args.references]
     if any(len(stream) != len(predictions) for stream in streams):
         counts = ", ".join(f"{path}: {len(stream)}" for path, stream in zip(args.references, streams))
-        raise InputError(f"{args.predictions} has {len(predictions)} lines but the references have {counts}; "
-                         "give files with one line per example")
+        raise InputError(
+            f"{args.predictions} has {len(predictions)} lines but the references have {counts}; "
+            "give files with one line per example"
+        )
     references = [list(refs) if len(refs) > 1 else refs[0] for refs in zip(*streams)]
     try:
-        result = compute_metrics(predictions, references, metrics=tuple(args.metrics),
-                                               bootstrap_samples=args.bootstrap_samples, seed=args.seed)
+        result = compute_metrics(
+            predictions,
+            references,
+            metrics=tuple(args.metrics),
+            bootstrap_samples=args.bootstrap_samples,
+            seed=args.seed,
+        )
     except (ValueError, MissingNLTKDataError) as exc:
         raise InputError(str(exc)) from None
     print(json.dumps(result, indent=2))

@@ -2,8 +2,8 @@
 
 At every evaluation the model also *generates* answers for a fixed subset of the validation split,
 scored with ROUGE / BLEU / METEOR (logged as eval_rougeL, eval_bleu, eval_meteor, ...). The output
-directory receives the adapter, the tokenizer, a model card (README.md), run_config.yaml, metrics.json, run_manifest.json,
-predictions/eval-step-N.jsonl (eval-final.jsonl after training) and the checkpoints. --do_predict
+directory receives the adapter, the tokenizer, a model card (README.md), run_config.yaml, metrics.json,
+run_manifest.json, predictions/eval-step-N.jsonl (eval-final.jsonl after training) and the checkpoints. --do_predict
 generates answers for the test split (with the adapter just trained, an existing
 --adapter_name_or_path, a merged checkpoint or the base alone) and writes predictions.jsonl and
 predict_metrics.json (with 95% bootstrap intervals).
@@ -12,7 +12,8 @@ predict_metrics.json (with 95% bootstrap intervals).
     python load_models.py --train_file data/train.jsonl --output_dir outputs/run1
     python load_models.py --config configs/smollm2-135m-cpu.yaml --max_steps 50
     python load_models.py --do_predict --test_file data/test.jsonl --output_dir outputs/zero-shot
-    python load_models.py --do_predict --test_file data/test.jsonl --adapter_name_or_path outputs/run1 --output_dir outputs/ft
+    python load_models.py --do_predict --test_file data/test.jsonl --adapter_name_or_path outputs/run1 \\
+        --output_dir outputs/ft
     torchrun --nproc_per_node 2 load_models.py --config run.yaml     # or: accelerate launch ...
 
 Every transformers TrainingArguments flag works unchanged; --help lists all options.
@@ -30,25 +31,38 @@ from typing import Any
 import transformers
 
 from bioqa.cli.arguments import ModelArguments, RunArguments
-from bioqa.data import Splits, load_splits
-from bioqa.devices import DeviceChoice, choose_device
-from bioqa.modeling import (apply_lora, check_target_modules, hub_reachable, load_config, load_model, load_tokenizer,
-                            resolve_model_name)
-from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
-from bioqa.outputs import (TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real)
-from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
-from bioqa.resume import (check_checkpoint_files, check_same_data, check_same_settings, completed_run, finished_step,
-                          resume_checkpoint)
 from bioqa.cli.config import config_dict
+from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
 from bioqa.cli.predict import generation_settings, predict_stage, test_prompts
 from bioqa.cli.run_files import begin_run, is_main_launch_process, start_writing, write_model_card
 from bioqa.cli.runner import run_main, stop_on_signal
+from bioqa.data import Splits, load_splits
+from bioqa.devices import DeviceChoice, choose_device
 from bioqa.errors import InputError, Interrupted, raise_problems
+from bioqa.evaluator import GenerationEvaluator
 from bioqa.files import write_json_atomic
 from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
-from bioqa.provenance import utc_now
-from bioqa.evaluator import GenerationEvaluator
 from bioqa.loss import AnswerOnlyCollator, answer_only_loss
+from bioqa.modeling import (
+    apply_lora,
+    check_target_modules,
+    hub_reachable,
+    load_config,
+    load_model,
+    load_tokenizer,
+    resolve_model_name,
+)
+from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
+from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
+from bioqa.provenance import utc_now
+from bioqa.resume import (
+    check_checkpoint_files,
+    check_same_data,
+    check_same_settings,
+    completed_run,
+    finished_step,
+    resume_checkpoint,
+)
 from bioqa.trainer import BioQATrainer, StopOnSignal
 
 log = logging.getLogger("bioqa")
@@ -64,8 +78,9 @@ def resolve_precision(model_args: ModelArguments, training: TrainingArguments) -
 
 def with_device(training: TrainingArguments, choice: DeviceChoice) -> TrainingArguments:
     """The training arguments with the chosen device and autocast precision."""
-    return replace(training, bf16=choice.precision == "bf16", fp16=choice.precision == "fp16",
-                   use_cpu=choice.device == "cpu")
+    return replace(
+        training, bf16=choice.precision == "bf16", fp16=choice.precision == "fp16", use_cpu=choice.device == "cpu"
+    )
 
 
 def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Path | None) -> None:
@@ -73,16 +88,25 @@ def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Pat
     --overwrite_output_dir) an earlier run's own output, which is cleared when the run starts."""
     if resume:
         return
-    check_output_folder(Path(training.output_dir), "output_dir", TRAINING_OUTPUT, run.overwrite_output_dir,
-                        "pass --overwrite_output_dir to replace an earlier run's output, resume with "
-                        "--resume_from_checkpoint latest")
+    check_output_folder(
+        Path(training.output_dir),
+        "output_dir",
+        TRAINING_OUTPUT,
+        run.overwrite_output_dir,
+        "pass --overwrite_output_dir to replace an earlier run's output, resume with --resume_from_checkpoint latest",
+    )
 
 
 def run_inputs(opts: Options) -> dict[str, str | None]:
     """Everything the run reads: the output folder may be none of these, nor inside or around one."""
-    inputs = {"base model": opts.model.model_name_or_path, "tokenizer": opts.model.tokenizer_name,
-              "adapter": opts.model.adapter_name_or_path, "training file": opts.data.train_file,
-              "validation file": opts.data.validation_file, "test file": opts.data.test_file}
+    inputs = {
+        "base model": opts.model.model_name_or_path,
+        "tokenizer": opts.model.tokenizer_name,
+        "adapter": opts.model.adapter_name_or_path,
+        "training file": opts.data.train_file,
+        "validation file": opts.data.validation_file,
+        "test file": opts.data.test_file,
+    }
     wanted = opts.training.resume_from_checkpoint
     if wanted and Path(wanted).is_dir() and real(opts.training.output_dir) not in real(wanted).parents:
         inputs["checkpoint to resume"] = wanted  # a checkpoint of another run; one of this run's is its own
@@ -96,14 +120,17 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
         if count:
             log.warning("data: dropped %d %s examples with an empty answer", count, name)
     if splits.leaked_questions:
-        log.warning("data: %d questions appear in more than one split (train/validation/test leak)",
-                    splits.leaked_questions)
+        log.warning(
+            "data: %d questions appear in more than one split (train/validation/test leak)", splits.leaked_questions
+        )
     problems = []
     if training and not splits.examples["train"]:
         problems.append("the training split is empty; give --train_file with more data or change --split_ratios")
     if training and training.eval_strategy != "no" and not splits.examples["validation"]:
-        problems.append(f"the validation split is empty but --eval_strategy is {training.eval_strategy.value}; give "
-                        "--validation_file or more training data, or pass --eval_strategy no")
+        problems.append(
+            f"the validation split is empty but --eval_strategy is {training.eval_strategy.value}; give "
+            "--validation_file or more training data, or pass --eval_strategy no"
+        )
     if predicting and not splits.examples["test"]:
         problems.append("--do_predict: the test split is empty; give --test_file, or a --train_file to split")
     raise_problems(problems)
@@ -117,8 +144,14 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
     for name in ("train", "validation"):
         features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
         if counts[name]["truncated"] or counts[name]["dropped"]:
-            log.warning("%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even without "
-                        "context and were dropped", name, counts[name]["truncated"], max_seq_length, counts[name]["dropped"])
+            log.warning(
+                "%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even without "
+                "context and were dropped",
+                name,
+                counts[name]["truncated"],
+                max_seq_length,
+                counts[name]["dropped"],
+            )
         datasets[name] = Dataset.from_list(features) if features else None
     if datasets["train"] is None:
         raise InputError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
@@ -129,13 +162,22 @@ def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Sp
     gen = opts.generation
     if not (gen.generation_eval and splits.examples["validation"]):
         return None
-    return GenerationEvaluator(tokenizer, fmt, splits.examples["validation"], generation_settings(gen),
-                               samples=gen.generation_eval_samples, seed=opts.training.seed,
-                               max_seq_length=opts.data.max_seq_length, metrics=gen.eval_metrics,
-                               output_dir=Path(opts.training.output_dir))
+    return GenerationEvaluator(
+        tokenizer,
+        fmt,
+        splits.examples["validation"],
+        generation_settings(gen),
+        samples=gen.generation_eval_samples,
+        seed=opts.training.seed,
+        max_seq_length=opts.data.max_seq_length,
+        metrics=gen.eval_metrics,
+        output_dir=Path(opts.training.output_dir),
+    )
 
 
-def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None) -> BioQATrainer:
+def build_trainer(
+    opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None
+) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
     callbacks = [StopOnSignal()]
@@ -143,9 +185,17 @@ def build_trainer(opts: Options, model: Any, tokenizer: Any, datasets: dict, eva
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
     # The Trainer would push every checkpoint as it is saved; the finished folder is pushed once, at the end.
-    return BioQATrainer(model=model, args=replace(opts.training, push_to_hub=False), train_dataset=datasets["train"],
-                        eval_dataset=datasets["validation"], data_collator=collator, compute_loss_func=answer_only_loss,
-                        processing_class=tokenizer, callbacks=callbacks, generation_evaluator=evaluator)
+    return BioQATrainer(
+        model=model,
+        args=replace(opts.training, push_to_hub=False),
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["validation"],
+        data_collator=collator,
+        compute_loss_func=answer_only_loss,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        generation_evaluator=evaluator,
+    )
 
 
 def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
@@ -153,7 +203,9 @@ def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
     metrics = dict(train_metrics)
     if trainer.eval_dataset is not None:
         evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-        current = evals and evals[-1].get("step") == trainer.state.global_step and not trainer.args.load_best_model_at_end
+        current = (
+            evals and evals[-1].get("step") == trainer.state.global_step and not trainer.args.load_best_model_at_end
+        )
         latest = evals[-1] if current else trainer.evaluate_final()
         metrics.update({k: v for k, v in latest.items() if k.startswith("eval_")})
     return metrics
@@ -182,15 +234,23 @@ def configure_logging(training: TrainingArguments) -> None:
     from transformers.training_args import trainer_log_levels
 
     main = is_main_launch_process()
-    logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO if main else logging.WARNING,
-                        stream=sys.stderr)
+    logging.basicConfig(
+        format="[bioqa] %(levelname)s %(message)s", level=logging.INFO if main else logging.WARNING, stream=sys.stderr
+    )
     level = trainer_log_levels[training.log_level if main else training.log_level_replica]
     if level != -1:  # "passive": leave transformers' own verbosity alone
         transformers.utils.logging.set_verbosity(level)
 
 
-def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat, splits: Splits, manifest: dict,
-          resume: Path | None) -> Any:
+def train(
+    opts: Options,
+    choice: DeviceChoice,
+    tokenizer: Any,
+    fmt: PromptFormat,
+    splits: Splits,
+    manifest: dict,
+    resume: Path | None,
+) -> Any:
     """Train the adapter, save the outputs, and return the trained (or best) model."""
     from transformers.trainer_utils import enable_full_determinism, set_seed
 
@@ -200,7 +260,9 @@ def train(opts: Options, choice: DeviceChoice, tokenizer: Any, fmt: PromptFormat
     else:
         set_seed(opts.training.seed)
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
-    model = apply_lora(load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    model = apply_lora(
+        load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing
+    )
     start_writing(opts, resume, manifest)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
     if resume is not None and finished_step(resume) is not None:
@@ -226,8 +288,13 @@ def restore_finished(trainer: BioQATrainer, checkpoint: Path) -> dict:
     best = trainer.state.best_model_checkpoint
     source = Path(best) if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else checkpoint
     set_peft_model_state_dict(trainer.model, load_file(source / "adapter_model.safetensors"))
-    log.info("%s is the last step (%d of %d): training is complete; evaluating and saving the adapter of %s",
-             checkpoint, trainer.state.global_step, trainer.state.max_steps, source)
+    log.info(
+        "%s is the last step (%d of %d): training is complete; evaluating and saving the adapter of %s",
+        checkpoint,
+        trainer.state.global_step,
+        trainer.state.max_steps,
+        source,
+    )
     return {"resumed_finished_run_from": str(checkpoint), "global_step": trainer.state.global_step}
 
 
@@ -235,10 +302,14 @@ def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_nam
     """Record the interruption (the checkpoint of this step is saved) and say how to resume."""
     checkpoint = f"{opts.training.output_dir}/checkpoint-{trainer.state.global_step}"
     if trainer.is_world_process_zero():
-        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json",
-                          {**manifest, "interrupted_at": utc_now(), "status": f"stopped by {signal_name}", "checkpoint": checkpoint})
-    return Interrupted(f"stopped by {signal_name} at step {trainer.state.global_step}; checkpoint saved in {checkpoint}; "
-                       "continue with the same command plus --resume_from_checkpoint latest")
+        write_json_atomic(
+            Path(opts.training.output_dir) / "run_manifest.json",
+            {**manifest, "interrupted_at": utc_now(), "status": f"stopped by {signal_name}", "checkpoint": checkpoint},
+        )
+    return Interrupted(
+        f"stopped by {signal_name} at step {trainer.state.global_step}; checkpoint saved in {checkpoint}; "
+        "continue with the same command plus --resume_from_checkpoint latest"
+    )
 
 
 def run(argv: list[str] | None) -> int:
@@ -269,8 +340,14 @@ def push_problems(opts: Options) -> list[str]:
 def push_output(opts: Options) -> None:
     out = Path(opts.training.output_dir)
     repo = opts.training.hub_model_id or out.resolve().name
-    url = push_folder(out, repo, ADAPTER_FILES, token=opts.training.hub_token, private=opts.training.hub_private_repo,
-                      message=f"bioqa-lora: the LoRA adapter of {out.name}")
+    url = push_folder(
+        out,
+        repo,
+        ADAPTER_FILES,
+        token=opts.training.hub_token,
+        private=opts.training.hub_private_repo,
+        message=f"bioqa-lora: the LoRA adapter of {out.name}",
+    )
     log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
 
 

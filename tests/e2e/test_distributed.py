@@ -11,14 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 # The same global batch of 8 either way: 8 in one process, or 4 in each of two; sequential order,
 # so that both see the same examples in the same steps.
-COMMON = ["--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "no",
-          "--generation_max_new_tokens", "8", "--report_to", "none", "--precision", "fp32",
-          "--train_sampling_strategy", "sequential", "--learning_rate", "5e-3", "--seed", "11",
-          "--logging_steps", "1"]
+COMMON = [
+    "--max_steps",
+    "8",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "4",
+    "--save_strategy",
+    "no",
+    "--generation_max_new_tokens",
+    "8",
+    "--report_to",
+    "none",
+    "--precision",
+    "fp32",
+    "--train_sampling_strategy",
+    "sequential",
+    "--learning_rate",
+    "5e-3",
+    "--seed",
+    "11",
+    "--logging_steps",
+    "1",
+]
 
 
 def launcher(kind: str) -> list[str]:
@@ -28,15 +48,32 @@ def launcher(kind: str) -> list[str]:
     accelerate = [shutil.which("accelerate", path=str(bin_dir)), "launch"]
     if kind == "accelerate-flags":  # without --multi_gpu, accelerate runs one process on a CPU machine
         return [*accelerate, "--multi_gpu", "--num_processes", "2", "--main_process_port", "29519"]
-    return [*accelerate, "--config_file", str(ROOT / "configs" / "accelerate" / "cpu-2proc.yaml"),
-            "--main_process_port", "29518"]
+    return [
+        *accelerate,
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu-2proc.yaml"),
+        "--main_process_port",
+        "29518",
+    ]
 
 
 def train(prefix: list[str], out: Path, model: Path, data: Path, batch: int) -> subprocess.CompletedProcess:
-    command = [*prefix, "load_models.py", "--model_name_or_path", str(model), "--train_file", str(data), "--output_dir",
-               str(out), "--per_device_train_batch_size", str(batch), *COMMON]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        *prefix,
+        "load_models.py",
+        "--model_name_or_path",
+        str(model),
+        "--train_file",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        str(batch),
+        *COMMON,
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,12 @@ import evaluate_reference as reference
 import metrics_utils
 from bioqa import scorers
 
-VOCAB = ("IL-6 TNF-α cytokine β-blockers patients p < 0.05 mg/kg 5 mmol/L HbA1c insulin glucose was were "
-         "is running ran runs geese goose better treated treatment treats ACE-inhibitors (CI 95%) "
-         "hepatic renal failure, infection; tumour tumor cells cell's don't it's \"quoted\" -- ... "
-         "µg/mL ≥ 10 × 10⁹/L the a of and in with to for on by").split()
+VOCAB = (
+    "IL-6 TNF-α cytokine β-blockers patients p < 0.05 mg/kg 5 mmol/L HbA1c insulin glucose was were "
+    "is running ran runs geese goose better treated treatment treats ACE-inhibitors (CI 95%) "
+    "hepatic renal failure, infection; tumour tumor cells cell's don't it's \"quoted\" -- ... "
+    "µg/mL ≥ 10 × 10⁹/L the a of and in with to for on by"
+).split()
 
 
 def random_text(rng: random.Random, max_words: int = 40) -> str:
@@ -96,17 +98,18 @@ def test_word_tokenize_equals_nltk():
 
     rng = random.Random(8)
     texts = [random_text(rng, 80) for _ in range(300)] + [
-        "He said, \"I can't go.\" (Really?) [Yes] {no} -- ok...",
+        'He said, "I can\'t go." (Really?) [Yes] {no} -- ok...',
         "Doses of 5 mg/kg b.i.d. vs. 10 mg/kg q.d. were compared; p < 0.05.",
-        "Caf\u0065\u0301 na\u00efve \u00b5g \u2265 3 \u00d7 10\u2079/L", "", "   ",
+        "Caf\u0065\u0301 na\u00efve \u00b5g \u2265 3 \u00d7 10\u2079/L",
+        "",
+        "   ",
     ]
     assert [scorers.word_tokenize(t) for t in texts] == [nltk.word_tokenize(t) for t in texts]
 
 
 def synonyms(wordnet, word: str) -> set:
     """The synonym set METEOR builds from `wordnet.synsets(word)`."""
-    return {lemma.name() for synset in wordnet.synsets(word) for lemma in synset.lemmas()
-            if lemma.name().find("_") < 0}
+    return {lemma.name() for synset in wordnet.synsets(word) for lemma in synset.lemmas() if lemma.name().find("_") < 0}
 
 
 def check_synonyms(words) -> None:

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import bioqa.cli.merge as merge_script
+from helpers import ROOT
 from tiny_models import make_adapter, make_base
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def reference_logits(base: Path, adapter: Path, ids: torch.Tensor, add_token: bool = False) -> torch.Tensor:
@@ -33,8 +32,14 @@ def merged_logits(folder: Path, ids: torch.Tensor) -> torch.Tensor:
 
 def run_merge(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "merge_base_and_adapt_ft_models.py", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "merge_base_and_adapt_ft_models.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +62,9 @@ def test_cli_merge_equals_base_plus_adapter_and_keeps_tokenizer(base_and_adapter
     torch.testing.assert_close(merged_logits(out, IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template and len(tokenizer) == 400
-    assert (out / "generation_config.json").is_file() and json.loads((out / "run_manifest.json").read_text()) == {"seed": 7}
+    assert (out / "generation_config.json").is_file() and json.loads((out / "run_manifest.json").read_text()) == {
+        "seed": 7
+    }
     report = json.loads((out / "merge_report.json").read_text())
     assert report["verification"]["passed"] and report["verification"]["top1_agreement"] == 1.0
     assert report["verification"]["identical_greedy_answers"] == "4/4" and report["base_model"] == str(base)
@@ -78,14 +85,18 @@ def test_streaming_merge_equals_merge_and_unload(base_and_adapter, tmp_path):
     streamed = {}
     for shard in (tmp_path / "out").glob("*.safetensors"):
         streamed.update(load_file(shard))
-    expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload().state_dict()
+    expected = (
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload().state_dict()
+    )
     assert set(streamed) == {k for k in expected if k != "lm_head.weight"}  # tied head: stored once, as in the base
     for name, tensor in streamed.items():
         torch.testing.assert_close(tensor, expected[name], atol=1e-6, rtol=0)
     report = json.loads((tmp_path / "out" / "merge_report.json").read_text())
     # the base fits in memory once: verified against PEFT's own base + adapter, not the merge's reading of it
     assert report["verification"]["method"].startswith("logits") and report["verification"]["top1_agreement"] == 1.0
-    torch.testing.assert_close(merged_logits(tmp_path / "out", IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        merged_logits(tmp_path / "out", IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0
+    )
 
 
 def test_streaming_checks_weight_by_weight_when_the_base_fits_no_second_time(base_and_adapter, tmp_path, monkeypatch):
@@ -102,16 +113,24 @@ def test_a_pair_the_merge_misses_fails_verification(base_and_adapter, tmp_path, 
     base, adapter = base_and_adapter
     real_pairs = adapters.lora_pairs
     monkeypatch.setattr("bioqa.merging.lora_pairs", lambda tensors: dict(list(real_pairs(tensors).items())[1:]))
-    assert merge_script.main(["--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out")]) == 1
+    assert (
+        merge_script.main(["--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out")]) == 1
+    )
     assert "verification failed, nothing kept" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("lora", [{"use_rslora": True}, {"rank_pattern": {"q_proj": 2}, "alpha_pattern": {"down_proj": 3}}])
+@pytest.mark.parametrize(
+    "lora", [{"use_rslora": True}, {"rank_pattern": {"q_proj": 2}, "alpha_pattern": {"down_proj": 3}}]
+)
 def test_streaming_scales_like_peft(base_and_adapter, tmp_path, lora):
     base, _ = base_and_adapter
     adapter = make_adapter(base, tmp_path / "adapter", **lora)
-    assert merge_script.main(["--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out")]) == 0
-    torch.testing.assert_close(merged_logits(tmp_path / "out", IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0)
+    assert (
+        merge_script.main(["--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out")]) == 0
+    )
+    torch.testing.assert_close(
+        merged_logits(tmp_path / "out", IDS), reference_logits(base, adapter, IDS), atol=1e-4, rtol=0
+    )
 
 
 def test_trained_head_of_tied_model_is_untied(tmp_path, capsys):
@@ -133,7 +152,9 @@ def test_added_tokens_and_resized_vocabulary(tmp_path):
     assert merge_script.main(["--adapter_dir", str(adapter)]) == 0
     out = tmp_path / "adapter-merged"
     ids = torch.tensor([[5, 17, 400, 42]])  # 400: the added token
-    torch.testing.assert_close(merged_logits(out, ids), reference_logits(base, adapter, ids, add_token=True), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        merged_logits(out, ids), reference_logits(base, adapter, ids, add_token=True), atol=1e-4, rtol=0
+    )
     assert len(AutoTokenizer.from_pretrained(out)) == 401
 
 
@@ -142,7 +163,12 @@ def test_bf16_merge_passes_bf16_tolerance_and_dora_merges_in_memory(base_and_ada
     # turn bf16 rounding into different tokens
     smooth = make_base(tmp_path / "smooth", init_range=0.02)
     smooth_adapter = make_adapter(smooth, tmp_path / "smooth-adapter")
-    assert merge_script.main(["--adapter_dir", str(smooth_adapter), "--dtype", "bf16", "--output_dir", str(tmp_path / "bf16")]) == 0
+    assert (
+        merge_script.main(
+            ["--adapter_dir", str(smooth_adapter), "--dtype", "bf16", "--output_dir", str(tmp_path / "bf16")]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "bf16" / "merge_report.json").read_text())
     assert report["dtype"] == "bfloat16" and report["verification"]["passed"]
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
@@ -150,7 +176,9 @@ def test_bf16_merge_passes_bf16_tolerance_and_dora_merges_in_memory(base_and_ada
     dora = make_adapter(base, tmp_path / "dora", use_dora=True)
     assert merge_script.main(["--adapter_dir", str(dora), "--low_memory"]) == 2
     assert merge_script.main(["--adapter_dir", str(dora)]) == 0
-    torch.testing.assert_close(merged_logits(tmp_path / "dora-merged", IDS), reference_logits(base, dora, IDS), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        merged_logits(tmp_path / "dora-merged", IDS), reference_logits(base, dora, IDS), atol=1e-4, rtol=0
+    )
 
 
 def test_failure_mid_write_keeps_nothing_and_leaves_old_output(base_and_adapter, tmp_path, monkeypatch):
@@ -261,8 +289,14 @@ def test_no_verify_is_reported_as_skipped(base_and_adapter, tmp_path, capsys):
     assert report["verification"] == {"method": "skipped (--no_verify)", "passed": None}
 
 
-@pytest.mark.parametrize("config, fragment", [("[1]", "holds a JSON list"), ('{"peft_type": "LORA", "r": 0, "lora_alpha": 8}', "no positive r"),
-                                              ('\ufeff{"peft_type": "LORA", "lora_alpha": 8}', "no positive r")])
+@pytest.mark.parametrize(
+    "config, fragment",
+    [
+        ("[1]", "holds a JSON list"),
+        ('{"peft_type": "LORA", "r": 0, "lora_alpha": 8}', "no positive r"),
+        ('\ufeff{"peft_type": "LORA", "lora_alpha": 8}', "no positive r"),
+    ],
+)
 def test_a_damaged_adapter_config_is_one_line(base_and_adapter, tmp_path, capsys, config, fragment):
     import shutil
 

@@ -51,7 +51,9 @@ def test_text_without_ascii_letters_is_documented_behaviour():
     assert result["meteor"] == pytest.approx(1 - 0.5 * (1 / 4) ** 3)
 
 
-@pytest.mark.parametrize("pred, ref", [("", "cells were counted"), ("cells were counted", ""), ("", ""), ("  \n ", "x")])
+@pytest.mark.parametrize(
+    "pred, ref", [("", "cells were counted"), ("cells were counted", ""), ("", ""), ("  \n ", "x")]
+)
 def test_empty_text_scores_zero(pred, ref):
     result = score(pred, ref)
     for name in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor"):
@@ -79,8 +81,11 @@ def test_long_answers_of_600_words_equal_library_calls():
     preds = [" ".join(rng.choice(words) for _ in range(600)) for _ in range(3)]
     refs = [" ".join(rng.choice(words) for _ in range(600)) for _ in range(3)]
     ours = metrics_utils.compute_metrics(preds, refs)
-    expected = {**reference.mean_rouge(preds, refs), "bleu": reference.evaluate_sacrebleu(preds, refs),
-                "meteor": reference.evaluate_meteor(preds, refs)}
+    expected = {
+        **reference.mean_rouge(preds, refs),
+        "bleu": reference.evaluate_sacrebleu(preds, refs),
+        "meteor": reference.evaluate_meteor(preds, refs),
+    }
     for key, value in expected.items():
         assert ours[key] == pytest.approx(value, abs=1e-12), key
 
@@ -102,15 +107,18 @@ def test_per_example_rows_follow_input_order():
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("preds, refs, error, fragment", [
-    (["a", "b", "c"], ["a", "b"], ValueError, "3 predictions, 2 references"),
-    (["a", None], ["a", "b"], TypeError, "predictions[1] is NoneType"),
-    (["a", "b", "c"], ["a", "b", 5], TypeError, "references[2] is int"),
-    (["a", "b"], ["a", ["b", None]], TypeError, "references[1][1] is NoneType"),
-    (["a"], [[]], ValueError, "references[0] is an empty list"),
-    ("abc", ["a", "b", "c"], TypeError, "predictions must be a list, got str"),
-    ([], [], ValueError, "nothing to score"),
-])
+@pytest.mark.parametrize(
+    "preds, refs, error, fragment",
+    [
+        (["a", "b", "c"], ["a", "b"], ValueError, "3 predictions, 2 references"),
+        (["a", None], ["a", "b"], TypeError, "predictions[1] is NoneType"),
+        (["a", "b", "c"], ["a", "b", 5], TypeError, "references[2] is int"),
+        (["a", "b"], ["a", ["b", None]], TypeError, "references[1][1] is NoneType"),
+        (["a"], [[]], ValueError, "references[0] is an empty list"),
+        ("abc", ["a", "b", "c"], TypeError, "predictions must be a list, got str"),
+        ([], [], ValueError, "nothing to score"),
+    ],
+)
 def test_bad_input_names_the_problem(preds, refs, error, fragment):
     with pytest.raises(error) as info:
         metrics_utils.compute_metrics(preds, refs)
@@ -131,7 +139,9 @@ def test_missing_nltk_data_names_the_setup_command(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
     with pytest.raises(metrics_utils.MissingNLTKDataError, match="make setup.*metrics=\\('rouge', 'bleu'\\)"):
         metrics_utils.compute_metrics(["a"], ["a"])
-    assert metrics_utils.compute_metrics(["a b c d"], ["a b c d"], metrics=("rouge", "bleu"))["bleu"] == pytest.approx(100.0)
+    assert metrics_utils.compute_metrics(["a b c d"], ["a b c d"], metrics=("rouge", "bleu"))["bleu"] == pytest.approx(
+        100.0
+    )
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -164,8 +174,10 @@ def test_bootstrap_bleu_is_recomputed_from_resampled_statistics():
 
 
 def test_import_loads_no_heavy_library():
-    code = ("import sys, metrics_utils; heavy = {'torch', 'transformers', 'nltk', 'numpy', 'sacrebleu', "
-            "'rouge_score'} & set(sys.modules); print(sorted(heavy))")
+    code = (
+        "import sys, metrics_utils; heavy = {'torch', 'transformers', 'nltk', 'numpy', 'sacrebleu', "
+        "'rouge_score'} & set(sys.modules); print(sorted(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

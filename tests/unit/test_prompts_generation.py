@@ -1,33 +1,30 @@
 """Prompts, answer-only labels, context-first truncation, and batched greedy generation."""
 
-from types import SimpleNamespace
-
 import pytest
 
 from bioqa import prompts
-from bioqa.generation import AnswerNoRepeatNGram, GenerationSettings, generate_answers, generate_token_ids
 from bioqa.errors import InputError
+from bioqa.generation import AnswerNoRepeatNGram, GenerationSettings, generate_answers, generate_token_ids
+from helpers import prompt_args
 from tiny_models import build_model, qa_rows
 
-
-def prompt_args(**overrides):
-    base = dict(use_chat_template="auto", system_prompt="You are a biomedical expert.",
-                question_template="Question: {question}", context_template="Context: {context}\nQuestion: {question}",
-                answer_prefix="\nAnswer:")
-    return SimpleNamespace(**{**base, **overrides})
-
-
-EXAMPLE = {"id": "1", "question": "What does insulin do?", "context": "Insulin is a hormone made by beta cells.",
-           "answer": "Insulin lowers blood glucose."}
+EXAMPLE = {
+    "id": "1",
+    "question": "What does insulin do?",
+    "context": "Insulin is a hormone made by beta cells.",
+    "answer": "Insulin lowers blood glucose.",
+}
 
 
 def test_chat_template_prompt_and_answer_only_labels(tokenizer):
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     assert fmt.chat
     text = prompts.prompt_text(tokenizer, fmt, EXAMPLE["question"], EXAMPLE["context"])
-    assert text == ("<|im_start|>system\nYou are a biomedical expert.<|im_end|>\n<|im_start|>user\n"
-                    "Context: Insulin is a hormone made by beta cells.\nQuestion: What does insulin do?<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nYou are a biomedical expert.<|im_end|>\n<|im_start|>user\n"
+        "Context: Insulin is a hormone made by beta cells.\nQuestion: What does insulin do?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     features, truncated = prompts.encode_for_training(tokenizer, fmt, EXAMPLE, 512)
     prompt = prompts.prompt_ids(tokenizer, fmt, EXAMPLE["question"], EXAMPLE["context"])
     answer = tokenizer(EXAMPLE["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -46,7 +43,7 @@ def test_plain_template_when_no_chat_template(tiny_plain_model_dir):
     assert prompts.prompt_text(plain, fmt, "Q?", "") == "You are a biomedical expert.\n\nQuestion: Q?\nAnswer:"
     features, _ = prompts.encode_for_training(plain, fmt, {**EXAMPLE, "context": ""}, 512)
     answer = plain(" " + EXAMPLE["answer"], add_special_tokens=False)["input_ids"] + [plain.eos_token_id]
-    assert features["input_ids"][-len(answer):] == answer
+    assert features["input_ids"][-len(answer) :] == answer
     with pytest.raises(InputError, match="no chat template"):
         prompts.prompt_format(plain, prompt_args(use_chat_template="yes"))
 
@@ -91,7 +88,7 @@ def test_batched_generation_equals_one_by_one_in_input_order(tokenizer):
 
 
 def repeated_ngrams(ids, n):
-    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
     return len(grams) - len(set(grams))
 
 
@@ -177,7 +174,7 @@ def test_length_grouped_batches_cut_padding_for_small_datasets():
     lengths = [stdlib_random.Random(i).randint(50, 500) for i in range(40)]
 
     def padding(order, size=8):
-        batches = [order[i:i + size] for i in range(0, len(order), size)]
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
         total = sum(max(lengths[j] for j in b) * len(b) for b in batches)
         return 1 - sum(lengths) / total
 
@@ -207,11 +204,16 @@ def test_chat_targets_end_with_the_templates_end_of_turn_not_the_eos(style):
     assert tokenizer.decode(answer, skip_special_tokens=True) == example["answer"]
     # prompt + completion is the template's own rendering of the conversation (system merged into the user turn
     # where the template has no system role), up to the end of the assistant's turn
-    messages = [{"role": "user", "content": f"{fmt.system_prompt}\n\nQuestion: {example['question']}"},
-                {"role": "assistant", "content": example["answer"]}]
+    messages = [
+        {"role": "user", "content": f"{fmt.system_prompt}\n\nQuestion: {example['question']}"},
+        {"role": "assistant", "content": example["answer"]},
+    ]
     if style == "llama3":
-        messages = [{"role": "system", "content": fmt.system_prompt},
-                    {"role": "user", "content": f"Question: {example['question']}"}, messages[1]]
+        messages = [
+            {"role": "system", "content": fmt.system_prompt},
+            {"role": "user", "content": f"Question: {example['question']}"},
+            messages[1],
+        ]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False).rstrip()
     assert tokenizer.decode(features["input_ids"]) == rendered
     assert turn_end in stop_token_ids(None, tokenizer)  # generation stops where training taught the model to
@@ -238,7 +240,9 @@ def test_text_that_cannot_fit_is_cut_before_tokenising_and_the_result_is_unchang
     example = {"question": "What does insulin do?", "context": context, "answer": "It lowers blood glucose."}
     cut, truncated = encode_for_training(Spy(), fmt, example, 128)
     assert truncated and Spy.longest <= fmt.char_budget(128) + 1000  # + the prompt around the context
-    uncut, _ = encode_for_training(tokenizer, replace(fmt, max_token_chars=0), {**example, "context": context[:20_000]}, 128)
+    uncut, _ = encode_for_training(
+        tokenizer, replace(fmt, max_token_chars=0), {**example, "context": context[:20_000]}, 128
+    )
     assert cut == uncut
     huge_answer = {**example, "answer": "glucose " * 100_000}
     assert encode_for_training(Spy(), fmt, huge_answer, 128) == (None, False) and Spy.longest < 800_000

@@ -6,7 +6,7 @@ import sys
 
 from bioqa import modeling, paths
 from bioqa.modeling import DEFAULT_MODEL
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_environment_variables_override_most_specific_first(monkeypatch, tmp_path):
@@ -14,7 +14,10 @@ def test_environment_variables_override_most_specific_first(monkeypatch, tmp_pat
         monkeypatch.delenv(name, raising=False)
     assert paths.nltk_data_dir() == ROOT / "nltk_data" and paths.models_dir() == ROOT / "models"
     monkeypatch.setenv("BIOQA_HOME", str(tmp_path))
-    assert paths.nltk_data_dir() == tmp_path / "nltk_data" and paths.local_default_model() == tmp_path / "models" / "SmolLM2-135M-Instruct"
+    assert (
+        paths.nltk_data_dir() == tmp_path / "nltk_data"
+        and paths.local_default_model() == tmp_path / "models" / "SmolLM2-135M-Instruct"
+    )
     monkeypatch.setenv("BIOQA_NLTK_DATA", str(tmp_path / "mine"))
     monkeypatch.setenv("BIOQA_MODELS_DIR", str(tmp_path / "weights"))
     assert paths.nltk_data_dir() == tmp_path / "mine" and paths.models_dir() == tmp_path / "weights"
@@ -29,12 +32,26 @@ def test_the_offline_default_model_is_found_where_bioqa_models_dir_says(monkeypa
 
 
 def test_meteor_reads_nltk_data_from_bioqa_nltk_data(tmp_path):
-    code = ("import metrics_utils\ntry:\n    print(metrics_utils.compute_metrics(['a b'], ['a b'])['meteor'])\n"
-            "except metrics_utils.MissingNLTKDataError:\n    print('missing')")
+    code = (
+        "import metrics_utils\ntry:\n    print(metrics_utils.compute_metrics(['a b'], ['a b'])['meteor'])\n"
+        "except metrics_utils.MissingNLTKDataError:\n    print('missing')"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BIOQA_", "NLTK_DATA"))}
-    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                           env={**env, "BIOQA_NLTK_DATA": str(ROOT / "nltk_data")})
-    missing = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                             env={**env, "BIOQA_NLTK_DATA": str(tmp_path / "none")})
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "BIOQA_NLTK_DATA": str(ROOT / "nltk_data")},
+    )
+    missing = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "BIOQA_NLTK_DATA": str(tmp_path / "none")},
+    )
     assert found.stdout.strip() not in ("", "missing") and float(found.stdout) > 0.9, found.stderr[-2000:]
     assert missing.stdout.strip() == "missing", missing.stderr[-2000:]

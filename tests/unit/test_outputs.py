@@ -10,10 +10,19 @@ import sys
 
 import pytest
 
-from bioqa.outputs import (COMPARISON_OUTPUT, MERGE_OUTPUT, TRAINING_OUTPUT, check_not_an_input, check_output_folder,
-                           lock_path, output_lock, remove_own_output, run_folder)
 from bioqa.errors import InputError
-from conftest import TRAIN, run_cli
+from bioqa.outputs import (
+    COMPARISON_OUTPUT,
+    MERGE_OUTPUT,
+    TRAINING_OUTPUT,
+    check_not_an_input,
+    check_output_folder,
+    lock_path,
+    output_lock,
+    remove_own_output,
+    run_folder,
+)
+from helpers import TRAIN, run_cli
 
 
 @pytest.fixture
@@ -26,8 +35,17 @@ def tree(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("out, relation", [("runs/adapter", "is"), ("runs", "contains"), ("runs/adapter/merged", "lies inside"),
-                                           ("alias/adapter/x", "lies inside"), ("data", "contains"), ("alias", "contains")])
+@pytest.mark.parametrize(
+    "out, relation",
+    [
+        ("runs/adapter", "is"),
+        ("runs", "contains"),
+        ("runs/adapter/merged", "lies inside"),
+        ("alias/adapter/x", "lies inside"),
+        ("data", "contains"),
+        ("alias", "contains"),
+    ],
+)
 def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused(tree, out, relation):
     inputs = {"adapter": tree / "runs" / "adapter", "training file": tree / "data" / "qa.jsonl"}
     with pytest.raises(InputError, match=f"{relation} the (adapter|training file)"):
@@ -35,7 +53,11 @@ def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused(tree, out
 
 
 def test_siblings_and_hub_ids_are_not_inputs(tree):
-    inputs = {"adapter": tree / "runs" / "adapter", "base model": "HuggingFaceTB/SmolLM2-135M-Instruct", "tokenizer": None}
+    inputs = {
+        "adapter": tree / "runs" / "adapter",
+        "base model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "tokenizer": None,
+    }
     check_not_an_input(tree / "runs" / "adapter-merged", "--output_dir", inputs)
     check_not_an_input(tree / "data-out", "--output_dir", inputs)
 
@@ -63,7 +85,11 @@ def test_removing_an_earlier_run_keeps_every_file_it_did_not_write(tmp_path):
     for name in ("run_config.yaml", "adapter_model.safetensors", "notes.txt"):
         (tmp_path / name).write_text("x")
     (tmp_path / "checkpoint-8").mkdir()
-    assert remove_own_output(tmp_path, TRAINING_OUTPUT) == ["adapter_model.safetensors", "checkpoint-8", "run_config.yaml"]
+    assert remove_own_output(tmp_path, TRAINING_OUTPUT) == [
+        "adapter_model.safetensors",
+        "checkpoint-8",
+        "run_config.yaml",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -85,7 +111,9 @@ def test_the_lock_admits_one_writer_and_reports_a_stale_one(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock_path(out).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
-    with pytest.raises(InputError, match=f"stale lock .* left by process {dead.pid} .*rm {re.escape(str(lock_path(out)))}"):
+    with pytest.raises(
+        InputError, match=f"stale lock .* left by process {dead.pid} .*rm {re.escape(str(lock_path(out)))}"
+    ):
         with output_lock(out, "--output_dir"):
             pass
 
@@ -99,12 +127,22 @@ def test_run_folder_of_prediction_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_overwrite_output_dir_clears_the_earlier_run_so_checkpoints_never_mix(trained, tiny_model_dir, qa_file, tmp_path):
+def test_overwrite_output_dir_clears_the_earlier_run_so_checkpoints_never_mix(
+    trained, tiny_model_dir, qa_file, tmp_path
+):
     out = tmp_path / "out"
     shutil.copytree(trained[0], out)
     args = [a if a != "24" else "8" for a in TRAIN]
-    result = run_cli("--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
-                     "--overwrite_output_dir", *args)
+    result = run_cli(
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--train_file",
+        str(qa_file),
+        "--output_dir",
+        str(out),
+        "--overwrite_output_dir",
+        *args,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-8"]
     assert not (out / "predictions.jsonl").exists()  # the earlier run's --do_predict output is gone too

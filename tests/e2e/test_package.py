@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
-COMMANDS = {"bioqa-train": "--lora_r", "bioqa-merge": "--adapter_dir", "bioqa-compare": "--baseline",
-            "bioqa-score": "--predictions"}
+COMMANDS = {
+    "bioqa-train": "--lora_r",
+    "bioqa-merge": "--adapter_dir",
+    "bioqa-compare": "--baseline",
+    "bioqa-score": "--predictions",
+}
 
 
 @pytest.mark.parametrize("command, flag", sorted(COMMANDS.items()))
@@ -21,16 +25,40 @@ def test_console_commands_are_installed_and_answer_help(command, flag, tmp_path)
 
 
 def test_metrics_utils_and_bioqa_import_from_any_folder(tmp_path):
-    code = "import metrics_utils, bioqa.cli.train; print(metrics_utils.compute_metrics(['a b'], ['a b'], metrics=('rouge',))['rougeL'])"
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={"PATH": "/usr/bin:/bin"})  # no PYTHONPATH: only what is installed
+    code = (
+        "import metrics_utils, bioqa.cli.train; "
+        "print(metrics_utils.compute_metrics(['a b'], ['a b'], metrics=('rouge',))['rougeL'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # no PYTHONPATH: only what is installed
     assert result.returncode == 0 and result.stdout.strip() == "1.0", result.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_the_wheel_holds_the_package_the_module_and_four_commands(tmp_path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-                            "--quiet", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(tmp_path.glob("bioqa_lora-*.whl"))
     with zipfile.ZipFile(wheel) as archive:

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from conftest import TRAIN, run_cli
 from huggingface_hub import ModelCard
 
 from bioqa import model_card
+from helpers import TRAIN, run_cli
 
 
 def card_of(folder):
@@ -33,11 +33,16 @@ def test_validation_intervals_are_the_bootstrap_of_the_final_evaluation(trained)
     from bioqa.metrics import score_predictions
 
     out, _ = trained
-    rows = [json.loads(line) for line in (out / json.loads((out / "run_manifest.json").read_text())["final_evaluation"]).open()]
+    rows = [
+        json.loads(line)
+        for line in (out / json.loads((out / "run_manifest.json").read_text())["final_evaluation"]).open()
+    ]
     evaluation = model_card.evaluation_of(rows, 200, seed=3)
     scores = score_predictions([r["prediction"] for r in rows], [r["reference"] for r in rows], num_workers=1)
     assert evaluation["scores"]["bleu"]["score"] == pytest.approx(scores.corpus()["bleu"])
-    assert evaluation["scores"]["meteor"]["ci95"] == pytest.approx(list(bootstrap_intervals(scores, 200, seed=3)["meteor"]))
+    assert evaluation["scores"]["meteor"]["ci95"] == pytest.approx(
+        list(bootstrap_intervals(scores, 200, seed=3)["meteor"])
+    )
     assert evaluation["num_examples"] == len(rows)
 
 
@@ -99,8 +104,22 @@ def fake_hub(monkeypatch, tmp_path):
 
 
 def train_args(tiny_model_dir, qa_file, out, *extra):
-    return ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
-            "--do_train", *TRAIN, "--max_steps", "8", "--push_to_hub", "--hub_model_id", "me/bioqa-test", *extra]
+    return [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--train_file",
+        str(qa_file),
+        "--output_dir",
+        str(out),
+        "--do_train",
+        *TRAIN,
+        "--max_steps",
+        "8",
+        "--push_to_hub",
+        "--hub_model_id",
+        "me/bioqa-test",
+        *extra,
+    ]
 
 
 def test_push_to_hub_uploads_the_complete_output_once_at_the_end(fake_hub, tiny_model_dir, qa_file, tmp_path):
@@ -111,15 +130,23 @@ def test_push_to_hub_uploads_the_complete_output_once_at_the_end(fake_hub, tiny_
     assert [c[0] for c in fake_hub.calls] == ["create_repo", "upload_folder"]  # never a checkpoint on the way
     _, repo, upload = fake_hub.calls[1]
     assert repo == "me/bioqa-test"
-    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "run_manifest.json", "metrics.json",
-            "predict_metrics.json", "tokenizer.json"} <= set(upload["files"])
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "README.md",
+        "run_manifest.json",
+        "metrics.json",
+        "predict_metrics.json",
+        "tokenizer.json",
+    } <= set(upload["files"])
     assert not [f for f in upload["files"] if f.startswith(("checkpoint", "predictions", "trainer_state", "."))]
     assert "### Test" in (out / "README.md").read_text()  # pushed after --do_predict completed the card
     assert set(upload["files"]) <= set(upload["held"])
 
 
-def test_a_failed_upload_keeps_the_finished_output_and_says_how_to_upload(fake_hub, tiny_model_dir, qa_file, tmp_path,
-                                                                         capsys):
+def test_a_failed_upload_keeps_the_finished_output_and_says_how_to_upload(
+    fake_hub, tiny_model_dir, qa_file, tmp_path, capsys
+):
     from bioqa.cli import train
 
     fake_hub.fail = True
@@ -130,11 +157,12 @@ def test_a_failed_upload_keeps_the_finished_output_and_says_how_to_upload(fake_h
     assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
 
 
-def test_push_to_hub_without_a_token_is_refused_before_training(fake_hub, tiny_model_dir, qa_file, tmp_path,
-                                                                monkeypatch, capsys):
-    from bioqa.cli import train
-
+def test_push_to_hub_without_a_token_is_refused_before_training(
+    fake_hub, tiny_model_dir, qa_file, tmp_path, monkeypatch, capsys
+):
     from huggingface_hub import constants
+
+    from bioqa.cli import train
 
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
@@ -149,8 +177,11 @@ def test_push_to_hub_offline_is_refused_before_anything_loads(tiny_model_dir, qa
     out = tmp_path / "run"
     result = run_cli(*train_args(tiny_model_dir, qa_file, out))  # run_cli sets HF_HUB_OFFLINE=1
     assert result.returncode == 2 and not out.exists()
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: --push_to_hub: the Hugging Face Hub cannot be reached from here; run without --push_to_hub")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: --push_to_hub: the Hugging Face Hub cannot be reached from here; run without --push_to_hub")
+    )
 
 
 def test_merge_pushes_the_verified_merged_folder(fake_hub, trained, tmp_path):
@@ -160,4 +191,6 @@ def test_merge_pushes_the_verified_merged_folder(fake_hub, trained, tmp_path):
     merged = tmp_path / "merged"
     assert merge.main(["--adapter_dir", str(out), "--output_dir", str(merged), "--push_to_hub"]) == 0
     _, repo, upload = fake_hub.calls[-1]
-    assert repo == "merged" and {"model.safetensors", "config.json", "README.md", "merge_report.json"} <= set(upload["files"])
+    assert repo == "merged" and {"model.safetensors", "config.json", "README.md", "merge_report.json"} <= set(
+        upload["files"]
+    )

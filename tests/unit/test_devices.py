@@ -17,17 +17,21 @@ def machine(monkeypatch):
         monkeypatch.setattr(devices, "mps_trains_in_bf16", lambda: mps_bf16)
         monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: cpu_bf16)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+
     return configure
 
 
-@pytest.mark.parametrize("kind, expected", [
-    (dict(cuda=True), ("cuda", "bf16", "bfloat16")),
-    (dict(cuda=True, cuda_bf16=False), ("cuda", "fp16", "float16")),
-    (dict(mps=True), ("mps", "bf16", "float32")),
-    (dict(mps=True, mps_bf16=False), ("mps", "fp32", "float32")),
-    (dict(cpu_bf16=True), ("cpu", "bf16", "float32")),
-    (dict(), ("cpu", "fp32", "float32")),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        (dict(cuda=True), ("cuda", "bf16", "bfloat16")),
+        (dict(cuda=True, cuda_bf16=False), ("cuda", "fp16", "float16")),
+        (dict(mps=True), ("mps", "bf16", "float32")),
+        (dict(mps=True, mps_bf16=False), ("mps", "fp32", "float32")),
+        (dict(cpu_bf16=True), ("cpu", "bf16", "float32")),
+        (dict(), ("cpu", "fp32", "float32")),
+    ],
+)
 def test_auto_picks_cuda_then_mps_then_cpu(machine, kind, expected):
     machine(**kind)
     choice = devices.choose_device()
@@ -43,18 +47,21 @@ def test_forced_choices(machine):
     assert devices.choose_device("mps", "fp32").precision == "fp32"
 
 
-@pytest.mark.parametrize("kind, device, precision, four_bit, fragment", [
-    (dict(), "auto", "auto", True, "load_in_4bit needs a CUDA GPU"),
-    (dict(mps=True), "mps", "auto", True, "load_in_4bit needs a CUDA GPU"),
-    (dict(), "cuda", "auto", False, "no CUDA GPU is visible"),
-    (dict(), "mps", "auto", False, "MPS is not available"),
-    (dict(), "cpu", "bf16", False, "no native bf16"),
-    (dict(cpu_bf16=True), "cpu", "fp16", False, "not supported for training on CPU"),
-    (dict(cuda=True, cuda_bf16=False), "cuda", "bf16", False, "does not support bf16"),
-    (dict(mps=True), "mps", "fp16", False, "not supported on MPS"),
-    (dict(mps=True, mps_bf16=False), "mps", "bf16", False, "probe step failed"),
-    (dict(), "tpu", "auto", False, "not one of"),
-])
+@pytest.mark.parametrize(
+    "kind, device, precision, four_bit, fragment",
+    [
+        (dict(), "auto", "auto", True, "load_in_4bit needs a CUDA GPU"),
+        (dict(mps=True), "mps", "auto", True, "load_in_4bit needs a CUDA GPU"),
+        (dict(), "cuda", "auto", False, "no CUDA GPU is visible"),
+        (dict(), "mps", "auto", False, "MPS is not available"),
+        (dict(), "cpu", "bf16", False, "no native bf16"),
+        (dict(cpu_bf16=True), "cpu", "fp16", False, "not supported for training on CPU"),
+        (dict(cuda=True, cuda_bf16=False), "cuda", "bf16", False, "does not support bf16"),
+        (dict(mps=True), "mps", "fp16", False, "not supported on MPS"),
+        (dict(mps=True, mps_bf16=False), "mps", "bf16", False, "probe step failed"),
+        (dict(), "tpu", "auto", False, "not one of"),
+    ],
+)
 def test_impossible_combinations_are_usage_errors(machine, kind, device, precision, four_bit, fragment):
     machine(**kind)
     with pytest.raises(InputError, match=fragment):

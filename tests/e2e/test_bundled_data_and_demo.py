@@ -3,15 +3,23 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 DATA = ROOT / "data" / "bioqa"
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct"
-TOPICS = {"pharmacology", "physiology", "pathology", "microbiology", "genetics", "immunology", "clinical chemistry",
-          "epidemiology"}
+TOPICS = {
+    "pharmacology",
+    "physiology",
+    "pathology",
+    "microbiology",
+    "genetics",
+    "immunology",
+    "clinical chemistry",
+    "epidemiology",
+}
 
 
 def split(name: str) -> list[dict]:
@@ -41,23 +49,49 @@ def test_converted_smollm2_loads_and_answers():
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
-    assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>" and "Q4_1" in (MODEL / "PROVENANCE.txt").read_text()
+    assert (
+        tokenizer.chat_template
+        and tokenizer.eos_token == "<|im_end|>"
+        and "Q4_1" in (MODEL / "PROVENANCE.txt").read_text()
+    )
     messages = [{"role": "user", "content": "Which organ produces insulin? Answer in one word."}]
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     output = model.generate(**inputs, max_new_tokens=10, do_sample=False)
-    assert "pancrea" in tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).lower()
+    assert "pancrea" in tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).lower()
 
 
 @pytest.mark.slow
 def test_demo_pipeline_on_a_reduced_recipe(tmp_path):
-    command = [sys.executable, "examples/demo.py", "--output_dir", str(tmp_path / "demo"), "--max_predict_samples", "8",
-               "--num_train_epochs", "1", "--max_train_samples", "48", "--generation_eval_samples", "8",
-               "--generation_max_new_tokens", "24", "--report_to", "none"]
+    command = [
+        sys.executable,
+        "examples/demo.py",
+        "--output_dir",
+        str(tmp_path / "demo"),
+        "--max_predict_samples",
+        "8",
+        "--num_train_epochs",
+        "1",
+        "--max_train_samples",
+        "48",
+        "--generation_eval_samples",
+        "8",
+        "--generation_max_new_tokens",
+        "24",
+        "--report_to",
+        "none",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
     assert "| rougeL |" in result.stdout and "total" in result.stdout
     demo = tmp_path / "demo"
-    for path in ("zero-shot/predictions.jsonl", "fine-tuned/adapter_model.safetensors", "fine-tuned/predictions.jsonl",
-                 "report/report.md", "report/scores.png", "report/training_curves.png", "merged/merge_report.json"):
+    for path in (
+        "zero-shot/predictions.jsonl",
+        "fine-tuned/adapter_model.safetensors",
+        "fine-tuned/predictions.jsonl",
+        "report/report.md",
+        "report/scores.png",
+        "report/training_curves.png",
+        "merged/merge_report.json",
+    ):
         assert (demo / path).is_file(), path
     assert json.loads((demo / "merged" / "merge_report.json").read_text())["verification"]["passed"]

@@ -8,14 +8,25 @@ import pytest
 
 import metrics_utils
 from bioqa.errors import InputError
-from conftest import run_cli
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")
 def zero_shot(tiny_model_dir, qa_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero") / "out"
-    result = run_cli("--do_predict", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file),
-                     "--output_dir", str(out), "--generation_max_new_tokens", "12", "--bootstrap_samples", "200")
+    result = run_cli(
+        "--do_predict",
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--train_file",
+        str(qa_file),
+        "--output_dir",
+        str(out),
+        "--generation_max_new_tokens",
+        "12",
+        "--bootstrap_samples",
+        "200",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -28,7 +39,10 @@ def test_zero_shot_prediction_files(zero_shot, tiny_model_dir):
     rows = read_rows(zero_shot / "predictions.jsonl")
     assert len(rows) == 6 and {"id", "question", "reference", "prediction", "rougeL", "bleu", "meteor"} <= set(rows[0])
     summary = json.loads((zero_shot / "predict_metrics.json").read_text())
-    assert summary["num_examples"] == 6 and summary["model"] == {"model_name_or_path": str(tiny_model_dir), "adapter": None}
+    assert summary["num_examples"] == 6 and summary["model"] == {
+        "model_name_or_path": str(tiny_model_dir),
+        "adapter": None,
+    }
     for name, entry in summary["scores"].items():
         assert entry["ci95"][0] <= entry["score"] <= entry["ci95"][1], name
     assert summary["generation"]["max_new_tokens"] == 12 and summary["bootstrap"]["samples"] == 200
@@ -45,11 +59,26 @@ def test_train_then_predict_uses_the_adapter_just_trained(trained):
 
 def test_adapter_and_merged_checkpoint_predict_the_same(trained, tiny_model_dir, qa_file, tmp_path):
     out, _ = trained
-    assert run_cli("--adapter_dir", str(out), "--output_dir", str(tmp_path / "merged"),
-                   script="merge_base_and_adapt_ft_models.py").returncode == 0
+    assert (
+        run_cli(
+            "--adapter_dir",
+            str(out),
+            "--output_dir",
+            str(tmp_path / "merged"),
+            script="merge_base_and_adapt_ft_models.py",
+        ).returncode
+        == 0
+    )
     common = ["--do_predict", "--train_file", str(qa_file), "--generation_max_new_tokens", "12"]
-    with_adapter = run_cli(*common, "--model_name_or_path", str(tiny_model_dir), "--adapter_name_or_path", str(out),
-                           "--output_dir", str(tmp_path / "a"))
+    with_adapter = run_cli(
+        *common,
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--adapter_name_or_path",
+        str(out),
+        "--output_dir",
+        str(tmp_path / "a"),
+    )
     merged = run_cli(*common, "--model_name_or_path", str(tmp_path / "merged"), "--output_dir", str(tmp_path / "m"))
     assert with_adapter.returncode == 0 and merged.returncode == 0, with_adapter.stderr[-2000:] + merged.stderr[-2000:]
     predictions = [[r["prediction"] for r in read_rows(tmp_path / name / "predictions.jsonl")] for name in ("a", "m")]
@@ -62,19 +91,41 @@ def compare(*args):
 
 def test_compare_writes_report_table_and_plots(zero_shot, trained, tmp_path):
     report = tmp_path / "report"
-    result = compare("--baseline", str(zero_shot / "predictions.jsonl"), "--candidate",
-                     str(trained[0] / "predictions.jsonl"), "--output_dir", str(report), "--bootstrap_samples", "300")
+    result = compare(
+        "--baseline",
+        str(zero_shot / "predictions.jsonl"),
+        "--candidate",
+        str(trained[0] / "predictions.jsonl"),
+        "--output_dir",
+        str(report),
+        "--bootstrap_samples",
+        "300",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| rougeL (0-1) |" in result.stdout and "report:" in result.stdout
     text = (report / "report.md").read_text()
-    for fragment in ("## Scores", "95% CI of the difference", "## Where ROUGE-L moved most", "Largest gains",
-                     "## Answer lengths", "![per-example scores](scores.png)", "![training curves](training_curves.png)"):
+    for fragment in (
+        "## Scores",
+        "95% CI of the difference",
+        "## Where ROUGE-L moved most",
+        "Largest gains",
+        "## Answer lengths",
+        "![per-example scores](scores.png)",
+        "![training curves](training_curves.png)",
+    ):
         assert fragment in text, fragment
     for png in ("scores.png", "training_curves.png"):  # the trainer_state.json next to the candidate was found
         data = (report / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, png
     numbers = json.loads((report / "comparison.json").read_text())
-    assert numbers["num_examples"] == 6 and set(numbers["metrics"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor"}
+    assert numbers["num_examples"] == 6 and set(numbers["metrics"]) == {
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "rougeLsum",
+        "bleu",
+        "meteor",
+    }
     row = numbers["metrics"]["rougeL"]
     assert row["difference"] == pytest.approx(row["candidate"] - row["baseline"])
     assert row["ci_low"] <= row["difference"] <= row["ci_high"] and 0 < row["p_value"] <= 1
@@ -84,8 +135,14 @@ def test_compare_refuses_files_with_different_ids(zero_shot, tmp_path):
     rows = read_rows(zero_shot / "predictions.jsonl")
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({**r, "id": "x-1" if i == 2 else r["id"]}) + "\n" for i, r in enumerate(rows)))
-    result = compare("--baseline", str(zero_shot / "predictions.jsonl"), "--candidate", str(other),
-                     "--output_dir", str(tmp_path / "report"))
+    result = compare(
+        "--baseline",
+        str(zero_shot / "predictions.jsonl"),
+        "--candidate",
+        str(other),
+        "--output_dir",
+        str(tmp_path / "report"),
+    )
     missing = rows[2]["id"]
     assert result.returncode == 2 and f"id {missing!r} is in zero-shot but not in fine-tuned" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "report").exists()
@@ -122,9 +179,13 @@ def test_paired_bootstrap_better_on_every_example():
 def test_the_final_evaluation_is_its_own_marker_not_a_line_back_to_the_last_step(tmp_path):
     from bioqa.report import plot_training_curves, split_history
 
-    history = [{"loss": 2.0, "step": 4}, {"eval_loss": 1.5, "eval_rougeL": 0.3, "step": 8},
-               {"eval_loss": 1.4, "eval_rougeL": 0.2, "step": 16}, {"train_runtime": 9.0, "step": 16},
-               {"eval_loss": 1.5, "eval_rougeL": 0.3, "step": 16}]  # the best adapter (step 8), logged at step 16
+    history = [
+        {"loss": 2.0, "step": 4},
+        {"eval_loss": 1.5, "eval_rougeL": 0.3, "step": 8},
+        {"eval_loss": 1.4, "eval_rougeL": 0.2, "step": 16},
+        {"train_runtime": 9.0, "step": 16},
+        {"eval_loss": 1.5, "eval_rougeL": 0.3, "step": 16},
+    ]  # the best adapter (step 8), logged at step 16
     train, during, after = split_history(history)
     assert [h["step"] for h in train] == [4] and [h["eval_rougeL"] for h in during] == [0.3, 0.2]
     assert [h["eval_rougeL"] for h in after] == [0.3]
@@ -136,12 +197,15 @@ def test_the_final_evaluation_is_its_own_marker_not_a_line_back_to_the_last_step
         plot_training_curves(tmp_path / "curves.png", state)
 
 
-@pytest.mark.parametrize("row, fragment", [
-    ('{"id": "1", "reference": "a", "prediction": NaN}', "row 1: prediction is NaN, not a text"),
-    ('{"id": "1", "reference": null, "prediction": "a"}', "row 1: reference is null, not a text"),
-    ('{"id": ["1"], "reference": "a", "prediction": "a"}', 'row 1: id is ["1"], not a text or number'),
-    ('{"id": true, "reference": "a", "prediction": "a"}', "row 1: id is true, not a text or number"),
-])
+@pytest.mark.parametrize(
+    "row, fragment",
+    [
+        ('{"id": "1", "reference": "a", "prediction": NaN}', "row 1: prediction is NaN, not a text"),
+        ('{"id": "1", "reference": null, "prediction": "a"}', "row 1: reference is null, not a text"),
+        ('{"id": ["1"], "reference": "a", "prediction": "a"}', 'row 1: id is ["1"], not a text or number'),
+        ('{"id": true, "reference": "a", "prediction": "a"}', "row 1: id is true, not a text or number"),
+    ],
+)
 def test_prediction_rows_that_are_not_texts_are_refused(tmp_path, row, fragment):
     from bioqa.predictions import read_prediction_file
 
@@ -153,7 +217,12 @@ def test_prediction_rows_that_are_not_texts_are_refused(tmp_path, row, fragment)
 def test_prediction_files_keep_unusual_line_separators_inside_texts(tmp_path):
     from bioqa.predictions import read_prediction_file
 
-    rows = [{"id": 7, "question": "Q\u2028?", "reference": "a\u2029b", "prediction": "c\x85d\x0ce"}, {"id": "8", "reference": "r", "prediction": "p"}]
-    (tmp_path / "p.jsonl").write_text("\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    rows = [
+        {"id": 7, "question": "Q\u2028?", "reference": "a\u2029b", "prediction": "c\x85d\x0ce"},
+        {"id": "8", "reference": "r", "prediction": "p"},
+    ]
+    (tmp_path / "p.jsonl").write_text(
+        "\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     read = read_prediction_file(tmp_path / "p.jsonl")
     assert [r["id"] for r in read] == ["7", "8"] and read[0]["prediction"] == "c\x85d\x0ce"

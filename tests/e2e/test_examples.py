@@ -2,11 +2,10 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 
 def test_metrics_demo_prints_the_results_table():
@@ -17,11 +16,20 @@ def test_metrics_demo_prints_the_results_table():
     assert out.stdout.count("| What") + out.stdout.count("| How") + out.stdout.count("| Which") == 5
 
 
-@pytest.mark.parametrize("command, flags", [
-    (["load_models.py"], ["--model_name_or_path", "--adapter_name_or_path", "--bootstrap_samples", "--do_predict"]),
-    (["merge_base_and_adapt_ft_models.py"], ["--adapter_dir", "--base_model", "--low_memory", "--no_verify", "--config"]),
-    (["-m", "bioqa.comparison"], ["--baseline", "--candidate", "--trainer_state", "--bootstrap_samples", "--config"]),
-])
+@pytest.mark.parametrize(
+    "command, flags",
+    [
+        (["load_models.py"], ["--model_name_or_path", "--adapter_name_or_path", "--bootstrap_samples", "--do_predict"]),
+        (
+            ["merge_base_and_adapt_ft_models.py"],
+            ["--adapter_dir", "--base_model", "--low_memory", "--no_verify", "--config"],
+        ),
+        (
+            ["-m", "bioqa.comparison"],
+            ["--baseline", "--candidate", "--trainer_state", "--bootstrap_samples", "--config"],
+        ),
+    ],
+)
 def test_every_entry_point_has_help(command, flags):
     out = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]

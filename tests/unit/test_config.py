@@ -7,8 +7,7 @@ import pytest
 import bioqa.cli.train as load_models
 from bioqa.cli.config import config_dict
 from bioqa.errors import InputError
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 
 def write(path: Path, text: str) -> Path:
@@ -17,8 +16,11 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_yaml_values_and_command_line_override(tmp_path):
-    config = write(tmp_path / "run.yaml", "lora_r: 8\nlearning_rate: 1.0e-3\nlora_target_modules: [q_proj, v_proj]\n"
-                                          "generation_eval: false\nsplit_ratios: [0.7, 0.2, 0.1]\noutput_dir: out\n")
+    config = write(
+        tmp_path / "run.yaml",
+        "lora_r: 8\nlearning_rate: 1.0e-3\nlora_target_modules: [q_proj, v_proj]\n"
+        "generation_eval: false\nsplit_ratios: [0.7, 0.2, 0.1]\noutput_dir: out\n",
+    )
     opts = load_models.parse(["--config", str(config), "--lora_r", "4"])
     assert opts.lora.lora_r == 4  # the command line wins
     assert opts.training.learning_rate == 1e-3 and opts.training.output_dir == "out"
@@ -32,19 +34,24 @@ def test_toolkit_defaults_on_training_arguments():
     assert opts.training.eval_strategy == "epoch" and opts.model.model_name_or_path.endswith("SmolLM2-135M-Instruct")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("lora_rank: 8\n", "unknown key 'lora_rank'; did you mean 'local_rank' or 'lora_r'?"),
-    ("zzz_not_an_option: 1\n", "unknown key 'zzz_not_an_option'; see --help"),
-    ("lora_r: eight\n", "run.yaml: argument --lora_r/--lora-r: invalid int value: 'eight'"),
-    ("- a list\n", "must hold a mapping"),
-    ("lora_r: [1\n", "is not valid YAML"),
-    ("use_chat_template: no\n", "run.yaml: key 'use_chat_template' is false (YAML reads unquoted yes, no"),
-    ("lora_r: [8, 16]\n", "run.yaml: key 'lora_r' is a list ([8, 16]), but it takes one int value"),
-    ("lora_r: 8\nlora_alpha: 4\nlora_r: 16\n", "key 'lora_r' is given twice (again on line 3)"),
-    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
-     "its aliases expand to more than 10000 values"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("lora_rank: 8\n", "unknown key 'lora_rank'; did you mean 'local_rank' or 'lora_r'?"),
+        ("zzz_not_an_option: 1\n", "unknown key 'zzz_not_an_option'; see --help"),
+        ("lora_r: eight\n", "run.yaml: argument --lora_r/--lora-r: invalid int value: 'eight'"),
+        ("- a list\n", "must hold a mapping"),
+        ("lora_r: [1\n", "is not valid YAML"),
+        ("use_chat_template: no\n", "run.yaml: key 'use_chat_template' is false (YAML reads unquoted yes, no"),
+        ("lora_r: [8, 16]\n", "run.yaml: key 'lora_r' is a list ([8, 16]), but it takes one int value"),
+        ("lora_r: 8\nlora_alpha: 4\nlora_r: 16\n", "key 'lora_r' is given twice (again on line 3)"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+            "its aliases expand to more than 10000 values",
+        ),
+    ],
+)
 def test_bad_yaml_names_the_file_and_key(tmp_path, text, fragment):
     config = write(tmp_path / "run.yaml", text)
     with pytest.raises(InputError) as info:
@@ -53,7 +60,10 @@ def test_bad_yaml_names_the_file_and_key(tmp_path, text, fragment):
 
 
 def test_quoted_choice_and_small_aliases_are_fine_and_config_twice_is_refused(tmp_path):
-    config = write(tmp_path / "run.yaml", 'use_chat_template: "no"\ntargets: &t [q_proj, v_proj]\n'.replace("targets", "lora_target_modules"))
+    config = write(
+        tmp_path / "run.yaml",
+        'use_chat_template: "no"\ntargets: &t [q_proj, v_proj]\n'.replace("targets", "lora_target_modules"),
+    )
     opts = load_models.parse(["--config", str(config)])
     assert opts.prompt.use_chat_template == "no" and opts.lora.lora_target_modules == ["q_proj", "v_proj"]
     with pytest.raises(InputError, match="--config given 2 times"):

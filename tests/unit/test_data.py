@@ -8,17 +8,33 @@ import pytest
 
 from bioqa import data
 from bioqa.errors import InputError
-from conftest import ROOT, SHARED_DATA
+from helpers import ROOT, SHARED_DATA
 
-ROWS = [{"id": "a", "question": "What does insulin do?", "context": "Notes.", "answer": "It lowers glucose."},
-        {"id": "b", "question": "What does aspirin do?", "context": "", "answer": "It inhibits COX."}]
+ROWS = [
+    {"id": "a", "question": "What does insulin do?", "context": "Notes.", "answer": "It lowers glucose."},
+    {"id": "b", "question": "What does aspirin do?", "context": "", "answer": "It inhibits COX."},
+]
 
 
 def args(**overrides):
-    base = dict(dataset_name=None, dataset_config_name=None, train_file=None, validation_file=None, test_file=None,
-                data_format="auto", question_field="question", context_field=None, answer_field="answer",
-                id_field="id", field_separator="\n", split_ratios=[0.8, 0.1, 0.1], split_seed=42,
-                max_train_samples=None, max_eval_samples=None, max_predict_samples=None)
+    base = dict(
+        dataset_name=None,
+        dataset_config_name=None,
+        train_file=None,
+        validation_file=None,
+        test_file=None,
+        data_format="auto",
+        question_field="question",
+        context_field=None,
+        answer_field="answer",
+        id_field="id",
+        field_separator="\n",
+        split_ratios=[0.8, 0.1, 0.1],
+        split_seed=42,
+        max_train_samples=None,
+        max_eval_samples=None,
+        max_predict_samples=None,
+    )
     return SimpleNamespace(**{**base, **overrides})
 
 
@@ -27,14 +43,20 @@ def write(path, text):
     return path
 
 
-@pytest.mark.parametrize("name, text", [
-    ("d.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS)),
-    ("d.json", json.dumps(ROWS)),
-    ("d.json", json.dumps({"data": ROWS})),
-    ("d.json", json.dumps({r["id"]: {k: v for k, v in r.items() if k != "id"} for r in ROWS})),
-    ("d.csv", "id,question,context,answer\na,What does insulin do?,Notes.,It lowers glucose.\n"
-              "b,What does aspirin do?,,It inhibits COX.\n"),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("d.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS)),
+        ("d.json", json.dumps(ROWS)),
+        ("d.json", json.dumps({"data": ROWS})),
+        ("d.json", json.dumps({r["id"]: {k: v for k, v in r.items() if k != "id"} for r in ROWS})),
+        (
+            "d.csv",
+            "id,question,context,answer\na,What does insulin do?,Notes.,It lowers glucose.\n"
+            "b,What does aspirin do?,,It inhibits COX.\n",
+        ),
+    ],
+)
 def test_every_text_format_gives_the_same_examples(tmp_path, name, text):
     records = data.read_records(write(tmp_path / name, text))
     examples, empty = data.to_examples(records, data.FieldMap(), "train", name)
@@ -51,16 +73,22 @@ def test_parquet(tmp_path):
 
 
 def test_nested_fields_and_list_context_pubmedqa_hub_layout():
-    record = {"pubid": 1, "question": "Q?", "context": {"contexts": ["Part one.", "Part two."], "labels": ["A", "B"]},
-              "long_answer": "Long answer."}
+    record = {
+        "pubid": 1,
+        "question": "Q?",
+        "context": {"contexts": ["Part one.", "Part two."], "labels": ["A", "B"]},
+        "long_answer": "Long answer.",
+    }
     fields = data.FieldMap(question="question", answer="long_answer", context="context.contexts", id="pubid")
     [example], _ = data.to_examples([record], fields, "train", "hub")
     assert example == {"id": "1", "question": "Q?", "context": "Part one.\nPart two.", "answer": "Long answer."}
 
 
 def test_raw_pubmedqa_file_keyed_by_pmid(tmp_path):
-    raw = {"123": {"QUESTION": "Q1?", "CONTEXTS": ["a", "b"], "LABELS": ["X", "Y"], "LONG_ANSWER": "A1."},
-           "456": {"QUESTION": "Q2?", "CONTEXTS": ["c"], "LABELS": ["X"], "LONG_ANSWER": "A2."}}
+    raw = {
+        "123": {"QUESTION": "Q1?", "CONTEXTS": ["a", "b"], "LABELS": ["X", "Y"], "LONG_ANSWER": "A1."},
+        "456": {"QUESTION": "Q2?", "CONTEXTS": ["c"], "LABELS": ["X"], "LONG_ANSWER": "A2."},
+    }
     records = data.read_records(write(tmp_path / "ori_pqal.json", json.dumps(raw)))
     fields = data.FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")
     examples, _ = data.to_examples(records, fields, "train", "ori_pqal.json")
@@ -85,8 +113,18 @@ def test_empty_answers_are_dropped_and_counted():
     assert len(examples) == 2 and empty == 2
 
 
-@pytest.mark.parametrize("field, value", [("answer", None), ("answer", True), ("answer", 3.5), ("question", 7),
-                                          ("answer", {"text": "a"}), ("question", ["a", 1]), ("context", 5)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("answer", None),
+        ("answer", True),
+        ("answer", 3.5),
+        ("question", 7),
+        ("answer", {"text": "a"}),
+        ("question", ["a", 1]),
+        ("context", 5),
+    ],
+)
 def test_a_field_that_is_not_text_is_an_error_naming_file_row_and_field(field, value):
     rows = ROWS + [{"id": "c", "question": "Q?", "answer": "A.", "context": "C.", field: value}]
     with pytest.raises(InputError, match=rf"x record 3: field '{field}' is .*, not a text"):
@@ -100,11 +138,19 @@ def test_a_null_context_means_no_context_and_a_list_of_texts_is_joined():
 
 
 def test_dotted_id_field_is_honoured_and_duplicate_ids_are_refused():
-    rows = [{"meta": {"pmid": 101}, "question": "Q1?", "answer": "A."}, {"meta": {"pmid": "102"}, "question": "Q2?", "answer": "B."}]
+    rows = [
+        {"meta": {"pmid": 101}, "question": "Q1?", "answer": "A."},
+        {"meta": {"pmid": "102"}, "question": "Q2?", "answer": "B."},
+    ]
     examples, _ = data.to_examples(rows, data.FieldMap(id="meta.pmid"), "test", "x")
     assert [e["id"] for e in examples] == ["101", "102"]
     with pytest.raises(InputError, match=r"x has the id '101' twice \(records 1 and 3\)"):
-        data.to_examples(rows + [{"meta": {"pmid": 101}, "question": "Q3?", "answer": "C."}], data.FieldMap(id="meta.pmid"), "test", "x")
+        data.to_examples(
+            rows + [{"meta": {"pmid": 101}, "question": "Q3?", "answer": "C."}],
+            data.FieldMap(id="meta.pmid"),
+            "test",
+            "x",
+        )
     with pytest.raises(InputError, match="not a text or a whole number"):
         data.to_examples([{"id": [1], "question": "Q?", "answer": "A."}], data.FieldMap(), "test", "x")
 
@@ -114,7 +160,9 @@ def test_csv_field_spanning_lines_and_unusual_line_separators_survive(tmp_path):
     records = data.read_records(write(tmp_path / "q.csv", "\ufeff" + text))
     assert records[0]["answer"] == "It lowers\nglucose.\u2028Second\u0085part" and records[1]["question"] == "Q2?"
     line = json.dumps({"question": "Q\u2028?", "answer": "A\u2029B\x85C"}, ensure_ascii=False)
-    assert data.read_records(write(tmp_path / "q.jsonl", "\ufeff" + line + "\r\n" + line))[1]["answer"] == "A\u2029B\x85C"
+    assert (
+        data.read_records(write(tmp_path / "q.jsonl", "\ufeff" + line + "\r\n" + line))[1]["answer"] == "A\u2029B\x85C"
+    )
 
 
 def test_one_file_is_split_by_seed_and_ratios_and_leaks_are_counted(tmp_path):
@@ -134,7 +182,9 @@ def test_one_file_is_split_by_seed_and_ratios_and_leaks_are_counted(tmp_path):
 
 
 def test_given_validation_file_is_used_and_test_is_cut_from_train(tmp_path):
-    train = write(tmp_path / "t.jsonl", "".join(json.dumps({"question": f"Q{i}", "answer": "A"}) + "\n" for i in range(50)))
+    train = write(
+        tmp_path / "t.jsonl", "".join(json.dumps({"question": f"Q{i}", "answer": "A"}) + "\n" for i in range(50))
+    )
     valid = write(tmp_path / "v.jsonl", json.dumps({"question": "V", "answer": "A"}) + "\n")
     splits = data.load_splits(args(train_file=str(train), validation_file=str(valid), split_ratios=[0.8, 0.1, 0.1]))
     assert splits.sizes() == {"train": 45, "validation": 1, "test": 5}
@@ -147,13 +197,16 @@ def test_leaked_question_is_reported():
     assert data.count_leaked_questions(splits) == 1
 
 
-@pytest.mark.parametrize("name, content, fragment", [
-    ("bad.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q", "answer": \n', "line 2 is not valid JSON"),
-    ("bad.jsonl", '["a list"]\n', "line 1 is a JSON list"),
-    ("bad.json", '{"question": ', "is not valid JSON"),
-    ("bad.json", '[1, 2]', "holds no records"),
-    ("data.txt", 'x', "cannot tell the format"),
-])
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("bad.jsonl", '{"question": "q", "answer": "a"}\n{"question": "q", "answer": \n', "line 2 is not valid JSON"),
+        ("bad.jsonl", '["a list"]\n', "line 1 is a JSON list"),
+        ("bad.json", '{"question": ', "is not valid JSON"),
+        ("bad.json", "[1, 2]", "holds no records"),
+        ("data.txt", "x", "cannot tell the format"),
+    ],
+)
 def test_bad_files_name_file_and_line(tmp_path, name, content, fragment):
     with pytest.raises(InputError, match=fragment):
         data.read_records(write(tmp_path / name, content))
@@ -177,7 +230,9 @@ def test_missing_field_lists_the_columns(tmp_path):
 
 
 def test_all_answers_empty_and_bad_ratios(tmp_path):
-    path = write(tmp_path / "d.jsonl", "".join(json.dumps({"question": f"q{i}", "answer": ""}) + "\n" for i in range(20)))
+    path = write(
+        tmp_path / "d.jsonl", "".join(json.dumps({"question": f"q{i}", "answer": ""}) + "\n" for i in range(20))
+    )
     with pytest.raises(InputError, match="answers in the train split are empty"):
         data.load_splits(args(train_file=str(path)))
     with pytest.raises(InputError, match="sum to 1"):
@@ -200,7 +255,13 @@ def test_benchmark_folds_never_share_a_question(tmp_path, monkeypatch):
     monkeypatch.setitem(bench_recipes.SOURCES, "pubmedqa", source)
     monkeypatch.setattr(bench_recipes, "WORK", tmp_path / "work")
     parts = {name: set(json.loads(path.read_text())) for name, path in bench_recipes.split_source("pubmedqa").items()}
-    assert (len(parts["test"]), len(parts["dev"]), len(parts["dev2"]), len(parts["train"]), len(parts["train2"])) == (100, 50, 50, 350, 350)
+    assert (len(parts["test"]), len(parts["dev"]), len(parts["dev2"]), len(parts["train"]), len(parts["train2"])) == (
+        100,
+        50,
+        50,
+        350,
+        350,
+    )
     for scored, trained in (("dev", "train"), ("dev2", "train2"), ("test", "train+dev")):
         assert not parts[scored] & parts[trained], scored
     assert not parts["test"] & (parts["train2"] | parts["dev2"]) and parts["all"] == set(map(str, range(500)))

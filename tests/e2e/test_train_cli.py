@@ -4,15 +4,32 @@ import json
 
 import pytest
 
-from conftest import TRAIN, run_cli
+from helpers import TRAIN, run_cli
+
 
 def test_run_writes_every_output(trained):
     out, result = trained
-    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja",
-                 "run_config.yaml", "metrics.json", "run_manifest.json"):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "run_config.yaml",
+        "metrics.json",
+        "run_manifest.json",
+    ):
         assert (out / name).is_file(), name
-    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["eval-final.jsonl", "eval-step-16.jsonl", "eval-step-24.jsonl", "eval-step-8.jsonl"]
-    assert "device cpu" in result.stderr and "LoRA:" in result.stderr and "data: train 48, validation 6, test 6" in result.stderr
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        "eval-final.jsonl",
+        "eval-step-16.jsonl",
+        "eval-step-24.jsonl",
+        "eval-step-8.jsonl",
+    ]
+    assert (
+        "device cpu" in result.stderr
+        and "LoRA:" in result.stderr
+        and "data: train 48, validation 6, test 6" in result.stderr
+    )
 
 
 def test_generation_metrics_are_logged_at_each_evaluation(trained):
@@ -86,8 +103,19 @@ def test_resume_from_latest_checkpoint(trained, tiny_model_dir, qa_file, tmp_pat
     out = tmp_path / "out"
     shutil.copytree(trained[0], out)
     shutil.rmtree(out / "checkpoint-24")  # as if stopped after step 16
-    common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out),
-              "--resume_from_checkpoint", "latest", "--load_best_model_at_end", "--metric_for_best_model", "eval_rougeL"]
+    common = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--train_file",
+        str(qa_file),
+        "--output_dir",
+        str(out),
+        "--resume_from_checkpoint",
+        "latest",
+        "--load_best_model_at_end",
+        "--metric_for_best_model",
+        "eval_rougeL",
+    ]
     longer = run_cli(*common, *[a if a != "24" else "32" for a in TRAIN])  # another run than the one it continues
     assert longer.returncode == 2 and "--max_steps 24 -> 32" in longer.stderr, longer.stderr[-3000:]
     result = run_cli(*common, *TRAIN)
@@ -101,15 +129,26 @@ def test_resume_from_latest_checkpoint(trained, tiny_model_dir, qa_file, tmp_pat
 def test_help_lists_every_option_with_its_help():
     result = run_cli("--help")
     assert result.returncode == 0
-    for flag in ("--model_name_or_path", "--train_file", "--question_field", "--lora_r", "--use_dora",
-                 "--generation_eval_samples", "--config", "--learning_rate", "--precision", "--overwrite_output_dir"):
+    for flag in (
+        "--model_name_or_path",
+        "--train_file",
+        "--question_field",
+        "--lora_r",
+        "--use_dora",
+        "--generation_eval_samples",
+        "--config",
+        "--learning_rate",
+        "--precision",
+        "--overwrite_output_dir",
+    ):
         assert flag in result.stdout, flag
 
 
 def test_trained_adapter_merges_with_probes_from_its_predictions(trained, tmp_path):
     out, _ = trained
-    result = run_cli("--adapter_dir", str(out), "--output_dir", str(tmp_path / "merged"),
-                     script="merge_base_and_adapt_ft_models.py")
+    result = run_cli(
+        "--adapter_dir", str(out), "--output_dir", str(tmp_path / "merged"), script="merge_base_and_adapt_ft_models.py"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "merged" / "merge_report.json").read_text())
     assert report["verification"]["passed"] and report["verification"]["probes"] == 4
@@ -119,8 +158,22 @@ def test_trained_adapter_merges_with_probes_from_its_predictions(trained, tmp_pa
 def test_same_seed_same_adapter(tiny_model_dir, qa_file, tmp_path):
     from safetensors.torch import load_file
 
-    args = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--max_steps", "6",
-            "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--learning_rate", "1e-2"]
+    args = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--train_file",
+        str(qa_file),
+        "--max_steps",
+        "6",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--learning_rate",
+        "1e-2",
+    ]
     for name in ("a", "b"):
         assert run_cli(*args, "--output_dir", str(tmp_path / name)).returncode == 0
     a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("a", "b"))

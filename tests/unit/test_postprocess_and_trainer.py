@@ -9,22 +9,28 @@ import metrics_utils
 from metrics_utils import postprocess_text
 
 
-@pytest.mark.parametrize("raw, kwargs, expected", [
-    ("  IL-6 is a cytokine.  ", {}, "IL-6 is a cytokine."),
-    ("IL-6 is a cytokine.<|im_end|>", {}, "IL-6 is a cytokine."),
-    ("<s> Insulin lowers glucose.</s><pad><pad>", {}, "Insulin lowers glucose."),
-    ("Answer: yes.\r\nBecause.\r\n\r\n\r\n\r\nDone.", {}, "Answer: yes.\nBecause.\n\nDone."),
-    ("Line one   \nLine two\t\n", {}, "Line one\nLine two"),
-    ("Yes.\nQuestion: what next?", {"stop_strings": ["\nQuestion:"]}, "Yes."),
-    ("Yes.<|im_end|>\n<|im_start|>user\nMore", {"stop_strings": ["<|im_end|>"]}, "Yes."),
-    ("A. ### B ### C", {"stop_strings": ["###", "B"]}, "A."),
-    ("Question: What is IL-6?\nAnswer: A cytokine.", {"prompt": "Question: What is IL-6?\nAnswer:"}, "A cytokine."),
-    ("user\nWhat is IL-6?\nassistant\nA cytokine.",
-     {"prompt": "<|im_start|>user\nWhat is IL-6?<|im_end|>\n<|im_start|>assistant\n"}, "A cytokine."),
-    ("A cytokine.", {"prompt": "What is IL-6?"}, "A cytokine."),
-    ("[EOS]x[EOS]", {"special_tokens": ["[EOS]"]}, "x"),
-    ("", {}, ""),
-])
+@pytest.mark.parametrize(
+    "raw, kwargs, expected",
+    [
+        ("  IL-6 is a cytokine.  ", {}, "IL-6 is a cytokine."),
+        ("IL-6 is a cytokine.<|im_end|>", {}, "IL-6 is a cytokine."),
+        ("<s> Insulin lowers glucose.</s><pad><pad>", {}, "Insulin lowers glucose."),
+        ("Answer: yes.\r\nBecause.\r\n\r\n\r\n\r\nDone.", {}, "Answer: yes.\nBecause.\n\nDone."),
+        ("Line one   \nLine two\t\n", {}, "Line one\nLine two"),
+        ("Yes.\nQuestion: what next?", {"stop_strings": ["\nQuestion:"]}, "Yes."),
+        ("Yes.<|im_end|>\n<|im_start|>user\nMore", {"stop_strings": ["<|im_end|>"]}, "Yes."),
+        ("A. ### B ### C", {"stop_strings": ["###", "B"]}, "A."),
+        ("Question: What is IL-6?\nAnswer: A cytokine.", {"prompt": "Question: What is IL-6?\nAnswer:"}, "A cytokine."),
+        (
+            "user\nWhat is IL-6?\nassistant\nA cytokine.",
+            {"prompt": "<|im_start|>user\nWhat is IL-6?<|im_end|>\n<|im_start|>assistant\n"},
+            "A cytokine.",
+        ),
+        ("A cytokine.", {"prompt": "What is IL-6?"}, "A cytokine."),
+        ("[EOS]x[EOS]", {"special_tokens": ["[EOS]"]}, "x"),
+        ("", {}, ""),
+    ],
+)
 def test_postprocess_text(raw, kwargs, expected):
     assert postprocess_text(raw, **kwargs) == expected
 
@@ -47,8 +53,11 @@ def test_trainer_compute_metrics_decodes_ids_and_ignores_label_padding():
     labels = np.array([[-100, 2, 3, 4, 5, 1], [-100, -100, 2, 3, 4, 5]])
     compute = metrics_utils.trainer_compute_metrics(tokenizer, metrics=("rouge", "bleu"))
     result = compute(SimpleNamespace(predictions=predictions, label_ids=labels))
-    expected = metrics_utils.compute_metrics(["insulin lowers blood glucose", "insulin raises blood glucose"],
-                                             ["insulin lowers blood glucose"] * 2, metrics=("rouge", "bleu"))
+    expected = metrics_utils.compute_metrics(
+        ["insulin lowers blood glucose", "insulin raises blood glucose"],
+        ["insulin lowers blood glucose"] * 2,
+        metrics=("rouge", "bleu"),
+    )
     assert result["rouge1"] == expected["rouge1"] and result["bleu"] == expected["bleu"]
     assert result["gen_len"] == pytest.approx((5 + 4) / 2)
     assert all(isinstance(value, (int, float)) for value in result.values())

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import metrics_utils
-from conftest import ROOT
+from helpers import ROOT
 
 PREDICTIONS = ["insulin lowers blood glucose", "the liver makes bile"]
 REFERENCES_A = ["insulin lowers the blood glucose level", "bile is made by the liver"]
@@ -20,8 +20,16 @@ def write_lines(path, lines):
 
 
 def test_scores_text_files_like_metrics_utils_with_two_references(tmp_path):
-    command = [sys.executable, "-m", "bioqa.score", "--predictions", write_lines(tmp_path / "p.txt", PREDICTIONS),
-               "--references", write_lines(tmp_path / "a.txt", REFERENCES_A), write_lines(tmp_path / "b.txt", REFERENCES_B)]
+    command = [
+        sys.executable,
+        "-m",
+        "bioqa.score",
+        "--predictions",
+        write_lines(tmp_path / "p.txt", PREDICTIONS),
+        "--references",
+        write_lines(tmp_path / "a.txt", REFERENCES_A),
+        write_lines(tmp_path / "b.txt", REFERENCES_B),
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)

@@ -2,11 +2,12 @@
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "bioqa"
+from helpers import ROOT
+
+PACKAGE = ROOT / "bioqa"
 LIBRARY = sorted(p for p in PACKAGE.glob("*.py"))
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_]*")
 
@@ -32,19 +33,32 @@ COMMAND_TEXT = {"model_card.py"}  # a model card quotes the commands that made t
 def message_strings(tree: ast.Module) -> list[tuple[str, int]]:
     """String constants with a space in them (messages, not arguments such as "--porcelain") that are not
     docstrings; f-string pieces included."""
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return [(node.value, node.lineno) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and " " in node.value
-            and id(node) not in docstrings]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.value, node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and " " in node.value
+        and id(node) not in docstrings
+    ]
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.name)
 def test_library_modules_import_neither_the_command_layer_nor_the_repository_root(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    wrong = [(name, line) for name, line in imported_modules(tree)
-             if name.startswith("bioqa.cli") or name in ("metrics_utils", "load_models", "merge_base_and_adapt_ft_models")]
+    wrong = [
+        (name, line)
+        for name, line in imported_modules(tree)
+        if name.startswith("bioqa.cli") or name in ("metrics_utils", "load_models", "merge_base_and_adapt_ft_models")
+    ]
     assert not wrong, f"{path.name} imports {wrong}"
     assert "sys.path" not in path.read_text(encoding="utf-8")
 
@@ -58,7 +72,9 @@ def test_library_messages_name_settings_through_errors_option(path):
 
 
 def test_the_checks_see_what_they_look_for():
-    tree = ast.parse('"""--doc is fine"""\nimport bioqa.cli.runner\nraise ValueError(f"use --lr {x}")\nrun(["git", "--porcelain"])\n'
-                     'if __name__ == "__main__":\n    from bioqa.cli.score import main\n')
+    tree = ast.parse(
+        '"""--doc is fine"""\nimport bioqa.cli.runner\nraise ValueError(f"use --lr {x}")\nrun(["git", "--porcelain"])\n'
+        'if __name__ == "__main__":\n    from bioqa.cli.score import main\n'
+    )
     assert [name for name, _ in imported_modules(tree)] == ["bioqa.cli.runner"]
     assert [FLAG.search(text).group() for text, _ in message_strings(tree) if FLAG.search(text)] == ["--lr"]

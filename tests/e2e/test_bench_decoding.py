@@ -7,8 +7,7 @@ import pytest
 
 from bioqa import prompts
 from bioqa.generation import GenerationSettings, generate_token_ids
-from conftest import ROOT
-from test_prompts_generation import prompt_args
+from helpers import ROOT, prompt_args
 from tiny_models import build_model, qa_rows
 
 

@@ -10,17 +10,42 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 # 40 steps of a tiny model: well over a second after checkpoint-8, so the kill lands mid-run on any machine
-STEPS = ["--max_steps", "40", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
-         "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--report_to", "none", "--seed", "3",
-         "--logging_steps", "1"]
+STEPS = [
+    "--max_steps",
+    "40",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "4",
+    "--eval_strategy",
+    "no",
+    "--per_device_train_batch_size",
+    "4",
+    "--learning_rate",
+    "5e-3",
+    "--report_to",
+    "none",
+    "--seed",
+    "3",
+    "--logging_steps",
+    "1",
+]
 
 
 def base_args(model: Path, data: Path, out: Path) -> list[str]:
-    return [sys.executable, "load_models.py", "--model_name_or_path", str(model), "--train_file", str(data),
-            "--output_dir", str(out)]
+    return [
+        sys.executable,
+        "load_models.py",
+        "--model_name_or_path",
+        str(model),
+        "--train_file",
+        str(data),
+        "--output_dir",
+        str(out),
+    ]
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
@@ -47,7 +72,10 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
     import torch
 
     reference = tmp_path / "reference"
-    assert subprocess.run(base_args(tiny_model_dir, qa_file, reference) + STEPS, cwd=ROOT, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(base_args(tiny_model_dir, qa_file, reference) + STEPS, cwd=ROOT, capture_output=True).returncode
+        == 0
+    )
     killed = tmp_path / "killed"
     process = start(base_args(tiny_model_dir, qa_file, killed) + STEPS, tmp_path / "log")
     wait_for(lambda: (killed / "checkpoint-8" / "trainer_state.json").is_file())
@@ -55,16 +83,26 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "adapter_model.safetensors").exists()  # no final artifact from a killed run
-    started = json.loads((killed / "run_manifest.json").read_text())  # written when training started: what a resume checks
+    started = json.loads(
+        (killed / "run_manifest.json").read_text()
+    )  # written when training started: what a resume checks
     assert started["status"] == "training" and started["data_sources"]["train"]["sha256"]
-    stale = subprocess.run(base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
-                           cwd=ROOT, capture_output=True, text=True)
+    stale = subprocess.run(
+        base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     lock = tmp_path / ".killed.lock"
     assert stale.returncode == 2 and f"has a stale lock {lock} left by process {process.pid}" in stale.stderr
     assert f"rm {lock}" in stale.stderr
     lock.unlink()
-    resumed = subprocess.run(base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
-                             cwd=ROOT, capture_output=True, text=True)
+    resumed = subprocess.run(
+        base_args(tiny_model_dir, qa_file, killed) + STEPS + ["--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected, got = adapter(reference), adapter(killed)
     assert expected.keys() == got.keys()
@@ -93,8 +131,24 @@ def test_signal_saves_a_checkpoint_and_stops_cleanly(signal_name, tiny_model_dir
 
 def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "out"
-    args = ["--max_steps", "30", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "no",
-            "--learning_rate", "1e15", "--max_grad_norm", "0", "--report_to", "none", "--precision", "fp32"]
+    args = [
+        "--max_steps",
+        "30",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--learning_rate",
+        "1e15",
+        "--max_grad_norm",
+        "0",
+        "--report_to",
+        "none",
+        "--precision",
+        "fp32",
+    ]
     result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + args, cwd=ROOT, capture_output=True, text=True)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and len(errors) == 1, result.stderr[-3000:]
@@ -114,15 +168,34 @@ def test_latest_resumes_only_complete_checkpoints(tmp_path):
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
 
 
-FINISHED = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
-            "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--lr_scheduler_type", "constant",
-            "--report_to", "none", "--seed", "3"]
+FINISHED = [
+    "--max_steps",
+    "8",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "4",
+    "--eval_strategy",
+    "no",
+    "--per_device_train_batch_size",
+    "4",
+    "--learning_rate",
+    "5e-3",
+    "--lr_scheduler_type",
+    "constant",
+    "--report_to",
+    "none",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_model_dir, qa_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "out"
-    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + FINISHED, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        base_args(tiny_model_dir, qa_file, out) + FINISHED, cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -138,7 +211,9 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_resuming_a_finished_run_trains_nothing(finished_run, tiny_model_dir, qa_file, tmp_path):
     out = copy_run(finished_run, tmp_path)
-    before = {name: (out / name).read_bytes() for name in ("adapter_model.safetensors", "metrics.json", "run_config.yaml")}
+    before = {
+        name: (out / name).read_bytes() for name in ("adapter_model.safetensors", "metrics.json", "run_config.yaml")
+    }
     command = base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--resume_from_checkpoint", "latest"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "is complete" in result.stderr, result.stderr[-3000:]
@@ -162,8 +237,12 @@ def test_resuming_with_other_training_settings_is_refused(finished_run, tiny_mod
     config = (out / "run_config.yaml").read_bytes()
     (out / "checkpoint-8").rename(out / "checkpoint-8-moved")  # so that a resume would train on from step 4
     other = [a if a != "5e-3" else "1e-3" for a in FINISHED] + ["--per_device_train_batch_size", "2", "--lora_r", "4"]
-    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + other + ["--resume_from_checkpoint", "latest"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        base_args(tiny_model_dir, qa_file, out) + other + ["--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
     for fragment in ("--lora_r 16 -> 4", "--learning_rate 0.005 -> 0.001", "--per_device_train_batch_size 4 -> 2"):
@@ -172,14 +251,20 @@ def test_resuming_with_other_training_settings_is_refused(finished_run, tiny_mod
 
 
 @pytest.mark.slow
-def test_a_damaged_optimizer_state_names_the_checkpoint_and_the_previous_one(finished_run, tiny_model_dir, qa_file, tmp_path):
+def test_a_damaged_optimizer_state_names_the_checkpoint_and_the_previous_one(
+    finished_run, tiny_model_dir, qa_file, tmp_path
+):
     out = copy_run(finished_run, tmp_path)
     for name in ("adapter_model.safetensors", "metrics.json", "run_manifest.json"):
         (out / name).unlink()
     optimizer = out / "checkpoint-8" / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
-    result = subprocess.run(base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--resume_from_checkpoint", "latest"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"{optimizer} is damaged" in errors[0] and f"--resume_from_checkpoint {out / 'checkpoint-4'}" in errors[0]
@@ -201,9 +286,23 @@ def test_two_runs_into_one_folder_at_once_one_is_refused(tiny_model_dir, qa_file
 @pytest.mark.slow
 def test_sigterm_during_prediction_exits_130_with_one_line_and_writes_nothing(tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "load_models.py", "--model_name_or_path", str(tiny_model_dir), "--do_predict",
-               "--test_file", str(qa_file), "--output_dir", str(out), "--generation_batch_size", "1",
-               "--generation_max_new_tokens", "200", "--generation_min_new_tokens", "200"]
+    command = [
+        sys.executable,
+        "load_models.py",
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--do_predict",
+        "--test_file",
+        str(qa_file),
+        "--output_dir",
+        str(out),
+        "--generation_batch_size",
+        "1",
+        "--generation_max_new_tokens",
+        "200",
+        "--generation_min_new_tokens",
+        "200",
+    ]
     log = tmp_path / "log"
     process = start(command, log)
     wait_for(lambda: "generating" in log.read_text())
@@ -219,8 +318,11 @@ def test_a_signal_during_a_stage_becomes_interrupted_and_the_handlers_come_back(
     from bioqa.errors import Interrupted
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Interrupted, match="stopped by SIGTERM during the final evaluation and saving; continue with the "
-                                          "same command plus --resume_from_checkpoint latest") as info:
+    with pytest.raises(
+        Interrupted,
+        match="stopped by SIGTERM during the final evaluation and saving; continue with the "
+        "same command plus --resume_from_checkpoint latest",
+    ) as info:
         with stop_on_signal("the final evaluation and saving", resumable=True):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler raises before this ends
@@ -233,10 +335,18 @@ def test_resuming_on_changed_training_data_is_refused(tiny_model_dir, qa_file, t
 
     data, out = tmp_path / "qa.jsonl", tmp_path / "out"
     shutil.copy(qa_file, data)
-    assert subprocess.run(base_args(tiny_model_dir, data, out) + FINISHED, cwd=ROOT, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(base_args(tiny_model_dir, data, out) + FINISHED, cwd=ROOT, capture_output=True).returncode == 0
+    )
     shutil.rmtree(out / "checkpoint-8")
     (out / "adapter_model.safetensors").unlink()  # as if killed after step 4
     data.write_text(data.read_text() + json.dumps({"question": "New?", "answer": "New."}) + "\n")
-    result = subprocess.run(base_args(tiny_model_dir, data, out) + FINISHED + ["--resume_from_checkpoint", "latest"],
-                            cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2 and f"--train_file {data} changed since the run" in result.stderr, result.stderr[-2000:]
+    result = subprocess.run(
+        base_args(tiny_model_dir, data, out) + FINISHED + ["--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and f"--train_file {data} changed since the run" in result.stderr, result.stderr[
+        -2000:
+    ]

@@ -1,5 +1,5 @@
 """metrics_utils against published values: the test suites of rouge-score, sacreBLEU and NLTK and
-the examples of the evaluate 0.4.6 scripts (tests/data/metric_cases.json, each case with its source).
+the examples of the evaluate 0.4.6 scripts (tests/unit/data/metric_cases.json, each case with its source).
 
 Each case is checked to its own tolerance: exact published values to 1e-7 or tighter, values that
 the source itself rounded (e.g. 0.6944) to that rounding. Every case is also checked against the
@@ -21,8 +21,11 @@ def our_options(case: dict) -> dict:
     """Translate an evaluate metric's keyword arguments into compute_metrics options."""
     kwargs = dict(case["kwargs"])
     if case["metric"] == "rouge":
-        return {"metrics": ("rouge",), "rouge_types": kwargs.get("rouge_types", metrics_utils.ROUGE_TYPES),
-                "use_stemmer": kwargs.get("use_stemmer", False)}
+        return {
+            "metrics": ("rouge",),
+            "rouge_types": kwargs.get("rouge_types", metrics_utils.ROUGE_TYPES),
+            "use_stemmer": kwargs.get("use_stemmer", False),
+        }
     if case["metric"] == "sacrebleu":
         if "use_effective_order" in kwargs:
             kwargs["effective_order"] = kwargs.pop("use_effective_order")

@@ -5,17 +5,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import setup_nltk_data as setup
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 
 def test_present_resource_is_kept_without_download(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(setup, "is_present", lambda resource: True)
     monkeypatch.setattr(setup, "try_nltk_download", lambda *a: calls.append("download"))
-    assert setup.ensure_resource("corpora/wordnet", "wordnet", lambda d: calls.append("offline"), tmp_path) == "already present"
+    assert (
+        setup.ensure_resource("corpora/wordnet", "wordnet", lambda d: calls.append("offline"), tmp_path)
+        == "already present"
+    )
     assert calls == []
 
 
@@ -48,7 +50,12 @@ def man_page(rows: list[tuple[str, str]]) -> str:
 
 
 def test_lexnames_from_man_page_table(tmp_path):
-    names = ["adj.all", "adj.pert", "adv.all"] + [f"noun.n{i}" for i in range(26)] + [f"verb.v{i}" for i in range(15)] + ["adj.ppl"]
+    names = (
+        ["adj.all", "adj.pert", "adv.all"]
+        + [f"noun.n{i}" for i in range(26)]
+        + [f"verb.v{i}" for i in range(15)]
+        + ["adj.ppl"]
+    )
     page = tmp_path / "lexnames.5WN.gz"
     page.write_bytes(gzip.compress(man_page([(f"{i:02d}", n) for i, n in enumerate(names)]).encode()))
     lines = setup.lexnames_from_man_page(page).splitlines()
@@ -61,8 +68,9 @@ def test_lexnames_from_man_page_table(tmp_path):
 
 
 def test_installed_lexnames_matches_wordnet_3_0():
-    import metrics_utils
     import nltk
+
+    import metrics_utils
 
     assert metrics_utils.nltk_data_available()
     lexnames = Path(str(nltk.data.find("corpora/wordnet"))) / "lexnames"

@@ -1,0 +1,718 @@
+"""Every bad input the command-line tools handle (docs/ERRORS.md lists the same rows): run as a user
+would, each must exit non-zero with one `error:` line naming the problem, no traceback, and leave
+the output folder as it was."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+from tiny_models import make_adapter, make_base
+
+ERRORS_DOC = ROOT / "docs" / "ERRORS.md"
+LOAD, MERGE = ["load_models.py"], ["merge_base_and_adapt_ft_models.py"]
+COMPARE, SCORE = ["-m", "bioqa.comparison"], ["-m", "bioqa.score"]
+
+
+def write(path: Path, text: str | bytes) -> str:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return str(path)
+
+
+def qa_line(question: str = "What does insulin do?", answer: str = "It lowers glucose.") -> str:
+    return json.dumps({"question": question, "answer": answer}) + "\n"
+
+
+def prediction_file(path: Path, ids: list[str]) -> str:
+    return write(
+        path,
+        "".join(json.dumps({"id": i, "question": "q", "reference": "a b c", "prediction": "a b"}) + "\n" for i in ids),
+    )
+
+
+# Each row: id, the command (a function of the fixtures), the exit code, and the message fragment.
+def rows(env) -> dict:
+    t, model, data, out = env["tmp"], env["model"], env["data"], env["out"]
+    train = ["--model_name_or_path", model, "--output_dir", out]
+    return {
+        "jsonl-bad-line": (
+            LOAD + train + ["--train_file", write(t / "bad.jsonl", qa_line() + '{"question": "q", \n')],
+            2,
+            "line 2 is not valid JSON",
+        ),
+        "not-utf8": (
+            LOAD
+            + train
+            + ["--train_file", write(t / "latin.jsonl", '{"question": "caf\xe9", "answer": "a"}\n'.encode("latin-1"))],
+            2,
+            "is not UTF-8 text",
+        ),
+        "csv-missing-column": (
+            LOAD + train + ["--train_file", write(t / "d.csv", "question,response\nq,a\n")],
+            2,
+            "has no field 'answer'; its fields are question, response",
+        ),
+        "unreadable-file": (
+            LOAD + train + ["--train_file", "/proc/sys/vm/compact_memory", "--data_format", "jsonl"],
+            2,
+            "cannot read /proc/sys/vm/compact_memory",
+        ),
+        "data-file-is-directory": (
+            LOAD + train + ["--train_file", env["dir"]],
+            2,
+            "is a directory; give the file inside it",
+        ),
+        "missing-data-file": (
+            LOAD + train + ["--train_file", str(t / "nope.jsonl")],
+            2,
+            "does not exist; check the path",
+        ),
+        "all-answers-empty": (
+            LOAD + train + ["--train_file", write(t / "e.jsonl", qa_line(answer="") * 5)],
+            2,
+            "answers in the train split are empty",
+        ),
+        "empty-train-split": (
+            LOAD + train + ["--train_file", data, "--max_train_samples", "0"],
+            2,
+            "the training split is empty",
+        ),
+        "empty-test-split": (
+            LOAD + train + ["--train_file", data, "--do_predict", "--split_ratios", "1", "0", "0"],
+            2,
+            "--do_predict: the test split is empty",
+        ),
+        "empty-validation-split": (
+            LOAD + train + ["--train_file", data, "--split_ratios", "0.9", "0", "0.1"],
+            2,
+            "the validation split is empty but --eval_strategy is epoch; give --validation_file",
+        ),
+        "yaml-typo-key": (
+            LOAD + train + ["--train_file", data, "--config", write(t / "typo.yaml", "lora_rnk: 8\n")],
+            2,
+            "unknown key 'lora_rnk'",
+        ),
+        "yaml-wrong-type": (
+            LOAD + train + ["--train_file", data, "--config", write(t / "type.yaml", "lora_r: eight\n")],
+            2,
+            "invalid int value: 'eight'",
+        ),
+        "contradictory-flags": (
+            LOAD + train + ["--train_file", data, "--adapter_name_or_path", env["adapter"]],
+            2,
+            "--adapter_name_or_path is for --do_predict alone",
+        ),
+        "output-under-a-file": (
+            LOAD
+            + [
+                "--model_name_or_path",
+                model,
+                "--train_file",
+                data,
+                "--output_dir",
+                str(Path(write(t / "plain.txt", "x")) / "out"),
+            ],
+            2,
+            "cannot be created",
+        ),
+        "output-not-writable": (
+            LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", "/proc/bioqa-out"],
+            2,
+            "is not writable",
+        ),
+        "output-not-empty": (
+            LOAD + ["--model_name_or_path", model, "--train_file", data, "--output_dir", env["full"]],
+            2,
+            "is not empty; pass --overwrite_output_dir",
+        ),
+        "unknown-model-offline": (
+            LOAD + ["--model_name_or_path", "no-org/no-model", "--train_file", data, "--output_dir", out],
+            2,
+            "is not a local folder and the Hugging Face Hub did not provide it",
+        ),
+        "non-positive-values": (
+            LOAD + train + ["--train_file", data, "--lora_r", "0", "--learning_rate", "-1"],
+            2,
+            "2 problems: --lora_r must be positive, got 0 | --learning_rate must be positive",
+        ),
+        "ratios-not-summing-to-1": (
+            LOAD + train + ["--train_file", data, "--split_ratios", "0.5", "0.2", "0.2"],
+            2,
+            "must be three non-negative numbers",
+        ),
+        "target-modules-match-nothing": (
+            LOAD + train + ["--train_file", data, "--lora_target_modules", "qkv_proj"],
+            2,
+            "match no linear layer of this model; candidates:",
+        ),
+        "4bit-without-cuda": (
+            LOAD + train + ["--train_file", data, "--load_in_4bit"],
+            2,
+            "--load_in_4bit needs a CUDA GPU",
+        ),
+        "unknown-flag": (
+            LOAD + train + ["--train_file", data, "--lora_rank", "8"],
+            2,
+            "unrecognized arguments: --lora_rank 8",
+        ),
+        "resume-without-checkpoint": (
+            LOAD + train + ["--train_file", data, "--resume_from_checkpoint", "latest"],
+            2,
+            "no checkpoint-* folder in",
+        ),
+        "merge-adapter-missing": (
+            MERGE + ["--adapter_dir", str(t / "none")],
+            2,
+            "does not exist; give the output folder of a training run",
+        ),
+        "merge-not-an-adapter": (
+            MERGE + ["--adapter_dir", model, "--output_dir", out],
+            2,
+            "is not an adapter: it has no adapter_config.json",
+        ),
+        "merge-other-architecture": (
+            MERGE + ["--adapter_dir", env["adapter"], "--base_model", env["wide"], "--output_dir", out],
+            2,
+            "the adapter does not fit this base",
+        ),
+        "merge-corrupt-safetensors": (
+            MERGE + ["--adapter_dir", env["corrupt"], "--output_dir", out],
+            2,
+            "the adapter file is damaged",
+        ),
+        "merge-output-exists": (
+            MERGE + ["--adapter_dir", env["adapter"], "--output_dir", env["full"]],
+            2,
+            "is not empty; pass --overwrite to replace it",
+        ),
+        "merge-base-offline": (
+            MERGE + ["--adapter_dir", env["adapter"], "--base_model", "no-org/no-model", "--output_dir", out],
+            2,
+            "offline, pass a local folder with --base_model",
+        ),
+        "compare-different-ids": (
+            COMPARE
+            + [
+                "--baseline",
+                prediction_file(t / "a.jsonl", ["1", "2"]),
+                "--candidate",
+                prediction_file(t / "b.jsonl", ["1", "3"]),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "id '2' is in zero-shot but not in fine-tuned",
+        ),
+        "compare-missing-file": (
+            COMPARE + ["--baseline", str(t / "none.jsonl"), "--candidate", str(t / "none.jsonl"), "--output_dir", out],
+            2,
+            "does not exist; give a predictions.jsonl",
+        ),
+        "compare-bad-line": (
+            COMPARE
+            + [
+                "--baseline",
+                write(t / "c.jsonl", "{oops\n"),
+                "--candidate",
+                write(t / "d.jsonl", "{oops\n"),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "line 1 is not valid JSON",
+        ),
+        "score-line-counts-differ": (
+            SCORE + ["--predictions", write(t / "p.txt", "a\nb\nc\n"), "--references", write(t / "r.txt", "a\nb\n")],
+            2,
+            "has 3 lines but the references have",
+        ),
+        "score-empty-files": (
+            SCORE + ["--predictions", write(t / "p0.txt", ""), "--references", write(t / "r0.txt", "")],
+            2,
+            "predictions is empty: there is nothing to score",
+        ),
+        "score-missing-file": (
+            SCORE + ["--predictions", str(t / "none.txt"), "--references", str(t / "none.txt")],
+            2,
+            "does not exist or is not a file",
+        ),
+        **promise_rows(env),
+    }
+
+
+def promise_rows(env) -> dict:
+    """Outputs never overlap inputs, --overwrite replaces only a command's own output, one writer per folder,
+    and input that would be mangled or trusted wrongly is refused."""
+    t, model, data, out, adapter = env["tmp"], env["model"], env["data"], env["out"], env["adapter"]
+    train = ["--model_name_or_path", model, "--train_file", data]
+    run = env["run"]
+    return {
+        "output-is-the-base-model": (
+            LOAD + train + ["--output_dir", model, "--overwrite_output_dir"],
+            2,
+            "is the base model",
+        ),
+        "output-contains-the-data": (
+            LOAD + train + ["--output_dir", str(Path(data).parent)],
+            2,
+            "contains the training file",
+        ),
+        "output-inside-the-adapter": (
+            LOAD
+            + [
+                "--model_name_or_path",
+                model,
+                "--do_predict",
+                "--test_file",
+                data,
+                "--adapter_name_or_path",
+                adapter,
+                "--output_dir",
+                str(Path(adapter) / "pred"),
+            ],
+            2,
+            "lies inside the adapter",
+        ),
+        "overwrite-foreign-files": (
+            LOAD + train + ["--output_dir", env["full"], "--overwrite_output_dir"],
+            2,
+            "holds files load_models.py did not write (e.g. keep.txt)",
+        ),
+        "output-is-a-symlink": (LOAD + train + ["--output_dir", env["link"]], 2, "is a symbolic link"),
+        "output-dangling-symlink": (LOAD + train + ["--output_dir", env["dangling"]], 2, "is a symbolic link"),
+        "output-locked": (LOAD + train + ["--output_dir", env["locked"]], 2, "is in use by process"),
+        "output-stale-lock": (LOAD + train + ["--output_dir", env["stale"]], 2, "which is no longer running"),
+        "field-not-text": (
+            LOAD
+            + train[:2]
+            + [
+                "--train_file",
+                write(t / "bool.jsonl", qa_line() + json.dumps({"question": "q", "answer": True}) + "\n"),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "record 2: field 'answer' is true, not a text",
+        ),
+        "duplicate-ids": (
+            LOAD
+            + train[:2]
+            + [
+                "--test_file",
+                write(t / "dup.jsonl", (json.dumps({"id": 7, "question": "q", "answer": "a"}) + "\n") * 2),
+                "--do_predict",
+                "--output_dir",
+                out,
+            ],
+            2,
+            "has the id '7' twice",
+        ),
+        "negative-count": (
+            LOAD
+            + train
+            + [
+                "--output_dir",
+                out,
+                "--max_predict_samples",
+                "-1",
+                "--num_train_epochs",
+                "0",
+                "--generation_num_beams",
+                "0",
+            ],
+            2,
+            "3 problems: --num_train_epochs must be positive",
+        ),
+        "merge-output-around-the-adapter": (
+            MERGE + ["--adapter_dir", adapter, "--output_dir", str(Path(adapter).parent), "--overwrite"],
+            2,
+            "contains the adapter",
+        ),
+        "merge-output-is-the-base": (
+            MERGE + ["--adapter_dir", adapter, "--output_dir", model, "--overwrite"],
+            2,
+            "is the base model",
+        ),
+        "merge-lora-bias-without-base-bias": (
+            MERGE + ["--adapter_dir", env["biased"], "--output_dir", out],
+            2,
+            "the adapter holds lora_B.bias tensors",
+        ),
+        "merge-damaged-base-config": (
+            MERGE + ["--adapter_dir", adapter, "--base_model", env["bad_base"], "--output_dir", out],
+            2,
+            "config.json (the base model's config) is damaged",
+        ),
+        "merge-bad-shard-size": (
+            MERGE + ["--adapter_dir", adapter, "--output_dir", out, "--max_shard_size", "abc"],
+            2,
+            "--max_shard_size abc is not a size",
+        ),
+        "compare-negative-counts": (
+            COMPARE
+            + [
+                "--baseline",
+                prediction_file(t / "k1.jsonl", ["1"]),
+                "--candidate",
+                prediction_file(t / "k2.jsonl", ["1"]),
+                "--bootstrap_samples",
+                "0",
+                "--examples_shown",
+                "-1",
+                "--output_dir",
+                out,
+            ],
+            2,
+            "2 problems: --bootstrap_samples must be positive, got 0 | --examples_shown must be 0 or more, got -1",
+        ),
+        "score-negative-bootstrap": (
+            SCORE
+            + [
+                "--predictions",
+                write(t / "pb.txt", "a\n"),
+                "--references",
+                write(t / "rb.txt", "a\n"),
+                "--bootstrap_samples",
+                "-5",
+            ],
+            2,
+            "--bootstrap_samples must be 0 (no intervals) or more, got -5",
+        ),
+        "merge-damaged-report": (
+            MERGE + ["--adapter_dir", adapter, "--output_dir", env["damaged_merge"]],
+            2,
+            "merge_report.json is damaged (not valid JSON); pass --overwrite to merge again",
+        ),
+        "compare-damaged-trainer-state": (
+            COMPARE
+            + [
+                "--baseline",
+                prediction_file(t / "s1.jsonl", ["1"]),
+                "--candidate",
+                prediction_file(t / "s2.jsonl", ["1"]),
+                "--trainer_state",
+                write(t / "trainer_state.json", "{ oops"),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "trainer_state.json (the trainer state) is damaged",
+        ),
+        "compare-output-inside-a-run": (
+            COMPARE
+            + [
+                "--baseline",
+                str(run / "predictions.jsonl"),
+                "--candidate",
+                str(run / "predictions.jsonl"),
+                "--output_dir",
+                str(run / "report"),
+            ],
+            2,
+            "lies inside the baseline's run",
+        ),
+        "compare-other-questions": (
+            COMPARE
+            + [
+                "--baseline",
+                prediction_file(t / "q1.jsonl", ["1", "2"]),
+                "--candidate",
+                write(
+                    t / "q2.jsonl",
+                    "".join(
+                        json.dumps({"id": i, "question": "other", "reference": "a b c", "prediction": "a"}) + "\n"
+                        for i in "12"
+                    ),
+                ),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "id '1' has another question in fine-tuned than in zero-shot",
+        ),
+        "compare-null-prediction": (
+            COMPARE
+            + [
+                "--baseline",
+                write(t / "n.jsonl", json.dumps({"id": "1", "reference": "a", "prediction": None}) + "\n"),
+                "--candidate",
+                prediction_file(t / "n2.jsonl", ["1"]),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "row 1: prediction is null, not a text",
+        ),
+        "yaml-boolean-for-a-choice": (
+            LOAD + train + ["--output_dir", out, "--config", write(t / "bool.yaml", "use_chat_template: no\n")],
+            2,
+            "key 'use_chat_template' is false (YAML reads unquoted yes, no",
+        ),
+        "yaml-list-for-one-value": (
+            LOAD + train + ["--output_dir", out, "--config", write(t / "list.yaml", "lora_r: [8, 16]\n")],
+            2,
+            "key 'lora_r' is a list ([8, 16]), but it takes one int value",
+        ),
+        "yaml-key-twice": (
+            LOAD + train + ["--output_dir", out, "--config", write(t / "twice.yaml", "lora_r: 8\nlora_r: 16\n")],
+            2,
+            "key 'lora_r' is given twice (again on line 2)",
+        ),
+        "yaml-alias-bomb": (
+            LOAD
+            + train
+            + [
+                "--output_dir",
+                out,
+                "--config",
+                write(
+                    t / "bomb.yaml",
+                    "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 10)}]\n" for i in range(9)),
+                ),
+            ],
+            2,
+            "its aliases expand to more than 10000 values",
+        ),
+        "config-given-twice": (
+            LOAD
+            + train
+            + [
+                "--output_dir",
+                out,
+                "--config",
+                write(t / "c1.yaml", "lora_r: 8\n"),
+                "--config",
+                write(t / "c2.yaml", "lora_r: 4\n"),
+            ],
+            2,
+            "--config given 2 times",
+        ),
+        "damaged-model-weights": (
+            LOAD
+            + ["--model_name_or_path", env["bad_weights"], "--do_predict", "--test_file", data, "--output_dir", out],
+            2,
+            "Error while deserializing header",
+        ),
+        "damaged-adapter-weights": (
+            LOAD
+            + [
+                "--model_name_or_path",
+                model,
+                "--do_predict",
+                "--test_file",
+                data,
+                "--adapter_name_or_path",
+                env["corrupt"],
+                "--output_dir",
+                out,
+            ],
+            2,
+            "cannot load the adapter",
+        ),
+        "no-prompt-fits": (
+            LOAD
+            + [
+                "--model_name_or_path",
+                model,
+                "--do_predict",
+                "--test_file",
+                data,
+                "--max_seq_length",
+                "8",
+                "--output_dir",
+                out,
+            ],
+            2,
+            "--do_predict: none of the 60 test examples fits --max_seq_length 8",
+        ),
+        "compare-latin1": (
+            COMPARE
+            + [
+                "--baseline",
+                write(t / "l.jsonl", '{"id": "1", "reference": "caf\xe9", "prediction": "a"}\n'.encode("latin-1")),
+                "--candidate",
+                prediction_file(t / "l2.jsonl", ["1"]),
+                "--output_dir",
+                out,
+            ],
+            2,
+            "is not UTF-8 text",
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def env(tiny_model_dir, qa_file, tmp_path_factory):
+    t = tmp_path_factory.mktemp("matrix")
+    adapter = make_adapter(Path(tiny_model_dir), t / "adapter")
+    corrupt = t / "corrupt"
+    shutil.copytree(adapter, corrupt)
+    (corrupt / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    (t / "dir.jsonl").mkdir()
+    (t / "full").mkdir()
+    (t / "full" / "keep.txt").write_text("precious")
+    (t / "link").symlink_to(t / "full")
+    (t / "dangling").symlink_to(t / "nowhere")
+    (t / ".locked.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # this live process
+    (t / ".stale.lock").write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    run = t / "run"  # a --do_predict output: its predictions are an input of the comparison
+    run.mkdir()
+    (run / "run_manifest.json").write_text("{}")
+    prediction_file(run / "predictions.jsonl", ["1", "2"])
+    damaged_merge = t / "damaged-merge"
+    damaged_merge.mkdir()
+    (damaged_merge / "merge_report.json").write_text("{ oops")
+    bad_weights = t / "bad-weights"
+    shutil.copytree(tiny_model_dir, bad_weights)
+    (bad_weights / "model.safetensors").write_bytes((bad_weights / "model.safetensors").read_bytes()[:300])
+    bad_base = t / "bad-base"
+    shutil.copytree(tiny_model_dir, bad_base)
+    (bad_base / "config.json").write_text("{ not json")
+    return {
+        "link": str(t / "link"),
+        "dangling": str(t / "dangling"),
+        "locked": str(t / "locked"),
+        "stale": str(t / "stale"),
+        "run": run,
+        "bad_base": str(bad_base),
+        "bad_weights": str(bad_weights),
+        "damaged_merge": str(damaged_merge),
+        "biased": str(make_adapter(Path(tiny_model_dir), t / "biased", lora_bias=True)),
+        "tmp": t,
+        "model": str(tiny_model_dir),
+        "data": str(qa_file),
+        "out": str(t / "out"),
+        "dir": str(t / "dir.jsonl"),
+        "adapter": str(adapter),
+        "corrupt": str(corrupt),
+        "full": str(t / "full"),
+        "wide": str(make_base(t / "wide", hidden=48)),
+    }
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
+    table = rows(env)
+    assert len(table) >= 25
+    doc = ERRORS_DOC.read_text(encoding="utf-8")
+    for row_id, (_, _, fragment) in table.items():
+        assert f"`{row_id}`" in doc and fragment.replace("|", "\\|") in doc, row_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "row_id",
+    [
+        "jsonl-bad-line",
+        "not-utf8",
+        "csv-missing-column",
+        "unreadable-file",
+        "data-file-is-directory",
+        "missing-data-file",
+        "all-answers-empty",
+        "empty-train-split",
+        "empty-test-split",
+        "empty-validation-split",
+        "yaml-typo-key",
+        "yaml-wrong-type",
+        "contradictory-flags",
+        "output-under-a-file",
+        "output-not-writable",
+        "output-not-empty",
+        "unknown-model-offline",
+        "non-positive-values",
+        "ratios-not-summing-to-1",
+        "target-modules-match-nothing",
+        "4bit-without-cuda",
+        "unknown-flag",
+        "resume-without-checkpoint",
+        "merge-adapter-missing",
+        "merge-not-an-adapter",
+        "merge-other-architecture",
+        "merge-corrupt-safetensors",
+        "merge-output-exists",
+        "merge-base-offline",
+        "compare-different-ids",
+        "compare-missing-file",
+        "compare-bad-line",
+        "score-line-counts-differ",
+        "score-empty-files",
+        "score-missing-file",
+        "output-is-the-base-model",
+        "output-contains-the-data",
+        "output-inside-the-adapter",
+        "overwrite-foreign-files",
+        "output-is-a-symlink",
+        "output-dangling-symlink",
+        "output-locked",
+        "output-stale-lock",
+        "field-not-text",
+        "duplicate-ids",
+        "negative-count",
+        "merge-output-around-the-adapter",
+        "merge-output-is-the-base",
+        "merge-lora-bias-without-base-bias",
+        "merge-damaged-base-config",
+        "compare-output-inside-a-run",
+        "compare-other-questions",
+        "compare-null-prediction",
+        "compare-latin1",
+        "yaml-boolean-for-a-choice",
+        "yaml-list-for-one-value",
+        "yaml-key-twice",
+        "yaml-alias-bomb",
+        "config-given-twice",
+        "damaged-model-weights",
+        "damaged-adapter-weights",
+        "no-prompt-fits",
+        "merge-damaged-report",
+        "compare-damaged-trainer-state",
+        "merge-bad-shard-size",
+        "compare-negative-counts",
+        "score-negative-bootstrap",
+    ],
+)
+def test_bad_input_row(row_id, env):
+    if row_id == "unreadable-file" and not Path("/proc/sys/vm/compact_memory").exists():
+        pytest.skip("needs Linux's write-only /proc/sys/vm/compact_memory")
+    command, code, fragment = rows(env)[row_id]
+    before = sorted(p.name for p in Path(env["full"]).iterdir())
+    inputs = snapshot(env["model"], env["adapter"], env["data"], env["run"])
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == code, result.stderr[-2000:]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not Path(env["out"]).exists()
+    assert (
+        sorted(p.name for p in Path(env["full"]).iterdir()) == before
+        and (Path(env["full"]) / "keep.txt").read_text() == "precious"
+    )
+    assert snapshot(env["model"], env["adapter"], env["data"], env["run"]) == inputs  # no input touched
+
+
+def snapshot(*paths) -> dict:
+    """Every file under `paths` with its size and modification time."""
+    files = {}
+    for path in map(Path, paths):
+        for file in [path] if path.is_file() else sorted(path.rglob("*")):
+            files[str(file)] = (file.stat().st_size, file.stat().st_mtime_ns)
+    return files

@@ -1,0 +1,58 @@
+"""Helpers the tests share: where the repository is, the short training recipe, and running a command
+as a user would. (Fixtures live in conftest.py; helpers are imported, `from helpers import run_cli`.)"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+TRAIN = [
+    "--max_steps",
+    "24",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "8",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "8",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-2",
+    "--lora_r",
+    "8",
+    "--generation_max_new_tokens",
+    "12",
+    "--logging_steps",
+    "4",
+    "--report_to",
+    "none",
+    "--seed",
+    "7",
+]
+
+
+def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedProcess:
+    """Run one of the toolkit's scripts as a user would; HF_HUB_OFFLINE makes a Hub id fail at once."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def prompt_args(**overrides):
+    """Prompt options as PromptArguments holds them (the library reads them by attribute)."""
+    base = dict(
+        use_chat_template="auto",
+        system_prompt="You are a biomedical expert.",
+        question_template="Question: {question}",
+        context_template="Context: {context}\nQuestion: {question}",
+        answer_prefix="\nAnswer:",
+    )
+    return SimpleNamespace(**{**base, **overrides})
