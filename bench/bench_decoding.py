@@ -29,13 +29,13 @@ from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import bioqa.cli.predict as prediction
+import bioqa.cli.train as load_models
+from bench_recipes import WORK  # beside this script, so on sys.path when it runs
+from bioqa.cli.config import answer_flags
+from bioqa.predictions import read_prediction_file
 
-import bioqa.cli.predict as prediction  # noqa: E402  (after the path set-up: the bench folder is not a package)
-import bioqa.cli.train as load_models  # noqa: E402
-from bench_recipes import WORK, generation_flags  # noqa: E402
-from bioqa.predictions import read_prediction_file  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RECIPE = WORK / "pubmedqa"
 FOLDS = {"dev": ("dev", "train"), "dev2": ("dev2", "train2")}  # scored part, training file of its adapter
@@ -110,7 +110,7 @@ def predict(fold: str, system: str, out: Path) -> list[dict]:
         "1",
         "0",
         "0",
-        *generation_flags(ROOT / "configs" / "pubmedqa-smollm2.yaml"),
+        *answer_flags(ROOT / "configs" / "pubmedqa-smollm2.yaml"),
         "--output_dir",
         str(out),
         "--overwrite_output_dir",

@@ -24,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from bioqa.cli.config import answer_flags
+from bioqa.report import scores_table
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 WORK = ROOT / "bench" / ".recipes"
@@ -64,20 +67,6 @@ def run(command: list[str]) -> float:
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
-
-
-def generation_flags(config: Path) -> list[str]:
-    import yaml
-
-    recipe = yaml.safe_load(config.read_text())
-    keys = [
-        k
-        for k in recipe
-        if k.startswith("generation_")
-        or k
-        in ("max_seq_length", "system_prompt", "context_template", "question_field", "context_field", "answer_field")
-    ]
-    return [token for key in keys for token in (f"--{key}", str(recipe[key]))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_models.py",
             "--do_predict",
             *common,
-            *generation_flags(config),
+            *answer_flags(config),
             "--output_dir",
             str(out / "zero-shot"),
             "--overwrite_output_dir",
@@ -175,12 +164,7 @@ def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> No
         f"{comparison['num_examples']} scored; one epoch train_runtime {train['train_runtime']:.0f} s "
         f"(zero-shot command {zero:.0f} s, fine-tune command {tuned:.0f} s)\n"
     )
-    print("| metric | zero-shot | fine-tuned | difference [95% CI] | p |\n|---|---|---|---|---|")
-    for metric, row in comparison["metrics"].items():
-        print(
-            f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
-            f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |"
-        )
+    print(scores_table(comparison, tuple(comparison["names"])))
     lengths = comparison["lengths"]
     print(
         f"\nmean answer words: zero-shot {lengths['baseline']['mean_words']:.1f}, fine-tuned "

@@ -23,9 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from bioqa.paths import local_default_model
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-MODEL = ROOT / "models" / "SmolLM2-135M-Instruct"
+MODEL = local_default_model()
 SHARED = ROOT.parent / "shared" / "data"
 TRL_DIR = ROOT / "bench" / ".trl"
 TRL_VERSION = "trl==1.16.0"

@@ -10,12 +10,13 @@ from typing import Any
 
 from bioqa.bootstrap import paired_bootstrap
 from bioqa.errors import InputError, option
-from bioqa.metrics import score_predictions
+from bioqa.metrics import SCORE_NAMES, score_predictions
+from bioqa.predictions import PredictionRow
 
-METRIC_ORDER = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "meteor")
 
-
-def aligned(baseline: list[dict], candidate: list[dict], names: tuple[str, str]) -> list[dict]:
+def aligned(
+    baseline: list[PredictionRow], candidate: list[PredictionRow], names: tuple[str, str]
+) -> list[PredictionRow]:
     """The candidate's rows in the baseline's order; InputError naming the first id one file lacks."""
     for rows, name in ((baseline, names[0]), (candidate, names[1])):
         ids = [row["id"] for row in rows]
@@ -41,7 +42,7 @@ def aligned(baseline: list[dict], candidate: list[dict], names: tuple[str, str])
     return paired
 
 
-def compare(baseline: list[dict], candidate: list[dict], samples: int, seed: int) -> dict[str, Any]:
+def compare(baseline: list[PredictionRow], candidate: list[PredictionRow], samples: int, seed: int) -> dict[str, Any]:
     """Scores of both systems on the baseline's references, and the paired test per metric."""
     references = [row["reference"] for row in baseline]
     scores = {
@@ -52,7 +53,7 @@ def compare(baseline: list[dict], candidate: list[dict], samples: int, seed: int
     test = paired_bootstrap(scores["baseline"], scores["candidate"], samples, seed)
     table = {
         m: {"baseline": corpus["baseline"][m], "candidate": corpus["candidate"][m], **test[m]}
-        for m in METRIC_ORDER
+        for m in SCORE_NAMES
         if m in test
     }
     return {
@@ -64,7 +65,7 @@ def compare(baseline: list[dict], candidate: list[dict], samples: int, seed: int
     }
 
 
-def length_stats(rows: list[dict]) -> dict[str, float]:
+def length_stats(rows: list[PredictionRow]) -> dict[str, float]:
     words = [len(row["prediction"].split()) for row in rows]
     return {
         "mean_words": statistics.fmean(words),

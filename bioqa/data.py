@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from bioqa.errors import InputError, option, short, shown
 from bioqa.files import file_sha256, parse_jsonl
@@ -35,11 +35,23 @@ class FieldMap:
     separator: str = "\n"  # joins list-valued fields (e.g. PubMedQA's list of abstract sections)
 
 
+class Example(TypedDict):
+    """One question-answer pair as every later layer sees it, whatever the source file called its fields."""
+
+    id: str
+    question: str
+    context: str  # "" when the example has none
+    answer: str
+
+
+Records = list[dict[str, Any]]  # rows as a file or dataset holds them, before the field mapping
+
+
 @dataclass
 class Splits:
     """The examples of each split, and what loading them found."""
 
-    examples: dict[str, list[dict]]
+    examples: dict[str, list[Example]]
     dropped_empty: dict[str, int] = field(default_factory=dict)
     leaked_questions: int = 0
     sources: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +63,7 @@ class Splits:
 # ----------------------------------------------------------------------------- reading files
 
 
-def read_records(path: Path, fmt: str = "auto") -> list[dict]:
+def read_records(path: Path, fmt: str = "auto") -> Records:
     """Records of a local data file; InputError naming the file (and line) for anything unreadable."""
     path = Path(path)
     if not path.exists():
@@ -79,11 +91,11 @@ def read_records(path: Path, fmt: str = "auto") -> list[dict]:
     return {"jsonl": _jsonl, "json": _json, "csv": _csv}[fmt](text, path)
 
 
-def _jsonl(text: str, path: Path) -> list[dict]:
+def _jsonl(text: str, path: Path) -> Records:
     return parse_jsonl(text, path, "fix or remove that line")
 
 
-def _json(text: str, path: Path) -> list[dict]:
+def _json(text: str, path: Path) -> Records:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -97,14 +109,14 @@ def _json(text: str, path: Path) -> list[dict]:
     raise InputError(f'{path} holds no records; expected a list of objects, {{"data": [...]}} or an object keyed by id')
 
 
-def _csv(text: str, path: Path) -> list[dict]:
+def _csv(text: str, path: Path) -> Records:
     try:  # csv itself joins the lines of a quoted field that spans several; only \n ends a line
         return list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise InputError(f"{path} is not valid CSV ({exc}); fix the file") from None
 
 
-def load_hub_dataset(name: str, config: str | None) -> dict[str, list[dict]]:
+def load_hub_dataset(name: str, config: str | None) -> dict[str, Records]:
     """Every split of a Hugging Face Hub dataset, as lists of records."""
     import datasets
 
@@ -162,7 +174,7 @@ def _example_id(record: dict, path: str, split: str, index: int, where: str) -> 
     return str(value)
 
 
-def _check_fields(records: list[dict], fields: FieldMap, source: str) -> str | None:
+def _check_fields(records: Records, fields: FieldMap, source: str) -> str | None:
     """Fail early, naming the columns that exist, if a required field is missing; resolve context."""
     first = records[0]
     for name in (fields.question, fields.answer) + ((fields.context,) if fields.context else ()):
@@ -185,7 +197,7 @@ def _optional_field(record: dict, path: str | None) -> Any:
         return None
 
 
-def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) -> tuple[list[dict], int]:
+def to_examples(records: Records, fields: FieldMap, split: str, source: str) -> tuple[list[Example], int]:
     """Map records to {id, question, context, answer}; return them and how many had no answer."""
     if not records:
         return [], 0
@@ -209,7 +221,7 @@ def to_examples(records: list[dict], fields: FieldMap, split: str, source: str) 
                 f"must be unique: fix the data, or choose a unique {option('id_field')}"
             )
         seen[example_id] = index + 1
-        examples.append({"id": example_id, "question": question, "context": context, "answer": answer})
+        examples.append(Example(id=example_id, question=question, context=context, answer=answer))
     return examples, empty
 
 
@@ -232,7 +244,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     return tuple(ratios)
 
 
-def split_examples(examples: list[dict], ratios: Sequence[float], seed: int) -> dict[str, list[dict]]:
+def split_examples(examples: list[Example], ratios: Sequence[float], seed: int) -> dict[str, list[Example]]:
     """Shuffle with `seed` and cut into train / validation / test by `ratios`."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
@@ -250,7 +262,7 @@ def _normalised(question: str) -> str:
     return re.sub(r"\s+", " ", question.lower()).strip()
 
 
-def count_leaked_questions(splits: dict[str, list[dict]]) -> int:
+def count_leaked_questions(splits: dict[str, list[Example]]) -> int:
     """How many distinct questions appear in more than one split."""
     seen: dict[str, set[str]] = {}
     for name, rows in splits.items():
@@ -266,7 +278,7 @@ def describe_source(path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- putting it together
 
 
-def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+def _raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
     """Records per split as given (files or hub), before any splitting; plus where each came from."""
     if args.dataset_name:
         hub = load_hub_dataset(args.dataset_name, args.dataset_config_name)
@@ -289,7 +301,7 @@ def _raw_splits(args) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
 
 
-def _fill_missing_splits(records: dict[str, list[dict]], ratios: Sequence[float], seed: int) -> dict[str, list[dict]]:
+def _fill_missing_splits(records: dict[str, Records], ratios: Sequence[float], seed: int) -> dict[str, Records]:
     """Cut the splits that were not given from the training records, each with its ratio."""
     missing = [name for name in ("validation", "test") if name not in records]
     if not missing or "train" not in records:

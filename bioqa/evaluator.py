@@ -13,20 +13,24 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bioqa.data import Example
 from bioqa.files import write_jsonl_atomic
 from bioqa.generation import GenerationSettings, generate_answers_sharded
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 
 class GenerationEvaluator:
     def __init__(
         self,
-        tokenizer: Any,
+        tokenizer: PreTrainedTokenizerBase,
         fmt: PromptFormat,
-        examples: list[dict],
+        examples: list[Example],
         settings: GenerationSettings,
         *,
         samples: int,

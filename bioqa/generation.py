@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bioqa.postprocess import postprocess_text
 from bioqa.prompts import turn_end_id
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,11 @@ def _left_padded(batch: Sequence[Sequence[int]], pad_id: int, device: Any):
 
 
 def generate_token_ids(
-    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, progress: bool = False
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    progress: bool = False,
 ) -> list[list[int]]:
     """New token ids for each prompt (prompt not included), in the order of `prompts`."""
     import torch
@@ -119,7 +126,7 @@ def generate_token_ids(
     return outputs
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+def stop_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The tokenizer's EOS, the chat template's end of turn (what training taught the model to end with) and
     any end-of-turn ids the model's generation config adds (e.g. Llama 3's <|eot_id|>)."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -136,7 +143,11 @@ def _until_stop(ids: list[int], stop_ids: list[int]) -> list[int]:
 
 
 def generate_answers(
-    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, progress: bool = False
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    progress: bool = False,
 ) -> list[str]:
     """Decoded, cleaned answers (special tokens and surrounding whitespace removed)."""
     token_ids = generate_token_ids(model, tokenizer, prompts, settings, progress)
@@ -145,7 +156,11 @@ def generate_answers(
 
 
 def generate_answers_sharded(
-    model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], settings: GenerationSettings, progress: bool = False
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings,
+    progress: bool = False,
 ) -> list[str] | None:
     """`generate_answers` across the processes of torchrun / accelerate launch (or just this one).
 

@@ -10,9 +10,12 @@ normalised by the Trainer's token count as usual.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bioqa.prompts import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def answer_positions(labels: Any):
@@ -37,7 +40,7 @@ def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):
 class AnswerOnlyCollator:
     """Pads a batch (DataCollatorForSeq2Seq) and adds `logits_to_keep` for `answer_only_loss`."""
 
-    def __init__(self, tokenizer: Any, pad_to_multiple_of: int | None = None):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
         from transformers import DataCollatorForSeq2Seq
 
         self.pad = DataCollatorForSeq2Seq(

@@ -16,13 +16,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bioqa.adapters import Adapter, full_tensors, lora_biases, lora_pairs
 from bioqa.errors import InputError, RunError, option, short
 from bioqa.files import read_json
 from bioqa.modeling import load_error
 from bioqa.verification import weight_probe_error
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("bioqa")
 DTYPES = {
@@ -151,7 +154,9 @@ def check_finite(name: str, tensor: Any) -> None:
 # ----------------------------------------------------------------------------- in memory
 
 
-def load_peft_model(adapter: Adapter, base: str, tokenizer: Any, device: str, trust_remote_code: bool):
+def load_peft_model(
+    adapter: Adapter, base: str, tokenizer: PreTrainedTokenizerBase, device: str, trust_remote_code: bool
+):
     """Base (float32) + adapter, unmerged: the reference the merged model must equal."""
     import torch
     from peft import PeftModel

@@ -45,6 +45,8 @@ from bioqa.scorers import Job, RougeScorer, bleu_metric, require_nltk_data, scor
 Reference = str | Sequence[str]
 ALL_METRICS = ("rouge", "bleu", "meteor")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+SCORES_OF = {"rouge": ROUGE_TYPES, "bleu": ("bleu",), "meteor": ("meteor",)}  # what each metric adds, in order
+SCORE_NAMES = tuple(name for names in SCORES_OF.values() for name in names)
 
 
 # ----------------------------------------------------------------------------- input checks

@@ -113,9 +113,9 @@ def recipe_table(config: dict[str, Any], device: dict[str, Any]) -> str:
 def evaluation_of(rows: list[dict[str, Any]], samples: int, seed: int) -> dict[str, Any]:
     """Corpus scores and bootstrap intervals of prediction-file rows, for the metrics the rows were scored with."""
     from bioqa.bootstrap import bootstrap_intervals
-    from bioqa.metrics import score_predictions
+    from bioqa.metrics import SCORES_OF, score_predictions
 
-    metrics = tuple(m for m, key in (("rouge", "rougeL"), ("bleu", "bleu"), ("meteor", "meteor")) if key in rows[0])
+    metrics = tuple(metric for metric, names in SCORES_OF.items() if any(name in rows[0] for name in names))
     scores = score_predictions(
         [r["prediction"] for r in rows], [r["reference"] for r in rows], metrics=metrics, num_workers=1
     )

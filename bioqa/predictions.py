@@ -9,19 +9,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
+from bioqa.data import Example
 from bioqa.errors import InputError, option, shown
 from bioqa.files import parse_jsonl, read_text
-from bioqa.metrics import score_predictions
+from bioqa.metrics import Scores, score_predictions
 from bioqa.prompts import PromptFormat, fit_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+class PredictionRow(TypedDict, total=False):
+    """One row of a prediction file: the example, the answer, and its scores (those that were computed)."""
+
+    id: str
+    question: str
+    reference: str
+    prediction: str
+    rouge1: float
+    rouge2: float
+    rougeL: float
+    rougeLsum: float
+    bleu: float  # sentence BLEU, 0-100
+    meteor: float
+
 
 MIN_PROMPT_BUDGET = 32  # tokens a prompt may always use, however long the answers may grow
 
 
 def generation_prompts(
-    tokenizer: Any, fmt: PromptFormat, examples: list[dict], max_seq_length: int, max_new_tokens: int
-) -> tuple[list[dict], list[list[int]]]:
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    examples: list[Example],
+    max_seq_length: int,
+    max_new_tokens: int,
+) -> tuple[list[Example], list[list[int]]]:
     """Prompt ids that leave room for `max_new_tokens` (context cut first); examples that cannot fit are left out."""
     budget = max(MIN_PROMPT_BUDGET, max_seq_length - max_new_tokens)
     fitted = [(row, fit_prompt(tokenizer, fmt, row["question"], row["context"], budget)[0]) for row in examples]
@@ -29,24 +53,26 @@ def generation_prompts(
     return [row for row, _ in kept], [ids for _, ids in kept]
 
 
-def score_rows(examples: Sequence[dict], predictions: Sequence[str], metrics: Sequence[str]) -> tuple[Any, list[dict]]:
+def score_rows(
+    examples: Sequence[Example], predictions: Sequence[str], metrics: Sequence[str]
+) -> tuple[Scores, list[PredictionRow]]:
     """Score predictions against the examples' answers; return the Scores and one file row per example."""
     references = [row["answer"] for row in examples]
     scores = score_predictions(list(predictions), references, metrics=tuple(metrics), num_workers=1)
     rows = [
-        {
-            "id": row["id"],
-            "question": row["question"],
-            "reference": row["answer"],
-            "prediction": prediction,
+        PredictionRow(
+            id=row["id"],
+            question=row["question"],
+            reference=row["answer"],
+            prediction=prediction,
             **{name: values[i] for name, values in scores.per_example.items()},
-        }
+        )
         for i, (row, prediction) in enumerate(zip(examples, predictions))
     ]
     return scores, rows
 
 
-def read_prediction_file(path: str | Path) -> list[dict]:
+def read_prediction_file(path: str | Path) -> list[PredictionRow]:
     """Rows of a predictions .jsonl; InputError naming the file, row and field for anything malformed."""
     path = Path(path)
     if not path.is_file():

@@ -15,9 +15,13 @@ it is dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bioqa.data import Example
 from bioqa.errors import InputError, option
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 
@@ -41,7 +45,7 @@ class PromptFormat:
         return max(tokens, 0) * self.max_token_chars if self.max_token_chars else None
 
 
-def prompt_format(tokenizer: Any, args: Any) -> PromptFormat:
+def prompt_format(tokenizer: PreTrainedTokenizerBase, args: Any) -> PromptFormat:
     """The prompt style for this tokenizer and `PromptArguments`."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if args.use_chat_template == "yes" and not has_template:
@@ -67,14 +71,14 @@ def prompt_format(tokenizer: Any, args: Any) -> PromptFormat:
     )
 
 
-def longest_token_chars(tokenizer: Any) -> int:
+def longest_token_chars(tokenizer: PreTrainedTokenizerBase) -> int:
     """An upper bound on the characters of text one token stands for: the longest vocabulary entry (byte-level
     BPE writes a character as 1 to 4 entry characters, so its entries are never shorter than their text).
     It bounds the text worth tokenising: a 42 MB context costs the tokens that can fit, not 8 GB."""
     return max(map(len, tokenizer.get_vocab()), default=0)
 
 
-def chat_answer_frame(tokenizer: Any) -> tuple[str, str]:
+def chat_answer_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
     """What the chat template writes around an assistant answer after the generation prompt: (before, after).
 
     `after` is cut after its end-of-turn token (ChatML's and Gemma's newline after it is never generated:
@@ -90,7 +94,7 @@ def chat_answer_frame(tokenizer: Any) -> tuple[str, str]:
     return before, after.rstrip() or tokenizer.eos_token
 
 
-def turn_end_id(tokenizer: Any) -> int | None:
+def turn_end_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     """The token a chat template ends an assistant turn with (None without a template)."""
     if not getattr(tokenizer, "chat_template", None):
         return None
@@ -98,7 +102,7 @@ def turn_end_id(tokenizer: Any) -> int | None:
     return ids[0] if ids else None
 
 
-def _render(tokenizer: Any, messages: list[dict], generation_prompt: bool) -> str:
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], generation_prompt: bool) -> str:
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
     except Exception:  # templates without a system role (e.g. Gemma) raise a TemplateError
@@ -113,7 +117,7 @@ def user_text(fmt: PromptFormat, question: str, context: str) -> str:
     return template.format(question=question, context=context)
 
 
-def prompt_text(tokenizer: Any, fmt: PromptFormat, question: str, context: str) -> str:
+def prompt_text(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str) -> str:
     """Everything before the answer: the text the model continues at generation time."""
     user = user_text(fmt, question, context)
     if not fmt.chat:
@@ -124,12 +128,12 @@ def prompt_text(tokenizer: Any, fmt: PromptFormat, question: str, context: str) 
     return _render(tokenizer, messages, generation_prompt=True)
 
 
-def prompt_ids(tokenizer: Any, fmt: PromptFormat, question: str, context: str) -> list[int]:
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str) -> list[int]:
     # A chat template writes its own special tokens (BOS included); a plain prompt gets the tokenizer's.
     return tokenizer(prompt_text(tokenizer, fmt, question, context), add_special_tokens=not fmt.chat)["input_ids"]
 
 
-def answer_ids(tokenizer: Any, fmt: PromptFormat, answer: str) -> list[int]:
+def answer_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, answer: str) -> list[int]:
     """The completion's ids: the answer as the chat template frames it, ending with the template's end of
     turn; after a plain "Answer:", a space (as the model would generate it), the answer and EOS."""
     if fmt.chat:
@@ -138,7 +142,7 @@ def answer_ids(tokenizer: Any, fmt: PromptFormat, answer: str) -> list[int]:
 
 
 def fit_prompt(
-    tokenizer: Any, fmt: PromptFormat, question: str, context: str, budget: int
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str, budget: int
 ) -> tuple[list[int] | None, bool]:
     """Prompt ids of at most `budget` tokens, cutting the context's end if needed.
 
@@ -168,8 +172,8 @@ def fit_prompt(
 
 
 def encode_for_training(
-    tokenizer: Any, fmt: PromptFormat, example: dict, max_seq_length: int
-) -> tuple[dict | None, bool]:
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, max_seq_length: int
+) -> tuple[dict[str, list[int]] | None, bool]:
     """input_ids / attention_mask / labels for one example; (None, False) if it cannot fit."""
     limit = fmt.char_budget(max_seq_length)
     if limit is not None and len(example["answer"]) > limit:  # more tokens than fit: never tokenised
@@ -190,8 +194,8 @@ def encode_for_training(
 
 
 def encode_dataset(
-    tokenizer: Any, fmt: PromptFormat, examples: list[dict], max_seq_length: int
-) -> tuple[list[dict], dict[str, int]]:
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, examples: list[Example], max_seq_length: int
+) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Encode every example; return the features and counts of truncated and dropped examples."""
     features, counts = [], {"truncated": 0, "dropped": 0}
     for example in examples:

@@ -6,20 +6,24 @@ from pathlib import Path
 
 from bioqa.errors import InputError
 from bioqa.files import read_json
+from bioqa.predictions import PredictionRow
 
 SCALE = {"bleu": "0-100"}  # others are 0-1
 PLOTTED = ("rougeL", "meteor", "bleu")
 
 
-def scores_table(result: dict, names: tuple[str, str]) -> str:
+def scores_table(result: dict, names: tuple[str, str], scales: bool = True) -> str:
+    """The before/after table of a comparison.json: each metric (with its scale, unless `scales` is off, as
+    in the demo's summary, whose header says the scales once), both scores, the difference, its interval, p."""
     lines = [
         f"| metric | {names[0]} | {names[1]} | difference | 95% CI of the difference | p |",
         "|---|---|---|---|---|---|",
     ]
     for metric, row in result["metrics"].items():
         digits = 2 if metric == "bleu" else 4
+        label = f"{metric} ({SCALE.get(metric, '0-1')})" if scales else metric
         lines.append(
-            f"| {metric} ({SCALE.get(metric, '0-1')}) | {row['baseline']:.{digits}f} | {row['candidate']:.{digits}f} | "
+            f"| {label} | {row['baseline']:.{digits}f} | {row['candidate']:.{digits}f} | "
             f"{row['difference']:+.{digits}f} | [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}] | "
             f"{row['p_value']:.3g} |"
         )
@@ -27,7 +31,7 @@ def scores_table(result: dict, names: tuple[str, str]) -> str:
 
 
 def _examples_section(
-    result: dict, baseline: list[dict], candidate: list[dict], names: tuple[str, str], shown: int
+    result: dict, baseline: list[PredictionRow], candidate: list[PredictionRow], names: tuple[str, str], shown: int
 ) -> str:
     a, b = result["scores"]["baseline"].per_example["rougeL"], result["scores"]["candidate"].per_example["rougeL"]
     order = sorted(range(len(a)), key=lambda i: b[i] - a[i])
@@ -155,8 +159,8 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
 def write_report(
     folder: Path,
     result: dict,
-    baseline: list[dict],
-    candidate: list[dict],
+    baseline: list[PredictionRow],
+    candidate: list[PredictionRow],
     names: tuple[str, str],
     trainer_state: Path | None,
     shown: int,

@@ -5,13 +5,18 @@ generates and scores through bioqa.evaluator instead.)"""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bioqa.metrics import compute_metrics
 from bioqa.postprocess import postprocess_text
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def trainer_compute_metrics(tokenizer: Any, *, ignore_index: int = -100, **options: Any) -> Callable[[Any], dict]:
+
+def trainer_compute_metrics(
+    tokenizer: PreTrainedTokenizerBase, *, ignore_index: int = -100, **options: Any
+) -> Callable[[Any], dict]:
     """A `compute_metrics` for `transformers.Trainer` / `Seq2SeqTrainer(predict_with_generate=True)`.
 
     The returned function takes an `EvalPrediction` whose predictions are generated token ids,

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # dtype: (max |logit difference| / max |logit|, min top-1 agreement, max relative weight-probe error).
 # Measured on SmolLM2-135M + a random r16 adapter (docs/BENCHMARKS.md): float32 7.9e-6 / 100%,
@@ -42,7 +45,9 @@ class LogitsProbe:
     answers: list[list[int]]  # greedy continuation token ids
 
 
-def probe_model(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], new_tokens: int = 24) -> LogitsProbe:
+def probe_model(
+    model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]], new_tokens: int = 24
+) -> LogitsProbe:
     import torch
 
     from bioqa.generation import GenerationSettings, generate_token_ids

@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from bioqa.cli.config import answer_flags
+from bioqa.report import scores_table
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,21 +33,6 @@ def step(title: str, command: list[str]) -> float:
     if subprocess.run([sys.executable, *command], cwd=ROOT).returncode != 0:
         raise SystemExit(f"error: demo step '{title}' failed (its log is above); fix that and rerun `make demo`")
     return time.perf_counter() - start
-
-
-def generation_flags(config: Path) -> list[str]:
-    """The recipe's generation settings, so that zero-shot and fine-tuned answers are produced alike."""
-    import yaml
-
-    recipe = yaml.safe_load(config.read_text())
-    keys = (
-        "max_seq_length",
-        "generation_max_new_tokens",
-        "generation_no_repeat_ngram_size",
-        "generation_repetition_penalty",
-        "generation_batch_size",
-    )
-    return [token for key in keys if key in recipe for token in (f"--{key}", str(recipe[key]))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_models.py",
                 "--do_predict",
                 *test_file,
-                *generation_flags(args.config),
+                *answer_flags(args.config),  # zero-shot and fine-tuned answers produced alike
                 "--output_dir",
                 str(out / "zero-shot"),
                 "--overwrite_output_dir",
@@ -117,13 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(out: Path, timings: dict[str, float]) -> None:
     comparison = json.loads((out / "report" / "comparison.json").read_text())
-    print(f"\n=== before / after (test questions: {comparison['num_examples']})\n")
-    print("| metric | zero-shot | fine-tuned | difference [95% CI] | p |\n|---|---|---|---|---|")
-    for metric, row in comparison["metrics"].items():
-        print(
-            f"| {metric} | {row['baseline']:.4g} | {row['candidate']:.4g} | {row['difference']:+.4g} "
-            f"[{row['ci_low']:+.4g}, {row['ci_high']:+.4g}] | {row['p_value']:.3g} |"
-        )
+    print(f"\n=== before / after (test questions: {comparison['num_examples']}; BLEU 0-100, the others 0-1)\n")
+    print(scores_table(comparison, tuple(comparison["names"]), scales=False))
     print(f"\nzero-shot answers:  {out / 'zero-shot' / 'predictions.jsonl'}")
     print(f"adapter and run:    {out / 'fine-tuned'} (metrics.json, run_manifest.json, predictions/, runs/)")
     print(f"report and plots:   {out / 'report' / 'report.md'}")

@@ -2,16 +2,14 @@
 
     python examples/metrics_demo.py
 
-Stands in for the full pipeline demo until training lands: it shows corpus ROUGE / BLEU / METEOR
-with 95% bootstrap intervals and the per-example scores an error analysis starts from.
+metrics_utils on its own, as in a notebook: corpus ROUGE / BLEU / METEOR with 95% bootstrap
+intervals and the per-example scores an error analysis starts from. (`make setup` installs the
+package, so `import metrics_utils` works from any folder.)
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import metrics_utils  # noqa: E402  (after the path set-up above)
+import metrics_utils
 
 QUESTIONS = [
     (

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TRAIN, run_cli
+from helpers import TRAIN, run_cli, run_flags
 from tiny_models import qa_rows, save_tiny_model, write_jsonl
 
 
@@ -37,12 +37,7 @@ def trained(tiny_model_dir, qa_file, tmp_path_factory):
     """One training run (with --do_predict) on the tiny model: its output folder and the completed process."""
     out = tmp_path_factory.mktemp("run") / "out"
     result = run_cli(
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--train_file",
-        str(qa_file),
-        "--output_dir",
-        str(out),
+        *run_flags(tiny_model_dir, qa_file, out),
         "--load_best_model_at_end",
         "--metric_for_best_model",
         "eval_rougeL",

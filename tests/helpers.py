@@ -38,6 +38,11 @@ TRAIN = [
 ]
 
 
+def run_flags(model: Path, train_file: Path, output_dir: Path) -> list[str]:
+    """The three flags of a training run on a test model: its base, its data and its output folder."""
+    return ["--model_name_or_path", str(model), "--train_file", str(train_file), "--output_dir", str(output_dir)]
+
+
 def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedProcess:
     """Run one of the toolkit's scripts as a user would; HF_HUB_OFFLINE makes a Hub id fail at once."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bioqa.metrics import ALL_METRICS
 from bioqa.modeling import DEFAULT_MODEL
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -183,8 +184,8 @@ class GenerationEvalArguments:
         },
     )
     eval_metrics: list[str] = field(
-        default_factory=lambda: ["rouge", "bleu", "meteor"],
-        metadata={"help": "Metrics on generated answers: rouge, bleu, meteor."},
+        default_factory=lambda: list(ALL_METRICS),
+        metadata={"help": f"Metrics on generated answers: {', '.join(ALL_METRICS)}."},
     )
 
 

@@ -103,7 +103,7 @@ def _yaml_to_argv(path: Path, parser) -> list[str]:
         if key not in options:
             raise InputError(f"{path}: unknown key {short(repr(key), 60)}; {_suggest(str(key), parser)}")
         _check_yaml_value(path, key, options[key], value)
-        argv += _flag_tokens(options[key], key, value)
+        argv += flag_tokens(key, value)
     return argv
 
 
@@ -172,7 +172,8 @@ def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
         raise InputError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; see --help")
 
 
-def _flag_tokens(action: Action, key: str, value: Any) -> list[str]:
+def flag_tokens(key: str, value: Any) -> list[str]:
+    """The command-line tokens that set option `key` to a YAML value (none for null)."""
     if value is None:
         return []
     if isinstance(value, bool):
@@ -182,6 +183,29 @@ def _flag_tokens(action: Action, key: str, value: Any) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [f"--{key}", *map(str, value)] if value else []
     return [f"--{key}", str(value)]
+
+
+# Besides the generation_* options, the settings that shape an answer: prompt, fields, prompt length.
+ANSWER_SETTINGS = (
+    "max_seq_length",
+    "system_prompt",
+    "context_template",
+    "question_field",
+    "context_field",
+    "answer_field",
+)
+
+
+def answer_flags(recipe: Path) -> list[str]:
+    """The flags of a recipe YAML that shape the answers, so that a zero-shot run (`--do_predict` alone)
+    answers the way the recipe's fine-tuned model is asked to."""
+    settings = load_yaml(read_text(recipe, "the recipe"))
+    return [
+        token
+        for key, value in settings.items()
+        if key.startswith("generation_") or key in ANSWER_SETTINGS
+        for token in flag_tokens(key, value)
+    ]
 
 
 def config_dict(*objects: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors, read_adapter
 from bioqa.cli.config import build_parser, parse_arguments
@@ -58,6 +58,9 @@ from bioqa.modeling import hub_reachable, resolve_model_name
 from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
 from bioqa.provenance import peak_memory_mb, utc_now
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("bioqa")
 
@@ -226,7 +229,7 @@ def vocabulary_grows(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> bool:
     return any(name in shapes and tensor.shape[0] > shapes[name][0] for name, tensor in full_tensors(tensors).items())
 
 
-def probe_prompts(adapter: Adapter, tokenizer: Any, count: int = 4) -> list[list[int]]:
+def probe_prompts(adapter: Adapter, tokenizer: PreTrainedTokenizerBase, count: int = 4) -> list[list[int]]:
     """Questions from the adapter's latest validation predictions if any, else built-in ones, as prompts."""
     from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import prompt_format, prompt_ids
@@ -273,7 +276,7 @@ def reference_probe(args: MergeArguments, adapter: Adapter, folder: Path) -> tup
 
 
 def verify_from_disk(
-    args: MergeArguments, staging: Path, tokenizer: Any, prompts: list, reference: Any, dtype: str
+    args: MergeArguments, staging: Path, tokenizer: PreTrainedTokenizerBase, prompts: list, reference: Any, dtype: str
 ) -> dict:
     import torch
     from transformers import AutoModelForCausalLM

@@ -21,6 +21,7 @@ from bioqa.cli.arguments import (
     RunArguments,
 )
 from bioqa.cli.config import build_parser, parse_arguments
+from bioqa.metrics import ALL_METRICS
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 
@@ -87,9 +88,9 @@ def argument_problems(opts: Options) -> list[str]:
     if opts.model.adapter_name_or_path and wants_training(opts.training):
         problems.append("--adapter_name_or_path is for --do_predict alone; training starts a new adapter")
     problems += count_problems(opts)
-    unknown = sorted(set(opts.generation.eval_metrics) - {"rouge", "bleu", "meteor"})
+    unknown = sorted(set(opts.generation.eval_metrics) - set(ALL_METRICS))
     if unknown:
-        problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from rouge bleu meteor")
+        problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from {' '.join(ALL_METRICS)}")
     if opts.run.early_stopping_patience is not None and not (
         opts.training.load_best_model_at_end and opts.training.metric_for_best_model
     ):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.bootstrap import bootstrap_intervals
 from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
 from bioqa.cli.runner import stop_on_signal
-from bioqa.data import Splits
+from bioqa.data import Example, Splits
 from bioqa.devices import DeviceChoice
 from bioqa.errors import InputError
 from bioqa.files import write_json_atomic, write_jsonl_atomic
@@ -23,6 +23,9 @@ from bioqa.modeling import load_adapter, load_model
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat
 from bioqa.provenance import utc_now
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("bioqa")
 
@@ -49,11 +52,11 @@ def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
 
 
 class TestPrompts(NamedTuple):
-    examples: list[dict]  # the test examples that fit --max_seq_length
+    examples: list[Example]  # the test examples that fit --max_seq_length
     prompts: list[list[int]]  # their prompt ids
 
 
-def test_prompts(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> TestPrompts:
+def test_prompts(opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits) -> TestPrompts:
     """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
     test, gen = splits.examples["test"], opts.generation
     examples, prompts = generation_prompts(
@@ -73,7 +76,9 @@ def test_prompts(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Split
     return TestPrompts(examples, prompts)
 
 
-def predict(opts: Options, model: Any, tokenizer: Any, test: TestPrompts, identity: dict, sources: dict) -> dict | None:
+def predict(
+    opts: Options, model: Any, tokenizer: PreTrainedTokenizerBase, test: TestPrompts, identity: dict, sources: dict
+) -> dict | None:
     """Generate answers for the test split; write predictions.jsonl and predict_metrics.json, and return what
     predict_metrics.json holds (main process; None in the others)."""
     settings = generation_settings(opts.generation)
@@ -111,7 +116,7 @@ def predict_stage(
     opts: Options,
     choice: DeviceChoice,
     trained: Any,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     test: TestPrompts,
     manifest: dict,
     resume: Path | None,

@@ -19,7 +19,7 @@ from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.errors import InputError
 from bioqa.files import read_text, text_lines
-from bioqa.metrics import compute_metrics
+from bioqa.metrics import ALL_METRICS, compute_metrics
 from bioqa.scorers import MissingNLTKDataError
 
 
@@ -30,7 +30,7 @@ class ScoreArguments:
         metadata={"help": "Text file(s) of references, one per line; several files = several references."}
     )
     metrics: list[str] = field(
-        default_factory=lambda: ["rouge", "bleu", "meteor"], metadata={"help": "Any of rouge, bleu, meteor."}
+        default_factory=lambda: list(ALL_METRICS), metadata={"help": f"Any of {', '.join(ALL_METRICS)}."}
     )
     bootstrap_samples: int = field(
         default=0, metadata={"help": "Add seeded bootstrap 95 percent intervals with this many resamples."}

@@ -26,7 +26,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import transformers
 
@@ -64,6 +64,9 @@ from bioqa.resume import (
     resume_checkpoint,
 )
 from bioqa.trainer import BioQATrainer, StopOnSignal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("bioqa")
 
@@ -136,7 +139,9 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
     raise_problems(problems)
 
 
-def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_length: int) -> tuple[dict, dict]:
+def encode_splits(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits, max_seq_length: int
+) -> tuple[dict, dict]:
     """Tokenised train and validation sets (datasets.Dataset or None), and their truncation counts."""
     from datasets import Dataset
 
@@ -158,7 +163,9 @@ def encode_splits(tokenizer: Any, fmt: PromptFormat, splits: Splits, max_seq_len
     return datasets, counts
 
 
-def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Splits) -> GenerationEvaluator | None:
+def build_evaluator(
+    opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
+) -> GenerationEvaluator | None:
     gen = opts.generation
     if not (gen.generation_eval and splits.examples["validation"]):
         return None
@@ -176,7 +183,7 @@ def build_evaluator(opts: Options, tokenizer: Any, fmt: PromptFormat, splits: Sp
 
 
 def build_trainer(
-    opts: Options, model: Any, tokenizer: Any, datasets: dict, evaluator: GenerationEvaluator | None
+    opts: Options, model: Any, tokenizer: PreTrainedTokenizerBase, datasets: dict, evaluator: GenerationEvaluator | None
 ) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
@@ -245,7 +252,7 @@ def configure_logging(training: TrainingArguments) -> None:
 def train(
     opts: Options,
     choice: DeviceChoice,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
     splits: Splits,
     manifest: dict,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, run_flags
 
 # The same global batch of 8 either way: 8 in one process, or 4 in each of two; sequential order,
 # so that both see the same examples in the same steps.
@@ -61,12 +61,7 @@ def train(prefix: list[str], out: Path, model: Path, data: Path, batch: int) -> 
     command = [
         *prefix,
         "load_models.py",
-        "--model_name_or_path",
-        str(model),
-        "--train_file",
-        str(data),
-        "--output_dir",
-        str(out),
+        *run_flags(model, data, out),
         "--per_device_train_batch_size",
         str(batch),
         *COMMON,

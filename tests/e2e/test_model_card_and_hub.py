@@ -6,7 +6,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from bioqa import model_card
-from helpers import TRAIN, run_cli
+from helpers import TRAIN, run_cli, run_flags
 
 
 def card_of(folder):
@@ -105,12 +105,7 @@ def fake_hub(monkeypatch, tmp_path):
 
 def train_args(tiny_model_dir, qa_file, out, *extra):
     return [
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--train_file",
-        str(qa_file),
-        "--output_dir",
-        str(out),
+        *run_flags(tiny_model_dir, qa_file, out),
         "--do_train",
         *TRAIN,
         "--max_steps",

@@ -8,7 +8,7 @@ import pytest
 
 import metrics_utils
 from bioqa.errors import InputError
-from helpers import run_cli
+from helpers import run_cli, run_flags
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +16,7 @@ def zero_shot(tiny_model_dir, qa_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero") / "out"
     result = run_cli(
         "--do_predict",
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--train_file",
-        str(qa_file),
-        "--output_dir",
-        str(out),
+        *run_flags(tiny_model_dir, qa_file, out),
         "--generation_max_new_tokens",
         "12",
         "--bootstrap_samples",

@@ -10,42 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, run_flags
 
 # 40 steps of a tiny model: well over a second after checkpoint-8, so the kill lands mid-run on any machine
-STEPS = [
-    "--max_steps",
-    "40",
-    "--save_strategy",
-    "steps",
-    "--save_steps",
-    "4",
-    "--eval_strategy",
-    "no",
-    "--per_device_train_batch_size",
-    "4",
-    "--learning_rate",
-    "5e-3",
-    "--report_to",
-    "none",
-    "--seed",
-    "3",
-    "--logging_steps",
-    "1",
-]
+STEPS = (
+    "--max_steps 40 --save_strategy steps --save_steps 4 --eval_strategy no --per_device_train_batch_size 4 "
+    "--learning_rate 5e-3 --report_to none --seed 3 --logging_steps 1"
+).split()
 
 
 def base_args(model: Path, data: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "load_models.py",
-        "--model_name_or_path",
-        str(model),
-        "--train_file",
-        str(data),
-        "--output_dir",
-        str(out),
-    ]
+    return [sys.executable, "load_models.py", *run_flags(model, data, out)]
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
@@ -168,26 +143,10 @@ def test_latest_resumes_only_complete_checkpoints(tmp_path):
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
 
 
-FINISHED = [
-    "--max_steps",
-    "8",
-    "--save_strategy",
-    "steps",
-    "--save_steps",
-    "4",
-    "--eval_strategy",
-    "no",
-    "--per_device_train_batch_size",
-    "4",
-    "--learning_rate",
-    "5e-3",
-    "--lr_scheduler_type",
-    "constant",
-    "--report_to",
-    "none",
-    "--seed",
-    "3",
-]
+FINISHED = (
+    "--max_steps 8 --save_strategy steps --save_steps 4 --eval_strategy no --per_device_train_batch_size 4 "
+    "--learning_rate 5e-3 --lr_scheduler_type constant --report_to none --seed 3"
+).split()
 
 
 @pytest.fixture(scope="module")

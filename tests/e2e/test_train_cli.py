@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import TRAIN, run_cli
+from helpers import TRAIN, run_cli, run_flags
 
 
 def test_run_writes_every_output(trained):
@@ -104,12 +104,7 @@ def test_resume_from_latest_checkpoint(trained, tiny_model_dir, qa_file, tmp_pat
     shutil.copytree(trained[0], out)
     shutil.rmtree(out / "checkpoint-24")  # as if stopped after step 16
     common = [
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--train_file",
-        str(qa_file),
-        "--output_dir",
-        str(out),
+        *run_flags(tiny_model_dir, qa_file, out),
         "--resume_from_checkpoint",
         "latest",
         "--load_best_model_at_end",

@@ -22,7 +22,7 @@ from bioqa.outputs import (
     remove_own_output,
     run_folder,
 )
-from helpers import TRAIN, run_cli
+from helpers import TRAIN, run_cli, run_flags
 
 
 @pytest.fixture
@@ -134,12 +134,7 @@ def test_overwrite_output_dir_clears_the_earlier_run_so_checkpoints_never_mix(
     shutil.copytree(trained[0], out)
     args = [a if a != "24" else "8" for a in TRAIN]
     result = run_cli(
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--train_file",
-        str(qa_file),
-        "--output_dir",
-        str(out),
+        *run_flags(tiny_model_dir, qa_file, out),
         "--overwrite_output_dir",
         *args,
     )
