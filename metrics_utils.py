@@ -1,15 +1,26 @@
-"""ROUGE, BLEU and METEOR for generated answers: exact, offline and fast (the public API).
+"""ROUGE, BLEU and METEOR for generated answers, and accuracy / macro-F1 of their labels (the public API).
 
     import metrics_utils
     metrics_utils.compute_metrics(["IL-6 is a cytokine."], ["Interleukin 6 (IL-6) is a cytokine."])
+    metrics_utils.label_metrics([metrics_utils.extract_label("Yes, it does.", ["yes", "no"])], ["yes"], ["yes", "no"])
 
 The functions live in the package: scoring in `bioqa.metrics` (its docstring gives the definitions),
+labels of yes/no/maybe and multiple-choice answers in `bioqa.labels`,
 intervals and the paired test in `bioqa.bootstrap`, answer clean-up in `bioqa.postprocess`, Trainer
 glue in `bioqa.trainer_metrics`. This module is the name people import in notebooks and scripts,
 installed with the package. Importing it loads only the standard library.
 """
 
 from bioqa.bootstrap import bootstrap_intervals, paired_bootstrap
+from bioqa.labels import (
+    LabelScores,
+    extract_label,
+    label_metrics,
+    mcnemar_exact,
+    normalise_label,
+    render_options,
+    strip_label,
+)
 from bioqa.metrics import ALL_METRICS, ROUGE_TYPES, Scores, compute_metrics, per_example_scores, score_predictions
 from bioqa.postprocess import postprocess_text
 from bioqa.scorers import NLTK_DATA_DIR, MissingNLTKDataError, nltk_data_available
@@ -28,5 +39,12 @@ __all__ = [
     "paired_bootstrap",
     "postprocess_text",
     "trainer_compute_metrics",
+    "extract_label",
+    "strip_label",
+    "label_metrics",
+    "LabelScores",
+    "mcnemar_exact",
+    "normalise_label",
+    "render_options",
     "nltk_data_available",
 ]

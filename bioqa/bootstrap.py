@@ -1,26 +1,29 @@
 """Bootstrap statistics over per-example scores: seeded percentile intervals of each corpus metric,
-and the paired test of two systems on the same examples (sacreBLEU's, after Koehn 2004)."""
+and the paired test of two systems on the same examples (sacreBLEU's, after Koehn 2004).
+
+Both work on any `Resamplable`: the text metrics' `metrics.Scores` and the label metrics' `labels.LabelScores`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from bioqa.metrics import Scores
+from typing import Any, Protocol
 
 
-def _resampled(scores: Scores, indices: Any) -> dict[str, float]:
-    """Every corpus metric over the examples at `indices` (repeats allowed)."""
-    return {
-        name: scores.bleu_from_totals(scores.array("bleu_stats")[indices].sum(axis=0).tolist())
-        if name == "bleu"
-        else float(scores.array(name)[indices].mean())
-        for name in scores.per_example
-    }
+class Resamplable(Protocol):
+    """Per-example results whose corpus metrics can be recomputed over any resample of the examples."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def resampled(self, indices: Any) -> dict[str, float]:
+        """Every corpus metric over the examples at `indices` (numpy integer indices, repeats allowed)."""
+        ...
 
 
 def bootstrap_intervals(
-    scores: Scores, samples: int = 1000, confidence: float = 0.95, seed: int = 0
+    scores: Resamplable, samples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, tuple[float, float]]:
     """Seeded percentile bootstrap intervals of each corpus metric, resampling examples.
 
@@ -32,16 +35,16 @@ def bootstrap_intervals(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
     rng = np.random.default_rng(seed)
-    draws = [_resampled(scores, rng.integers(0, len(scores), size=len(scores))) for _ in range(samples)]
+    draws = [scores.resampled(rng.integers(0, len(scores), size=len(scores))) for _ in range(samples)]
     tail = (1 - confidence) / 2 * 100
     return {
         name: tuple(float(x) for x in np.percentile([d[name] for d in draws], [tail, 100 - tail]))
-        for name in scores.per_example
+        for name in scores.names
     }
 
 
 def paired_bootstrap(
-    baseline: Scores, candidate: Scores, samples: int = 1000, seed: int = 0, confidence: float = 0.95
+    baseline: Resamplable, candidate: Resamplable, samples: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> dict[str, dict[str, float]]:
     """Paired bootstrap test of candidate - baseline on the same examples, for every metric.
 
@@ -59,12 +62,13 @@ def paired_bootstrap(
     if len(baseline) != len(candidate):
         raise ValueError(f"paired test needs the same examples: {len(baseline)} baseline, {len(candidate)} candidate")
     rng = np.random.default_rng(seed)
-    names = [n for n in baseline.per_example if n in candidate.per_example]
-    observed = {n: _resampled(candidate, slice(None))[n] - _resampled(baseline, slice(None))[n] for n in names}
+    names = [n for n in baseline.names if n in candidate.names]
+    whole = slice(None)
+    observed = {n: candidate.resampled(whole)[n] - baseline.resampled(whole)[n] for n in names}
     diffs: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(samples):
         idx = rng.integers(0, len(baseline), size=len(baseline))
-        a, b = _resampled(baseline, idx), _resampled(candidate, idx)
+        a, b = baseline.resampled(idx), candidate.resampled(idx)
         for n in names:
             diffs[n].append(b[n] - a[n])
     tail = (1 - confidence) / 2 * 100

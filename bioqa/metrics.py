@@ -124,6 +124,20 @@ class Scores:
             )
         return cache[name]
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.per_example)
+
+    def resampled(self, indices: Any) -> dict[str, float]:
+        """Every corpus metric over the examples at `indices` (repeats allowed): means, and BLEU from summed
+        statistics."""
+        return {
+            name: self.bleu_from_totals(self.array("bleu_stats")[indices].sum(axis=0).tolist())
+            if name == "bleu"
+            else float(self.array(name)[indices].mean())
+            for name in self.per_example
+        }
+
     def bleu_from_totals(self, totals: Sequence[int]) -> float:
         """Corpus BLEU from summed sacreBLEU statistics (of all examples, or of a resample)."""
         return bleu_metric(self.bleu_options)._compute_score_from_stats(list(totals)).score

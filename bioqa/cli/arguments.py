@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bioqa.labels import TARGETS
 from bioqa.metrics import ALL_METRICS
 from bioqa.modeling import DEFAULT_MODEL
 
@@ -82,6 +83,32 @@ class DataArguments:
     )
     answer_field: str = field(
         default="answer", metadata={"help": "Field holding the reference answer, e.g. long_answer."}
+    )
+    label_field: str | None = field(
+        default=None,
+        metadata={
+            "help": "Field holding the short answer: yes/no/maybe (PubMedQA's final_decision) or a multiple-choice "
+            "question's correct option (letter, 0-based index or option text); scored by accuracy and macro-F1."
+        },
+    )
+    labels: list[str] | None = field(
+        default=None,
+        metadata={"help": "The label set, e.g. yes no maybe; default: the training split's distinct labels."},
+    )
+    options_field: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "A multiple-choice question's options: one field holding a list or an object keyed by letter "
+            "(MedQA's options), or one field per option (MedMCQA's opa opb opc opd); shown as lettered lines."
+        },
+    )
+    target: str = field(
+        default="answer",
+        metadata={
+            "help": "What the model learns to write: answer (the answer field), label (the label alone) or "
+            "label_then_answer (e.g. 'Yes. <answer>'); the system prompt should ask for the same.",
+            "choices": list(TARGETS),
+        },
     )
     id_field: str = field(
         default="id", metadata={"help": "Field holding an example id; missing ids become <split>-<row>."}

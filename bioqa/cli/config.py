@@ -180,8 +180,8 @@ def flag_tokens(key: str, value: Any) -> list[str]:
         return [f"--{key}", "true" if value else "false"]
     if isinstance(value, dict):
         return [f"--{key}", json.dumps(value)]
-    if isinstance(value, (list, tuple)):
-        return [f"--{key}", *map(str, value)] if value else []
+    if isinstance(value, (list, tuple)):  # an empty list is no values: the parser refuses it, never the default
+        return [f"--{key}", *map(str, value)]
     return [f"--{key}", str(value)]
 
 
@@ -223,8 +223,8 @@ def _plain(value: Any) -> Any:
         return _plain(value.value)
     if dataclasses.is_dataclass(value):  # e.g. TrainingArguments.accelerator_config
         return _plain(dataclasses.asdict(value))
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+    if isinstance(value, (list, tuple)):  # empty: a default such as TrainingArguments' debug, written as null
+        return [_plain(v) for v in value] or None
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:

@@ -87,7 +87,7 @@ def argument_problems(opts: Options) -> list[str]:
     problems = []
     if opts.model.adapter_name_or_path and wants_training(opts.training):
         problems.append("--adapter_name_or_path is for --do_predict alone; training starts a new adapter")
-    problems += count_problems(opts)
+    problems += count_problems(opts) + label_problems(opts)
     unknown = sorted(set(opts.generation.eval_metrics) - set(ALL_METRICS))
     if unknown:
         problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from {' '.join(ALL_METRICS)}")
@@ -98,6 +98,23 @@ def argument_problems(opts: Options) -> list[str]:
             "--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)"
         )
     return problems
+
+
+def label_problems(opts: Options) -> list[str]:
+    """Label options that need --label_field (checked against the data once it loads)."""
+    data = opts.data
+    if data.label_field:
+        return []
+    needs = [
+        (data.target != "answer", f"--target {data.target}"),
+        (data.labels is not None, "--labels"),
+        (bool(data.options_field), "--options_field"),
+    ]
+    return [
+        f"{flag} needs --label_field (the field holding each question's label, e.g. final_decision)"
+        for wanted, flag in needs
+        if wanted
+    ]
 
 
 def count_problems(opts: Options) -> list[str]:

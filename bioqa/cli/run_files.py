@@ -42,6 +42,7 @@ def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, split
         "split_sizes": splits.sizes(),
         "dropped_empty_answers": splits.dropped_empty,
         "leaked_questions": splits.leaked_questions,
+        "labels": list(splits.labels) if splits.labels else None,
         "seed": opts.training.seed,
         "resumed_from": str(resume) if resume else None,
     }

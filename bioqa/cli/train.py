@@ -119,6 +119,8 @@ def run_inputs(opts: Options) -> dict[str, str | None]:
 def report_splits(splits: Splits, training: TrainingArguments | None, predicting: bool) -> None:
     """Log the split sizes and what was dropped; every split the run needs but lacks is a usage error."""
     log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
+    if splits.labels:
+        log.info("labels: %s (from %s)", ", ".join(splits.labels), splits.labels_from)
     for name, count in splits.dropped_empty.items():
         if count:
             log.warning("data: dropped %d %s examples with an empty answer", count, name)

@@ -56,7 +56,7 @@ def rows(env) -> dict:
         "csv-missing-column": (
             LOAD + train + ["--train_file", write(t / "d.csv", "question,response\nq,a\n")],
             2,
-            "has no field 'answer'; its fields are question, response",
+            "has no field 'answer'; its fields are question, response; set --answer_field",
         ),
         "unreadable-file": (
             LOAD + train + ["--train_file", "/proc/sys/vm/compact_memory", "--data_format", "jsonl"],
@@ -243,6 +243,58 @@ def rows(env) -> dict:
             "does not exist or is not a file",
         ),
         **promise_rows(env),
+        **label_rows(env),
+    }
+
+
+def labelled(t: Path, name: str, decisions: list, **extra) -> str:
+    rows = [
+        {"question": f"Does drug {i} work?", "answer": "It does.", "decision": d, **extra}
+        for i, d in enumerate(decisions)
+    ]
+    return write(t / name, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def label_rows(env) -> dict:
+    """Yes/no/maybe and multiple-choice settings that cannot work with the data given."""
+    t, model, out = env["tmp"], env["model"], env["out"]
+    yes_no = labelled(t, "yes-no.jsonl", ["yes", "no"] * 4)
+    train = ["--model_name_or_path", model, "--output_dir", out, "--train_file", yes_no]
+    return {
+        "label-field-missing": (
+            LOAD + train + ["--label_field", "verdict"],
+            2,
+            "has no field 'verdict'; its fields are question, answer, decision; set --label_field",
+        ),
+        "label-set-empty": (
+            LOAD + train + ["--label_field", "decision", "--config", write(t / "labels.yaml", "labels: []\n")],
+            2,
+            "labels.yaml: argument --labels: expected at least one argument; see --help",
+        ),
+        "label-outside-the-set": (
+            LOAD + train + ["--label_field", "decision", "--test_file", labelled(t, "odd.jsonl", ["perhaps"])],
+            2,
+            'record 1: label "perhaps" is not one of the labels no, yes; fix the record, or add it to --labels',
+        ),
+        "one-option": (
+            LOAD
+            + train
+            + ["--label_field", "decision", "--options_field", "options", "--target", "label"]
+            + ["--train_file", labelled(t, "mc.jsonl", [0, 1], options=["only"])],
+            2,
+            "record 1: 1 option(s); a multiple-choice question needs at least two",
+        ),
+        "target-without-label-field": (
+            LOAD + train + ["--target", "label_then_answer"],
+            2,
+            "--target label_then_answer needs --label_field",
+        ),
+        "label-then-answer-without-answer": (
+            LOAD + train + ["--label_field", "decision", "--target", "label_then_answer", "--answer_field", "long"],
+            2,
+            "has no field 'long' (--target label_then_answer writes it after the label); its fields are question, "
+            "answer, decision; set --answer_field, or use --target label",
+        ),
     }
 
 
@@ -681,6 +733,12 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
         "merge-bad-shard-size",
         "compare-negative-counts",
         "score-negative-bootstrap",
+        "label-field-missing",
+        "label-set-empty",
+        "label-outside-the-set",
+        "one-option",
+        "target-without-label-field",
+        "label-then-answer-without-answer",
     ],
 )
 def test_bad_input_row(row_id, env):

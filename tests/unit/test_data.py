@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -34,6 +35,10 @@ def args(**overrides):
         max_train_samples=None,
         max_eval_samples=None,
         max_predict_samples=None,
+        label_field=None,
+        labels=None,
+        options_field=None,
+        target="answer",
     )
     return SimpleNamespace(**{**base, **overrides})
 
@@ -265,3 +270,173 @@ def test_benchmark_folds_never_share_a_question(tmp_path, monkeypatch):
     for scored, trained in (("dev", "train"), ("dev2", "train2"), ("test", "train+dev")):
         assert not parts[scored] & parts[trained], scored
     assert not parts["test"] & (parts["train2"] | parts["dev2"]) and parts["all"] == set(map(str, range(500)))
+
+
+# ----------------------------------------------------------------------------- labels and options
+
+
+def yes_no_rows(n=12):
+    decisions = ["yes", "no", "maybe", "Yes"]
+    return [
+        {
+            "id": f"q{i}",
+            "question": f"Does drug {i} work?",
+            "answer": f"Trial {i} says so.",
+            "decision": decisions[i % 4],
+        }
+        for i in range(n)
+    ]
+
+
+def jsonl(path, rows):
+    return str(write(path, "".join(json.dumps(r) + "\n" for r in rows)))
+
+
+def test_labels_come_from_the_training_split_and_are_normalised(tmp_path):
+    splits = data.load_splits(args(train_file=jsonl(tmp_path / "d.jsonl", yes_no_rows()), label_field="decision"))
+    assert splits.labels == ("maybe", "no", "yes") and "train split" in splits.labels_from
+    every = [row for rows in splits.examples.values() for row in rows]
+    assert {row["label"] for row in every} <= {"maybe", "no", "yes"}  # "Yes" read as yes
+    assert all(row["answer"].startswith("Trial") for row in every)  # --target answer: unchanged
+
+
+@pytest.mark.parametrize(
+    ("target", "answer"),
+    [("label", "yes"), ("label_then_answer", "Yes. Trial 0 says so."), ("answer", "Trial 0 says so.")],
+)
+def test_the_target_decides_what_the_model_learns_to_write(tmp_path, target, answer):
+    file = jsonl(tmp_path / "d.jsonl", yes_no_rows())
+    splits = data.load_splits(
+        args(
+            train_file=file,
+            label_field="decision",
+            labels=["yes", "no", "maybe"],
+            target=target,
+            split_ratios=[1, 0, 0],
+        )
+    )
+    assert splits.examples["train"][0]["answer"] == answer and splits.labels == ("yes", "no", "maybe")
+
+
+def test_target_label_needs_no_answer_field(tmp_path):
+    rows = [{"question": f"Q{i}?", "decision": ["yes", "no"][i % 2]} for i in range(4)]
+    splits = data.load_splits(
+        args(
+            train_file=jsonl(tmp_path / "d.jsonl", rows), label_field="decision", target="label", split_ratios=[1, 0, 0]
+        )
+    )
+    assert [row["answer"] for row in splits.examples["train"]] == ["yes", "no", "yes", "no"]
+
+
+def test_a_label_outside_the_set_names_the_row(tmp_path):
+    rows = yes_no_rows(4)
+    test = [{"question": "Odd?", "answer": "a", "decision": "perhaps"}]
+    with pytest.raises(
+        InputError, match=r"t.jsonl record 1: label \"perhaps\" is not one of the labels maybe, no, yes"
+    ):
+        data.load_splits(
+            args(
+                train_file=jsonl(tmp_path / "d.jsonl", rows),
+                test_file=jsonl(tmp_path / "t.jsonl", test),
+                label_field="decision",
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"label_field": "verdict"},
+            "has no field 'verdict'; its fields are id, question, answer, decision; set label_field",
+        ),
+        ({"label_field": "decision", "labels": ["yes"]}, "labels: 1 label"),
+        (
+            {"label_field": "decision", "target": "label_then_answer", "answer_field": "long"},
+            "has no field 'long' (target label_then_answer writes it after the label)",
+        ),
+    ],
+)
+def test_bad_label_settings_are_input_errors(tmp_path, overrides, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        data.load_splits(args(train_file=jsonl(tmp_path / "d.jsonl", yes_no_rows()), **overrides))
+
+
+def test_a_training_split_with_one_label_value_asks_for_the_label_set(tmp_path):
+    rows = [{**row, "decision": "yes"} for row in yes_no_rows()]
+    with pytest.raises(InputError, match="take 1 value.*give the label set with labels"):
+        data.load_splits(args(train_file=jsonl(tmp_path / "d.jsonl", rows), label_field="decision"))
+
+
+MC = [
+    {
+        "question": "Which hormone lowers blood glucose?",
+        "opa": "Glucagon",
+        "opb": "Insulin",
+        "opc": "Cortisol",
+        "opd": "Adrenaline",
+        "cop": 1,
+    },
+    {
+        "question": "Which vitamin deficiency causes scurvy?",
+        "opa": "Vitamin A",
+        "opb": "Vitamin D",
+        "opc": "Vitamin C",
+        "opd": "Vitamin K",
+        "cop": "C",
+    },
+    {
+        "question": "Which organ makes bile?",
+        "opa": "Liver",
+        "opb": "Pancreas",
+        "opc": "Spleen",
+        "opd": "Kidney",
+        "cop": "Liver",
+    },
+]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["fields", "list", "dict"],
+)
+def test_multiple_choice_options_are_lettered_into_the_question(tmp_path, layout):
+    rows = []
+    for row in MC:
+        options = [row[k] for k in ("opa", "opb", "opc", "opd")]
+        if layout == "list":
+            row = {"question": row["question"], "options": options, "cop": row["cop"]}
+        elif layout == "dict":
+            row = {"question": row["question"], "options": dict(zip("ABCD", options)), "cop": row["cop"]}
+        rows.append(row)
+    fields = ["opa", "opb", "opc", "opd"] if layout == "fields" else ["options"]
+    splits = data.load_splits(
+        args(
+            train_file=jsonl(tmp_path / "mc.jsonl", rows),
+            label_field="cop",
+            options_field=fields,
+            target="label",
+            split_ratios=[1, 0, 0],
+        )
+    )
+    train = splits.examples["train"]
+    assert splits.labels == ("A", "B", "C", "D")
+    assert [row["label"] for row in train] == ["B", "C", "A"]  # index, letter and option text
+    assert train[0]["question"] == (
+        "Which hormone lowers blood glucose?\nA. Glucagon\nB. Insulin\nC. Cortisol\nD. Adrenaline"
+    )
+    assert train[0]["options"]["B"] == "Insulin" and train[0]["answer"] == "B"
+
+
+def test_a_question_with_one_option_is_refused_naming_the_row(tmp_path):
+    rows = [MC[0], {"question": "Odd?", "options": ["only"], "cop": 0}]
+    rows[0] = {"question": MC[0]["question"], "options": ["Glucagon", "Insulin"], "cop": 1}
+    with pytest.raises(InputError, match="mc.jsonl record 2: 1 option.*needs at least two"):
+        data.load_splits(
+            args(
+                train_file=jsonl(tmp_path / "mc.jsonl", rows),
+                label_field="cop",
+                options_field=["options"],
+                target="label",
+            )
+        )
