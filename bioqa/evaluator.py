@@ -1,7 +1,9 @@
-"""ROUGE / BLEU / METEOR on generated answers, for the evaluations during training.
+"""ROUGE / BLEU / METEOR on generated answers, and accuracy / macro-F1 of their labels, for the evaluations
+during training.
 
-`GenerationEvaluator` generates answers for a fixed, seeded subset of the validation split from the
-prompts alone, scores them with the toolkit's metrics, and writes `predictions/eval-step-N.jsonl`
+`GenerationEvaluator` answers a fixed, seeded subset of the validation split from the prompts alone
+(generating, and with a label set also or instead choosing each label by log-likelihood), scores the
+answers with the toolkit's metrics, and writes `predictions/eval-step-N.jsonl`
 (`predictions/eval-final.jsonl` for the evaluation after training).
 
 With several processes (torchrun / accelerate launch), each process generates for its own share of
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bioqa.data import Example
 from bioqa.files import write_jsonl_atomic
-from bioqa.generation import GenerationSettings, generate_answers_sharded
+from bioqa.generation import Answering, Answers, answer_prompts
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat
 
@@ -31,30 +33,31 @@ class GenerationEvaluator:
         tokenizer: PreTrainedTokenizerBase,
         fmt: PromptFormat,
         examples: list[Example],
-        settings: GenerationSettings,
+        how: Answering,
         *,
         samples: int,
         seed: int,
         max_seq_length: int,
         metrics: list[str],
         output_dir: Path,
+        labels: tuple[str, ...] | None = None,
     ):
         chosen = examples if samples <= 0 or samples >= len(examples) else random.Random(seed).sample(examples, samples)
         self.examples, self.prompts = generation_prompts(
-            tokenizer, fmt, chosen, max_seq_length, settings.max_new_tokens
+            tokenizer, fmt, chosen, max_seq_length, how.settings.max_new_tokens
         )
-        self.tokenizer, self.settings, self.metrics = tokenizer, settings, tuple(metrics)
+        self.tokenizer, self.how, self.metrics, self.labels = tokenizer, how, tuple(metrics), labels
         self.output_dir = Path(output_dir)
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def evaluate(self, model: Any, name: str) -> dict[str, float]:
-        """Generate, score and record in predictions/<name>.jsonl; returns the corpus scores
-        (ROUGE / METEOR 0-1, BLEU 0-100)."""
+        """Answer, score and record in predictions/<name>.jsonl; returns the corpus scores
+        (ROUGE / METEOR 0-1, BLEU 0-100, accuracy, macro-F1 and the unparsed share 0-1)."""
         from accelerate import PartialState
 
-        answers = generate_answers_sharded(model, self.tokenizer, self.prompts, self.settings)
+        answers = answer_prompts(model, self.tokenizer, self.prompts, self.how)
         scores = self._score_and_write(answers, name) if answers is not None else None
         if PartialState().num_processes > 1:
             from accelerate.utils import broadcast_object_list
@@ -62,7 +65,7 @@ class GenerationEvaluator:
             scores = broadcast_object_list([scores], from_process=0)[0]
         return scores
 
-    def _score_and_write(self, predictions: list[str], name: str) -> dict[str, float]:
-        scores, rows = score_rows(self.examples, predictions, self.metrics)
-        write_jsonl_atomic(self.output_dir / "predictions" / f"{name}.jsonl", rows)
-        return {key: float(value) for key, value in scores.corpus().items() if isinstance(value, (int, float))}
+    def _score_and_write(self, answers: Answers, name: str) -> dict[str, float]:
+        scored = score_rows(self.examples, answers, self.metrics, self.labels)
+        write_jsonl_atomic(self.output_dir / "predictions" / f"{name}.jsonl", scored.rows)
+        return scored.metrics()

@@ -13,9 +13,9 @@ quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.postprocess import postprocess_text
 from bioqa.prompts import turn_end_id
@@ -155,28 +155,115 @@ def generate_answers(
     return [postprocess_text(text, special_tokens=tokenizer.all_special_tokens) for text in texts]
 
 
-def generate_answers_sharded(
-    model: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Sequence[int]],
-    settings: GenerationSettings,
-    progress: bool = False,
-) -> list[str] | None:
-    """`generate_answers` across the processes of torchrun / accelerate launch (or just this one).
+def run_sharded(items: Sequence[Any], work: Callable[[list[Any]], list[Any]]) -> list[Any] | None:
+    """`work` over `items` across the processes of torchrun / accelerate launch (or just this one).
 
-    Process k of n generates for prompts k, k+n, ...; the main process gathers every answer and gets
-    them in the order of `prompts`, each exactly once; the other processes get None.
+    Process k of n works on items k, k+n, ...; the main process gathers every result and gets them in
+    the order of `items`, each exactly once; the other processes get None.
     """
     from accelerate import PartialState
 
     state = PartialState()
-    mine = list(range(state.process_index, len(prompts), state.num_processes))
-    pairs = list(zip(mine, generate_answers(model, tokenizer, [prompts[i] for i in mine], settings, progress)))
+    mine = list(range(state.process_index, len(items), state.num_processes))
+    pairs = list(zip(mine, work([items[i] for i in mine])))
     if state.num_processes > 1:
         from accelerate.utils import gather_object
 
         pairs = gather_object(pairs)
     if not state.is_main_process:
         return None
-    answers = dict(pairs)
-    return [answers[i] for i in range(len(prompts))]
+    results = dict(pairs)
+    return [results[i] for i in range(len(items))]
+
+
+def label_logliks(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[list[float]]:
+    """The log-likelihood of each continuation (a label as the answer would start) after each prompt: the sum
+    of its tokens' log-probabilities, as lm-evaluation-harness scores multiple-choice tasks.
+
+    Every prompt-continuation pair is one left-padded row, with position ids that start at its first real token
+    (so a row's numbers do not depend on its batch); only the last positions' logits are computed.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pairs = sorted(
+        ((i, k) for i in range(len(prompts)) for k in range(len(continuations))),
+        key=lambda pair: len(prompts[pair[0]]) + len(continuations[pair[1]]),
+        reverse=True,
+    )
+    kept = max(len(c) for c in continuations) + 1
+    result = [[0.0] * len(continuations) for _ in prompts]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(pairs), batch_size), desc="scoring labels", disable=not progress):
+                rows = pairs[start : start + batch_size]
+                sequences = [list(prompts[i]) + list(continuations[k]) for i, k in rows]
+                input_ids, attention_mask = _left_padded(sequences, pad_id, model.device)
+                positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+                logits = model(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, logits_to_keep=kept
+                ).logits.float()
+                log_probs = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts the token after it
+                for row, (i, k) in enumerate(rows):
+                    tokens = torch.tensor(continuations[k], device=log_probs.device)
+                    picked = log_probs[row, kept - 1 - len(tokens) :].gather(1, tokens[:, None])
+                    result[i][k] = float(picked.sum())
+    finally:
+        model.train(was_training)
+    return result
+
+
+def choose_labels(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Sequence[int]],
+    continuations: dict[str, list[int]],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[str]:
+    """For each prompt, the label whose continuation is the most likely (`label_logliks`)."""
+    labels = list(continuations)
+    scores = label_logliks(model, tokenizer, prompts, list(continuations.values()), batch_size, progress)
+    return [labels[max(range(len(labels)), key=row.__getitem__)] for row in scores]
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How a set of prompts is answered: generated text (scored by the text metrics, and its label read), and/or
+    the label chosen by log-likelihood among `continuations` (label -> the ids the answer would start with)."""
+
+    settings: GenerationSettings
+    generate: bool = True
+    continuations: dict[str, list[int]] | None = None  # None: no log-likelihood scoring
+
+
+class Answers(NamedTuple):
+    texts: list[str] | None  # generated answers (None: not generated)
+    loglik_labels: list[str] | None  # labels chosen by log-likelihood (None: not scored)
+
+
+def answer_prompts(
+    model: Any, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]], how: Answering, progress=False
+) -> Answers | None:
+    """Answer every prompt as `how` says, across processes; None in every process but the main one."""
+    texts = labels = None
+    if how.generate:
+        texts = run_sharded(prompts, lambda mine: generate_answers(model, tokenizer, mine, how.settings, progress))
+    if how.continuations:
+        labels = run_sharded(
+            prompts,
+            lambda mine: choose_labels(model, tokenizer, mine, how.continuations, how.settings.batch_size, progress),
+        )
+    from accelerate import PartialState
+
+    return Answers(texts, labels) if PartialState().is_main_process else None

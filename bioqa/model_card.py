@@ -33,6 +33,10 @@ METRIC_NAMES = {
     "rougeLsum": "ROUGE-Lsum",
     "bleu": "BLEU",
     "meteor": "METEOR",
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro-F1",
+    "loglik_accuracy": "Accuracy (log-likelihood)",
+    "loglik_macro_f1": "Macro-F1 (log-likelihood)",
 }
 
 
@@ -110,24 +114,14 @@ def recipe_table(config: dict[str, Any], device: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluation_of(rows: list[dict[str, Any]], samples: int, seed: int) -> dict[str, Any]:
-    """Corpus scores and bootstrap intervals of prediction-file rows, for the metrics the rows were scored with."""
-    from bioqa.bootstrap import bootstrap_intervals
-    from bioqa.metrics import SCORES_OF, score_predictions
+def evaluation_of(
+    rows: list[dict[str, Any]], samples: int, seed: int, labels: list[str] | None = None
+) -> dict[str, Any]:
+    """Corpus scores and bootstrap intervals of prediction-file rows, for the metrics the rows were scored with
+    (and, with the label set, accuracy and macro-F1 of their labels)."""
+    from bioqa.predictions import rescored
 
-    metrics = tuple(metric for metric, names in SCORES_OF.items() if any(name in rows[0] for name in names))
-    scores = score_predictions(
-        [r["prediction"] for r in rows], [r["reference"] for r in rows], metrics=metrics, num_workers=1
-    )
-    corpus, intervals = scores.corpus(), bootstrap_intervals(scores, samples, seed=seed) if samples > 0 else {}
-    return {
-        "num_examples": len(rows),
-        "scores": {
-            name: {"score": corpus[name], "ci95": list(intervals.get(name, ())) or None}
-            for name in METRIC_NAMES
-            if name in corpus
-        },
-    }
+    return rescored(rows, labels).summary(samples, seed)
 
 
 def evaluation_section(title: str, evaluation: dict[str, Any] | None, what: str) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bioqa.data import Example
 from bioqa.errors import InputError, option
+from bioqa.labels import target_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -131,6 +132,20 @@ def prompt_text(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question:
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str) -> list[int]:
     # A chat template writes its own special tokens (BOS included); a plain prompt gets the tokenizer's.
     return tokenizer(prompt_text(tokenizer, fmt, question, context), add_special_tokens=not fmt.chat)["input_ids"]
+
+
+def label_continuations(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, labels: tuple[str, ...], target: str
+) -> dict[str, list[int]]:
+    """The ids each label's answer starts with, as training writes it (`target_text`: "yes", or "Yes." before
+    the answer); log-likelihood scoring compares them after the prompt. Without a label target, the label."""
+    starts = {label: target_text(target, label, "").strip() if target != "answer" else label for label in labels}
+    if fmt.chat:
+        return {
+            label: tokenizer(fmt.answer_before + text, add_special_tokens=False)["input_ids"]
+            for label, text in starts.items()
+        }
+    return {label: tokenizer(" " + text, add_special_tokens=False)["input_ids"] for label, text in starts.items()}
 
 
 def answer_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, answer: str) -> list[int]:

@@ -63,6 +63,25 @@ def qa_rows(n: int = 40, seed: int = 0, with_context: bool = True) -> list[dict]
     return rows
 
 
+def yes_no_rows(n: int = 40, seed: int = 0) -> list[dict]:
+    """Yes/no questions on the same facts: "Does insulin lower blood glucose?" is yes, another drug's action no."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        drug, action = FACTS[i % len(FACTS)]
+        claimed = action if i % 2 == 0 else FACTS[(i + 7) % len(FACTS)][1]
+        rows.append(
+            {
+                "id": f"y{i}",
+                "question": f"Does {drug} do this: {claimed}? (case {i})",
+                "answer": f"{drug.capitalize()} {action}.",
+                "decision": "yes" if claimed == action else "no",
+            }
+        )
+    rng.shuffle(rows)
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path

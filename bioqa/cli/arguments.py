@@ -210,6 +210,15 @@ class GenerationEvalArguments:
             "help": "Forbid any n-gram of this size twice in an answer; quoting the prompt stays allowed (0 = off)."
         },
     )
+    label_scoring: str = field(
+        default="generate",
+        metadata={
+            "help": "With --label_field, how an answer's label is found: generate (read from the generated answer: "
+            "accuracy, macro_f1, unparsed), loglik (no generation: the most likely label after the prompt, as "
+            "lm-evaluation-harness does: loglik_accuracy, loglik_macro_f1; far cheaper) or both.",
+            "choices": ["generate", "loglik", "both"],
+        },
+    )
     eval_metrics: list[str] = field(
         default_factory=lambda: list(ALL_METRICS),
         metadata={"help": f"Metrics on generated answers: {', '.join(ALL_METRICS)}."},

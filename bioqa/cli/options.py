@@ -100,15 +100,20 @@ def argument_problems(opts: Options) -> list[str]:
     return problems
 
 
+LABEL_METRICS = ("accuracy", "macro_f1", "unparsed", "loglik_accuracy", "loglik_macro_f1")
+
+
 def label_problems(opts: Options) -> list[str]:
     """Label options that need --label_field (checked against the data once it loads)."""
-    data = opts.data
+    data, best = opts.data, (opts.training.metric_for_best_model or "").removeprefix("eval_")
     if data.label_field:
         return []
     needs = [
         (data.target != "answer", f"--target {data.target}"),
         (data.labels is not None, "--labels"),
         (bool(data.options_field), "--options_field"),
+        (opts.generation.label_scoring != "generate", f"--label_scoring {opts.generation.label_scoring}"),
+        (best in LABEL_METRICS, f"--metric_for_best_model {opts.training.metric_for_best_model}"),
     ]
     return [
         f"{flag} needs --label_field (the field holding each question's label, e.g. final_decision)"

@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bioqa.bootstrap import bootstrap_intervals
 from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
@@ -18,16 +17,26 @@ from bioqa.data import Example, Splits
 from bioqa.devices import DeviceChoice
 from bioqa.errors import InputError
 from bioqa.files import write_json_atomic, write_jsonl_atomic
-from bioqa.generation import GenerationSettings, generate_answers_sharded
+from bioqa.generation import Answering, GenerationSettings, answer_prompts
+from bioqa.metrics import Scores
 from bioqa.modeling import load_adapter, load_model
 from bioqa.predictions import generation_prompts, score_rows
-from bioqa.prompts import PromptFormat
+from bioqa.prompts import PromptFormat, label_continuations
 from bioqa.provenance import utc_now
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("bioqa")
+
+
+def answering(
+    opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, labels: tuple[str, ...] | None
+) -> Answering:
+    """How evaluations and --do_predict answer: generate, and/or choose a label by log-likelihood."""
+    scoring = opts.generation.label_scoring if labels else "generate"
+    continuations = label_continuations(tokenizer, fmt, labels, opts.data.target) if scoring != "generate" else None
+    return Answering(generation_settings(opts.generation), scoring != "loglik", continuations)
 
 
 def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
@@ -54,6 +63,8 @@ def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
 class TestPrompts(NamedTuple):
     examples: list[Example]  # the test examples that fit --max_seq_length
     prompts: list[list[int]]  # their prompt ids
+    how: Answering  # generate, and/or choose labels by log-likelihood
+    labels: tuple[str, ...] | None  # the label set, with --label_field
 
 
 def test_prompts(opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits) -> TestPrompts:
@@ -73,43 +84,44 @@ def test_prompts(opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptF
             "predict: %d test examples do not fit --max_seq_length even without context; left out",
             len(test) - len(examples),
         )
-    return TestPrompts(examples, prompts)
+    return TestPrompts(examples, prompts, answering(opts, tokenizer, fmt, splits.labels), splits.labels)
 
 
 def predict(
     opts: Options, model: Any, tokenizer: PreTrainedTokenizerBase, test: TestPrompts, identity: dict, sources: dict
 ) -> dict | None:
-    """Generate answers for the test split; write predictions.jsonl and predict_metrics.json, and return what
+    """Answer the test split; write predictions.jsonl and predict_metrics.json, and return what
     predict_metrics.json holds (main process; None in the others)."""
-    settings = generation_settings(opts.generation)
-    answers = generate_answers_sharded(model, tokenizer, test.prompts, settings, progress=True)
+    answers = answer_prompts(model, tokenizer, test.prompts, test.how, progress=True)
     if answers is None:  # another process of a multi-process run: the main one writes the files
         return None
-    scores, rows = score_rows(test.examples, answers, opts.generation.eval_metrics)
-    intervals = bootstrap_intervals(scores, opts.run.bootstrap_samples, seed=opts.training.seed)
-    corpus = scores.corpus()
+    scored = score_rows(test.examples, answers, opts.generation.eval_metrics, test.labels)
     summary = {
         "split": "test",
-        "num_examples": len(rows),
         "model": identity,
-        "scores": {name: {"score": corpus[name], "ci95": list(interval)} for name, interval in intervals.items()},
-        "lengths_in_words": {
-            k: corpus[k] for k in ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")
-        },
-        "bleu_signature": corpus.get("bleu_signature"),
-        "generation": asdict(settings),
+        **scored.summary(opts.run.bootstrap_samples, opts.training.seed),
+        **(text_details(scored.text) if scored.text is not None else {}),
+        "generation": {**asdict(test.how.settings), "generated": test.how.generate},
+        "label_scoring": opts.generation.label_scoring if test.labels else None,
         "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
         "data_sources": sources,
         "written_at": utc_now(),
     }
     out = Path(opts.training.output_dir)
-    write_jsonl_atomic(out / "predictions.jsonl", rows)
+    write_jsonl_atomic(out / "predictions.jsonl", scored.rows)
     write_json_atomic(out / "predict_metrics.json", summary)
     table = ", ".join(
         f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items()
     )
-    log.info("predict: %d examples: %s; wrote %s", len(rows), table, out / "predictions.jsonl")
+    log.info("predict: %d examples: %s; wrote %s", len(scored.rows), table, out / "predictions.jsonl")
     return summary
+
+
+def text_details(scores: Scores) -> dict[str, Any]:
+    """Answer lengths and the BLEU signature, beside the text metrics."""
+    corpus = scores.corpus()
+    lengths = ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")
+    return {"lengths_in_words": {k: corpus[k] for k in lengths}, "bleu_signature": corpus.get("bleu_signature")}
 
 
 def predict_stage(

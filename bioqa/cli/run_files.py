@@ -71,6 +71,8 @@ def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | N
     or the output folder once --do_predict has scored the test split)."""
     final = manifest.get("final_evaluation")
     rows = read_prediction_file(Path(opts.training.output_dir) / final) if final else []
-    validation = evaluation_of(rows, opts.run.bootstrap_samples, opts.training.seed) if rows else None
+    validation = (
+        evaluation_of(rows, opts.run.bootstrap_samples, opts.training.seed, manifest.get("labels")) if rows else None
+    )
     card = adapter_card(opts.training.output_dir, config_dict(*opts), manifest, validation, test)
     write_text_atomic(folder / "README.md", card)

@@ -33,7 +33,7 @@ import transformers
 from bioqa.cli.arguments import ModelArguments, RunArguments
 from bioqa.cli.config import config_dict
 from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
-from bioqa.cli.predict import generation_settings, predict_stage, test_prompts
+from bioqa.cli.predict import answering, predict_stage, test_prompts
 from bioqa.cli.run_files import begin_run, is_main_launch_process, start_writing, write_model_card
 from bioqa.cli.runner import run_main, stop_on_signal
 from bioqa.data import Splits, load_splits
@@ -175,12 +175,13 @@ def build_evaluator(
         tokenizer,
         fmt,
         splits.examples["validation"],
-        generation_settings(gen),
+        answering(opts, tokenizer, fmt, splits.labels),
         samples=gen.generation_eval_samples,
         seed=opts.training.seed,
         max_seq_length=opts.data.max_seq_length,
         metrics=gen.eval_metrics,
         output_dir=Path(opts.training.output_dir),
+        labels=splits.labels,
     )
 
 

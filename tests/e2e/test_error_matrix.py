@@ -289,6 +289,11 @@ def label_rows(env) -> dict:
             2,
             "--target label_then_answer needs --label_field",
         ),
+        "loglik-without-labels": (
+            LOAD + train + ["--label_scoring", "loglik"],
+            2,
+            "--label_scoring loglik needs --label_field",
+        ),
         "label-then-answer-without-answer": (
             LOAD + train + ["--label_field", "decision", "--target", "label_then_answer", "--answer_field", "long"],
             2,
@@ -739,6 +744,7 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
         "one-option",
         "target-without-label-field",
         "label-then-answer-without-answer",
+        "loglik-without-labels",
     ],
 )
 def test_bad_input_row(row_id, env):

@@ -1,0 +1,107 @@
+"""Yes/no questions end to end: a run on the tiny model that scores labels at every evaluation, selects the
+best checkpoint by eval_accuracy, and predicts with labels, intervals and both ways of scoring them."""
+
+import json
+
+import pytest
+
+from helpers import TRAIN, run_cli, run_flags
+from tiny_models import write_jsonl, yes_no_rows
+
+LABELS = ["--label_field", "decision", "--labels", "yes", "no", "--target", "label_then_answer"]
+
+
+@pytest.fixture(scope="module")
+def labelled_run(tiny_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("labelled")
+    data = write_jsonl(folder / "yes_no.jsonl", yes_no_rows(60))
+    out = folder / "out"
+    result = run_cli(
+        *run_flags(tiny_model_dir, data, out),
+        *LABELS,
+        "--label_scoring",
+        "both",
+        "--load_best_model_at_end",
+        "--metric_for_best_model",
+        "eval_accuracy",
+        "--do_train",
+        "--do_predict",
+        *TRAIN,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_label_metrics_are_logged_at_every_evaluation(labelled_run):
+    out, result = labelled_run
+    assert "labels: yes, no (from --labels)" in result.stderr
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    assert [e["step"] for e in evals] == [8, 16, 24]
+    for entry in evals:
+        for name in ("eval_accuracy", "eval_macro_f1", "eval_unparsed", "eval_loglik_accuracy", "eval_loglik_macro_f1"):
+            assert 0.0 <= entry[name] <= 1.0, name
+        assert "eval_rougeL" in entry
+    rows = _rows(out / "predictions" / "eval-step-24.jsonl")
+    assert {"label", "predicted_label", "loglik_label", "rougeL"} <= set(rows[0])
+    correct = sum(r["predicted_label"] == r["label"] for r in rows)
+    assert correct / len(rows) == pytest.approx(evals[-1]["eval_accuracy"])
+    assert sum(r["predicted_label"] is None for r in rows) / len(rows) == pytest.approx(evals[-1]["eval_unparsed"])
+
+
+def test_the_best_checkpoint_is_selected_by_eval_accuracy(labelled_run):
+    out, _ = labelled_run
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    best = max(evals, key=lambda e: e["eval_accuracy"])  # the first of equal maxima, as the Trainer keeps it
+    assert state["best_metric"] == best["eval_accuracy"]
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best['step']}")
+    assert json.loads((out / "metrics.json").read_text())["eval_accuracy"] == pytest.approx(best["eval_accuracy"])
+
+
+def test_predict_writes_labels_and_accuracy_with_intervals(labelled_run):
+    out, _ = labelled_run
+    rows = _rows(out / "predictions.jsonl")
+    assert all(r["label"] in ("yes", "no") and r["loglik_label"] in ("yes", "no") for r in rows)
+    assert all(r["predicted_label"] in ("yes", "no", None) for r in rows)
+    assert all(r["reference"].startswith(("Yes. ", "No. ")) for r in rows)  # --target label_then_answer
+    summary = json.loads((out / "predict_metrics.json").read_text())
+    for name in ("accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1", "rougeL"):
+        entry = summary["scores"][name]
+        assert entry["ci95"][0] <= entry["score"] <= entry["ci95"][1], name
+    accuracy = sum(r["predicted_label"] == r["label"] for r in rows) / len(rows)
+    assert summary["scores"]["accuracy"]["score"] == pytest.approx(accuracy)
+    confusion = summary["labels"]["generated"]["confusion"]
+    assert sum(sum(row.values()) for row in confusion.values()) == len(rows)
+    assert summary["label_scoring"] == "both"
+    card = (out / "README.md").read_text()
+    assert "| Accuracy |" in card and "| Accuracy (log-likelihood) |" in card
+
+
+def test_loglik_alone_generates_nothing(labelled_run, tiny_model_dir, tmp_path):
+    out, _ = labelled_run
+    predicted = tmp_path / "loglik"
+    result = run_cli(
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--adapter_name_or_path",
+        str(out),
+        "--test_file",
+        str(out.parent / "yes_no.jsonl"),
+        "--output_dir",
+        str(predicted),
+        *LABELS,
+        "--label_scoring",
+        "loglik",
+        "--do_predict",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "generating" not in result.stderr
+    summary = json.loads((predicted / "predict_metrics.json").read_text())
+    assert set(summary["scores"]) == {"loglik_accuracy", "loglik_macro_f1"}
+    rows = _rows(predicted / "predictions.jsonl")
+    assert len(rows) == 60 and all(r["prediction"] == r["loglik_label"] for r in rows)
