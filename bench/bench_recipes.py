@@ -4,6 +4,7 @@
     python bench/bench_recipes.py --recipe pubmedqa --phase dev2    # a second dev fold: 50 other questions
     python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: train 400 (train + dev), score 100 test
     python bench/bench_recipes.py --recipe pubmedqa --phase timing  # one epoch over all 500, time only
+    python bench/bench_recipes.py --recipe pubmedqa-decision --phase dev  # yes/no/maybe, then the long answer
 
 Data: ../shared/data (PubMedQA labelled train part, 500 questions, raw upstream format; MedQuAD,
 1,000 pairs). Each file is shuffled once with seed 0 and cut into test (100), dev (50) and train
@@ -32,15 +33,17 @@ SHARED = ROOT.parent / "shared" / "data"
 WORK = ROOT / "bench" / ".recipes"
 SOURCES = {
     "pubmedqa": SHARED / "pubmedqa" / "ori_pqal_train.json",
+    "pubmedqa-decision": SHARED / "pubmedqa" / "ori_pqal_train.json",  # the same questions and parts
     "medquad": SHARED / "medquad" / "medquad_small.jsonl",
 }
-TRAIN_SIZE = {"pubmedqa": 350, "medquad": 350}
+TRAIN_SIZE = {"pubmedqa": 350, "pubmedqa-decision": 350, "medquad": 350}
 
 
 def split_source(recipe: str) -> dict[str, Path]:
     """Write test / dev / train (and train+dev, all) files in the source's own format; return their paths."""
     source = SOURCES[recipe]
-    if recipe == "pubmedqa":
+    keyed = source.suffix == ".json"  # PubMedQA's object keyed by id; MedQuAD's JSON Lines
+    if keyed:
         records = list(json.loads(source.read_text(encoding="utf-8")).items())
     else:
         # "\n" only: str.splitlines() would also split inside a text holding U+2028 or U+0085
@@ -54,8 +57,8 @@ def split_source(recipe: str) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, rows in parts.items():
-        paths[name] = folder / (f"{name}.json" if recipe == "pubmedqa" else f"{name}.jsonl")
-        text = json.dumps(dict(rows)) if recipe == "pubmedqa" else "".join(json.dumps(r) + "\n" for r in rows)
+        paths[name] = folder / (f"{name}.json" if keyed else f"{name}.jsonl")
+        text = json.dumps(dict(rows)) if keyed else "".join(json.dumps(r) + "\n" for r in rows)
         paths[name].write_text(text, encoding="utf-8")
     return paths
 

@@ -163,13 +163,13 @@ def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
     )
     if isinstance(value, (list, tuple)) and len(value) > 1 and not many:  # [x] is x (report_to: [tensorboard])
         raise InputError(f"{path}: key {key!r} is a list ({shown(value)}), but it takes {expected}; see --help")
+    values = value if isinstance(value, (list, tuple)) else [value]
+    boolean = " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)"
     if action.choices and value is not None and str(value) not in map(str, action.choices):
-        hint = (
-            " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)"
-            if isinstance(value, bool)
-            else ""
-        )
+        hint = boolean if isinstance(value, bool) else ""
         raise InputError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; see --help")
+    if action.type is str and any(isinstance(v, bool) for v in values):  # labels: [yes, no] would be True, False
+        raise InputError(f"{path}: key {key!r} is {shown(value)}{boolean}, but it takes {expected}; see --help")
 
 
 def flag_tokens(key: str, value: Any) -> list[str]:
@@ -185,7 +185,7 @@ def flag_tokens(key: str, value: Any) -> list[str]:
     return [f"--{key}", str(value)]
 
 
-# Besides the generation_* options, the settings that shape an answer: prompt, fields, prompt length.
+# Besides the generation_* options, the settings that shape an answer: prompt, fields, prompt length, labels.
 ANSWER_SETTINGS = (
     "max_seq_length",
     "system_prompt",
@@ -193,6 +193,11 @@ ANSWER_SETTINGS = (
     "question_field",
     "context_field",
     "answer_field",
+    "label_field",
+    "labels",
+    "options_field",
+    "target",
+    "label_scoring",
 )
 
 
