@@ -1,6 +1,7 @@
 """Did fine-tuning help? Two prediction files over the same examples, paired by id and checked to
 answer the same questions, re-scored with the toolkit's metrics, and compared with a paired bootstrap
-per metric. The command around it is bioqa/cli/compare.py (`bioqa-compare`, `python -m bioqa.comparison`).
+per metric; with labels also by accuracy and macro-F1, McNemar's exact test and the questions that
+flipped. The command around it is bioqa/cli/compare.py (`bioqa-compare`, `python -m bioqa.comparison`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import Any
 
 from bioqa.bootstrap import paired_bootstrap
 from bioqa.errors import InputError, option
-from bioqa.metrics import SCORE_NAMES, score_predictions
-from bioqa.predictions import PredictionRow
+from bioqa.labels import LabelScores, mcnemar_exact
+from bioqa.metrics import ALL_METRICS, SCORE_NAMES
+from bioqa.predictions import PredictionRow, rescored
 
 
 def aligned(
@@ -31,7 +33,7 @@ def aligned(
     if extra is not None:
         raise InputError(f"the files cover different examples: id {extra!r} is in {names[1]} but not in {names[0]}")
     paired = [by_id[row["id"]] for row in baseline]
-    for key in ("question", "reference"):
+    for key in ("question", "reference", "label"):
         differs = next((a["id"] for a, b in zip(baseline, paired) if a.get(key) != b.get(key)), None)
         if differs is not None:
             raise InputError(
@@ -42,27 +44,67 @@ def aligned(
     return paired
 
 
-def compare(baseline: list[PredictionRow], candidate: list[PredictionRow], samples: int, seed: int) -> dict[str, Any]:
-    """Scores of both systems on the baseline's references, and the paired test per metric."""
-    references = [row["reference"] for row in baseline]
-    scores = {
-        name: score_predictions([r["prediction"] for r in rows], references)
+def compare(
+    baseline: list[PredictionRow],
+    candidate: list[PredictionRow],
+    samples: int,
+    seed: int,
+    labels: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Scores of both systems, and the paired bootstrap test of every metric both files allow: the text metrics
+    of generated answers, and with a label set accuracy and macro-F1 (plus an exact McNemar test of accuracy,
+    both confusion matrices and the questions that flipped)."""
+    scored = {
+        name: rescored(rows, labels, text_metrics(rows))
         for name, rows in (("baseline", baseline), ("candidate", candidate))
     }
-    corpus = {name: s.corpus() for name, s in scores.items()}
-    test = paired_bootstrap(scores["baseline"], scores["candidate"], samples, seed)
-    table = {
-        m: {"baseline": corpus["baseline"][m], "candidate": corpus["candidate"][m], **test[m]}
-        for m in SCORE_NAMES
-        if m in test
-    }
+    parts = {"text": ("", "text"), "generated": ("", "generated"), "loglik": ("loglik_", "loglik")}
+    table, scores, label_results = {}, {}, {}
+    for kind, (prefix, attribute) in parts.items():
+        a, b = getattr(scored["baseline"], attribute), getattr(scored["candidate"], attribute)
+        if a is None or b is None:
+            continue
+        test = paired_bootstrap(a, b, samples, seed)
+        whole = slice(None)
+        base, cand = a.resampled(whole), b.resampled(whole)
+        table.update({prefix + m: {"baseline": base[m], "candidate": cand[m], **test[m]} for m in a.names if m in test})
+        if kind == "text":
+            scores = {"baseline": a, "candidate": b}
+        else:
+            label_results[kind] = label_comparison(a, b, [row["id"] for row in baseline])
+    order = [*SCORE_NAMES, "accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1"]
     return {
-        "num_examples": len(references),
-        "metrics": table,
+        "num_examples": len(baseline),
+        "metrics": {name: table[name] for name in order if name in table},
         "scores": scores,
+        "labels": label_results,
+        "label_set": list(labels) if labels else None,
         "lengths": {name: length_stats(rows) for name, rows in (("baseline", baseline), ("candidate", candidate))},
         "bootstrap": {"samples": samples, "seed": seed, "interval": "percentile 95%"},
     }
+
+
+def text_metrics(rows: list[PredictionRow]) -> tuple[str, ...]:
+    """Every text metric for generated answers, whatever the file was scored with (so two files compare on the
+    same metrics); none for labels chosen by log-likelihood, which are not generated text."""
+    return () if "loglik_label" in rows[0] and "predicted_label" not in rows[0] else ALL_METRICS
+
+
+def label_comparison(baseline: LabelScores, candidate: LabelScores, ids: list[str]) -> dict[str, Any]:
+    """McNemar's exact test of accuracy, both confusion matrices, and the ids that flipped either way."""
+    right_a, right_b = baseline.correct(), candidate.correct()
+    return {
+        "mcnemar": mcnemar_exact(right_a, right_b),
+        "confusion": {"baseline": baseline.corpus()["confusion"], "candidate": candidate.corpus()["confusion"]},
+        "right_to_wrong": [i for i, a, b in zip(ids, right_a, right_b) if a and not b],
+        "wrong_to_right": [i for i, a, b in zip(ids, right_a, right_b) if b and not a],
+    }
+
+
+def label_set_of(rows: list[PredictionRow]) -> tuple[str, ...] | None:
+    """Without a declared label set: the gold and predicted labels the rows hold (None without labels)."""
+    found = {row[key] for row in rows for key in ("label", "predicted_label", "loglik_label") if row.get(key)}
+    return tuple(sorted(found)) if found and "label" in rows[0] else None
 
 
 def length_stats(rows: list[PredictionRow]) -> dict[str, float]:

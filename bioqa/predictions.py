@@ -141,10 +141,11 @@ def score_rows(
     return Scored(text, generated, loglik, rows)
 
 
-def rescored(rows: list[PredictionRow], labels: Sequence[str] | None) -> Scored:
-    """A prediction file's rows scored again: the text metrics their rows carry, and with a label set the labels
-    they hold (read from the predictions, and chosen by log-likelihood)."""
-    metrics = tuple(metric for metric, names in SCORES_OF.items() if any(name in rows[0] for name in names))
+def rescored(rows: list[PredictionRow], labels: Sequence[str] | None, metrics: Sequence[str] | None = None) -> Scored:
+    """A prediction file's rows scored again: the text `metrics` (default: those the rows carry), and with a label
+    set the labels they hold (read from the predictions, and chosen by log-likelihood)."""
+    if metrics is None:
+        metrics = tuple(metric for metric, names in SCORES_OF.items() if any(name in rows[0] for name in names))
     text = (
         score_predictions(
             [r["prediction"] for r in rows], [r["reference"] for r in rows], metrics=metrics, num_workers=1

@@ -93,6 +93,70 @@ def plot_distributions(path: Path, result: dict, names: tuple[str, str]) -> None
     plt.close(figure)
 
 
+LABEL_KINDS = {"generated": "read from the generated answers", "loglik": "chosen by log-likelihood"}
+
+
+def confusion_table(confusion: dict[str, dict[str, int]]) -> str:
+    """Gold labels as rows, predicted labels (and unparsed) as columns."""
+    columns = list(next(iter(confusion.values())))
+    lines = ["| gold \\ predicted | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {gold} | " + " | ".join(str(row[c]) for c in columns) + " |" for gold, row in confusion.items()]
+    return "\n".join(lines)
+
+
+def _labels_section(result: dict, baseline: list[PredictionRow], names: tuple[str, str], shown: int) -> str:
+    """Per way of finding labels: McNemar's test, both confusion matrices, and the questions that flipped."""
+    questions = {row["id"]: row.get("question", "") for row in baseline}
+    parts = []
+    for kind, found in result["labels"].items():
+        test = found["mcnemar"]
+        parts += [
+            f"## Labels {LABEL_KINDS[kind]}\n",
+            f"Label set: {', '.join(result['label_set'] or [])}. Exact McNemar test of accuracy: "
+            f"{test['baseline_only_right']} questions only {names[0]} got right, {test['candidate_only_right']} only "
+            f"{names[1]}; p = {test['p_value']:.3g}.\n",
+        ]
+        for key, name in zip(("baseline", "candidate"), names):
+            parts += [f"Confusion matrix of {name}:\n", confusion_table(found["confusion"][key]), ""]
+        for title, ids in (
+            (f"right -> wrong (worse in {names[1]})", found["right_to_wrong"]),
+            (f"wrong -> right (better in {names[1]})", found["wrong_to_right"]),
+        ):
+            parts.append(f"### Flipped {title}: {len(ids)}\n")
+            parts += [f"- **{i}**: {_quote(questions[i], 160)}" for i in ids[:shown]]
+            parts.append(f"- ... and {len(ids) - shown} more (comparison.json lists all)\n" if len(ids) > shown else "")
+    return "\n".join(parts)
+
+
+def plot_confusions(path: Path, result: dict, names: tuple[str, str]) -> None:
+    """Both systems' confusion matrices side by side, one row per way of finding labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(result["labels"])
+    figure, axes = plt.subplots(len(kinds), 2, figsize=(9, 3.8 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        for column, (key, name) in enumerate(zip(("baseline", "candidate"), names)):
+            confusion = result["labels"][kind]["confusion"][key]
+            gold, predicted = list(confusion), list(next(iter(confusion.values())))
+            counts = [[confusion[g][p] for p in predicted] for g in gold]
+            axis = axes[row][column]
+            axis.imshow(counts, cmap="Blues")
+            for i, values in enumerate(counts):
+                for j, value in enumerate(values):
+                    axis.text(j, i, str(value), ha="center", va="center")
+            axis.set_xticks(range(len(predicted)), predicted)
+            axis.set_yticks(range(len(gold)), gold)
+            axis.set_xlabel("predicted")
+            axis.set_ylabel("gold")
+            axis.set_title(f"{name}: labels {LABEL_KINDS[kind]}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def split_history(history: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     """Train-loss entries, evaluations during training, and evaluations after it (the final or best adapter,
     logged after the Trainer's train_runtime summary, at the last step's number)."""
@@ -125,9 +189,14 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
         (gen_ax, "eval_rouge1", None),
         (gen_ax, "eval_rougeL", None),
         (gen_ax, "eval_meteor", None),
+        (gen_ax, "eval_accuracy", None),
+        (gen_ax, "eval_macro_f1", None),
+        (gen_ax, "eval_loglik_accuracy", None),
         (bleu_ax, "eval_bleu", "tab:green"),
     ]
     for axis, metric, color in curves:
+        if not any(metric in h for h in evals + final):  # e.g. no labels, or no text metrics
+            continue
         points = [h for h in evals if metric in h]
         (line,) = axis.plot(
             [h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric
@@ -144,12 +213,13 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
         )
     for axis, title in (
         (loss_ax, "loss"),
-        (gen_ax, "generated answers (0-1)"),
+        (gen_ax, "generated answers and labels (0-1)"),
         (bleu_ax, "generated answers: BLEU (0-100)"),
     ):
         axis.set_title(title)
         axis.set_xlabel("step")
-        axis.legend(fontsize=7)
+        if axis.get_legend_handles_labels()[0]:  # an axis whose metrics the run did not log stays empty
+            axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -166,27 +236,31 @@ def write_report(
     shown: int,
 ) -> str:
     """report.md and the plots in `folder`; returns the scores table."""
-    plot_distributions(folder / "scores.png", result, names)
+    text_scored = bool(result["scores"])  # labels chosen by log-likelihood alone have no text to score
+    if text_scored:
+        plot_distributions(folder / "scores.png", result, names)
+    if result["labels"]:
+        plot_confusions(folder / "confusion.png", result, names)
     curves = trainer_state is not None and plot_training_curves(folder / "training_curves.png", trainer_state)
     table = scores_table(result, names)
     boot = result["bootstrap"]
     text = [
         f"# {names[1]} against {names[0]}\n",
-        f"{result['num_examples']} examples, scored with metrics_utils (ROUGE and METEOR 0-1, BLEU 0-100). "
-        f"Differences are {names[1]} minus {names[0]}; intervals and p-values from a paired bootstrap "
+        f"{result['num_examples']} examples, scored with metrics_utils (ROUGE, METEOR, accuracy and macro-F1 0-1, "
+        f"BLEU 0-100). Differences are {names[1]} minus {names[0]}; intervals and p-values from a paired bootstrap "
         f"({boot['samples']} resamples, seed {boot['seed']}; BLEU recomputed per resample from sacreBLEU "
-        "statistics, ROUGE and METEOR as means of per-example scores).\n",
+        "statistics, macro-F1 from each resample's confusion counts, the others as means of per-example scores).\n",
         "## Scores\n",
         table,
         "",
-        "## Where ROUGE-L moved most\n",
-        _examples_section(result, baseline, candidate, names, shown),
-        "## Answer lengths\n",
-        _lengths_table(result, names),
-        "",
-        "## Plots\n",
-        "![per-example scores](scores.png)\n",
     ]
+    if result["labels"]:
+        text.append(_labels_section(result, baseline, names, shown))
+    if text_scored:
+        text += ["## Where ROUGE-L moved most\n", _examples_section(result, baseline, candidate, names, shown)]
+    text += ["## Answer lengths\n", _lengths_table(result, names), "", "## Plots\n"]
+    text += ["![per-example scores](scores.png)\n"] if text_scored else []
+    text += ["![confusion matrices](confusion.png)\n"] if result["labels"] else []
     if curves:
         text.append(f"![training curves](training_curves.png)\n\nTraining curves from `{trainer_state}`.\n")
     (folder / "report.md").write_text("\n".join(text), encoding="utf-8")

@@ -7,8 +7,10 @@ Writes into --output_dir: report.md (each metric for both systems, the differenc
 bootstrap 95% interval and p-value; the examples ROUGE-L moved most either way; answer lengths),
 comparison.json (the same numbers), scores.png (per-example score distributions of both systems)
 and, given a trainer_state.json (found next to the candidate's predictions, or --trainer_state),
-training_curves.png. Both files are re-scored with metrics_utils, so their numbers are comparable
-whatever wrote them.
+training_curves.png. Files with labels (--label_field) also compare accuracy and macro-F1, with an
+exact McNemar test of accuracy, both confusion matrices (in report.md and confusion.png) and the
+questions that flipped right -> wrong and wrong -> right. Both files are re-scored with
+metrics_utils, so their numbers are comparable whatever wrote them.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
-from bioqa.comparison import aligned, compare
+from bioqa.comparison import aligned, compare, label_set_of
 from bioqa.errors import InputError, raise_problems
-from bioqa.files import staged_folder, write_json_atomic
+from bioqa.files import read_json, staged_folder, write_json_atomic
 from bioqa.outputs import COMPARISON_OUTPUT, check_not_an_input, check_output_folder, output_lock, run_folder
 from bioqa.predictions import read_prediction_file
 
@@ -37,6 +39,13 @@ class CompareArguments:
     candidate_name: str = field(default="fine-tuned", metadata={"help": "Name of the candidate in the report."})
     trainer_state: str | None = field(
         default=None, metadata={"help": "trainer_state.json for the training curves; default: next to --candidate."}
+    )
+    labels: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "The label set for accuracy and macro-F1; default: the one in the run_manifest.json next to "
+            "--candidate (or --baseline), else the labels the files hold."
+        },
     )
     bootstrap_samples: int = field(default=1000, metadata={"help": "Paired bootstrap resamples."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
@@ -58,6 +67,23 @@ def find_trainer_state(args: CompareArguments) -> Path | None:
         return Path(args.trainer_state)
     candidate = Path(args.candidate).parent / "trainer_state.json"
     return candidate if candidate.is_file() else None
+
+
+def label_set(args: CompareArguments, baseline: list, candidate: list) -> tuple[str, ...] | None:
+    """--labels, else the label set of the runs the files come from, else the labels the files hold."""
+    if "label" not in baseline[0]:
+        return None
+    if args.labels:
+        return tuple(args.labels)
+    for file in (args.candidate, args.baseline):
+        folder = run_folder(file)
+        manifest = folder / "run_manifest.json" if folder else None
+        if manifest and manifest.is_file():
+            content = read_json(manifest, "the run manifest")
+            declared = content.get("labels") if isinstance(content, dict) else None
+            if isinstance(declared, list) and declared:
+                return tuple(declared)
+    return label_set_of(baseline + candidate)
 
 
 def argument_problems(args: CompareArguments) -> list[str]:
@@ -91,7 +117,7 @@ def run(argv: list[str] | None) -> int:
     candidate = aligned(baseline, read_prediction_file(args.candidate), names)
     with output_lock(out, "output_dir"):
         check_output_folder(out, "output_dir", COMPARISON_OUTPUT, args.overwrite, "pass --overwrite to replace it")
-        result = compare(baseline, candidate, args.bootstrap_samples, args.seed)
+        result = compare(baseline, candidate, args.bootstrap_samples, args.seed, label_set(args, baseline, candidate))
         with staged_folder(out) as staging:
             table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)
             write_json_atomic(

@@ -105,3 +105,44 @@ def test_loglik_alone_generates_nothing(labelled_run, tiny_model_dir, tmp_path):
     assert set(summary["scores"]) == {"loglik_accuracy", "loglik_macro_f1"}
     rows = _rows(predicted / "predictions.jsonl")
     assert len(rows) == 60 and all(r["prediction"] == r["loglik_label"] for r in rows)
+
+
+def test_comparison_tests_accuracy_and_lists_flipped_questions(labelled_run, tiny_model_dir, tmp_path):
+    import metrics_utils
+
+    out, _ = labelled_run
+    zero = tmp_path / "zero-shot"
+    flags = ["--test_file", str(out.parent / "yes_no.jsonl"), *LABELS, "--label_scoring", "both"]
+    result = run_cli("--model_name_or_path", str(tiny_model_dir), *flags, "--output_dir", str(zero), "--do_predict")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the trained run predicted on its own test split; the zero-shot run on all 60: compare on the same 6
+    test_ids = {r["id"] for r in _rows(out / "predictions.jsonl")}
+    baseline = [r for r in _rows(zero / "predictions.jsonl") if r["id"] in test_ids]
+    write_jsonl(zero / "predictions.jsonl", baseline)
+    report = tmp_path / "report"
+    result = run_cli(
+        "bioqa.comparison",
+        *("--baseline", str(zero / "predictions.jsonl"), "--candidate", str(out / "predictions.jsonl")),
+        *("--output_dir", str(report), "--bootstrap_samples", "300"),
+        script="-m",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert comparison["label_set"] == ["yes", "no"]  # from the candidate run's manifest, in its order
+    for name in ("accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1", "rougeL"):
+        row = comparison["metrics"][name]
+        assert row["ci_low"] <= row["difference"] <= row["ci_high"], name
+    candidate = {r["id"]: r for r in _rows(out / "predictions.jsonl")}
+    right_before = [r["predicted_label"] == r["label"] for r in baseline]
+    right_after = [candidate[r["id"]]["predicted_label"] == r["label"] for r in baseline]
+    generated = comparison["labels"]["generated"]
+    assert generated["mcnemar"] == metrics_utils.mcnemar_exact(right_before, right_after)
+    assert generated["wrong_to_right"] == [
+        r["id"] for r, a, b in zip(baseline, right_before, right_after) if b and not a
+    ]
+    assert comparison["metrics"]["accuracy"]["difference"] == pytest.approx(
+        (sum(right_after) - sum(right_before)) / len(baseline)
+    )
+    text = (report / "report.md").read_text()
+    assert "## Labels read from the generated answers" in text and "Confusion matrix of fine-tuned" in text
+    assert "## Labels chosen by log-likelihood" in text and (report / "confusion.png").stat().st_size > 1000
