@@ -187,40 +187,66 @@ def label_logliks(
     """The log-likelihood of each continuation (a label as the answer would start) after each prompt: the sum
     of its tokens' log-probabilities, as lm-evaluation-harness scores multiple-choice tasks.
 
-    Every prompt-continuation pair is one left-padded row, with position ids that start at its first real token
-    (so a row's numbers do not depend on its batch); only the last positions' logits are computed.
+    Each prompt runs once: the first token of every label comes from its last position, and the prompt's cache,
+    repeated once per label, feeds the labels' further tokens, so the cost is about one forward pass over the
+    prompts however many labels there are. Rows are left-padded, with position ids that start at the first real
+    token, so a prompt's numbers do not depend on its batch.
     """
     import torch
     from tqdm.auto import tqdm
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    pairs = sorted(
-        ((i, k) for i in range(len(prompts)) for k in range(len(continuations))),
-        key=lambda pair: len(prompts[pair[0]]) + len(continuations[pair[1]]),
-        reverse=True,
-    )
-    kept = max(len(c) for c in continuations) + 1
-    result = [[0.0] * len(continuations) for _ in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    result: list[list[float]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, len(pairs), batch_size), desc="scoring labels", disable=not progress):
-                rows = pairs[start : start + batch_size]
-                sequences = [list(prompts[i]) + list(continuations[k]) for i, k in rows]
-                input_ids, attention_mask = _left_padded(sequences, pad_id, model.device)
-                positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-                logits = model(
-                    input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, logits_to_keep=kept
-                ).logits.float()
-                log_probs = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts the token after it
-                for row, (i, k) in enumerate(rows):
-                    tokens = torch.tensor(continuations[k], device=log_probs.device)
-                    picked = log_probs[row, kept - 1 - len(tokens) :].gather(1, tokens[:, None])
-                    result[i][k] = float(picked.sum())
+            for start in tqdm(range(0, len(order), batch_size), desc="scoring labels", disable=not progress):
+                rows = order[start : start + batch_size]
+                scores = _batch_logliks(model, [prompts[i] for i in rows], continuations, pad_id)
+                for row, values in zip(rows, scores):
+                    result[row] = values
     finally:
         model.train(was_training)
     return result
+
+
+def _batch_logliks(model: Any, batch: list, continuations: Sequence[Sequence[int]], pad_id: int) -> list[list[float]]:
+    import torch
+
+    input_ids, attention_mask = _left_padded(batch, pad_id, model.device)
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, logits_to_keep=1
+    )
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    scores = torch.stack([first[:, c[0]] for c in continuations], dim=1)  # rows x labels
+    longest = max(len(c) for c in continuations)
+    if longest > 1:  # the labels' later tokens, after the prompt's cache repeated once per label
+        labels, rows = len(continuations), len(batch)
+        inputs = torch.full((labels, longest - 1), pad_id, dtype=torch.long)
+        targets = torch.zeros((labels, longest - 1), dtype=torch.long)
+        present = torch.zeros((labels, longest - 1), dtype=torch.long)
+        for k, c in enumerate(continuations):
+            inputs[k, : len(c) - 1], targets[k, : len(c) - 1], present[k, : len(c) - 1] = (
+                torch.tensor(c[:-1]),
+                torch.tensor(c[1:]),
+                1,
+            )
+        out.past_key_values.batch_repeat_interleave(labels)
+        device = input_ids.device
+        later = model(
+            input_ids=inputs.repeat(rows, 1).to(device),
+            attention_mask=torch.cat(
+                [attention_mask.repeat_interleave(labels, 0), present.repeat(rows, 1).to(device)], 1
+            ),
+            position_ids=positions[:, -1:].repeat_interleave(labels, 0) + 1 + torch.arange(longest - 1, device=device),
+            past_key_values=out.past_key_values,
+        ).logits.float()
+        picked = torch.log_softmax(later, dim=-1).gather(2, targets.repeat(rows, 1).to(device)[..., None])[..., 0]
+        scores += (picked * present.repeat(rows, 1).to(device)).sum(-1).view(rows, labels)
+    return scores.tolist()
 
 
 def choose_labels(
