@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import metrics_utils
 from bioqa.cli.config import answer_flags
 from bioqa.report import scores_table
 
@@ -35,6 +36,7 @@ SOURCES = {
     "pubmedqa": SHARED / "pubmedqa" / "ori_pqal_train.json",
     "pubmedqa-decision": SHARED / "pubmedqa" / "ori_pqal_train.json",  # the same questions and parts
     "medquad": SHARED / "medquad" / "medquad_small.jsonl",
+    "mcq": ROOT / "data" / "mcq",  # split already: train (96), validation (16), test (48)
 }
 TRAIN_SIZE = {"pubmedqa": 350, "pubmedqa-decision": 350, "medquad": 350}
 
@@ -42,6 +44,9 @@ TRAIN_SIZE = {"pubmedqa": 350, "pubmedqa-decision": 350, "medquad": 350}
 def split_source(recipe: str) -> dict[str, Path]:
     """Write test / dev / train (and train+dev, all) files in the source's own format; return their paths."""
     source = SOURCES[recipe]
+    if source.is_dir():  # the files are the split; validation serves the evaluations during training
+        files = {name: source / f"{name}.jsonl" for name in ("train", "validation", "test")}
+        return {**files, "dev": files["validation"], "train+dev": files["train"]}
     keyed = source.suffix == ".json"  # PubMedQA's object keyed by id; MedQuAD's JSON Lines
     if keyed:
         records = list(json.loads(source.read_text(encoding="utf-8")).items())
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     evaluate = paths[args.phase]  # each scored part is named after its phase
     common = ["--test_file", str(evaluate), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
+    if "validation" in paths and args.phase == "test":
+        common += ["--validation_file", str(paths["validation"])]
     zero = run(
         [
             "load_models.py",
@@ -164,7 +171,7 @@ def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> No
     manifest = json.loads((out / "fine-tuned" / "run_manifest.json").read_text())
     print(
         f"\n{args.recipe}, phase {args.phase}: {manifest['split_sizes']['train']} training examples, "
-        f"{comparison['num_examples']} scored; one epoch train_runtime {train['train_runtime']:.0f} s "
+        f"{comparison['num_examples']} scored; train_runtime {train['train_runtime']:.0f} s "
         f"(zero-shot command {zero:.0f} s, fine-tune command {tuned:.0f} s)\n"
     )
     print(scores_table(comparison, tuple(comparison["names"])))
@@ -173,6 +180,56 @@ def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> No
         f"\nmean answer words: zero-shot {lengths['baseline']['mean_words']:.1f}, fine-tuned "
         f"{lengths['candidate']['mean_words']:.1f}, references {lengths['baseline']['reference_mean_words']:.1f}"
     )
+    if comparison["labels"]:
+        label_report(out, comparison)
+
+
+def label_report(out: Path, comparison: dict) -> None:
+    """McNemar, the majority-class baseline, and (for a label-then-answer target) the answer after the label."""
+    labels = comparison["label_set"]
+    rows = {name: read_rows(out / name / "predictions.jsonl") for name in ("zero-shot", "fine-tuned")}
+    for kind, found in comparison["labels"].items():
+        test = found["mcnemar"]
+        print(
+            f"labels {kind}: McNemar exact p = {test['p_value']:.3g} ({test['baseline_only_right']} only zero-shot "
+            f"right, {test['candidate_only_right']} only fine-tuned right)"
+        )
+    gold = [row["label"] for row in rows["fine-tuned"]]
+    counts = json.loads((out / "fine-tuned" / "run_manifest.json").read_text())["label_counts"]["train"]
+    majority = max(counts, key=counts.get)
+    baseline = metrics_utils.label_metrics([majority] * len(gold), gold, labels)
+    print(
+        f"majority class ({majority!r} of the training split): accuracy {baseline['accuracy']:.4f}, "
+        f"macro-F1 {baseline['macro_f1']:.4f}"
+    )
+    if rows["fine-tuned"][0]["reference"].split(".")[0].lower() in labels:  # label_then_answer: score the answer part
+        answer_part(rows, labels)
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def answer_part(rows: dict[str, list[dict]], labels: list[str]) -> None:
+    """ROUGE-L and METEOR of the answer after its label (both sides stripped), zero-shot against fine-tuned."""
+    stripped = {
+        name: (
+            [metrics_utils.strip_label(r["prediction"], labels) for r in part],
+            [metrics_utils.strip_label(r["reference"], labels) for r in part],
+        )
+        for name, part in rows.items()
+    }
+    scores = {
+        name: metrics_utils.score_predictions(p, r, metrics=("rouge", "meteor")) for name, (p, r) in stripped.items()
+    }
+    test = metrics_utils.paired_bootstrap(scores["zero-shot"], scores["fine-tuned"], 1000, seed=0)
+    for metric in ("rougeL", "meteor"):
+        t = test[metric]
+        print(
+            f"answer after the label, {metric}: zero-shot {scores['zero-shot'].corpus()[metric]:.4f} -> fine-tuned "
+            f"{scores['fine-tuned'].corpus()[metric]:.4f}, difference {t['difference']:+.4f} "
+            f"[{t['ci_low']:+.4f}, {t['ci_high']:+.4f}]"
+        )
 
 
 if __name__ == "__main__":

@@ -79,6 +79,15 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {name: len(rows) for name, rows in self.examples.items()}
 
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """How often each label occurs in each split (empty without labels)."""
+        if not self.labels:
+            return {}
+        return {
+            name: {label: sum(row.get("label") == label for row in rows) for label in self.labels}
+            for name, rows in self.examples.items()
+        }
+
 
 # ----------------------------------------------------------------------------- reading files
 

@@ -43,6 +43,7 @@ def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, split
         "dropped_empty_answers": splits.dropped_empty,
         "leaked_questions": splits.leaked_questions,
         "labels": list(splits.labels) if splits.labels else None,
+        "label_counts": splits.label_counts(),
         "seed": opts.training.seed,
         "resumed_from": str(resume) if resume else None,
     }

@@ -121,6 +121,9 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
     log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
     if splits.labels:
         log.info("labels: %s (from %s)", ", ".join(splits.labels), splits.labels_from)
+        for name, counts in splits.label_counts().items():
+            if sum(counts.values()):
+                log.info("%s labels: %s", name, ", ".join(f"{label} {n}" for label, n in counts.items()))
     for name, count in splits.dropped_empty.items():
         if count:
             log.warning("data: dropped %d %s examples with an empty answer", count, name)

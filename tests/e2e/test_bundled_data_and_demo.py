@@ -42,6 +42,36 @@ def test_bundled_data_fields_sizes_and_no_leaks():
     assert (ROOT / "data" / "README.md").is_file()
 
 
+def test_multiple_choice_set_balanced_distinct_and_split_without_leaks():
+    from collections import Counter
+
+    from bioqa.cli.options import parse
+    from bioqa.data import count_leaked_questions, load_splits
+
+    mcq = ROOT / "data" / "mcq"
+    files = {name: mcq / f"{name}.jsonl" for name in ("train", "validation", "test")}
+    raw = {
+        name: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for name, path in files.items()
+    }
+    rows = [row for part in raw.values() for row in part]
+    assert {name: len(part) for name, part in raw.items()} == {"train": 96, "validation": 16, "test": 48}
+    assert all(set(row) == {"id", "topic", "question", "options", "correct"} for row in rows)
+    assert len({row["id"] for row in rows}) == len({row["question"] for row in rows}) == 160
+    assert all(len(set(row["options"])) == 4 and all(o.strip() for o in row["options"]) for row in rows)
+    assert Counter(row["topic"] for row in rows) == {topic: 20 for topic in Counter(row["topic"] for row in rows)}
+    for name, part in raw.items():  # every letter correct equally often: one letter always scores 0.25
+        assert set(Counter(row["correct"] for row in part).values()) == {len(part) // 4}, name
+    opts = parse(["--config", str(ROOT / "configs" / "mcq-smollm2.yaml")])
+    splits = load_splits(opts.data)  # the recipe reads the set: lettered options, labels A-D
+    assert splits.labels == ("A", "B", "C", "D") and count_leaked_questions(splits.examples) == 0
+    first = splits.examples["test"][0]
+    assert first["question"].endswith(
+        "\n".join(f"{letter}. {o}" for letter, o in zip("ABCD", raw["test"][0]["options"]))
+    )
+    assert (mcq / "README.md").is_file()
+
+
 @pytest.mark.slow
 def test_converted_smollm2_loads_and_answers():
     import torch

@@ -38,7 +38,9 @@ def _rows(path):
 
 def test_label_metrics_are_logged_at_every_evaluation(labelled_run):
     out, result = labelled_run
-    assert "labels: yes, no (from --labels)" in result.stderr
+    assert "labels: yes, no (from --labels)" in result.stderr and "train labels: yes " in result.stderr
+    counts = json.loads((out / "run_manifest.json").read_text())["label_counts"]
+    assert sum(counts["train"].values()) == 48 and sum(counts["test"].values()) == 6
     state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
     evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
     assert [e["step"] for e in evals] == [8, 16, 24]
