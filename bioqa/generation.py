@@ -9,6 +9,10 @@ generation (tested).
 The repetition guards look at the answer only. transformers' own `no_repeat_ngram_size` and
 `repetition_penalty` count the prompt too for decoder-only models, so they forbid or penalise
 quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BENCHMARKS.md).
+
+For questions with a label set, `label_logliks` / `choose_labels` answer without generating: the label
+whose first tokens are the most likely after the prompt. `answer_prompts` runs either or both, across
+processes (`run_sharded`).
 """
 
 from __future__ import annotations
