@@ -21,7 +21,7 @@ from bioqa.cli.arguments import (
     RunArguments,
 )
 from bioqa.cli.config import build_parser, parse_arguments
-from bioqa.metrics import ALL_METRICS
+from bioqa.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 
@@ -87,7 +87,7 @@ def argument_problems(opts: Options) -> list[str]:
     problems = []
     if opts.model.adapter_name_or_path and wants_training(opts.training):
         problems.append("--adapter_name_or_path is for --do_predict alone; training starts a new adapter")
-    problems += count_problems(opts) + label_problems(opts)
+    problems += count_problems(opts) + label_problems(opts) + best_metric_problems(opts)
     unknown = sorted(set(opts.generation.eval_metrics) - set(ALL_METRICS))
     if unknown:
         problems.append(f"--eval_metrics {' '.join(unknown)} unknown; choose from {' '.join(ALL_METRICS)}")
@@ -119,6 +119,35 @@ def label_problems(opts: Options) -> list[str]:
         f"{flag} needs --label_field (the field holding each question's label, e.g. final_decision)"
         for wanted, flag in needs
         if wanted
+    ]
+
+
+def logged_metrics(opts: Options) -> set[str]:
+    """The answer metrics each evaluation logs (without the eval_ prefix), given the metrics and label scoring."""
+    scoring = opts.generation.label_scoring if opts.data.label_field else "generate"
+    generated = scoring != "loglik" and opts.generation.generation_eval
+    logged = (
+        {name for metric in opts.generation.eval_metrics for name in SCORES_OF.get(metric, ())} if generated else set()
+    )
+    if opts.data.label_field and generated:
+        logged |= {"accuracy", "macro_f1", "unparsed"}
+    if opts.data.label_field and scoring != "generate" and opts.generation.generation_eval:
+        logged |= {"loglik_accuracy", "loglik_macro_f1"}
+    return logged
+
+
+def best_metric_problems(opts: Options) -> list[str]:
+    """--metric_for_best_model naming an answer metric this run will not log (the Trainer would fail at the first
+    checkpoint). Label metrics without --label_field are reported by label_problems."""
+    name = opts.training.metric_for_best_model or ""
+    bare, logged = name.removeprefix("eval_"), logged_metrics(opts)
+    known = bare in SCORE_NAMES or (bare in LABEL_METRICS and opts.data.label_field)
+    if not known or bare in logged:
+        return []
+    shown = ", ".join(f"eval_{metric}" for metric in sorted(logged)) or "no answer metrics"
+    return [
+        f"--metric_for_best_model {name} is not logged by this run (it logs {shown}); choose one of those, or "
+        "change --eval_metrics / --label_scoring / --no_generation_eval"
     ]
 
 

@@ -289,6 +289,12 @@ def label_rows(env) -> dict:
             2,
             "--target label_then_answer needs --label_field",
         ),
+        "best-metric-not-logged": (
+            LOAD + train + ["--eval_metrics", "rouge", "--metric_for_best_model", "eval_meteor"],
+            2,
+            "--metric_for_best_model eval_meteor is not logged by this run (it logs eval_rouge1, eval_rouge2, "
+            "eval_rougeL, eval_rougeLsum); choose one of those",
+        ),
         "loglik-without-labels": (
             LOAD + train + ["--label_scoring", "loglik"],
             2,
@@ -745,6 +751,7 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
         "target-without-label-field",
         "label-then-answer-without-answer",
         "loglik-without-labels",
+        "best-metric-not-logged",
     ],
 )
 def test_bad_input_row(row_id, env):
