@@ -128,15 +128,19 @@ def target_text(target: str, label: str | None, answer: str) -> str:
     raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
 
 
+def _starts_with(text: str, word: str) -> bool:
+    """`text` begins with `word` (case-insensitive) as a whole word: "no" starts "No change", not "None"."""
+    return text.lower().startswith(word.lower()) and not text[len(word) : len(word) + 1].isalnum()
+
+
 def extract_label(text: str, labels: Sequence[str], options: Mapping[str, str] | None = None) -> str | None:
     """The label an answer starts with (see the module's docstring), or None when it names none."""
-    rest = _LEAD.sub("", text.strip(), count=1).lower()
+    rest = _LEAD.sub("", text.strip(), count=1)
     candidates = [(label, label) for label in labels]
     if options:  # an option's text before letters: "A patient ..." must not read as A when an option says so
         candidates = [(option, letter) for letter, option in options.items()] + candidates
     for written, label in sorted(candidates, key=lambda pair: -len(pair[0])):
-        written = written.lower()
-        if rest.startswith(written) and not rest[len(written) : len(written) + 1].isalnum():
+        if _starts_with(rest, written):
             return label
     return None
 
@@ -146,7 +150,7 @@ def strip_label(text: str, labels: Sequence[str]) -> str:
     lead = _LEAD.match(text.strip())
     rest = text.strip()[lead.end() if lead else 0 :]
     for label in sorted(labels, key=len, reverse=True):
-        if rest.lower().startswith(label.lower()) and not rest[len(label) : len(label) + 1].isalnum():
+        if _starts_with(rest, label):
             return rest[len(label) :].lstrip(" \t.,:;)]*-\n")
     return text.strip()
 
