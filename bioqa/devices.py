@@ -5,19 +5,26 @@ Order: CUDA, then Apple MPS, then CPU, unless `--device` says otherwise. Precisi
   base loads in that half type (LoRA weights stay fp32).
 * MPS: bf16 autocast if a probe step (matmul, backward) runs and stays finite there, else fp32.
   fp16 autocast is refused: its gradient scaler is not supported on MPS.
-* CPU: bf16 autocast when the processor computes bf16 natively (AVX512-BF16 or AMX), where a LoRA
-  step of a 135M model ran 1.5-2x faster than fp32; else fp32. Weights stay fp32 on CPU and MPS.
+* CPU: where the processor computes bf16 natively (AVX512-BF16 or AMX), the frozen base loads in bf16
+  and trains under bf16 autocast (LoRA weights and optimizer state stay fp32): a LoRA step of a 135M
+  model ran 1.2x faster than fp32 weights under the same autocast (docs/BENCHMARKS.md); else fp32.
+  Weights stay fp32 on MPS.
 `--precision fp32` (or bf16 / fp16) forces a choice; impossible ones raise InputError.
+
+Generation (evaluations and --do_predict) has its own dtype, `--generation_dtype`: auto is bf16 where the
+device computes it natively (CUDA with bf16, a CPU with AVX512-BF16/AMX: --do_predict on 100 PubMedQA
+prompts ran 1.6-1.8x faster end to end than in fp32 here), fp16 on a CUDA GPU without bf16, else fp32.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bioqa.errors import InputError, option
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -26,9 +33,13 @@ class DeviceChoice:
     precision: str  # autocast precision for training: "bf16", "fp16" or "fp32"
     weights_dtype: str  # dtype the base model loads in: "bfloat16", "float16" or "float32"
     reason: str  # one line for the log: why this choice
+    generation_dtype: str = "float32"  # dtype evaluations and --do_predict generate in
 
     def describe(self) -> str:
-        return f"device {self.device}, {self.precision} training, base weights in {self.weights_dtype} ({self.reason})"
+        return (
+            f"device {self.device}, {self.precision} training, base weights in {self.weights_dtype} ({self.reason}); "
+            f"generation in {self.generation_dtype}"
+        )
 
 
 def cuda_available() -> bool:
@@ -64,12 +75,16 @@ def mps_trains_in_bf16() -> bool:
         return False
 
 
-def choose_device(device: str = "auto", precision: str = "auto", load_in_4bit: bool = False) -> DeviceChoice:
-    """Pick device and precision; raise InputError for a combination this machine cannot run."""
+def choose_device(
+    device: str = "auto", precision: str = "auto", load_in_4bit: bool = False, generation: str = "auto"
+) -> DeviceChoice:
+    """Pick device, training precision and generation dtype; raise InputError for a combination this machine
+    cannot run."""
     if device not in DEVICES:
         raise InputError(f"{option('device')} {device!r} is not one of {', '.join(DEVICES)}")
-    if precision not in PRECISIONS:
-        raise InputError(f"{option('precision')} {precision!r} is not one of {', '.join(PRECISIONS)}")
+    for name, value in (("precision", precision), ("generation_dtype", generation)):
+        if value not in PRECISIONS:
+            raise InputError(f"{option(name)} {value!r} is not one of {', '.join(PRECISIONS)}")
     if device == "auto":
         device = "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
     elif device == "cuda" and not cuda_available():
@@ -85,7 +100,29 @@ def choose_device(device: str = "auto", precision: str = "auto", load_in_4bit: b
             f"{option('load_in_4bit')} needs a CUDA GPU (bitsandbytes), but the device is {device}; "
             f"drop {option('load_in_4bit')} to train LoRA on the full-precision model"
         )
-    return {"cuda": _cuda_choice, "mps": _mps_choice, "cpu": _cpu_choice}[device](precision)
+    choice = {"cuda": _cuda_choice, "mps": _mps_choice, "cpu": _cpu_choice}[device](precision)
+    return replace(choice, generation_dtype=DTYPE_NAMES[_generation_precision(device, generation)])
+
+
+def _generation_precision(device: str, asked: str) -> str:
+    """bf16 where the device computes it natively, fp16 on a CUDA GPU without it, else fp32; or what was asked,
+    if the device can run it."""
+    if device == "cuda":
+        import torch
+
+        native = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    else:
+        native = "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+    if asked == "auto":
+        return native
+    if asked == "bf16" and native != "bf16" and device != "mps":
+        raise InputError(
+            f"{option('generation_dtype')} bf16 was asked for but this {device} does not compute bf16 natively; "
+            "use auto or fp32"
+        )
+    if asked == "fp16" and device == "cpu":
+        raise InputError(f"{option('generation_dtype')} fp16 is not supported on CPU; use auto, bf16 or fp32")
+    return asked
 
 
 def _cuda_choice(precision: str) -> DeviceChoice:
@@ -132,5 +169,5 @@ def _cpu_choice(precision: str) -> DeviceChoice:
     if precision == "fp32":
         return DeviceChoice("cpu", "fp32", "float32", f"forced by {option('precision')} fp32")
     if native:
-        return DeviceChoice("cpu", "bf16", "float32", "the CPU computes bf16 natively (AVX512-BF16/AMX)")
+        return DeviceChoice("cpu", "bf16", "bfloat16", "the CPU computes bf16 natively (AVX512-BF16/AMX)")
     return DeviceChoice("cpu", "fp32", "float32", "no native bf16 on this CPU")

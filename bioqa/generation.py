@@ -10,6 +10,11 @@ The repetition guards look at the answer only. transformers' own `no_repeat_ngra
 `repetition_penalty` count the prompt too for decoder-only models, so they forbid or penalise
 quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BENCHMARKS.md).
 
+`answer_prompts` runs in the settings' dtype (`computing_in`): frozen weights in another dtype are cast for the
+duration and restored bit for bit after, while weights being trained (LoRA) keep theirs and, for a half dtype,
+meet the input under autocast. A model the Trainer prepared already runs under autocast (accelerate wraps its
+forward), so the same answers come from the adapter during training and reloaded from its folder (tested).
+
 For questions with a label set, `label_logliks` / `choose_labels` answer without generating: the label
 whose first tokens are the most likely after the prompt. `answer_prompts` runs either or both, across
 processes (`run_sharded`).
@@ -17,7 +22,8 @@ processes (`run_sharded`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,6 +42,8 @@ class GenerationSettings:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     min_new_tokens: int = 0
+    dtype: str | None = None  # "bfloat16", "float16", "float32": frozen weights are cast to it; None: as they are
+    cache: str = "dynamic"  # KV cache: dynamic, static, or compiled (static + torch.compile of the decoding step)
     extra: dict = field(default_factory=dict)  # any other generate() keyword
 
     def generate_kwargs(self, prompt_width: int) -> dict[str, Any]:
@@ -52,7 +60,54 @@ class GenerationSettings:
         }
         if self.min_new_tokens:
             kwargs["min_new_tokens"] = self.min_new_tokens
-        return {**kwargs, **self.extra}
+        return {**kwargs, **cache_kwargs(self.cache), **self.extra}
+
+
+def cache_kwargs(cache: str) -> dict[str, Any]:
+    """generate() keywords for the KV cache. transformers compiles the decoding step by itself where the cache
+    is static and the device is a GPU, so `static` switches that off and `compiled` asks for it on any device."""
+    if cache == "dynamic":
+        return {}
+    if cache == "static":
+        return {"cache_implementation": "static", "disable_compile": True}
+    from transformers import CompileConfig
+
+    config = CompileConfig(mode="default")
+    config._compile_all_devices = True  # transformers' own switch for compiling off the GPU
+    return {"cache_implementation": "static", "compile_config": config}
+
+
+@contextmanager
+def computing_in(model: Any, dtype: str | None) -> Iterator[None]:
+    """Frozen weights in `dtype`, and for bf16 / fp16 autocast too, inside the block (None: as the model is)."""
+    import torch
+
+    half = dtype in ("bfloat16", "float16")
+    autocast = torch.autocast(model.device.type, getattr(torch, dtype) if half else None, enabled=half)
+    with frozen_weights_in(model, dtype), autocast:
+        yield
+
+
+@contextmanager
+def frozen_weights_in(model: Any, dtype: str | None) -> Iterator[None]:
+    """Frozen floating-point weights cast to `dtype` inside the block, restored (the same tensors) after it.
+
+    Weights being trained keep their dtype (PEFT casts a LoRA layer's input to its weights' dtype), so a bf16
+    evaluation of an fp32 base never rounds the adapter or the optimizer's view of it.
+    """
+    import torch
+
+    target = getattr(torch, dtype) if dtype else None
+    kept = []
+    try:
+        for param in model.parameters() if target else ():
+            if not param.requires_grad and param.is_floating_point() and param.dtype != target:
+                kept.append((param, param.data))
+                param.data = param.data.to(target)
+        yield
+    finally:
+        for param, original in kept:
+            param.data = original
 
 
 def answer_repetition_guards(settings: GenerationSettings, prompt_width: int) -> Any:
@@ -287,13 +342,16 @@ def answer_prompts(
 ) -> Answers | None:
     """Answer every prompt as `how` says, across processes; None in every process but the main one."""
     texts = labels = None
-    if how.generate:
-        texts = run_sharded(prompts, lambda mine: generate_answers(model, tokenizer, mine, how.settings, progress))
-    if how.continuations:
-        labels = run_sharded(
-            prompts,
-            lambda mine: choose_labels(model, tokenizer, mine, how.continuations, how.settings.batch_size, progress),
-        )
+    with computing_in(model, how.settings.dtype):
+        if how.generate:
+            texts = run_sharded(prompts, lambda mine: generate_answers(model, tokenizer, mine, how.settings, progress))
+        if how.continuations:
+            labels = run_sharded(
+                prompts,
+                lambda mine: choose_labels(
+                    model, tokenizer, mine, how.continuations, how.settings.batch_size, progress
+                ),
+            )
     from accelerate import PartialState
 
     return Answers(texts, labels) if PartialState().is_main_process else None

@@ -6,6 +6,12 @@
 positions are prompt, and the (batch x length x vocabulary) logits were the largest tensors of a
 step: this made a CPU LoRA step about 1.6x faster. The loss is the model's own (tested equal),
 normalised by the Trainer's token count as usual.
+
+With `padding_free`, a batch is its examples end to end in one row (transformers'
+DataCollatorWithFlattening): position ids restart at each example and no attention mask is sent, so
+flash-attention's variable-length kernels keep each example to itself without a padded position, and
+sdpa / eager attention get a block-diagonal mask that transformers builds from the position ids. The
+loss is unchanged (tested); on a CPU the dense mask costs more than the padding it saves (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -38,16 +44,25 @@ def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):
 
 
 class AnswerOnlyCollator:
-    """Pads a batch (DataCollatorForSeq2Seq) and adds `logits_to_keep` for `answer_only_loss`."""
+    """Pads a batch (DataCollatorForSeq2Seq), or lays it end to end in one row (`padding_free`), and adds
+    `logits_to_keep` for `answer_only_loss`."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
-        from transformers import DataCollatorForSeq2Seq
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None, padding_free: bool = False
+    ):
+        from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-        self.pad = DataCollatorForSeq2Seq(
-            tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of
-        )
+        if padding_free:  # the first label of each example is IGNORE_INDEX: no example predicts the next one
+            self.pad = DataCollatorWithFlattening(separator_id=IGNORE_INDEX)
+        else:
+            self.pad = DataCollatorForSeq2Seq(
+                tokenizer, label_pad_token_id=IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of
+            )
 
     def __call__(self, features: list[dict]) -> dict:
         batch = self.pad(features)
         batch["logits_to_keep"] = answer_positions(batch["labels"])
+        # No KV cache while training: it would hold every layer's keys and values for nothing, and with a cache
+        # transformers no longer reads packed examples from the position ids, so they would attend to each other.
+        batch["use_cache"] = False
         return batch

@@ -111,6 +111,8 @@ def recipe_table(config: dict[str, Any], device: dict[str, Any]) -> str:
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {name} | `{config[name]}` |" for name in RECIPE_SETTINGS if name in config]
     lines.append(f"| device, precision | {device.get('device')}, {device.get('precision')} |")
+    if device.get("generation_dtype"):  # evaluations generate in their own dtype
+        lines.append(f"| generation dtype | {device['generation_dtype']} |")
     return "\n".join(lines)
 
 

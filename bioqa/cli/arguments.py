@@ -45,6 +45,15 @@ class ModelArguments:
             "choices": ["auto", "bf16", "fp16", "fp32"],
         },
     )
+    generation_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Dtype of the weights evaluations and --do_predict generate with: auto (bf16 where the device "
+            "computes it natively: CUDA, a CPU with AVX512-BF16/AMX; fp16 on a GPU without bf16; else fp32), bf16, "
+            "fp16 or fp32. LoRA weights being trained stay fp32.",
+            "choices": ["auto", "bf16", "fp16", "fp32"],
+        },
+    )
     load_in_4bit: bool = field(
         default=False,
         metadata={"help": "QLoRA: load the base in 4-bit NF4 with bitsandbytes (CUDA only; pip install bitsandbytes)."},
@@ -130,6 +139,13 @@ class DataArguments:
         default=1024,
         metadata={"help": "Longest prompt + answer in tokens; longer examples lose context first, never answer."},
     )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on batches laid end to end without padding, each example attending only to itself: "
+            "for flash_attention_2 on CUDA (--attn_implementation); on CPU the dense mask it needs measured slower."
+        },
+    )
 
 
 @dataclass
@@ -200,6 +216,15 @@ class GenerationEvalArguments:
         default=32, metadata={"help": "Prompts per generate() call (prompts are sorted by length to cut padding)."}
     )
     generation_num_beams: int = field(default=1, metadata={"help": "1 = greedy decoding."})
+    generation_cache: str = field(
+        default="dynamic",
+        metadata={
+            "help": "KV cache while generating: dynamic (grows as it goes), static (preallocated) or compiled (static "
+            "plus torch.compile of the decoding step). On a CPU neither of the last two was faster end to end on "
+            "100 PubMedQA prompts (compiling cost more than it saved); on a GPU, measure before choosing.",
+            "choices": ["dynamic", "static", "compiled"],
+        },
+    )
     generation_repetition_penalty: float = field(
         default=1.0,
         metadata={"help": "Penalty > 1 discourages repeating the answer's own tokens (the prompt is not penalised)."},

@@ -5,7 +5,7 @@ intervals."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -31,16 +31,24 @@ log = logging.getLogger("bioqa")
 
 
 def answering(
-    opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, labels: tuple[str, ...] | None
+    opts: Options,
+    choice: DeviceChoice,
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    labels: tuple[str, ...] | None,
 ) -> Answering:
     """How evaluations and --do_predict answer: generate, and/or choose a label by log-likelihood."""
     scoring = opts.generation.label_scoring if labels else "generate"
     continuations = label_continuations(tokenizer, fmt, labels, opts.data.target) if scoring != "generate" else None
-    return Answering(generation_settings(opts.generation), scoring != "loglik", continuations)
+    settings = generation_settings(opts.generation, choice, opts.model.load_in_4bit)
+    return Answering(settings, scoring != "loglik", continuations)
 
 
-def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
+def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice, four_bit: bool) -> GenerationSettings:
+    """The generation options, with the device's dtype (a 4-bit base computes in bitsandbytes' own)."""
     return GenerationSettings(
+        dtype=None if four_bit else choice.generation_dtype,
+        cache=gen.generation_cache,
         max_new_tokens=gen.generation_max_new_tokens,
         batch_size=gen.generation_batch_size,
         num_beams=gen.generation_num_beams,
@@ -51,8 +59,9 @@ def generation_settings(gen: GenerationEvalArguments) -> GenerationSettings:
 
 
 def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
-    """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity."""
-    model = load_model(opts.model, choice)
+    """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity,
+    loaded in the generation dtype."""
+    model = load_model(opts.model, replace(choice, weights_dtype=choice.generation_dtype))
     if opts.model.adapter_name_or_path:
         model = load_adapter(model, opts.model.adapter_name_or_path)
     if not opts.model.load_in_4bit:  # bitsandbytes places a 4-bit model itself
@@ -67,7 +76,9 @@ class TestPrompts(NamedTuple):
     labels: tuple[str, ...] | None  # the label set, with --label_field
 
 
-def test_prompts(opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits) -> TestPrompts:
+def test_prompts(
+    opts: Options, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
+) -> TestPrompts:
     """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
     test, gen = splits.examples["test"], opts.generation
     examples, prompts = generation_prompts(
@@ -84,7 +95,7 @@ def test_prompts(opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptF
             "predict: %d test examples do not fit --max_seq_length even without context; left out",
             len(test) - len(examples),
         )
-    return TestPrompts(examples, prompts, answering(opts, tokenizer, fmt, splits.labels), splits.labels)
+    return TestPrompts(examples, prompts, answering(opts, choice, tokenizer, fmt, splits.labels), splits.labels)
 
 
 def predict(

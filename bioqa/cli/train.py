@@ -169,7 +169,7 @@ def encode_splits(
 
 
 def build_evaluator(
-    opts: Options, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
+    opts: Options, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
 ) -> GenerationEvaluator | None:
     gen = opts.generation
     if not (gen.generation_eval and splits.examples["validation"]):
@@ -178,7 +178,7 @@ def build_evaluator(
         tokenizer,
         fmt,
         splits.examples["validation"],
-        answering(opts, tokenizer, fmt, splits.labels),
+        answering(opts, choice, tokenizer, fmt, splits.labels),
         samples=gen.generation_eval_samples,
         seed=opts.training.seed,
         max_seq_length=opts.data.max_seq_length,
@@ -196,7 +196,10 @@ def build_trainer(
     callbacks = [StopOnSignal()]
     if opts.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
-    collator = AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if opts.training.bf16 or opts.training.fp16 else None)
+    half = opts.training.bf16 or opts.training.fp16
+    collator = AnswerOnlyCollator(
+        tokenizer, pad_to_multiple_of=8 if half else None, padding_free=opts.data.padding_free
+    )
     # The Trainer would push every checkpoint as it is saved; the finished folder is pushed once, at the end.
     return BioQATrainer(
         model=model,
@@ -277,7 +280,7 @@ def train(
         load_model(opts.model, choice), opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing
     )
     start_writing(opts, resume, manifest)
-    trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, tokenizer, fmt, splits))
+    trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, choice, tokenizer, fmt, splits))
     if resume is not None and finished_step(resume) is not None:
         train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
     else:
@@ -334,7 +337,12 @@ def run(argv: list[str] | None) -> int:
     check_not_an_input(out, "output_dir", run_inputs(opts))
     config = load_config(opts.model)
     raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
-    choice = choose_device(opts.model.device, resolve_precision(opts.model, opts.training), opts.model.load_in_4bit)
+    choice = choose_device(
+        opts.model.device,
+        resolve_precision(opts.model, opts.training),
+        opts.model.load_in_4bit,
+        opts.model.generation_dtype,
+    )
     opts = opts._replace(training=with_device(opts.training, choice))
     log.info("%s", choice.describe())
     with output_lock(out, "output_dir", enabled=is_main_launch_process()):
@@ -377,7 +385,7 @@ def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> i
     report_splits(splits, opts.training if training else None, predicting)
     tokenizer = load_tokenizer(opts.model)
     fmt = prompt_format(tokenizer, opts.prompt)
-    test = test_prompts(opts, tokenizer, fmt, splits) if predicting else None
+    test = test_prompts(opts, choice, tokenizer, fmt, splits) if predicting else None
     manifest = begin_run(opts, argv, choice, splits, resume)
     trained = train(opts, choice, tokenizer, fmt, splits, manifest, resume) if training else None
     if predicting:

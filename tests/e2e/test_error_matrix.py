@@ -156,6 +156,11 @@ def rows(env) -> dict:
             2,
             "--load_in_4bit needs a CUDA GPU",
         ),
+        "fp16-generation-on-cpu": (
+            LOAD + train + ["--train_file", data, "--device", "cpu", "--generation_dtype", "fp16"],
+            2,
+            "--generation_dtype fp16 is not supported on CPU; use auto, bf16 or fp32",
+        ),
         "unknown-flag": (
             LOAD + train + ["--train_file", data, "--lora_rank", "8"],
             2,
@@ -698,6 +703,7 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
         "ratios-not-summing-to-1",
         "target-modules-match-nothing",
         "4bit-without-cuda",
+        "fp16-generation-on-cpu",
         "unknown-flag",
         "resume-without-checkpoint",
         "merge-adapter-missing",

@@ -21,6 +21,7 @@ def test_a_training_output_has_a_hub_model_card_with_recipe_data_and_intervals(t
     assert {"bioqa-lora", "lora", "peft"} <= set(data["tags"]) and "license" not in data  # the tiny base has none
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["data_sources"]["train"]["sha256"] in text and "| lora_r | `8` |" in text
+    assert f"| generation dtype | {manifest['device']['generation_dtype']} |" in text
     assert "### Validation" in text and "### Test" in text and "AutoPeftModelForCausalLM.from_pretrained" in text
     test_scores = json.loads((out / "predict_metrics.json").read_text())["scores"]["rougeL"]
     low, high = test_scores["ci95"]

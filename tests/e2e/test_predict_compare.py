@@ -21,6 +21,8 @@ def zero_shot(tiny_model_dir, qa_file, tmp_path_factory):
         "12",
         "--bootstrap_samples",
         "200",
+        "--generation_dtype",
+        "fp32",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
@@ -41,6 +43,8 @@ def test_zero_shot_prediction_files(zero_shot, tiny_model_dir):
     for name, entry in summary["scores"].items():
         assert entry["ci95"][0] <= entry["score"] <= entry["ci95"][1], name
     assert summary["generation"]["max_new_tokens"] == 12 and summary["bootstrap"]["samples"] == 200
+    assert summary["generation"]["dtype"] == "float32" and summary["generation"]["cache"] == "dynamic"
+    assert json.loads((zero_shot / "run_manifest.json").read_text())["device"]["generation_dtype"] == "float32"
     assert not (zero_shot / "adapter_model.safetensors").exists() and (zero_shot / "run_manifest.json").is_file()
 
 
@@ -65,19 +69,19 @@ def test_adapter_and_merged_checkpoint_predict_the_same(trained, tiny_model_dir,
         == 0
     )
     common = ["--do_predict", "--train_file", str(qa_file), "--generation_max_new_tokens", "12"]
-    with_adapter = run_cli(
-        *common,
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--adapter_name_or_path",
-        str(out),
-        "--output_dir",
-        str(tmp_path / "a"),
-    )
-    merged = run_cli(*common, "--model_name_or_path", str(tmp_path / "merged"), "--output_dir", str(tmp_path / "m"))
-    assert with_adapter.returncode == 0 and merged.returncode == 0, with_adapter.stderr[-2000:] + merged.stderr[-2000:]
-    predictions = [[r["prediction"] for r in read_rows(tmp_path / name / "predictions.jsonl")] for name in ("a", "m")]
-    assert predictions[0] == predictions[1] == [r["prediction"] for r in read_rows(out / "predictions.jsonl")]
+    adapter = ["--model_name_or_path", str(tiny_model_dir), "--adapter_name_or_path", str(out)]
+    fp32 = ["--generation_dtype", "fp32"]  # a merged bf16 weight rounds base + update once, not each apart
+    runs = {
+        "a": run_cli(*common, *adapter, *fp32, "--output_dir", str(tmp_path / "a")),
+        "m": run_cli(
+            *common, *fp32, "--model_name_or_path", str(tmp_path / "merged"), "--output_dir", str(tmp_path / "m")
+        ),
+        "auto": run_cli(*common, *adapter, "--output_dir", str(tmp_path / "auto")),  # the dtype of the run that trained
+    }
+    assert all(r.returncode == 0 for r in runs.values()), "".join(r.stderr[-2000:] for r in runs.values())
+    predictions = {name: [r["prediction"] for r in read_rows(tmp_path / name / "predictions.jsonl")] for name in runs}
+    assert predictions["a"] == predictions["m"]
+    assert predictions["auto"] == [r["prediction"] for r in read_rows(out / "predictions.jsonl")]
 
 
 def compare(*args):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bioqa.devices import cpu_has_native_bf16
 from helpers import TRAIN, run_cli, run_flags
 
 
@@ -90,6 +91,9 @@ def test_manifest_and_resolved_config(trained, qa_file):
     out, _ = trained
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["device"]["device"] == "cpu" and manifest["seed"] == 7
+    native = "bfloat16" if cpu_has_native_bf16() else "float32"  # the CPU's fast dtype, for training and generating
+    assert manifest["device"]["weights_dtype"] == manifest["device"]["generation_dtype"] == native
+    assert json.loads((out / "predict_metrics.json").read_text())["generation"]["dtype"] == native
     assert manifest["split_sizes"] == {"train": 48, "validation": 6, "test": 6}
     assert manifest["data_sources"]["train"]["sha256"] and manifest["packages"]["transformers"]
     assert manifest["started_at"] <= manifest["finished_at"] and manifest["final_metrics"]["eval_rougeL"] >= 0
@@ -173,3 +177,17 @@ def test_same_seed_same_adapter(tiny_model_dir, qa_file, tmp_path):
         assert run_cli(*args, "--output_dir", str(tmp_path / name)).returncode == 0
     a, b = (load_file(tmp_path / name / "adapter_model.safetensors") for name in ("a", "b"))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)  # LoRA init and data order seeded
+
+
+def test_padding_free_training_follows_the_padded_run(tiny_model_dir, qa_file, tmp_path):
+    """--padding_free changes how batches are laid out, not what is learned: the same losses step by step."""
+    args = ["--max_steps", "4", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]
+    args += ["--report_to", "none", "--precision", "fp32"]
+    losses = {}
+    for name, extra in (("padded", []), ("packed", ["--padding_free"])):
+        out = tmp_path / name
+        result = run_cli(*run_flags(tiny_model_dir, qa_file, out), *args, *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        losses[name] = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses["packed"]) == 4 and losses["packed"] == pytest.approx(losses["padded"], rel=1e-3)

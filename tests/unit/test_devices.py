@@ -24,19 +24,36 @@ def machine(monkeypatch):
 @pytest.mark.parametrize(
     "kind, expected",
     [
-        (dict(cuda=True), ("cuda", "bf16", "bfloat16")),
-        (dict(cuda=True, cuda_bf16=False), ("cuda", "fp16", "float16")),
-        (dict(mps=True), ("mps", "bf16", "float32")),
-        (dict(mps=True, mps_bf16=False), ("mps", "fp32", "float32")),
-        (dict(cpu_bf16=True), ("cpu", "bf16", "float32")),
-        (dict(), ("cpu", "fp32", "float32")),
+        (dict(cuda=True), ("cuda", "bf16", "bfloat16", "bfloat16")),
+        (dict(cuda=True, cuda_bf16=False), ("cuda", "fp16", "float16", "float16")),
+        (dict(mps=True), ("mps", "bf16", "float32", "float32")),
+        (dict(mps=True, mps_bf16=False), ("mps", "fp32", "float32", "float32")),
+        (dict(cpu_bf16=True), ("cpu", "bf16", "bfloat16", "bfloat16")),
+        (dict(), ("cpu", "fp32", "float32", "float32")),
     ],
 )
 def test_auto_picks_cuda_then_mps_then_cpu(machine, kind, expected):
     machine(**kind)
     choice = devices.choose_device()
-    assert (choice.device, choice.precision, choice.weights_dtype) == expected
+    assert (choice.device, choice.precision, choice.weights_dtype, choice.generation_dtype) == expected
     assert choice.reason and choice.device in choice.describe()
+    assert f"generation in {choice.generation_dtype}" in choice.describe()
+
+
+@pytest.mark.parametrize(
+    "kind, device, precision, generation, expected",
+    [
+        (dict(cpu_bf16=True), "cpu", "fp32", "auto", ("float32", "bfloat16")),  # training precision aside
+        (dict(cpu_bf16=True), "cpu", "auto", "fp32", ("bfloat16", "float32")),
+        (dict(cuda=True), "cuda", "auto", "fp32", ("bfloat16", "float32")),
+        (dict(cuda=True, cuda_bf16=False), "cuda", "auto", "auto", ("float16", "float16")),
+        (dict(mps=True), "mps", "auto", "bf16", ("float32", "bfloat16")),
+    ],
+)
+def test_generation_dtype_is_chosen_apart_from_training(machine, kind, device, precision, generation, expected):
+    machine(**kind)
+    choice = devices.choose_device(device, precision, generation=generation)
+    assert (choice.weights_dtype, choice.generation_dtype) == expected
 
 
 def test_forced_choices(machine):
@@ -66,6 +83,21 @@ def test_impossible_combinations_are_usage_errors(machine, kind, device, precisi
     machine(**kind)
     with pytest.raises(InputError, match=fragment):
         devices.choose_device(device, precision, four_bit)
+
+
+@pytest.mark.parametrize(
+    "kind, device, generation, fragment",
+    [
+        (dict(), "cpu", "bf16", "generation_dtype bf16 was asked for but this cpu does not compute bf16 natively"),
+        (dict(cuda=True, cuda_bf16=False), "cuda", "bf16", "this cuda does not compute bf16"),
+        (dict(cpu_bf16=True), "cpu", "fp16", "generation_dtype fp16 is not supported on CPU"),
+        (dict(), "cpu", "int8", "generation_dtype 'int8' is not one of"),
+    ],
+)
+def test_impossible_generation_dtypes_are_usage_errors(machine, kind, device, generation, fragment):
+    machine(**kind)
+    with pytest.raises(InputError, match=fragment):
+        devices.choose_device(device, generation=generation)
 
 
 def test_this_machine_really_probes():

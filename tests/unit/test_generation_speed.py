@@ -1,0 +1,113 @@
+"""What makes generation fast must not change what it answers: the KV cache kinds, and generation in another
+dtype with the frozen weights cast for the duration and restored."""
+
+import pytest
+import torch
+
+from bioqa import prompts
+from bioqa.generation import (
+    Answering,
+    GenerationSettings,
+    answer_prompts,
+    cache_kwargs,
+    frozen_weights_in,
+    generate_token_ids,
+)
+from helpers import prompt_args
+from tiny_models import build_model, qa_rows
+
+
+@pytest.fixture(scope="module")
+def prompt_batch(tokenizer):
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    return [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in qa_rows(9)]
+
+
+def lora_model(tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    return get_peft_model(build_model(tokenizer, seed=5), config)
+
+
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+def test_each_cache_answers_as_one_prompt_at_a_time(tokenizer, prompt_batch, cache):
+    model = build_model(tokenizer, seed=3)
+    one_by_one = generate_token_ids(model, tokenizer, prompt_batch, GenerationSettings(max_new_tokens=10, batch_size=1))
+    batched = generate_token_ids(
+        model, tokenizer, prompt_batch, GenerationSettings(max_new_tokens=10, batch_size=4, cache=cache)
+    )
+    assert batched == one_by_one and all(batched)
+
+
+def test_cache_keywords():
+    assert cache_kwargs("dynamic") == {}
+    assert cache_kwargs("static") == {"cache_implementation": "static", "disable_compile": True}
+    compiled = cache_kwargs("compiled")
+    assert compiled["cache_implementation"] == "static" and compiled["compile_config"]._compile_all_devices
+
+
+def test_frozen_weights_are_cast_inside_and_restored_bit_for_bit(tokenizer):
+    model = lora_model(tokenizer)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    storage = {name: p.data_ptr() for name, p in model.named_parameters()}
+    with frozen_weights_in(model, "bfloat16"):
+        dtypes = {name: p.dtype for name, p in model.named_parameters()}
+        logits = model(input_ids=torch.tensor([[5, 6, 7]])).logits
+    assert {dtypes[n] for n, p in model.named_parameters() if p.requires_grad} == {torch.float32}  # LoRA kept
+    assert {dtypes[n] for n, p in model.named_parameters() if not p.requires_grad} == {torch.bfloat16}
+    assert logits.dtype == torch.bfloat16
+    for name, param in model.named_parameters():
+        assert param.data_ptr() == storage[name] and torch.equal(param, before[name])  # the same memory
+
+
+def test_frozen_weights_are_restored_when_the_block_fails(tokenizer):
+    model = build_model(tokenizer, seed=3)
+    with pytest.raises(RuntimeError, match="stop"), frozen_weights_in(model, "bfloat16"):
+        raise RuntimeError("stop")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_answers_in_bf16_match_float32_mostly_and_leave_the_model_as_it_was(tokenizer, prompt_batch):
+    """A bf16 cast may change a greedy choice where two tokens are nearly tied, not the model afterwards."""
+    model = lora_model(tokenizer)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    answers = {}
+    for dtype in ("float32", "bfloat16"):
+        how = Answering(GenerationSettings(max_new_tokens=8, batch_size=4, dtype=dtype))
+        answers[dtype] = answer_prompts(model, tokenizer, prompt_batch, how).texts
+    assert len(answers["bfloat16"]) == len(prompt_batch) and all(answers["bfloat16"])
+    assert sum(a == b for a, b in zip(*answers.values())) >= len(prompt_batch) // 2
+    assert all(torch.equal(p, before[n]) and p.dtype == before[n].dtype for n, p in model.named_parameters())
+
+
+def test_a_bf16_base_trains_fp32_lora_weights_to_the_loss_of_autocast_over_fp32_weights(tiny_model_dir, tokenizer):
+    """The CPU's bf16 set-up (the base loaded in bf16) against casting fp32 weights under autocast at every step:
+    the same matmuls in bf16, so the losses differ only by the rounding of embeddings, norms and residuals."""
+    from types import SimpleNamespace
+
+    from bioqa.devices import DeviceChoice
+    from bioqa.modeling import apply_lora, load_model
+
+    model_args = SimpleNamespace(
+        model_name_or_path=str(tiny_model_dir), trust_remote_code=False, attn_implementation=None, load_in_4bit=False
+    )
+    lora = SimpleNamespace(
+        lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules=["all-linear"], modules_to_save=None
+    )
+    lora.use_rslora = lora.use_dora = False
+    batch = torch.tensor([[3, 9, 12, 40, 41, 7, 8, 2, 30, 31]])
+    losses = {}
+    for weights in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = apply_lora(load_model(model_args, DeviceChoice("cpu", "bf16", weights, "test")), lora, False, False)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        trained = [p for p in model.parameters() if p.requires_grad]
+        frozen = [p for p in model.parameters() if not p.requires_grad]
+        assert {p.dtype for p in trained} == {torch.float32}  # LoRA weights, so the optimizer's state, stay fp32
+        assert {p.grad.dtype for p in trained} == {torch.float32}
+        assert {p.dtype for p in frozen} == {getattr(torch, weights)} and all(p.grad is None for p in frozen)
+        losses[weights] = loss.item()
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.01)
