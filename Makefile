@@ -10,7 +10,7 @@ DEPS_STAMP := $(VENV)/.deps-installed
 NLTK_STAMP := nltk_data/.complete
 MODEL_STAMP := models/.default-model-complete
 
-.PHONY: setup model test test-fast lint demo bench bench-train bench-merge bench-recipes clean
+.PHONY: setup model test test-fast lint demo bench bench-train bench-generation bench-gpu bench-merge bench-recipes clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -52,8 +52,17 @@ demo: setup model
 bench: setup
 	$(PY) bench/bench_metrics.py
 
+# Training tokens/s and MFU against TRL's defaults and tuned arms, generation prefill / decode tokens/s.
 bench-train: setup model
 	$(PY) bench/bench_train.py
+
+# --do_predict on 100 PubMedQA questions by generation dtype and KV cache (needs ../shared/data).
+bench-generation: setup model
+	$(PY) bench/bench_generation.py
+
+# On a CUDA GPU: tokens/s and MFU of a 1B Llama-shaped model, sdpa / flash-attention, padding-free on and off.
+bench-gpu: setup model
+	$(PY) bench/bench_gpu.py
 
 bench-merge: setup model
 	$(PY) bench/bench_merge.py

@@ -1,17 +1,24 @@
-"""Benchmark: LoRA training throughput against TRL's SFTTrainer, and batched generation.
+"""Benchmark: LoRA training throughput and MFU against TRL's SFTTrainer, and generation prefill / decode speed.
 
-    python bench/bench_train.py [--examples 40] [--questions 32]      (make bench-train)
+    python bench/bench_train.py [--examples 40] [--questions 16]      (make bench-train)
 
-Training: SmolLM2-135M-Instruct (models/, from `make model`), PubMedQA examples (question +
-abstract -> long answer, from ../shared/data), LoRA r 16 on all linear layers, batch 8, max length
-1024, one epoch over the same examples, each arm in a fresh process. Arms: this toolkit's Trainer
-set-up in fp32 and bf16 autocast, each with and without length-grouped batches, and TRL's
-SFTTrainer with its defaults (prompt-completion data; TRL is installed into bench/.trl only).
-Tokens/s counts real (non-padding) tokens over the training runtime; the padding fraction is the
-share of padded positions in the batches the collator built.
+Training: SmolLM2-135M-Instruct (models/, from `make model`), PubMedQA examples (question + abstract ->
+long answer, from ../shared/data), LoRA r 16 on all linear layers (dropout 0), batch 8, max length 1024,
+one epoch over the same examples, each arm in a fresh process. Arms:
+* ours-fp32: float32 weights, no autocast;
+* ours-bf16-autocast: float32 weights under bf16 autocast (every step casts the weights);
+* ours-bf16: the frozen base loaded in bf16 under bf16 autocast, LoRA in float32 (the default where the CPU
+  computes bf16 natively);
+* ours-bf16-padfree: the same with padding-free batches (one row per batch, a block-diagonal mask);
+* trl-defaults: TRL's SFTTrainer with its defaults (prompt-completion data; installed into bench/.trl);
+* trl-tuned: TRL as an expert would tune it: no activation checkpointing, length-grouped batches, bf16.
+Ours use length-grouped batches. Tokens/s counts real (non-padding) tokens over the training runtime;
+padding is the share of padded positions in the collated batches; MFU is 4 x parameters x tokens/s
+against the bf16 matmul peak measured here first (2048^3, best of 5; float32 arms against the float32 peak).
 
-Generation: 32 MedQuAD questions, 48 new tokens, greedy: one prompt at a time against batched,
-length-sorted, left-padded generation; the answers must be identical.
+Generation: --questions PubMedQA prompts in one batch, greedy; prefill tokens/s = prompt tokens over the
+time of a 1-token generate, decode tokens/s = the further tokens over the extra time of a 33-token one;
+float32 with the dynamic cache (before) against the auto settings (bf16 where native, static cache).
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from bioqa.paths import local_default_model
 
@@ -30,7 +39,8 @@ MODEL = local_default_model()
 SHARED = ROOT.parent / "shared" / "data"
 TRL_DIR = ROOT / "bench" / ".trl"
 TRL_VERSION = "trl==1.16.0"
-ARMS = ("ours-fp32-random", "ours-fp32-grouped", "ours-bf16-random", "ours-bf16-grouped", "trl-defaults")
+ARMS = ("ours-fp32", "ours-bf16-autocast", "ours-bf16", "ours-bf16-padfree", "trl-defaults", "trl-tuned")
+DECODE_TOKENS = 32
 
 
 def pubmedqa_examples(n: int) -> list[dict]:
@@ -49,20 +59,46 @@ class CountingCollator:
 
     def __call__(self, features):
         batch = self.inner(features)
-        self.real += int(batch["attention_mask"].sum())
-        self.padded += batch["attention_mask"].numel()
+        positions = batch["input_ids"].numel()
+        self.real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else positions
+        self.padded += positions
         return batch
+
+    def counts(self) -> dict:
+        return {"real_tokens": self.real, "padded_positions": self.padded}
 
 
 def lora_config():
     from peft import LoraConfig
 
-    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeats` size^3 matrix products in this dtype on the CPU."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up: threads and kernels
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def parameter_count() -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(MODEL))
+    return sum(p.numel() for p in model.parameters())
 
 
 def run_ours(arm: str, examples: list[dict]) -> dict:
-    from types import SimpleNamespace
-
     import torch
     from datasets import Dataset
     from peft import get_peft_model
@@ -78,36 +114,44 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
         SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)
     )
     features, _ = encode_dataset(tokenizer, prompt_format(tokenizer, PromptArguments()), examples, 1024)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), lora_config())
+    weights = torch.bfloat16 if arm in ("ours-bf16", "ours-bf16-padfree") else torch.float32
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(MODEL, dtype=weights), lora_config())
     bf16 = "bf16" in arm
-    args = TrainingArguments(
-        output_dir="/tmp/bench-ours",
-        per_device_train_batch_size=8,
-        num_train_epochs=1,
-        learning_rate=2e-4,
-        bf16=bf16,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        seed=0,
-        train_sampling_strategy="group_by_length" if "grouped" in arm else "random",
-    )
     # what load_models.build_trainer sets up: its Trainer (length-grouped batches), answer-only logits and
     # loss, padding to multiples of 8 in bf16
-    collator = CountingCollator(AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if bf16 else None))
+    collator = CountingCollator(
+        AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8 if bf16 else None, padding_free="padfree" in arm)
+    )
     trainer = BioQATrainer(
         model=model,
-        args=args,
+        args=training_arguments(
+            TrainingArguments, "/tmp/bench-ours", bf16=bf16, train_sampling_strategy="group_by_length"
+        ),
         train_dataset=Dataset.from_list(features),
         data_collator=collator,
         compute_loss_func=answer_only_loss,
     )
     runtime = trainer.train().metrics["train_runtime"]
-    return {"arm": arm, "runtime_s": runtime, "real_tokens": collator.real, "padded_positions": collator.padded}
+    return {"arm": arm, "runtime_s": runtime, "bf16": bf16, **collator.counts()}
 
 
-def run_trl(examples: list[dict]) -> dict:
+def training_arguments(kind, output_dir: str, **overrides):
+    """What every arm shares: batch 8, one epoch, learning rate 2e-4, CPU, no saving."""
+    settings = dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=8,
+        num_train_epochs=1,
+        learning_rate=2e-4,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+    )
+    return kind(**{**settings, **overrides})
+
+
+def run_trl(arm: str, examples: list[dict]) -> dict:
     sys.path.insert(0, str(TRL_DIR))
     import torch
     from datasets import Dataset
@@ -130,19 +174,10 @@ def run_trl(examples: list[dict]) -> dict:
         for e in examples
     ]
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
-    # TRL's defaults, except what must match the other arms (batch, length, lr, epochs) or run on a CPU.
-    config = SFTConfig(
-        output_dir="/tmp/bench-trl",
-        per_device_train_batch_size=8,
-        max_length=1024,
-        learning_rate=2e-4,
-        num_train_epochs=1,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        seed=0,
-    )
+    # TRL's defaults, except what must match the other arms (batch, length, lr, epochs) or run on a CPU; the
+    # tuned arm as an expert would set it for a CPU with native bf16
+    tuned = {"activation_checkpointing": False, "train_sampling_strategy": "group_by_length", "bf16": True}
+    config = training_arguments(SFTConfig, "/tmp/bench-trl", max_length=1024, **(tuned if arm == "trl-tuned" else {}))
     trainer = SFTTrainer(
         model=model,
         args=config,
@@ -153,24 +188,36 @@ def run_trl(examples: list[dict]) -> dict:
     trainer.data_collator = collator = CountingCollator(trainer.data_collator)
     runtime = trainer.train().metrics["train_runtime"]
     return {
-        "arm": "trl-defaults",
+        "arm": arm,
         "runtime_s": runtime,
-        "real_tokens": collator.real,
-        "padded_positions": collator.padded,
         "bf16": config.bf16,
-        "gradient_checkpointing": config.activation_checkpointing,
+        "activation_checkpointing": config.activation_checkpointing,
+        **collator.counts(),
     }
 
 
-def run_generation(questions: int, new_tokens: int) -> dict:
-    from types import SimpleNamespace
+def run_generation(questions: int) -> dict:
+    """Prefill and decode tokens/s, before (float32, dynamic cache) and with the auto settings."""
+    from bioqa.cli.arguments import GenerationEvalArguments
+    from bioqa.cli.predict import generation_settings
+    from bioqa.devices import choose_device
 
-    import torch
-    from transformers import AutoModelForCausalLM
+    tokenizer, prompts = pubmedqa_prompts(questions)
+    choice = choose_device("cpu")
+    auto = generation_settings(GenerationEvalArguments(generation_batch_size=questions), choice, False)
+    arms = {
+        "fp32, dynamic cache": replace(auto, dtype="float32", cache="dynamic"),
+        f"auto: {auto.dtype}, {auto.cache} cache": auto,
+    }
+    return {
+        "prompt_tokens": sum(map(len, prompts)),
+        "rows": len(prompts),
+        "arms": {name: timed_generation(tokenizer, prompts, settings) for name, settings in arms.items()},
+    }
 
+
+def pubmedqa_prompts(questions: int):
     from bioqa.cli.arguments import PromptArguments
-    from bioqa.data import FieldMap, read_records, to_examples
-    from bioqa.generation import GenerationSettings, generate_token_ids
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import prompt_format, prompt_ids
 
@@ -178,21 +225,24 @@ def run_generation(questions: int, new_tokens: int) -> dict:
         SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)
     )
     fmt = prompt_format(tokenizer, PromptArguments())
-    rows = to_examples(read_records(SHARED / "medquad" / "medquad_small.jsonl"), FieldMap(), "test", "medquad")[0]
-    prompts = [prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in rows[:questions]]
+    return tokenizer, [prompt_ids(tokenizer, fmt, e["question"], e["context"]) for e in pubmedqa_examples(questions)]
+
+
+def timed_generation(tokenizer, prompts: list[list[int]], settings) -> dict:
+    """Seconds of a 1-token and of a (1 + DECODE_TOKENS)-token generate over all prompts in one batch."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bioqa.generation import Answering, answer_prompts
+
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
-    timings, outputs = {}, {}
-    for batch in (1, 8, 16, 32):
+    seconds = {}
+    for new in (1, 1 + DECODE_TOKENS, 1, 1 + DECODE_TOKENS):  # twice each: the first call warms up
+        how = Answering(replace(settings, max_new_tokens=new, min_new_tokens=new))
         start = time.perf_counter()
-        outputs[batch] = generate_token_ids(
-            model, tokenizer, prompts, GenerationSettings(max_new_tokens=new_tokens, batch_size=batch)
-        )
-        timings[batch] = time.perf_counter() - start
-    return {
-        "seconds": timings,
-        "identical": {b: outputs[b] == outputs[1] for b in outputs},
-        "prompt_tokens": [len(p) for p in prompts],
-    }
+        answer_prompts(model, tokenizer, prompts, how)
+        seconds[new] = time.perf_counter() - start
+    return seconds
 
 
 def install_trl() -> None:
@@ -210,47 +260,53 @@ def fresh_process(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def report(runs: list[dict], generation: dict, args: argparse.Namespace) -> None:
-    print(f"Training: {args.examples} PubMedQA examples, batch 8, one epoch, LoRA r16 all-linear, SmolLM2-135M\n")
-    print("| arm | runtime s | real tokens | tokens/s | padding |\n|---|---|---|---|---|")
-    trl = next(r for r in runs if r["arm"] == "trl-defaults")
-    trl_rate = trl["real_tokens"] / trl["runtime_s"]
+def report(runs: list[dict], generation: dict, peaks: dict, parameters: int, args: argparse.Namespace) -> None:
+    print(
+        f"Training: {args.examples} PubMedQA examples, batch 8, one epoch, LoRA r16 all-linear, SmolLM2-135M "
+        f"({parameters / 1e6:.0f}M parameters); matmul peak here: bf16 {peaks['bfloat16']:.0f}, float32 "
+        f"{peaks['float32']:.0f} GFLOP/s\n"
+    )
+    print("| arm | runtime s | real tokens | tokens/s | vs TRL's best | padding | MFU |\n|---|---|---|---|---|---|---|")
+    best_trl = max(r["real_tokens"] / r["runtime_s"] for r in runs if r["arm"].startswith("trl"))
     for r in runs:
         rate = r["real_tokens"] / r["runtime_s"]
         padding = 1 - r["real_tokens"] / r["padded_positions"]
+        mfu = 4 * parameters * rate / (peaks["bfloat16" if r["bf16"] else "float32"] * 1e9)
         print(
-            f"| {r['arm']} | {r['runtime_s']:.1f} | {r['real_tokens']} | {rate:.0f} ({rate / trl_rate:.2f}x TRL) "
-            f"| {padding:.1%} |"
+            f"| {r['arm']} | {r['runtime_s']:.1f} | {r['real_tokens']} | {rate:.0f} | {rate / best_trl:.2f}x "
+            f"| {padding:.1%} | {mfu:.1%} |"
         )
-    print(f"\nTRL defaults used: bf16={trl['bf16']}, activation checkpointing={trl['gradient_checkpointing']}")
-    seconds = generation["seconds"]
-    print(f"\nGeneration: {args.questions} MedQuAD questions, {args.new_tokens} new tokens, greedy\n")
-    print("| batch size | seconds | speed-up vs one at a time | identical answers |\n|---|---|---|---|")
-    for batch, value in seconds.items():
-        print(f"| {batch} | {value:.1f} | {seconds['1'] / value:.1f}x | {generation['identical'][batch]} |")
+    for r in runs:
+        if r["arm"].startswith("trl"):
+            print(f"{r['arm']}: bf16={r['bf16']}, activation checkpointing={r['activation_checkpointing']}")
+    print(f"\nGeneration: {generation['rows']} PubMedQA prompts ({generation['prompt_tokens']} tokens) in one batch\n")
+    print("| settings | prefill tokens/s | decode tokens/s |\n|---|---|---|")
+    for name, seconds in generation["arms"].items():
+        prefill = generation["prompt_tokens"] / seconds["1"]
+        decode = generation["rows"] * DECODE_TOKENS / (seconds[str(1 + DECODE_TOKENS)] - seconds["1"])
+        print(f"| {name} | {prefill:.0f} | {decode:.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=40, help="training examples (one epoch, batch 8)")
-    parser.add_argument("--questions", type=int, default=32, help="prompts for the generation benchmark")
-    parser.add_argument("--new_tokens", type=int, default=48, help="tokens generated per prompt")
+    parser.add_argument("--questions", type=int, default=16, help="prompts for the generation benchmark")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="training arms to run")
     parser.add_argument("--arm", choices=ARMS + ("generation",), help=argparse.SUPPRESS)  # one measurement, in-process
     args = parser.parse_args(argv)
     if args.arm == "generation":
-        print(json.dumps(run_generation(args.questions, args.new_tokens)))
+        print(json.dumps(run_generation(args.questions)))
     elif args.arm:
         examples = pubmedqa_examples(args.examples)
-        print(json.dumps(run_trl(examples) if args.arm == "trl-defaults" else run_ours(args.arm, examples)))
+        print(json.dumps(run_trl(args.arm, examples) if args.arm.startswith("trl") else run_ours(args.arm, examples)))
     else:
         if not (MODEL / "config.json").is_file():
             raise SystemExit(f"{MODEL} is missing; run `make model` first")
         install_trl()
-        runs = [fresh_process("--arm", arm, "--examples", str(args.examples)) for arm in ARMS]
-        generation = fresh_process(
-            "--arm", "generation", "--questions", str(args.questions), "--new_tokens", str(args.new_tokens)
-        )
-        report(runs, generation, args)
+        peaks = {dtype: matmul_peak(dtype) for dtype in ("bfloat16", "float32")}
+        runs = [fresh_process("--arm", arm, "--examples", str(args.examples)) for arm in args.arms]
+        generation = fresh_process("--arm", "generation", "--questions", str(args.questions))
+        report(runs, generation, peaks, parameter_count(), args)
     return 0
 
 
