@@ -27,6 +27,7 @@ from pathlib import Path
 
 import metrics_utils
 from bioqa.cli.config import answer_flags
+from bioqa.files import text_lines
 from bioqa.report import scores_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +208,7 @@ def label_report(out: Path, comparison: dict) -> None:
 
 
 def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [json.loads(line) for line in text_lines(path.read_text(encoding="utf-8"))]
 
 
 def answer_part(rows: dict[str, list[dict]], labels: list[str]) -> None:

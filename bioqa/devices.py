@@ -7,7 +7,7 @@ Order: CUDA, then Apple MPS, then CPU, unless `--device` says otherwise. Precisi
   fp16 autocast is refused: its gradient scaler is not supported on MPS.
 * CPU: where the processor computes bf16 natively (AVX512-BF16 or AMX), the frozen base loads in bf16
   and trains under bf16 autocast (LoRA weights and optimizer state stay fp32): a LoRA step of a 135M
-  model ran 1.2x faster than fp32 weights under the same autocast (docs/BENCHMARKS.md); else fp32.
+  model ran 1.1-1.2x faster than fp32 weights under the same autocast (docs/BENCHMARKS.md); else fp32.
   Weights stay fp32 on MPS.
 `--precision fp32` (or bf16 / fp16) forces a choice; impossible ones raise InputError.
 

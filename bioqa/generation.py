@@ -12,8 +12,9 @@ quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BE
 
 `answer_prompts` runs in the settings' dtype (`computing_in`): frozen weights in another dtype are cast for the
 duration and restored bit for bit after, while weights being trained (LoRA) keep theirs and, for a half dtype,
-meet the input under autocast. A model the Trainer prepared already runs under autocast (accelerate wraps its
-forward), so the same answers come from the adapter during training and reloaded from its folder (tested).
+meet the input under autocast. The training autocast accelerate wraps around a prepared model's forward is set
+aside meanwhile, so the same answers and label scores come from the adapter during training and reloaded from
+its folder (tested).
 
 For questions with a label set, `label_logliks` / `choose_labels` answer without generating: the label
 whose first tokens are the most likely after the prompt. `answer_prompts` runs either or both, across
@@ -84,8 +85,25 @@ def computing_in(model: Any, dtype: str | None) -> Iterator[None]:
 
     half = dtype in ("bfloat16", "float16")
     autocast = torch.autocast(model.device.type, getattr(torch, dtype) if half else None, enabled=half)
-    with frozen_weights_in(model, dtype), autocast:
+    with frozen_weights_in(model, dtype), without_training_autocast(model), autocast:
         yield
+
+
+@contextmanager
+def without_training_autocast(model: Any) -> Iterator[None]:
+    """The model's own forward inside the block. accelerate wraps the forward of a model the Trainer prepared in
+    the training precision's autocast; a direct call (log-likelihood scoring) would run in it, not in the
+    generation dtype (`generate` calls the inner model and never met the wrapper)."""
+    original = getattr(model, "_original_forward", None)
+    if original is None:
+        yield
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Helpers the tests share: where the repository is, the short training recipe, and running a command
 as a user would. (Fixtures live in conftest.py; helpers are imported, `from helpers import run_cli`.)"""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,14 @@ def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedP
     return subprocess.run(
         [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
     )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """A JSON Lines file's rows, split on "\n" only: str.splitlines() would also split inside an answer holding
+    U+0085, U+2028 or a control character such as \x1c, which a generating model may write."""
+    from bioqa.files import text_lines
+
+    return [json.loads(line) for line in text_lines(Path(path).read_text(encoding="utf-8"))]
 
 
 def prompt_args(**overrides):

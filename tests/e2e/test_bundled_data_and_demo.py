@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, read_jsonl
 
 DATA = ROOT / "data" / "bioqa"
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct"
@@ -23,7 +23,7 @@ TOPICS = {
 
 
 def split(name: str) -> list[dict]:
-    return [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    return read_jsonl(DATA / f"{name}.jsonl")
 
 
 def test_bundled_data_fields_sizes_and_no_leaks():
@@ -50,10 +50,7 @@ def test_multiple_choice_set_balanced_distinct_and_split_without_leaks():
 
     mcq = ROOT / "data" / "mcq"
     files = {name: mcq / f"{name}.jsonl" for name in ("train", "validation", "test")}
-    raw = {
-        name: [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        for name, path in files.items()
-    }
+    raw = {name: read_jsonl(path) for name, path in files.items()}
     rows = [row for part in raw.values() for row in part]
     assert {name: len(part) for name, part in raw.items()} == {"train": 96, "validation": 16, "test": 48}
     assert all(set(row) == {"id", "topic", "question", "options", "correct"} for row in rows)

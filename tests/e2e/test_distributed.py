@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_flags
+from helpers import ROOT, read_jsonl, run_flags
 
 # The same global batch of 8 either way: 8 in one process, or 4 in each of two; sequential order,
 # so that both see the same examples in the same steps.
@@ -92,7 +92,7 @@ def test_two_processes(kind, single, tiny_model_dir, qa_file, tmp_path):
     result = train(launcher(kind), out, tiny_model_dir, qa_file, 4)
     assert result.returncode == 0, result.stderr[-4000:]
     for step in (4, 8):
-        rows = [json.loads(line) for line in (out / "predictions" / f"eval-step-{step}.jsonl").read_text().splitlines()]
+        rows = read_jsonl(out / "predictions" / f"eval-step-{step}.jsonl")
         ids = [row["id"] for row in rows]
         assert len(ids) == len(set(ids)) == 6  # every validation example generated and scored exactly once
     (metrics, losses), (expected, expected_losses) = outcome(out), outcome(single)

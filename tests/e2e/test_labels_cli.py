@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import TRAIN, run_cli, run_flags
+from helpers import TRAIN, read_jsonl, run_cli, run_flags
 from tiny_models import write_jsonl, yes_no_rows
 
 LABELS = ["--label_field", "decision", "--labels", "yes", "no", "--target", "label_then_answer"]
@@ -33,7 +33,7 @@ def labelled_run(tiny_model_dir, tmp_path_factory):
 
 
 def _rows(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return read_jsonl(path)
 
 
 def test_label_metrics_are_logged_at_every_evaluation(labelled_run):

@@ -8,7 +8,7 @@ import pytest
 
 import metrics_utils
 from bioqa.errors import InputError
-from helpers import run_cli, run_flags
+from helpers import read_jsonl, run_cli, run_flags
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def zero_shot(tiny_model_dir, qa_file, tmp_path_factory):
 
 
 def read_rows(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return read_jsonl(path)
 
 
 def test_zero_shot_prediction_files(zero_shot, tiny_model_dir):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bioqa.devices import cpu_has_native_bf16
-from helpers import TRAIN, run_cli, run_flags
+from helpers import TRAIN, read_jsonl, run_cli, run_flags
 
 
 def test_run_writes_every_output(trained):
@@ -41,11 +41,11 @@ def test_generation_metrics_are_logged_at_each_evaluation(trained):
     for entry in evals:
         for name in ("eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_rougeLsum", "eval_bleu", "eval_meteor"):
             assert 0.0 <= entry[name] <= (100.0 if name == "eval_bleu" else 1.0), name
-    rows = [json.loads(line) for line in (out / "predictions" / "eval-step-24.jsonl").read_text().splitlines()]
+    rows = read_jsonl(out / "predictions" / "eval-step-24.jsonl")
     assert len(rows) == 6 and set(rows[0]) >= {"id", "question", "reference", "prediction", "rougeL", "bleu", "meteor"}
     assert sum(r["rougeL"] for r in rows) / 6 == pytest.approx(evals[-1]["eval_rougeL"])
     # the evaluation after training (the best adapter) has its own file, matching metrics.json
-    final = [json.loads(line) for line in (out / "predictions" / "eval-final.jsonl").read_text().splitlines()]
+    final = read_jsonl(out / "predictions" / "eval-final.jsonl")
     metrics = json.loads((out / "metrics.json").read_text())
     assert sum(r["rougeL"] for r in final) / 6 == pytest.approx(metrics["eval_rougeL"])
 

@@ -10,6 +10,7 @@ from bioqa.generation import (
     GenerationSettings,
     answer_prompts,
     cache_kwargs,
+    computing_in,
     frozen_weights_in,
     generate_token_ids,
 )
@@ -111,3 +112,22 @@ def test_a_bf16_base_trains_fp32_lora_weights_to_the_loss_of_autocast_over_fp32_
         assert {p.dtype for p in frozen} == {getattr(torch, weights)} and all(p.grad is None for p in frozen)
         losses[weights] = loss.item()
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.01)
+
+
+def test_the_trainers_autocast_is_set_aside_for_the_generation_dtype(tokenizer):
+    """accelerate wraps a prepared model's forward in the training autocast; a float32 evaluation must not run in
+    it (log-likelihood scoring calls the forward directly), and the wrapper is back afterwards."""
+    import copy
+
+    from accelerate import Accelerator
+
+    model = lora_model(tokenizer)
+    plain = copy.deepcopy(model)
+    prepared = Accelerator(mixed_precision="bf16", cpu=True).prepare_model(model)
+    wrapped = prepared.forward
+    batch = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert not torch.equal(prepared(input_ids=batch).logits, plain(input_ids=batch).logits)  # bf16 inside
+        with computing_in(prepared, "float32"):
+            torch.testing.assert_close(prepared(input_ids=batch).logits, plain(input_ids=batch).logits)
+    assert prepared.forward == wrapped
