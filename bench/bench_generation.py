@@ -14,14 +14,12 @@ interval of the difference, and the share of answers that are identical.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import metrics_utils
-from bench_recipes import WORK, run, split_source  # beside this script, so on sys.path when it runs
+from bench_recipes import WORK, read_rows, run, split_source  # beside this script, so on sys.path when it runs
 from bioqa.cli.config import answer_flags
-from bioqa.files import text_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "pubmedqa-smollm2.yaml"
@@ -59,7 +57,7 @@ def predict(arm: str, paths: dict[str, Path], adapter: str | None) -> tuple[floa
 
 
 def scores_of(out: Path) -> tuple[list[str], metrics_utils.Scores]:
-    rows = [json.loads(line) for line in text_lines((out / "predictions.jsonl").read_text(encoding="utf-8"))]
+    rows = read_rows(out / "predictions.jsonl")
     predictions = [r["prediction"] for r in rows]
     return predictions, metrics_utils.score_predictions(predictions, [r["reference"] for r in rows])
 
