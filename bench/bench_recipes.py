@@ -3,6 +3,7 @@
     python bench/bench_recipes.py --recipe pubmedqa --phase dev     # choose a recipe: train 350, score 50 dev
     python bench/bench_recipes.py --recipe pubmedqa --phase dev2    # a second dev fold: 50 other questions
     python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: train 400 (train + dev), score 100 test
+    python bench/bench_recipes.py --recipe pubmedqa --phase test --seeds 42 1 2  # three seeds, one zero-shot run
     python bench/bench_recipes.py --recipe pubmedqa --phase timing  # one epoch over all 500, time only
     python bench/bench_recipes.py --recipe pubmedqa-decision --phase dev  # yes/no/maybe, then the long answer
 
@@ -10,7 +11,10 @@ Data: ../shared/data (PubMedQA labelled train part, 500 questions, raw upstream 
 1,000 pairs). Each file is shuffled once with seed 0 and cut into test (100), dev (50) and train
 (the rest; MedQuAD uses 350 of its 850 to fit this CPU). A second dev fold (dev2) scores the first
 50 train questions after training on dev + the other 300, so a choice can rest on 100 questions.
-The test part is never used to choose a recipe. Every step is the toolkit's own command
+The test part is never used to choose a recipe. A recipe that keeps its best checkpoint by a validation
+metric (load_best_model_at_end) validates on a part it neither trains on nor is scored on: in the test
+phase it trains on train (350) and picks on dev; in dev and dev2 it trains on the 300 train questions
+outside dev2 and picks on the other fold. Every step is the toolkit's own command
 (configs/<recipe>-smollm2.yaml, plus the file paths), run as a user would; the comparison gives
 paired bootstrap intervals.
 """
@@ -20,10 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 import metrics_utils
 from bioqa.cli.config import answer_flags
@@ -58,6 +65,7 @@ def split_source(recipe: str) -> dict[str, Path]:
     parts = {"test": records[:100], "dev": records[100:150], "train": records[150 : 150 + TRAIN_SIZE[recipe]]}
     parts["train+dev"] = parts["train"] + parts["dev"]
     parts["dev2"], parts["train2"] = parts["train"][:50], parts["dev"] + parts["train"][50:]
+    parts["train-rest"] = parts["train"][50:]  # a recipe that picks a checkpoint validates on dev or dev2
     parts["all"] = records
     folder = WORK / recipe / "data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,60 +95,76 @@ def main(argv: list[str] | None = None) -> int:
         default="dev",
         help="dev, dev2: choose (two folds); test: report; timing: 500 examples",
     )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="fine-tune once per seed against one zero-shot run (default: the recipe's)"
+    )
     args, extra = parser.parse_known_args(argv)
     config = ROOT / "configs" / f"{args.recipe}-smollm2.yaml"
     paths = split_source(args.recipe)
     out = WORK / args.recipe / args.phase
-    train = paths[{"dev": "train", "dev2": "train2", "test": "train+dev", "timing": "all"}[args.phase]]
     if args.phase == "timing":
-        seconds = run(
-            [
-                "load_models.py",
-                "--config",
-                str(config),
-                "--train_file",
-                str(train),
-                "--split_ratios",
-                "1",
-                "0",
-                "0",
-                "--output_dir",
-                str(out / "fine-tuned"),
-                "--overwrite_output_dir",
-                "--report_to",
-                "none",
-                *extra,
-            ]
-        )
-        metrics = json.loads((out / "fine-tuned" / "metrics.json").read_text())
-        print(
-            f"one epoch over {args.recipe} (all examples): train_runtime {metrics['train_runtime']:.0f} s; "
-            f"command {seconds:.0f} s"
-        )
-        return 0
-    evaluate = paths[args.phase]  # each scored part is named after its phase
-    common = ["--test_file", str(evaluate), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
-    if "validation" in paths and args.phase == "test":
-        common += ["--validation_file", str(paths["validation"])]
+        return timing(config, paths["all"], out, extra)
+    train, validation, scored = phase_parts(args.phase, selects_checkpoint(config), paths)
+    common = ["--test_file", str(scored), "--train_file", str(train), "--split_ratios", "1", "0", "0"]
+    common += ["--validation_file", str(validation)] if validation else []
     zero = run(
-        [
-            "load_models.py",
-            "--do_predict",
-            *common,
-            *answer_flags(config),
-            "--output_dir",
-            str(out / "zero-shot"),
-            "--overwrite_output_dir",
-        ]
+        [*PREDICT, *common, *answer_flags(config), "--output_dir", str(out / "zero-shot"), "--overwrite_output_dir"]
     )
-    tuned = run(
+    runs = [(f"fine-tuned-seed{seed}", ["--seed", str(seed)]) for seed in args.seeds or ()] or [("fine-tuned", [])]
+    for name, seed in runs:
+        tuned = run([*TRAIN, str(config), *common, *seed, "--output_dir", str(out / name), *extra])
+        compare(out, name)
+        report(out, name, args, zero, tuned)
+    if len(runs) > 1:
+        print(seed_spread(out, [name for name, _ in runs]))
+    return 0
+
+
+PREDICT = ["load_models.py", "--do_predict"]
+TRAIN = ["load_models.py", "--do_train", "--do_predict", "--overwrite_output_dir", "--report_to", "none", "--config"]
+ONE_EPOCH_NO_EVALUATION = (
+    "--num_train_epochs 1 --eval_strategy no --save_strategy no --load_best_model_at_end false".split()
+)
+
+
+def selects_checkpoint(config: Path) -> bool:
+    """Whether the recipe keeps its best checkpoint by a validation metric (which then needs a part of its own)."""
+    return bool(yaml.safe_load(config.read_text(encoding="utf-8")).get("load_best_model_at_end"))
+
+
+def phase_parts(phase: str, selects: bool, paths: dict[str, Path]) -> tuple[Path, Path | None, Path]:
+    """Training, validation and scored files of a phase: the validation part that picks a checkpoint is neither
+    trained on nor scored, so the scored part stays held out from every choice."""
+    if "validation" in paths:  # a source split already (MCQ): its own validation file serves the evaluations
+        return paths["train"], paths["validation"], paths[phase]
+    if selects:
+        train, validation, scored = {
+            "dev": ("train-rest", "dev2", "dev"),
+            "dev2": ("train-rest", "dev", "dev2"),
+            "test": ("train", "dev", "test"),
+        }[phase]
+    else:
+        train, validation, scored = {"dev": ("train", None, "dev"), "dev2": ("train2", None, "dev2")}.get(
+            phase, ("train+dev", None, "test")
+        )
+    return paths[train], paths[validation] if validation else None, paths[scored]
+
+
+def timing(config: Path, data: Path, out: Path, extra: list[str]) -> int:
+    """One epoch over every example, training only: comparable with TRL's one epoch over the same 500."""
+    seconds = run(
         [
             "load_models.py",
             "--config",
             str(config),
-            *common,
             "--do_train",
-            "--do_predict",
+            "--train_file",
+            str(data),
+            "--split_ratios",
+            "1",
+            "0",
+            "0",
+            *ONE_EPOCH_NO_EVALUATION,
             "--output_dir",
             str(out / "fine-tuned"),
             "--overwrite_output_dir",
@@ -149,29 +173,40 @@ def main(argv: list[str] | None = None) -> int:
             *extra,
         ]
     )
-    run(
-        [
-            "-m",
-            "bioqa.comparison",
-            "--baseline",
-            str(out / "zero-shot" / "predictions.jsonl"),
-            "--candidate",
-            str(out / "fine-tuned" / "predictions.jsonl"),
-            "--output_dir",
-            str(out / "report"),
-            "--overwrite",
-        ]
-    )
-    report(out, args, zero, tuned)
+    metrics = json.loads((out / "fine-tuned" / "metrics.json").read_text())
+    print(f"one epoch over all examples: train_runtime {metrics['train_runtime']:.0f} s; command {seconds:.0f} s")
     return 0
 
 
-def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> None:
-    comparison = json.loads((out / "report" / "comparison.json").read_text())
-    train = json.loads((out / "fine-tuned" / "metrics.json").read_text())
-    manifest = json.loads((out / "fine-tuned" / "run_manifest.json").read_text())
+def compare(out: Path, name: str) -> None:
+    baseline, candidate = out / "zero-shot" / "predictions.jsonl", out / name / "predictions.jsonl"
+    command = ["-m", "bioqa.comparison", "--baseline", str(baseline), "--candidate", str(candidate)]
+    run([*command, "--output_dir", str(out / f"report-{name}"), "--overwrite"])
+
+
+def seed_spread(out: Path, names: list[str]) -> str:
+    """Each seed's fine-tuned ROUGE-L and METEOR with the METEOR difference's interval, then mean and range."""
+    lines, found = ["\n| run | ROUGE-L | METEOR | METEOR difference [95% CI] |", "|---|---|---|---|"], {}
+    for name in names:
+        metrics = json.loads((out / f"report-{name}" / "comparison.json").read_text())["metrics"]
+        rouge, meteor = metrics["rougeL"], metrics["meteor"]
+        found[name] = (rouge["candidate"], meteor["candidate"])
+        lines.append(
+            f"| {name} | {rouge['candidate']:.4f} | {meteor['candidate']:.4f} | "
+            f"{meteor['difference']:+.4f} [{meteor['ci_low']:+.4f}, {meteor['ci_high']:+.4f}] |"
+        )
+    for label, column in (("mean", statistics.fmean), ("spread (max - min)", lambda v: max(v) - min(v))):
+        rouge, meteor_ = (column([v[i] for v in found.values()]) for i in (0, 1))
+        lines.append(f"| {label} | {rouge:.4f} | {meteor_:.4f} | |")
+    return "\n".join(lines)
+
+
+def report(out: Path, name: str, args: argparse.Namespace, zero: float, tuned: float) -> None:
+    comparison = json.loads((out / f"report-{name}" / "comparison.json").read_text())
+    train = json.loads((out / name / "metrics.json").read_text())
+    manifest = json.loads((out / name / "run_manifest.json").read_text())
     print(
-        f"\n{args.recipe}, phase {args.phase}: {manifest['split_sizes']['train']} training examples, "
+        f"\n{args.recipe}, phase {args.phase}, {name}: {manifest['split_sizes']['train']} training examples, "
         f"{comparison['num_examples']} scored; train_runtime {train['train_runtime']:.0f} s "
         f"(zero-shot command {zero:.0f} s, fine-tune command {tuned:.0f} s)\n"
     )
@@ -182,13 +217,14 @@ def report(out: Path, args: argparse.Namespace, zero: float, tuned: float) -> No
         f"{lengths['candidate']['mean_words']:.1f}, references {lengths['baseline']['reference_mean_words']:.1f}"
     )
     if comparison["labels"]:
-        label_report(out, comparison)
+        label_report(out, name, comparison)
 
 
-def label_report(out: Path, comparison: dict) -> None:
+def label_report(out: Path, name: str, comparison: dict) -> None:
     """McNemar, the majority-class baseline, and (for a label-then-answer target) the answer after the label."""
     labels = comparison["label_set"]
-    rows = {name: read_rows(out / name / "predictions.jsonl") for name in ("zero-shot", "fine-tuned")}
+    folders = {"zero-shot": "zero-shot", "fine-tuned": name}
+    rows = {system: read_rows(out / folder / "predictions.jsonl") for system, folder in folders.items()}
     for kind, found in comparison["labels"].items():
         test = found["mcnemar"]
         print(
@@ -196,7 +232,7 @@ def label_report(out: Path, comparison: dict) -> None:
             f"right, {test['candidate_only_right']} only fine-tuned right)"
         )
     gold = [row["label"] for row in rows["fine-tuned"]]
-    counts = json.loads((out / "fine-tuned" / "run_manifest.json").read_text())["label_counts"]["train"]
+    counts = json.loads((out / name / "run_manifest.json").read_text())["label_counts"]["train"]
     majority = max(counts, key=counts.get)
     baseline = metrics_utils.label_metrics([majority] * len(gold), gold, labels)
     print(

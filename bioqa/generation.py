@@ -10,11 +10,8 @@ The repetition guards look at the answer only. transformers' own `no_repeat_ngra
 `repetition_penalty` count the prompt too for decoder-only models, so they forbid or penalise
 quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BENCHMARKS.md).
 
-`answer_prompts` runs in the settings' dtype (`computing_in`): frozen weights in another dtype are cast for the
-duration and restored bit for bit after, while weights being trained (LoRA) keep theirs and, for a half dtype,
-meet the input under autocast. The training autocast accelerate wraps around a prepared model's forward is set
-aside meanwhile, so the same answers and label scores come from the adapter during training and reloaded from
-its folder (tested).
+`answer_prompts` runs in the settings' dtype, LoRA updates folded into the weights (`bioqa.precision`), so the
+same answers and label scores come from the adapter during training and reloaded from its folder (tested).
 
 For questions with a label set, `label_logliks` / `choose_labels` answer without generating: the label
 whose first tokens are the most likely after the prompt. `answer_prompts` runs either or both, across
@@ -23,12 +20,12 @@ processes (`run_sharded`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.postprocess import postprocess_text
+from bioqa.precision import computing_in
 from bioqa.prompts import turn_end_id
 
 if TYPE_CHECKING:
@@ -76,56 +73,6 @@ def cache_kwargs(cache: str) -> dict[str, Any]:
     config = CompileConfig(mode="default")
     config._compile_all_devices = True  # transformers' own switch for compiling off the GPU
     return {"cache_implementation": "static", "compile_config": config}
-
-
-@contextmanager
-def computing_in(model: Any, dtype: str | None) -> Iterator[None]:
-    """Frozen weights in `dtype`, and for bf16 / fp16 autocast too, inside the block (None: as the model is)."""
-    import torch
-
-    half = dtype in ("bfloat16", "float16")
-    autocast = torch.autocast(model.device.type, getattr(torch, dtype) if half else None, enabled=half)
-    with frozen_weights_in(model, dtype), without_training_autocast(model), autocast:
-        yield
-
-
-@contextmanager
-def without_training_autocast(model: Any) -> Iterator[None]:
-    """The model's own forward inside the block. accelerate wraps the forward of a model the Trainer prepared in
-    the training precision's autocast; a direct call (log-likelihood scoring) would run in it, not in the
-    generation dtype (`generate` calls the inner model and never met the wrapper)."""
-    original = getattr(model, "_original_forward", None)
-    if original is None:
-        yield
-        return
-    wrapped = model.forward
-    model.forward = original
-    try:
-        yield
-    finally:
-        model.forward = wrapped
-
-
-@contextmanager
-def frozen_weights_in(model: Any, dtype: str | None) -> Iterator[None]:
-    """Frozen floating-point weights cast to `dtype` inside the block, restored (the same tensors) after it.
-
-    Weights being trained keep their dtype (PEFT casts a LoRA layer's input to its weights' dtype), so a bf16
-    evaluation of an fp32 base never rounds the adapter or the optimizer's view of it.
-    """
-    import torch
-
-    target = getattr(torch, dtype) if dtype else None
-    kept = []
-    try:
-        for param in model.parameters() if target else ():
-            if not param.requires_grad and param.is_floating_point() and param.dtype != target:
-                kept.append((param, param.data))
-                param.data = param.data.to(target)
-        yield
-    finally:
-        for param, original in kept:
-            param.data = original
 
 
 def answer_repetition_guards(settings: GenerationSettings, prompt_width: int) -> Any:

@@ -9,8 +9,9 @@ import torch
 
 from bioqa import prompts
 from bioqa.devices import choose_device
-from bioqa.generation import GenerationSettings, computing_in, generate_token_ids
+from bioqa.generation import GenerationSettings, generate_token_ids
 from bioqa.loss import AnswerOnlyCollator
+from bioqa.precision import computing_in
 from helpers import TRAIN, prompt_args, run_cli, run_flags
 from tiny_models import build_model, qa_rows
 

@@ -267,8 +267,12 @@ def test_benchmark_folds_never_share_a_question(tmp_path, monkeypatch):
         350,
         350,
     )
-    for scored, trained in (("dev", "train"), ("dev2", "train2"), ("test", "train+dev")):
-        assert not parts[scored] & parts[trained], scored
+    for phase in ("dev", "dev2", "test"):
+        for selects in (False, True):  # a recipe keeping its best checkpoint validates on a third part
+            files = bench_recipes.phase_parts(phase, selects, bench_recipes.split_source("pubmedqa"))
+            train, validation, scored = (set(json.loads(f.read_text())) if f else set() for f in files)
+            assert not (train & scored or train & validation or validation & scored), (phase, selects)
+            assert len(train) + len(validation) + len(scored) == (500 if phase == "test" else 400)
     assert not parts["test"] & (parts["train2"] | parts["dev2"]) and parts["all"] == set(map(str, range(500)))
 
 

@@ -1,6 +1,8 @@
 """What makes generation fast must not change what it answers: the KV cache kinds, and generation in another
 dtype with the frozen weights cast for the duration and restored."""
 
+import copy
+
 import pytest
 import torch
 
@@ -10,10 +12,9 @@ from bioqa.generation import (
     GenerationSettings,
     answer_prompts,
     cache_kwargs,
-    computing_in,
-    frozen_weights_in,
     generate_token_ids,
 )
+from bioqa.precision import computing_in, frozen_weights_in, lora_folded
 from helpers import prompt_args
 from tiny_models import build_model, qa_rows
 
@@ -131,3 +132,48 @@ def test_the_trainers_autocast_is_set_aside_for_the_generation_dtype(tokenizer):
         with computing_in(prepared, "float32"):
             torch.testing.assert_close(prepared(input_ids=batch).logits, plain(input_ids=batch).logits)
     assert prepared.forward == wrapped
+
+
+def lora_logits(model, ids=((5, 6, 7, 8, 9),)):
+    with torch.no_grad():
+        return model(input_ids=torch.tensor(ids)).logits
+
+
+@pytest.mark.parametrize("use_dora", [False, True])  # DoRA is not a plain sum: left unfolded, same logits
+def test_lora_folded_computes_as_the_adapter_and_leaves_it_as_it_was(tokenizer, use_dora):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, use_dora=use_dora)
+    model = get_peft_model(build_model(tokenizer, seed=5), config)
+    before = {name: (p.detach().clone(), p.data_ptr(), p.requires_grad) for name, p in model.named_parameters()}
+    expected = lora_logits(model)
+    with lora_folded(model, None):
+        folded = [m for m in model.modules() if getattr(m, "_disable_adapters", False)]
+        inside = lora_logits(model)
+    assert len(folded) == (0 if use_dora else 2 * 7)  # the tiny model's two layers, seven projections each
+    torch.testing.assert_close(inside, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lora_logits(model), expected, rtol=0, atol=0)
+    for name, param in model.named_parameters():
+        value, pointer, grad = before[name]
+        assert param.data_ptr() == pointer and param.requires_grad == grad and torch.equal(param, value), name
+
+
+def test_lora_folded_in_bf16_equals_the_merged_model_cast_to_bf16(tokenizer):
+    """Folding sums in float32 and rounds once, as the merge script's checkpoint loaded in bf16 does."""
+    model = lora_model(tokenizer)
+    merged = copy.deepcopy(model).merge_and_unload().to(torch.bfloat16)
+    with lora_folded(model, "bfloat16"):
+        weights = {
+            n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in model.named_parameters()
+        }
+        folded = [name for name, param in merged.named_parameters() if "proj" in name]
+        assert len(folded) == 14 and all(torch.equal(weights[name], merged.get_parameter(name)) for name in folded)
+
+
+def test_lora_folded_is_undone_when_the_block_fails(tokenizer):
+    model = lora_model(tokenizer)
+    expected = lora_logits(model)
+    with pytest.raises(RuntimeError, match="stop"), lora_folded(model, "bfloat16"):
+        raise RuntimeError("stop")
+    torch.testing.assert_close(lora_logits(model), expected, rtol=0, atol=0)
+    assert not any(getattr(m, "_disable_adapters", False) for m in model.modules())
