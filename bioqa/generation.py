@@ -42,6 +42,7 @@ class GenerationSettings:
     min_new_tokens: int = 0
     dtype: str | None = None  # "bfloat16", "float16", "float32": frozen weights are cast to it; None: as they are
     cache: str = "dynamic"  # KV cache: dynamic, static, or compiled (static + torch.compile of the decoding step)
+    fold_lora: bool = True  # LoRA updates folded into copies of their weights while generating (bioqa.precision)
     extra: dict = field(default_factory=dict)  # any other generate() keyword
 
     def generate_kwargs(self, prompt_width: int) -> dict[str, Any]:
@@ -307,7 +308,7 @@ def answer_prompts(
 ) -> Answers | None:
     """Answer every prompt as `how` says, across processes; None in every process but the main one."""
     texts = labels = None
-    with computing_in(model, how.settings.dtype):
+    with computing_in(model, how.settings.dtype, fold_lora=how.settings.fold_lora):
         if how.generate:
             texts = run_sharded(prompts, lambda mine: generate_answers(model, tokenizer, mine, how.settings, progress))
         if how.continuations:

@@ -14,19 +14,20 @@ once, in the generation dtype.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 
 @contextmanager
-def computing_in(model: Any, dtype: str | None) -> Iterator[None]:
-    """Frozen weights in `dtype` with LoRA updates folded in, and for bf16 / fp16 autocast too, inside the block
-    (None: the weights' own dtype)."""
+def computing_in(model: Any, dtype: str | None, fold_lora: bool = True) -> Iterator[None]:
+    """Frozen weights in `dtype` (with LoRA updates folded in, unless `fold_lora` is False), and for bf16 / fp16
+    autocast too, inside the block (None: the weights' own dtype)."""
     import torch
 
     half = dtype in ("bfloat16", "float16")
     autocast = torch.autocast(model.device.type, getattr(torch, dtype) if half else None, enabled=half)
-    with lora_folded(model, dtype), frozen_weights_in(model, dtype), without_training_autocast(model), autocast:
+    folded = lora_folded(model, dtype) if fold_lora else nullcontext()
+    with folded, frozen_weights_in(model, dtype), without_training_autocast(model), autocast:
         yield
 
 

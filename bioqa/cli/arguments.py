@@ -225,6 +225,14 @@ class GenerationEvalArguments:
             "choices": ["dynamic", "static", "compiled"],
         },
     )
+    generation_fold_lora: bool = field(
+        default=True,
+        metadata={
+            "help": "While generating, fold each LoRA update into a temporary copy of its weight: one matrix product "
+            "per layer, about 2x faster answers on a CPU, at the cost of the adapted weights' memory once more "
+            "(4-bit and DoRA layers stay unfolded). --generation_fold_lora false saves that memory."
+        },
+    )
     generation_repetition_penalty: float = field(
         default=1.0,
         metadata={"help": "Penalty > 1 discourages repeating the answer's own tokens (the prompt is not penalised)."},

@@ -49,6 +49,7 @@ def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice, four
     return GenerationSettings(
         dtype=None if four_bit else choice.generation_dtype,
         cache=gen.generation_cache,
+        fold_lora=gen.generation_fold_lora,
         max_new_tokens=gen.generation_max_new_tokens,
         batch_size=gen.generation_batch_size,
         num_beams=gen.generation_num_beams,

@@ -177,3 +177,14 @@ def test_lora_folded_is_undone_when_the_block_fails(tokenizer):
         raise RuntimeError("stop")
     torch.testing.assert_close(lora_logits(model), expected, rtol=0, atol=0)
     assert not any(getattr(m, "_disable_adapters", False) for m in model.modules())
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_answer_prompts_folds_lora_only_when_asked(tokenizer, prompt_batch, fold, monkeypatch):
+    from bioqa import precision
+
+    model, seen = lora_model(tokenizer), []
+    monkeypatch.setattr(precision, "foldable", lambda module: seen.append(module) or False)
+    how = Answering(GenerationSettings(max_new_tokens=2, batch_size=4, fold_lora=fold))
+    assert len(answer_prompts(model, tokenizer, prompt_batch, how).texts) == len(prompt_batch)
+    assert bool(seen) == fold
