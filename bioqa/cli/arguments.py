@@ -229,7 +229,8 @@ class GenerationEvalArguments:
         default=True,
         metadata={
             "help": "While generating, fold each LoRA update into a temporary copy of its weight: one matrix product "
-            "per layer, about 2x faster answers on a CPU, at the cost of the adapted weights' memory once more "
+            "per layer, faster answers from an adapter (an evaluation on a CPU 1.2x), at the cost of the adapted "
+            "weights' memory once more "
             "(4-bit and DoRA layers stay unfolded). --generation_fold_lora false saves that memory."
         },
     )
