@@ -30,11 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 import metrics_utils
-from bioqa.cli.config import answer_flags
-from bioqa.files import text_lines
+from bioqa.cli.config import answer_flags, load_yaml
+from bioqa.files import read_text, text_lines
 from bioqa.report import scores_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +127,7 @@ ONE_EPOCH_NO_EVALUATION = (
 
 def selects_checkpoint(config: Path) -> bool:
     """Whether the recipe keeps its best checkpoint by a validation metric (which then needs a part of its own)."""
-    return bool(yaml.safe_load(config.read_text(encoding="utf-8")).get("load_best_model_at_end"))
+    return bool(load_yaml(read_text(config, "the recipe")).get("load_best_model_at_end"))
 
 
 def phase_parts(phase: str, selects: bool, paths: dict[str, Path]) -> tuple[Path, Path | None, Path]:

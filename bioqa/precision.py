@@ -78,12 +78,17 @@ def foldable(module: Any) -> bool:
 
     if not isinstance(module, Linear) or module.merged or module.disable_adapters:
         return False
-    base, active = module.get_base_layer(), [a for a in module.active_adapters if a in module.lora_A]
+    base, active = module.get_base_layer(), active_adapters(module)
     weights = [base.weight, *(module.lora_A[a].weight for a in active), *(module.lora_B[a].weight for a in active)]
     whole = all(type(w.data) is torch.Tensor and w.numel() > 0 for w in weights)
     plain = type(base) is torch.nn.Linear and not any(a in module.lora_variant for a in active)
     shaped = tuple(base.weight.shape) == (base.out_features, base.in_features)
     return whole and plain and shaped and base.weight.is_floating_point()
+
+
+def active_adapters(module: Any) -> list[str]:
+    """The adapters a LoRA layer adds in its forward (an active adapter may not target this layer)."""
+    return [name for name in module.active_adapters if name in module.lora_A]
 
 
 @contextmanager
@@ -98,7 +103,7 @@ def lora_folded(model: Any, dtype: str | None) -> Iterator[None]:
             for module in [m for m in model.modules() if foldable(m)]:
                 weight = module.get_base_layer().weight
                 merged = weight.data.to(torch.float32, copy=True)
-                for name in [a for a in module.active_adapters if a in module.lora_A]:
+                for name in active_adapters(module):
                     merged += module.get_delta_weight(name).float()
                 kept.append((module, weight, weight.data))
                 weight.data = merged.to(getattr(torch, dtype) if dtype else weight.dtype)
