@@ -2,7 +2,7 @@
 
     python bench/bench_recipes.py --recipe pubmedqa --phase dev     # choose a recipe: train 350, score 50 dev
     python bench/bench_recipes.py --recipe pubmedqa --phase dev2    # a second dev fold: 50 other questions
-    python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: train 400 (train + dev), score 100 test
+    python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: 100 test (train 400, or 350 + dev picks)
     python bench/bench_recipes.py --recipe pubmedqa --phase test --seeds 42 1 2  # three seeds, one zero-shot run
     python bench/bench_recipes.py --recipe pubmedqa --phase timing  # one epoch over all 500, time only
     python bench/bench_recipes.py --recipe pubmedqa-decision --phase dev  # yes/no/maybe, then the long answer
