@@ -67,7 +67,7 @@ def run_arm(arm: str, examples: int, tokenizer_path: str) -> dict:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainingArguments
 
     from bioqa.cli.arguments import PromptArguments
-    from bioqa.loss import AnswerOnlyCollator, answer_only_loss
+    from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
     from bioqa.prompts import encode_dataset, prompt_format
     from bioqa.trainer import BioQATrainer
 
@@ -81,7 +81,14 @@ def run_arm(arm: str, examples: int, tokenizer_path: str) -> dict:
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     parameters = sum(p.numel() for p in model.parameters())
     model = get_peft_model(model, lora_config())
-    collator = CountingCollator(AnswerOnlyCollator(tokenizer, pad_to_multiple_of=8, padding_free="padfree" in arm))
+    collator = CountingCollator(
+        AnswerOnlyCollator(
+            tokenizer,
+            pad_to_multiple_of=8,
+            padding_free="padfree" in arm,
+            keep_attention_mask=needs_attention_mask(model),
+        )
+    )
     args = training_arguments(
         TrainingArguments,
         "/tmp/bench-gpu",

@@ -5,7 +5,10 @@
 `answer_only_loss` scores them. On long-context QA (a PubMedQA abstract, a short answer) most
 positions are prompt, and the (batch x length x vocabulary) logits were the largest tensors of a
 step: this made a CPU LoRA step about 1.6x faster. The loss is the model's own (tested equal),
-normalised by the Trainer's token count as usual.
+normalised by the Trainer's token count as usual. A right-padded batch goes without its attention mask:
+causal attention keeps every example's tokens from the padding after them anyway, and sdpa then runs its
+causal kernel instead of a dense mask (1.1-1.2x a CPU step). Flash-attention keeps the mask
+(`keep_attention_mask`): with it, it skips the padding.
 
 With `padding_free`, a batch is its examples end to end in one row (transformers'
 DataCollatorWithFlattening): position ids restart at each example and no attention mask is sent, so
@@ -29,6 +32,18 @@ def answer_positions(labels: Any):
     return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
 
 
+def only_right_padding(attention_mask: Any) -> bool:
+    """Whether every row of the mask is its tokens, then nothing but padding."""
+    if attention_mask is None:
+        return False
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
+def needs_attention_mask(model: Any) -> bool:
+    """Flash-attention uses the mask to skip padded positions (varlen kernels), so it should always get one."""
+    return (getattr(model.config, "_attn_implementation", None) or "").startswith("flash")
+
+
 def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):
     """Causal-LM cross-entropy over the kept logits (the model's loss, without the prompt's logits)."""
     import torch
@@ -48,10 +63,15 @@ class AnswerOnlyCollator:
     `logits_to_keep` for `answer_only_loss`."""
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None, padding_free: bool = False
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        pad_to_multiple_of: int | None = None,
+        padding_free: bool = False,
+        keep_attention_mask: bool = False,
     ):
         from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
+        self.keep_attention_mask = keep_attention_mask
         if padding_free:  # the first label of each example is IGNORE_INDEX: no example predicts the next one
             self.pad = DataCollatorWithFlattening(separator_id=IGNORE_INDEX)
         else:
@@ -62,6 +82,10 @@ class AnswerOnlyCollator:
     def __call__(self, features: list[dict]) -> dict:
         batch = self.pad(features)
         batch["logits_to_keep"] = answer_positions(batch["labels"])
+        if not self.keep_attention_mask and only_right_padding(batch.get("attention_mask")):
+            # Causal attention never looks right, so padding after an example changes none of its logits: without
+            # the mask sdpa runs causal and skips the blocks above the diagonal, instead of applying a dense mask.
+            del batch["attention_mask"]
         # No KV cache while training: it would hold every layer's keys and values for nothing, and with a cache
         # transformers no longer reads packed examples from the position ids, so they would attend to each other.
         batch["use_cache"] = False

@@ -42,7 +42,7 @@ from bioqa.errors import InputError, Interrupted, raise_problems
 from bioqa.evaluator import GenerationEvaluator
 from bioqa.files import write_json_atomic
 from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
-from bioqa.loss import AnswerOnlyCollator, answer_only_loss
+from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
 from bioqa.modeling import (
     apply_lora,
     check_target_modules,
@@ -198,7 +198,10 @@ def build_trainer(
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     half = opts.training.bf16 or opts.training.fp16
     collator = AnswerOnlyCollator(
-        tokenizer, pad_to_multiple_of=8 if half else None, padding_free=opts.data.padding_free
+        tokenizer,
+        pad_to_multiple_of=8 if half else None,
+        padding_free=opts.data.padding_free,
+        keep_attention_mask=needs_attention_mask(model),
     )
     # The Trainer would push every checkpoint as it is saved; the finished folder is pushed once, at the end.
     return BioQATrainer(

@@ -153,13 +153,14 @@ def test_answer_only_logits_give_the_models_own_loss(tokenizer):
 
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     features, _ = prompts.encode_dataset(tokenizer, fmt, qa_rows(6), 512)
-    batch = AnswerOnlyCollator(tokenizer)(features)
+    batch = AnswerOnlyCollator(tokenizer)(features)  # right-padded: no attention mask (bioqa.loss)
+    masked = AnswerOnlyCollator(tokenizer, keep_attention_mask=True)(features)
     keep = batch.pop("logits_to_keep")
     labels = batch["labels"]
     assert len(keep) < labels.shape[1] - 1  # the prompt's logits are skipped
     model = build_model(tokenizer, seed=2)
-    reference = model(**batch).loss
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    reference = model(**{k: v for k, v in masked.items() if k != "logits_to_keep"}).loss
+    outputs = model(input_ids=batch["input_ids"], logits_to_keep=keep)
     assert outputs.logits.shape[1] == len(keep)
     torch.testing.assert_close(answer_only_loss(outputs, labels), reference)
     items = (labels[:, 1:] != -100).sum()
