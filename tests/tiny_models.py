@@ -137,6 +137,15 @@ def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 
     return LlamaForCausalLM(config)
 
 
+def lora_model(tokenizer, seed: int = 5, dtype: str = "float32", **config_extra):
+    """build_model in `dtype` with a random (not zero) LoRA r 4 on all linear layers; PEFT keeps it float32."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    return get_peft_model(build_model(tokenizer, seed=seed, **config_extra).to(getattr(torch, dtype)), config)
+
+
 def save_tiny_model(path: Path, chat: bool = True, tie: bool = True) -> Path:
     tokenizer = build_tokenizer(chat)
     model = build_model(tokenizer, tie=tie)

@@ -16,20 +16,13 @@ from bioqa.generation import (
 )
 from bioqa.precision import computing_in, frozen_weights_in, lora_folded
 from helpers import prompt_args
-from tiny_models import build_model, qa_rows
+from tiny_models import build_model, lora_model, qa_rows
 
 
 @pytest.fixture(scope="module")
 def prompt_batch(tokenizer):
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     return [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in qa_rows(9)]
-
-
-def lora_model(tokenizer):
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
-    return get_peft_model(build_model(tokenizer, seed=5), config)
 
 
 @pytest.mark.parametrize("cache", ["static", "dynamic"])

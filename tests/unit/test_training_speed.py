@@ -10,7 +10,7 @@ import torch
 from bioqa import prompts
 from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask, only_right_padding
 from helpers import prompt_args
-from tiny_models import build_model, qa_rows
+from tiny_models import lora_model, qa_rows
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +19,6 @@ def features(tokenizer):
     encoded, _ = prompts.encode_dataset(tokenizer, fmt, qa_rows(5, seed=3), 256)
     assert len({len(f["input_ids"]) for f in encoded}) > 1  # lengths differ: the batch pads
     return encoded
-
-
-def lora_model(tokenizer, dtype=torch.float32, **config_extra):
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
-    return get_peft_model(build_model(tokenizer, seed=6, **config_extra).to(dtype), config)
 
 
 def test_only_right_padding():
@@ -43,7 +36,7 @@ def test_a_right_padded_batch_without_its_mask_gives_each_example_the_same_logit
     bare = AnswerOnlyCollator(tokenizer)(features)
     assert "attention_mask" in masked and "attention_mask" not in bare
     assert torch.equal(masked["input_ids"], bare["input_ids"]) and torch.equal(masked["labels"], bare["labels"])
-    model = lora_model(tokenizer, attn_implementation=attention).eval()
+    model = lora_model(tokenizer, seed=6, attn_implementation=attention).eval()
     with torch.no_grad():
         full = {
             name: model(input_ids=b["input_ids"], attention_mask=b.get("attention_mask"))
@@ -64,7 +57,7 @@ def test_left_padding_and_flash_attention_keep_the_mask(tokenizer, features):
     left = copy.deepcopy(tokenizer)
     left.padding_side = "left"
     assert "attention_mask" in AnswerOnlyCollator(left)(features)
-    assert "attention_mask" in AnswerOnlyCollator(tokenizer, padding_free=False, keep_attention_mask=True)(features)
+    assert "attention_mask" in AnswerOnlyCollator(tokenizer, keep_attention_mask=True)(features)
     assert needs_attention_mask(SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2")))
     assert not needs_attention_mask(SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa")))
 
@@ -87,10 +80,7 @@ def lora_layers(model):
 def test_mixed_precision_steps_skip_peft_input_casts_with_the_same_loss_and_gradients(tokenizer, features, tmp_path):
     """Under autocast every LoRA product runs in bf16 whether or not PEFT first copies its input to float32."""
     batch = AnswerOnlyCollator(tokenizer)(features)
-    model = lora_model(tokenizer, dtype=torch.bfloat16)
-    for layer in model.modules():  # the adapter stays float32, as apply_lora keeps it
-        if hasattr(layer, "lora_A"):
-            layer.lora_A.float(), layer.lora_B.float()
+    model = lora_model(tokenizer, seed=6, dtype="bfloat16")  # a bf16 base, the adapter in float32
     trainer = trainer_for(model, tmp_path, bf16=True)
     results = []
     for use_trainer in (False, True):
@@ -112,6 +102,6 @@ def test_mixed_precision_steps_skip_peft_input_casts_with_the_same_loss_and_grad
 
 @pytest.mark.parametrize("overrides", [{}, {"bf16": True, "activation_checkpointing": True}])
 def test_peft_input_casts_stay_without_autocast_or_with_activation_checkpointing(tokenizer, tmp_path, overrides):
-    model = lora_model(tokenizer)
+    model = lora_model(tokenizer, seed=6)
     with trainer_for(model, tmp_path, **overrides).compute_loss_context_manager():
         assert all(layer.cast_input_dtype_enabled for layer in lora_layers(model))
