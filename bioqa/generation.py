@@ -41,7 +41,7 @@ class GenerationSettings:
     no_repeat_ngram_size: int = 0
     min_new_tokens: int = 0
     dtype: str | None = None  # "bfloat16", "float16", "float32": frozen weights are cast to it; None: as they are
-    cache: str = "dynamic"  # KV cache: dynamic, static, or compiled (static + torch.compile of the decoding step)
+    cache: str = "reserved"  # KV cache: reserved (bioqa.kv_cache), dynamic, static, compiled (static + torch.compile)
     fold_lora: bool = True  # LoRA updates folded into copies of their weights while generating (bioqa.precision)
     extra: dict = field(default_factory=dict)  # any other generate() keyword
 
@@ -64,8 +64,9 @@ class GenerationSettings:
 
 def cache_kwargs(cache: str) -> dict[str, Any]:
     """generate() keywords for the KV cache. transformers compiles the decoding step by itself where the cache
-    is static and the device is a GPU, so `static` switches that off and `compiled` asks for it on any device."""
-    if cache == "dynamic":
+    is static and the device is a GPU, so `static` switches that off and `compiled` asks for it on any device.
+    `reserved` is a cache object made per batch (`_batch_cache`), so it needs no keyword here."""
+    if cache in ("dynamic", "reserved"):
         return {}
     if cache == "static":
         return {"cache_implementation": "static", "disable_compile": True}
@@ -142,6 +143,7 @@ def generate_token_ids(
                     pad_token_id=pad_id,
                     eos_token_id=stop_ids,
                     use_cache=True,
+                    **_batch_cache(model, settings),
                     **settings.generate_kwargs(input_ids.shape[1]),
                 )
                 for row, ids in zip(rows, generated[:, input_ids.shape[1] :].tolist()):
@@ -149,6 +151,17 @@ def generate_token_ids(
     finally:
         model.train(was_training)
     return outputs
+
+
+def _batch_cache(model: Any, settings: GenerationSettings) -> dict[str, Any]:
+    """A fresh reserved KV cache for one batch where the settings ask for it and the model's layers allow it
+    (beam search reorders and repeats the cache, which would reallocate it at every step: dynamic there)."""
+    if settings.cache != "reserved" or settings.num_beams > 1:
+        return {}
+    from bioqa.kv_cache import reserved_cache
+
+    cache = reserved_cache(model, settings.max_new_tokens)
+    return {} if cache is None else {"past_key_values": cache}
 
 
 def stop_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -217,12 +217,13 @@ class GenerationEvalArguments:
     )
     generation_num_beams: int = field(default=1, metadata={"help": "1 = greedy decoding."})
     generation_cache: str = field(
-        default="dynamic",
+        default="reserved",
         metadata={
-            "help": "KV cache while generating: dynamic (grows as it goes), static (preallocated) or compiled (static "
-            "plus torch.compile of the decoding step). On a CPU neither of the last two was faster end to end on "
-            "100 PubMedQA prompts (compiling cost more than it saved); on a GPU, measure before choosing.",
-            "choices": ["dynamic", "static", "compiled"],
+            "help": "KV cache while generating: reserved (room for the answer set aside after the prompt, each token "
+            "written in place), dynamic (transformers' own: grows by copying at every token), static (preallocated, "
+            "attends over its whole length) or compiled (static plus torch.compile of the decoding step). "
+            "Same answers from each; speeds in docs/BENCHMARKS.md.",
+            "choices": ["reserved", "dynamic", "static", "compiled"],
         },
     )
     generation_fold_lora: bool = field(

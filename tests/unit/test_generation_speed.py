@@ -25,7 +25,7 @@ def prompt_batch(tokenizer):
     return [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in qa_rows(9)]
 
 
-@pytest.mark.parametrize("cache", ["static", "dynamic"])
+@pytest.mark.parametrize("cache", ["static", "dynamic", "reserved"])
 def test_each_cache_answers_as_one_prompt_at_a_time(tokenizer, prompt_batch, cache):
     model = build_model(tokenizer, seed=3)
     one_by_one = generate_token_ids(model, tokenizer, prompt_batch, GenerationSettings(max_new_tokens=10, batch_size=1))

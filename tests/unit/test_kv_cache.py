@@ -1,0 +1,110 @@
+"""The reserved KV cache: written in place, and every step's logits those of transformers' DynamicCache,
+whatever the cache is asked to do in between (crop, batch selection, beam reordering, running out of room)."""
+
+import pytest
+import torch
+from transformers import DynamicCache, MistralConfig, MistralForCausalLM
+
+from bioqa.generation import GenerationSettings, generate_token_ids
+from bioqa.kv_cache import ReservedLayer, reserved_cache
+from tiny_models import build_model
+
+PROMPT = torch.tensor([[0, 0, 11, 12, 13, 14], [21, 22, 23, 24, 25, 26]])
+MASK = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+
+
+def decode(model, cache, steps: int, between=None) -> list[torch.Tensor]:
+    """Logits of a left-padded prefill and `steps` greedy steps; after the second, `between(cache, mask)` may
+    change the cache and returns the new mask and the rows (of the batch before) that go on."""
+    mask, logits = MASK, []
+    with torch.inference_mode():
+        out = model(input_ids=PROMPT, attention_mask=mask, past_key_values=cache, use_cache=True)
+        for step in range(steps):
+            logits.append(out.logits[:, -1])
+            last = out.logits[:, -1:]
+            if step == 1 and between:
+                mask, rows = between(cache, mask)
+                last = last[rows]
+            mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype)], 1)
+            out = model(input_ids=last.argmax(-1), attention_mask=mask, past_key_values=cache, use_cache=True)
+    return logits
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return build_model(tokenizer, seed=3).eval()
+
+
+def test_each_step_writes_in_place_and_equals_the_dynamic_cache(model):
+    cache = reserved_cache(model, reserve=8)
+    assert all(isinstance(layer, ReservedLayer) for layer in cache.layers)
+    reserved = decode(model, cache, steps=5)
+    assert cache.get_seq_length() == PROMPT.shape[1] + 5  # the prefill, then one token per step
+    buffer = cache.layers[0]._buffers[0]
+    assert buffer.shape[-2] == PROMPT.shape[1] + 8  # allocated once, at the prefill
+    assert cache.layers[0].keys.data_ptr() == buffer.data_ptr()  # a view of it, not a copy
+    dynamic = decode(model, DynamicCache(config=model.config), steps=5)
+    assert all(torch.equal(a, b) for a, b in zip(reserved, dynamic))
+
+
+def crop_last(cache, mask):
+    cache.crop(-1)
+    return mask[:, :-1], [0, 1]
+
+
+def keep_second_row(cache, mask):
+    cache.batch_select_indices(torch.tensor([1]))
+    return mask[1:], [1]
+
+
+def swap_rows(cache, mask):  # what beam search does: a new tensor of the same shape
+    cache.reorder_cache(torch.tensor([1, 0]))
+    return mask[[1, 0]], [1, 0]
+
+
+@pytest.mark.parametrize("reserve", [0, 1, 8])
+@pytest.mark.parametrize("between", [None, crop_last, keep_second_row, swap_rows])
+def test_crop_batch_selection_reordering_and_running_out_of_room_give_the_dynamic_caches_logits(
+    model, reserve, between
+):
+    reserved = decode(model, reserved_cache(model, reserve=reserve), steps=6, between=between)
+    dynamic = decode(model, DynamicCache(config=model.config), steps=6, between=between)
+    assert [t.shape for t in reserved] == [t.shape for t in dynamic]
+    assert all(torch.equal(a, b) for a, b in zip(reserved, dynamic))
+
+
+def test_generate_answers_the_same_with_each_cache_for_greedy_and_beam_search(model, tokenizer):
+    prompts = [[11, 12, 13], [21, 22, 23, 24, 25, 26, 27], [31, 32, 33, 34]]
+    for beams in (1, 2):
+        answers = {
+            cache: generate_token_ids(
+                model,
+                tokenizer,
+                prompts,
+                GenerationSettings(max_new_tokens=9, batch_size=3, num_beams=beams, cache=cache),
+            )
+            for cache in ("reserved", "dynamic")
+        }
+        assert answers["reserved"] == answers["dynamic"] and all(answers["reserved"])
+
+
+def test_a_model_with_sliding_window_layers_keeps_transformers_own_cache(tokenizer):
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=4,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = MistralForCausalLM(config).eval()
+    assert reserved_cache(model, reserve=8) is None
+    prompts = [[11, 12, 13, 14, 15, 16], [21, 22, 23]]
+    answers = {
+        cache: generate_token_ids(model, tokenizer, prompts, GenerationSettings(max_new_tokens=6, cache=cache))
+        for cache in ("reserved", "dynamic")
+    }
+    assert answers["reserved"] == answers["dynamic"]
