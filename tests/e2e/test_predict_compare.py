@@ -43,7 +43,7 @@ def test_zero_shot_prediction_files(zero_shot, tiny_model_dir):
     for name, entry in summary["scores"].items():
         assert entry["ci95"][0] <= entry["score"] <= entry["ci95"][1], name
     assert summary["generation"]["max_new_tokens"] == 12 and summary["bootstrap"]["samples"] == 200
-    assert summary["generation"]["dtype"] == "float32" and summary["generation"]["cache"] == "dynamic"
+    assert summary["generation"]["dtype"] == "float32" and summary["generation"]["cache"] == "reserved"
     assert json.loads((zero_shot / "run_manifest.json").read_text())["device"]["generation_dtype"] == "float32"
     assert not (zero_shot / "adapter_model.safetensors").exists() and (zero_shot / "run_manifest.json").is_file()
 

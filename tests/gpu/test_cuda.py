@@ -24,8 +24,8 @@ def test_auto_chooses_cuda_with_its_fast_dtype():
     assert choice.device == "cuda" and choice.weights_dtype == choice.generation_dtype == native
 
 
-@pytest.mark.parametrize("cache", ["static", "compiled"])
-def test_static_and_compiled_caches_answer_as_the_dynamic_one(tokenizer, cache):
+@pytest.mark.parametrize("cache", ["reserved", "static", "compiled"])
+def test_reserved_static_and_compiled_caches_answer_as_the_dynamic_one(tokenizer, cache):
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     batch = [prompts.prompt_ids(tokenizer, fmt, r["question"], r["context"]) for r in qa_rows(8)]
     model = build_model(tokenizer, seed=3).to("cuda")
