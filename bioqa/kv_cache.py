@@ -68,10 +68,13 @@ class ReservedLayer(DynamicLayer):
 
 
 def reserved_cache(model: Any, reserve: int) -> DynamicCache | None:
-    """A DynamicCache for `model` whose full-attention layers reserve room for `reserve` new tokens; None (let
-    generate build its own) for a model whose layers are not all plain DynamicLayers (sliding windows, linear
-    attention, shared KV), whose cache this does not reproduce."""
-    cache = DynamicCache(config=model.config)
+    """A DynamicCache for `model`, built as `generate` builds its own, whose layers reserve room for `reserve` new
+    tokens; None (let generate build its own) for a model whose layers are not all plain DynamicLayers (sliding
+    windows, linear attention, shared KV) or that has a cache of its own kind, which this does not reproduce."""
+    config = model.config
+    if config.is_encoder_decoder or not model._supports_default_dynamic_cache():
+        return None
+    cache = DynamicCache(config=config.get_text_config(decoder=True))
     if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
     cache.layers = [ReservedLayer(reserve) for _ in cache.layers]

@@ -113,12 +113,14 @@ def build_tokenizer(chat: bool = True):
     return tokenizer
 
 
-def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 0.5, **config_extra):
+def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 0.5, family="llama", **config_extra):
+    """A 2-layer Llama (or, with family="mistral", a Mistral: its sliding-window attention) from a config."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import transformers
 
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    name = {"llama": "Llama", "mistral": "Mistral"}[family]
+    config = getattr(transformers, f"{name}Config")(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -134,7 +136,7 @@ def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 
         pad_token_id=tokenizer.pad_token_id,
         **config_extra,
     )
-    return LlamaForCausalLM(config)
+    return getattr(transformers, f"{name}ForCausalLM")(config)
 
 
 def lora_model(tokenizer, seed: int = 5, dtype: str = "float32", **config_extra):

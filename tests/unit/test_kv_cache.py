@@ -3,7 +3,7 @@ whatever the cache is asked to do in between (crop, batch selection, beam reorde
 
 import pytest
 import torch
-from transformers import DynamicCache, MistralConfig, MistralForCausalLM
+from transformers import DynamicCache
 
 from bioqa.generation import GenerationSettings, generate_token_ids
 from bioqa.kv_cache import ReservedLayer, reserved_cache
@@ -89,18 +89,7 @@ def test_generate_answers_the_same_with_each_cache_for_greedy_and_beam_search(mo
 
 
 def test_a_model_with_sliding_window_layers_keeps_transformers_own_cache(tokenizer):
-    config = MistralConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=4,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = MistralForCausalLM(config).eval()
+    model = build_model(tokenizer, seed=0, family="mistral", sliding_window=4).eval()
     assert reserved_cache(model, reserve=8) is None
     prompts = [[11, 12, 13, 14, 15, 16], [21, 22, 23]]
     answers = {
