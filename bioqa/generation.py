@@ -155,8 +155,13 @@ def generate_token_ids(
 
 def _batch_cache(model: Any, settings: GenerationSettings) -> dict[str, Any]:
     """A fresh reserved KV cache for one batch where the settings ask for it and the model's layers allow it
-    (beam search reorders and repeats the cache, which would reallocate it at every step: dynamic there)."""
-    if settings.cache != "reserved" or settings.num_beams > 1:
+    (beam search reorders and repeats the cache, which would reallocate it at every step: dynamic there; a cache
+    asked for through `extra` is the caller's)."""
+    if (
+        settings.cache != "reserved"
+        or settings.num_beams > 1
+        or {"past_key_values", "cache_implementation"} & set(settings.extra)
+    ):
         return {}
     from bioqa.kv_cache import reserved_cache
 

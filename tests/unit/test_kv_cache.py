@@ -88,6 +88,14 @@ def test_generate_answers_the_same_with_each_cache_for_greedy_and_beam_search(mo
         assert answers["reserved"] == answers["dynamic"] and all(answers["reserved"])
 
 
+def test_a_cache_asked_for_through_extra_keywords_is_used_as_it_is(model, tokenizer):
+    prompts = [[11, 12, 13], [21, 22, 23, 24]]
+    static = GenerationSettings(max_new_tokens=5, extra={"cache_implementation": "static", "disable_compile": True})
+    assert generate_token_ids(model, tokenizer, prompts, static) == generate_token_ids(
+        model, tokenizer, prompts, GenerationSettings(max_new_tokens=5, cache="dynamic")
+    )
+
+
 def test_a_model_with_sliding_window_layers_keeps_transformers_own_cache(tokenizer):
     model = build_model(tokenizer, seed=0, family="mistral", sliding_window=4).eval()
     assert reserved_cache(model, reserve=8) is None
