@@ -138,3 +138,24 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def damaged_files(out: Path, recorded: Any, report: str) -> str | None:
+    """The first file of `out` that differs from the sizes and hashes `file_records` gave (kept in `report`), or
+    None."""
+    if not isinstance(recorded, dict) or not recorded:
+        return f"{report} records no file hashes (written by an older version)"
+    for name, expected in recorded.items():
+        file = out / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected.get("size") or file_sha256(file) != expected.get("sha256"):
+            return f"{name} differs from {report} (size or SHA-256)"
+    return None
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file in `folder`, for the report that later reruns trust."""
+    return {
+        f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()
+    }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,3 +321,30 @@ def bytes_per_element(dtype: str) -> int:
 
 def estimated_output_bytes(shards: list[Path], source_dtype: str, dtype: str) -> int:
     return math.ceil(sum(s.stat().st_size for s in shards) * bytes_per_element(dtype) / bytes_per_element(source_dtype))
+
+
+def check_disk_space(out: Path, needed: int) -> None:
+    parent = next(p for p in [out, *out.parents] if p.exists())
+    free = shutil.disk_usage(parent).free
+    if needed * 1.05 > free:
+        raise InputError(
+            f"not enough disk space for the merged model in {parent}: it needs about "
+            f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir"
+        )
+
+
+def fits_in_memory(shards: list[Path], source_dtype: str, copies: int) -> bool:
+    """Whether `copies` float32 copies of the base fit in the memory available now."""
+    import psutil
+
+    return estimated_output_bytes(shards, source_dtype, "float32") * copies <= psutil.virtual_memory().available
+
+
+def needs_streaming(low_memory: bool, shards: list[Path], source_dtype: str) -> bool:
+    """--low_memory, or a float32 copy of the base would not fit in the available RAM twice."""
+    if low_memory:
+        return True
+    if not fits_in_memory(shards, source_dtype, copies=2):
+        log.info("merge: base + merged copy would not fit in RAM; streaming shard by shard")
+        return True
+    return False

@@ -28,6 +28,8 @@ from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.errors import InputError, RunError, raise_problems
 from bioqa.files import (
+    damaged_files,
+    file_records,
     file_sha256,
     parse_jsonl,
     read_json,
@@ -42,10 +44,13 @@ from bioqa.merging import (
     DTYPES,
     base_dtype,
     base_files,
+    check_disk_space,
     check_shapes,
     estimated_output_bytes,
+    fits_in_memory,
     load_peft_model,
     merge_in_memory,
+    needs_streaming,
     shard_files,
     stream_merge,
     streaming_refusal,
@@ -157,59 +162,12 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
         previous.get("dtype"),
     ) != (adapter_hash, base, dtype):
         return False
-    damaged = damaged_files(out, previous.get("files"))
+    damaged = damaged_files(out, previous.get("files"), report.name)
     if damaged:
         raise InputError(
             f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to merge again"
         )
     return True
-
-
-def damaged_files(out: Path, recorded: Any) -> str | None:
-    """The first file of a merged folder that differs from what merge_report.json recorded, or None."""
-    if not isinstance(recorded, dict) or not recorded:
-        return "merge_report.json records no file hashes (written by an older version)"
-    for name, expected in recorded.items():
-        file = out / name
-        if not file.is_file():
-            return f"{name} is missing"
-        if file.stat().st_size != expected.get("size") or file_sha256(file) != expected.get("sha256"):
-            return f"{name} differs from merge_report.json (size or SHA-256)"
-    return None
-
-
-def file_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of every file in `folder`, for the report that later reruns trust."""
-    return {
-        f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()
-    }
-
-
-def check_disk_space(out: Path, needed: int) -> None:
-    parent = next(p for p in [out, *out.parents] if p.exists())
-    free = shutil.disk_usage(parent).free
-    if needed * 1.05 > free:
-        raise InputError(
-            f"not enough disk space for the merged model in {parent}: it needs about "
-            f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir"
-        )
-
-
-def fits_in_memory(shards: list[Path], source_dtype: str, copies: int) -> bool:
-    """Whether `copies` float32 copies of the base fit in the memory available now."""
-    import psutil
-
-    return estimated_output_bytes(shards, source_dtype, "float32") * copies <= psutil.virtual_memory().available
-
-
-def needs_streaming(args: MergeArguments, shards: list[Path], source_dtype: str) -> bool:
-    """--low_memory, or a float32 copy of the base would not fit in the available RAM twice."""
-    if args.low_memory:
-        return True
-    if not fits_in_memory(shards, source_dtype, copies=2):
-        log.info("merge: base + merged copy would not fit in RAM; streaming shard by shard")
-        return True
-    return False
 
 
 def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
@@ -380,7 +338,7 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
     shapes = with_tied_head(tensor_shapes(shards), tied)
     tensors = checked_tensors(adapter, shapes)
     check_disk_space(out, estimated_output_bytes(shards, source_dtype, dtype))
-    streaming = needs_streaming(args, shards, source_dtype)
+    streaming = needs_streaming(args.low_memory, shards, source_dtype)
     refusal = streaming_refusal(adapter, tensors, tied, vocabulary_grows(tensors, shapes)) if streaming else None
     if refusal:
         raise InputError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")

@@ -1,6 +1,6 @@
 """The files of a run folder that every stage shares: when writing starts (the folder is cleared of an
 earlier run's own files, run_config.yaml and a first manifest are written), the manifest itself, the
-model card, and which process writes."""
+model card, which process writes, and the upload of the finished folder (--push_to_hub)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 
 from bioqa.cli.config import config_dict
-from bioqa.cli.options import Options
+from bioqa.cli.options import Options, wants_training
 from bioqa.data import Splits
 from bioqa.devices import DeviceChoice
 from bioqa.files import write_json_atomic, write_text_atomic, write_yaml_atomic
+from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
 from bioqa.model_card import adapter_card, evaluation_of
+from bioqa.modeling import hub_reachable
 from bioqa.outputs import TRAINING_OUTPUT, remove_own_output
 from bioqa.predictions import read_prediction_file
 from bioqa.provenance import base_manifest
@@ -77,3 +79,26 @@ def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | N
     )
     card = adapter_card(opts.training.output_dir, config_dict(*opts), manifest, validation, test)
     write_text_atomic(folder / "README.md", card)
+
+
+def push_problems(opts: Options) -> list[str]:
+    """--push_to_hub uploads the finished adapter: a run that trains none, or cannot reach the Hub, is refused now."""
+    if not opts.training.push_to_hub:
+        return []
+    if not wants_training(opts.training):
+        return ["--push_to_hub uploads the adapter a run trains; add --do_train, or drop --push_to_hub"]
+    return hub_problems(offline=not hub_reachable(), has_token=token_available(opts.training.hub_token))
+
+
+def push_output(opts: Options) -> None:
+    out = Path(opts.training.output_dir)
+    repo = opts.training.hub_model_id or out.resolve().name
+    url = push_folder(
+        out,
+        repo,
+        ADAPTER_FILES,
+        token=opts.training.hub_token,
+        private=opts.training.hub_private_repo,
+        message=f"bioqa-lora: the LoRA adapter of {out.name}",
+    )
+    log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)

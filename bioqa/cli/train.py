@@ -34,19 +34,24 @@ from bioqa.cli.arguments import ModelArguments, RunArguments
 from bioqa.cli.config import config_dict
 from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
 from bioqa.cli.predict import answering, predict_stage, test_prompts
-from bioqa.cli.run_files import begin_run, is_main_launch_process, start_writing, write_model_card
+from bioqa.cli.run_files import (
+    begin_run,
+    is_main_launch_process,
+    push_output,
+    push_problems,
+    start_writing,
+    write_model_card,
+)
 from bioqa.cli.runner import run_main, stop_on_signal
 from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 from bioqa.errors import InputError, Interrupted, raise_problems
 from bioqa.evaluator import GenerationEvaluator
 from bioqa.files import write_json_atomic
-from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
 from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
 from bioqa.modeling import (
     apply_lora,
     check_target_modules,
-    hub_reachable,
     load_config,
     load_model,
     load_tokenizer,
@@ -350,29 +355,6 @@ def run(argv: list[str] | None) -> int:
     log.info("%s", choice.describe())
     with output_lock(out, "output_dir", enabled=is_main_launch_process()):
         return run_locked(opts, argv, choice)
-
-
-def push_problems(opts: Options) -> list[str]:
-    """--push_to_hub uploads the finished adapter: a run that trains none, or cannot reach the Hub, is refused now."""
-    if not opts.training.push_to_hub:
-        return []
-    if not wants_training(opts.training):
-        return ["--push_to_hub uploads the adapter a run trains; add --do_train, or drop --push_to_hub"]
-    return hub_problems(offline=not hub_reachable(), has_token=token_available(opts.training.hub_token))
-
-
-def push_output(opts: Options) -> None:
-    out = Path(opts.training.output_dir)
-    repo = opts.training.hub_model_id or out.resolve().name
-    url = push_folder(
-        out,
-        repo,
-        ADAPTER_FILES,
-        token=opts.training.hub_token,
-        private=opts.training.hub_private_repo,
-        message=f"bioqa-lora: the LoRA adapter of {out.name}",
-    )
-    log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
 
 
 def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> int:

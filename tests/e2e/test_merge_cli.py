@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import bioqa.cli.merge as merge_script
+from bioqa import merging
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
 
@@ -101,7 +102,8 @@ def test_streaming_merge_equals_merge_and_unload(base_and_adapter, tmp_path):
 
 def test_streaming_checks_weight_by_weight_when_the_base_fits_no_second_time(base_and_adapter, tmp_path, monkeypatch):
     base, adapter = base_and_adapter
-    monkeypatch.setattr(merge_script, "fits_in_memory", lambda *args, **kwargs: False)
+    for where in (merge_script, merging):  # the choice to stream, and the choice of verification
+        monkeypatch.setattr(where, "fits_in_memory", lambda *args, **kwargs: False)
     assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "merge_report.json").read_text())
     assert report["verification"]["weights_checked"] == 14 and report["verification"]["max_relative_error"] < 1e-5
