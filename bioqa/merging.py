@@ -328,8 +328,8 @@ def check_disk_space(out: Path, needed: int) -> None:
     free = shutil.disk_usage(parent).free
     if needed * 1.05 > free:
         raise InputError(
-            f"not enough disk space for the merged model in {parent}: it needs about "
-            f"{needed / 1e9:.2f} GB and {free / 1e9:.2f} GB are free; free space or choose another --output_dir"
+            f"not enough disk space for the merged model in {parent}: it needs about {needed / 1e9:.2f} GB and "
+            f"{free / 1e9:.2f} GB are free; free space or choose another {option('output_dir')}"
         )
 
 
