@@ -23,6 +23,7 @@ from transformers import Trainer, TrainerCallback
 
 from bioqa.errors import InputError, RunError, option
 from bioqa.evaluator import GenerationEvaluator
+from bioqa.files import write_text_atomic
 from bioqa.sampler import LengthGroupedBatches
 
 log = logging.getLogger("bioqa")
@@ -36,6 +37,7 @@ class BioQATrainer(Trainer):
         self.generation_evaluator = generation_evaluator
         self.predictions_name: str | None = None  # set by evaluate_final
         self.last_predictions: str | None = None  # predictions/<name>.jsonl of the latest generation evaluation
+        self.evaluations: dict[int, tuple[dict[str, float], str | None]] = {}  # step -> (metrics, predictions)
         if generation_evaluator is not None and self.shards_weights():
             raise InputError(
                 "generation-based evaluation needs whole weights in every process, but FSDP / DeepSpeed "
@@ -49,15 +51,48 @@ class BioQATrainer(Trainer):
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         return bool(self.is_fsdp_enabled or (plugin is not None and getattr(plugin, "zero_stage", 0) == 3))
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        metrics = super().evaluate(*args, **kwargs)
+        self.evaluations[self.state.global_step] = (metrics, self.last_predictions)
+        return metrics
+
     def evaluate_final(self) -> dict[str, float]:
-        """Evaluate the adapter training ends with (the best one under load_best_model_at_end).
+        """The evaluation of the adapter training ends with (the best one under load_best_model_at_end).
         Its answers go to predictions/eval-final.jsonl: at the last step's number they would
-        overwrite that evaluation's own file, which may hold another adapter's answers."""
+        overwrite that evaluation's own file, which may hold another adapter's answers. When this
+        process evaluated those very weights during training, that evaluation is logged again
+        instead of being recomputed (the same weights give the same scores, and an evaluation
+        of generated answers can take minutes)."""
+        step = self.kept_step()
+        if step in self.evaluations:
+            metrics, predictions = self.evaluations[step]
+            log.info(
+                "final evaluation: the kept adapter's scores from step %d (the same weights, not recomputed)", step
+            )
+            self.log(dict(metrics))
+            self.last_predictions = predictions and self.copy_predictions(predictions)
+            return metrics
         self.predictions_name = "eval-final"
         try:
             return self.evaluate()
         finally:
             self.predictions_name = None
+
+    def kept_step(self) -> int:
+        """The step whose weights training ended with: the best checkpoint's when the Trainer loaded it at the
+        end (load_best_model_at_end, with a best checkpoint on record), else the last step's."""
+        best = self.state.best_model_checkpoint
+        if self.args.load_best_model_at_end and best is not None:
+            return int(Path(best).name.rsplit("-", 1)[-1])
+        return self.state.global_step
+
+    def copy_predictions(self, predictions: str) -> str:
+        """predictions/eval-final.jsonl as a copy of an evaluation's answers (written by the main process)."""
+        final = "predictions/eval-final.jsonl"
+        if self.is_world_process_zero():
+            out = Path(self.args.output_dir)
+            write_text_atomic(out / final, (out / predictions).read_text(encoding="utf-8"))
+        return final
 
     def compute_loss_context_manager(self):
         stack = super().compute_loss_context_manager()

@@ -70,6 +70,10 @@ def test_best_model_is_selected_on_eval_rougeL(trained):
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{best['step']}")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval_rougeL"] == pytest.approx(best["eval_rougeL"])  # the saved adapter is the best one
+    # its evaluation during training stands for the final one: the same weights, not generated again
+    assert f"the kept adapter's scores from step {best['step']}" in trained[1].stderr
+    final, answers = (out / "predictions" / f"eval-{name}.jsonl" for name in ("final", f"step-{best['step']}"))
+    assert final.read_text() == answers.read_text()
 
 
 def test_saved_adapter_reloads_with_peft(trained, tiny_model_dir):
