@@ -51,9 +51,12 @@ class BioQATrainer(Trainer):
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         return bool(self.is_fsdp_enabled or (plugin is not None and getattr(plugin, "zero_stage", 0) == 3))
 
-    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
-        metrics = super().evaluate(*args, **kwargs)
-        self.evaluations[self.state.global_step] = (metrics, self.last_predictions)
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if eval_dataset is None and metric_key_prefix == "eval":  # the validation split, as training evaluates it
+            self.evaluations[self.state.global_step] = (metrics, self.last_predictions)
         return metrics
 
     def evaluate_final(self) -> dict[str, float]:
