@@ -81,12 +81,11 @@ class BioQATrainer(Trainer):
         finally:
             self.predictions_name = None
 
-    def kept_step(self) -> int:
+    def kept_step(self) -> int | None:
         """The step whose weights training ended with: the best checkpoint's when the Trainer loaded it at the
         end (load_best_model_at_end, with a best checkpoint on record), else the last step's."""
-        best = self.state.best_model_checkpoint
-        if self.args.load_best_model_at_end and best is not None:
-            return int(Path(best).name.rsplit("-", 1)[-1])
+        if self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None:
+            return self.state.best_global_step  # the step the Trainer named that checkpoint after
         return self.state.global_step
 
     def copy_predictions(self, predictions: str) -> str:

@@ -12,7 +12,11 @@ def trainer_state(load_best: bool, best: str | None, step: int = 24, evaluations
     calls: list = []
     fake = SimpleNamespace(
         args=SimpleNamespace(load_best_model_at_end=load_best),
-        state=SimpleNamespace(best_model_checkpoint=best, global_step=step),
+        state=SimpleNamespace(
+            best_model_checkpoint=best,
+            best_global_step=int(best.rsplit("-", 1)[-1]) if best else None,
+            global_step=step,
+        ),
         evaluations=evaluations or {},
         predictions_name=None,
         last_predictions="predictions/eval-step-24.jsonl",
