@@ -143,7 +143,7 @@ def generate_token_ids(
                     pad_token_id=pad_id,
                     eos_token_id=stop_ids,
                     use_cache=True,
-                    **_batch_cache(model, settings),
+                    **_batch_cache(model, settings, [prompts[i] for i in rows], pad_id),
                     **settings.generate_kwargs(input_ids.shape[1]),
                 )
                 for row, ids in zip(rows, generated[:, input_ids.shape[1] :].tolist()):
@@ -153,19 +153,19 @@ def generate_token_ids(
     return outputs
 
 
-def _batch_cache(model: Any, settings: GenerationSettings) -> dict[str, Any]:
-    """A fresh reserved KV cache for one batch where the settings ask for it and the model's layers allow it
-    (beam search reorders and repeats the cache, which would reallocate it at every step: dynamic there; a cache
-    asked for through `extra` is the caller's)."""
+def _batch_cache(model: Any, settings: GenerationSettings, prompts: list, pad_id: int) -> dict[str, Any]:
+    """A fresh reserved KV cache for one batch, prefilled without padding, where the settings ask for it and the
+    model's layers allow it (beam search reorders and repeats the cache, which would reallocate it at every step:
+    dynamic there; a cache asked for through `extra` is the caller's)."""
     if (
         settings.cache != "reserved"
         or settings.num_beams > 1
         or {"past_key_values", "cache_implementation"} & set(settings.extra)
     ):
         return {}
-    from bioqa.kv_cache import reserved_cache
+    from bioqa.kv_cache import prefilled_cache
 
-    cache = reserved_cache(model, settings.max_new_tokens)
+    cache = prefilled_cache(model, prompts, pad_id, settings.max_new_tokens)
     return {} if cache is None else {"past_key_values": cache}
 
 

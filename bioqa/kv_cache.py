@@ -7,10 +7,18 @@ preallocated length from the first token on, prefill included, which takes the g
 does both halves right: the prefill's keys and values land in a buffer with room for `reserve` more tokens,
 each step writes its token in place, and attention sees a view of the filled part only, so every product and
 mask is the one DynamicCache would give (tested: identical answers).
+
+`prefilled_cache` also takes the padding out of the prefill. A batch of prompts left-padded to its longest
+spent 40% of a PubMedQA prefill on padding (32 prompts, 11,792 tokens padded to 19,872) and attended through
+a dense mask besides. Instead, prompts of near-equal length run together right-padded, where causal attention
+needs no mask (padding after a token cannot reach it), and their keys and values are laid into the
+left-padded cache that decoding goes on from. In float32 the answers are the same; in bf16 the rounding
+follows the shapes of the products, so near-tied greedy choices can go the other way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -40,6 +48,12 @@ class ReservedLayer(DynamicLayer):
         values[:, :, length:needed] = value_states
         self.keys, self.values = keys[:, :, :needed], values[:, :, :needed]
         return self.keys, self.values
+
+    def hold(self, keys: Any, values: Any, length: int) -> None:
+        """Take `keys` and `values` (batch, heads, capacity, dim) as the buffers, their first `length` tokens cached."""
+        self.lazy_initialization(keys, values)
+        self._buffers = (keys, values)
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
 
     def _holds(self, key_states: Any, needed: int) -> bool:
         """Whether the buffers still back `self.keys` (beam reordering or batch selection replace it with a new
@@ -79,3 +93,60 @@ def reserved_cache(model: Any, reserve: int) -> DynamicCache | None:
         return None
     cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
     return cache
+
+
+def prefilled_cache(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, reserve: int) -> DynamicCache | None:
+    """A reserved cache holding every prompt but its last token, left-padded as `generate` pads `prompts` (the
+    padding's keys and values zero), so that `generate` on the whole prompts starts from their last token; None
+    where `reserved_cache` gives none or no prompt has a token to cache."""
+    import torch
+
+    width = max(len(ids) for ids in prompts)
+    cache = reserved_cache(model, reserve)
+    if cache is None or width < 2:
+        return None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's LoRA layers are inside
+    logits = {"logits_to_keep": 1} if base._supports_logits_to_keep() else {}
+    buffers: list[tuple[Any, Any]] = []
+    for rows in length_groups([len(ids) - 1 for ids in prompts]):
+        part = DynamicCache(config=model.config.get_text_config(decoder=True))
+        longest = len(prompts[rows[0]]) - 1
+        chunk = torch.tensor([list(prompts[r][:-1]) + [pad_id] * (longest + 1 - len(prompts[r])) for r in rows])
+        base(input_ids=chunk.to(model.device), past_key_values=part, use_cache=True, **logits)
+        if not buffers:  # the shapes of every layer's buffers are known after the first forward
+            buffers = [_zeroed(layer.keys, len(prompts), width - 1 + reserve) for layer in part.layers]
+        for (keys, values), layer in zip(buffers, part.layers):
+            for i, r in enumerate(rows):
+                cached = len(prompts[r]) - 1
+                keys[r, :, width - 1 - cached : width - 1] = layer.keys[i, :, :cached]
+                values[r, :, width - 1 - cached : width - 1] = layer.values[i, :, :cached]
+    for layer, (keys, values) in zip(cache.layers, buffers):
+        layer.hold(keys, values, width - 1)
+    return cache
+
+
+def _zeroed(like: Any, batch: int, capacity: int) -> tuple[Any, Any]:
+    """Zeroed key and value buffers for `batch` rows of `capacity` tokens, with `like`'s heads, dim and dtype."""
+    import torch
+
+    shape = (batch, like.shape[1], capacity, like.shape[3])
+    keys = torch.zeros(shape, dtype=like.dtype, device=like.device)
+    return keys, torch.zeros_like(keys)
+
+
+def length_groups(lengths: Sequence[int], slack: float = 0.1) -> list[list[int]]:
+    """Indices of `lengths`, longest first, in runs whose padding to their first is at most `slack` of their
+    tokens; lengths of 0 (nothing to cache) in none."""
+    groups: list[list[int]] = []
+    tokens = 0
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        length = lengths[index]
+        if length == 0:
+            break
+        if groups and lengths[groups[-1][0]] * (len(groups[-1]) + 1) <= (1 + slack) * (tokens + length):
+            groups[-1].append(index)
+            tokens += length
+        else:
+            groups.append([index])
+            tokens = length
+    return groups

@@ -219,10 +219,11 @@ class GenerationEvalArguments:
     generation_cache: str = field(
         default="reserved",
         metadata={
-            "help": "KV cache while generating: reserved (room for the answer set aside after the prompt, each token "
-            "written in place), dynamic (transformers' own: grows by copying at every token), static (preallocated, "
-            "attends over its whole length) or compiled (static plus torch.compile of the decoding step). "
-            "Same answers from each; speeds in docs/BENCHMARKS.md.",
+            "help": "KV cache while generating: reserved (prompts of near-equal length prefilled together without "
+            "padding, room for the answer set aside after them, each token written in place), dynamic (transformers' "
+            "own: one padded prefill, grows by copying at every token), static (preallocated, attends over its whole "
+            "length) or compiled (static plus torch.compile of the decoding step). Same answers in float32; in "
+            "bf16 the rounding follows the prefill's shapes. Speeds in docs/BENCHMARKS.md.",
             "choices": ["reserved", "dynamic", "static", "compiled"],
         },
     )

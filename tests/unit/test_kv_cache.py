@@ -6,7 +6,7 @@ import torch
 from transformers import DynamicCache
 
 from bioqa.generation import GenerationSettings, generate_token_ids
-from bioqa.kv_cache import ReservedLayer, reserved_cache
+from bioqa.kv_cache import ReservedLayer, length_groups, prefilled_cache, reserved_cache
 from tiny_models import build_model
 
 PROMPT = torch.tensor([[0, 0, 11, 12, 13, 14], [21, 22, 23, 24, 25, 26]])
@@ -74,18 +74,70 @@ def test_crop_batch_selection_reordering_and_running_out_of_room_give_the_dynami
 
 
 def test_generate_answers_the_same_with_each_cache_for_greedy_and_beam_search(model, tokenizer):
-    prompts = [[11, 12, 13], [21, 22, 23, 24, 25, 26, 27], [31, 32, 33, 34]]
+    prompts = [[11, 12, 13], [21, 22, 23, 24, 25, 26, 27], [31, 32, 33, 34], [41]]
     for beams in (1, 2):
         answers = {
             cache: generate_token_ids(
                 model,
                 tokenizer,
                 prompts,
-                GenerationSettings(max_new_tokens=9, batch_size=3, num_beams=beams, cache=cache),
+                GenerationSettings(max_new_tokens=9, batch_size=4, num_beams=beams, cache=cache),
             )
             for cache in ("reserved", "dynamic")
         }
         assert answers["reserved"] == answers["dynamic"] and all(answers["reserved"])
+
+
+def left_padded_decode(model, cache, prompts, steps: int) -> list[torch.Tensor]:
+    """Logits of `steps` greedy steps after the prompts' last token, `cache` holding (at least) the rest."""
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = []
+    with torch.inference_mode():
+        if cache.get_seq_length() == 0:  # the usual padded prefill of all but the last token
+            model(
+                input_ids=ids[:, :-1],
+                attention_mask=mask[:, :-1],
+                position_ids=positions[:, :-1],
+                past_key_values=cache,
+            )
+        last, position = ids[:, -1:], positions[:, -1:]
+        for _ in range(steps):
+            out = model(input_ids=last, attention_mask=mask, position_ids=position, past_key_values=cache)
+            logits.append(out.logits[:, -1])
+            last, position = out.logits[:, -1:].argmax(-1), position + 1
+            mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype)], 1)
+    return logits
+
+
+# Lengths that make several prefill groups, a one-token prompt (nothing to cache) and an unsorted batch.
+MIXED = [[11, 12, 13], [21, 22, 23, 24, 25, 26, 27, 28, 29, 30], [31], [41, 42, 43, 44, 45, 46, 47, 48, 49], [51, 52]]
+
+
+def test_a_prefill_without_padding_gives_the_padded_prefills_logits_and_zero_padding(model):
+    cache = prefilled_cache(model, MIXED, pad_id=0, reserve=4)
+    assert cache.get_seq_length() == 9  # the widest prompt but its last token
+    keys = cache.layers[0].keys
+    assert not keys[2].any() and not keys[0, :, :7].any() and keys[0, :, 7:].abs().sum() > 0  # padding: zeros
+    unpadded = left_padded_decode(model, cache, MIXED, steps=4)
+    padded = left_padded_decode(model, DynamicCache(config=model.config), MIXED, steps=4)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(unpadded, padded))
+    assert cache.layers[0].keys.data_ptr() == cache.layers[0]._buffers[0].data_ptr()  # decoded in place
+
+
+def test_only_one_token_prompts_have_nothing_to_prefill(model):
+    assert prefilled_cache(model, [[11], [12]], pad_id=0, reserve=4) is None
+
+
+def test_prefill_groups_run_longest_first_and_pad_at_most_the_slack():
+    lengths = [100, 3, 95, 0, 50, 48, 47, 92]
+    groups = length_groups(lengths, slack=0.1)
+    assert groups == [[0, 2, 7], [4, 5, 6], [1]]  # 0 tokens: none; 3 beside 47 would pad 44 of 50
+    for rows in groups:
+        assert lengths[rows[0]] * len(rows) <= 1.1 * sum(lengths[r] for r in rows)
+    assert length_groups(lengths, slack=0.0) == [[0], [2], [7], [4], [5], [6], [1]]
 
 
 def test_a_cache_asked_for_through_extra_keywords_is_used_as_it_is(model, tokenizer):
