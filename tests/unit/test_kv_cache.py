@@ -1,11 +1,16 @@
 """The reserved KV cache: written in place, and every step's logits those of transformers' DynamicCache,
-whatever the cache is asked to do in between (crop, batch selection, beam reordering, running out of room)."""
+whatever the cache is asked to do in between (crop, batch selection, beam reordering, running out of room);
+its prefill without padding; the grouped-query attention of decoding steps on a CPU."""
+
+import contextlib
+import os
 
 import pytest
 import torch
 from transformers import DynamicCache
 
-from bioqa.generation import GenerationSettings, generate_token_ids
+from bioqa import generation
+from bioqa.generation import FORCE_GQA, GenerationSettings, generate_token_ids
 from bioqa.kv_cache import ReservedLayer, length_groups, prefilled_cache, reserved_cache
 from tiny_models import build_model
 
@@ -157,3 +162,26 @@ def test_a_model_with_sliding_window_layers_keeps_transformers_own_cache(tokeniz
         for cache in ("reserved", "dynamic")
     }
     assert answers["reserved"] == answers["dynamic"]
+
+
+def test_decoding_on_a_cpu_takes_sdpas_grouped_query_path_under_a_mask_and_answers_alike(model, tokenizer, monkeypatch):
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(query, key, value, attn_mask=None, **kwargs):
+        calls.append((query.shape[2], attn_mask is not None, kwargs.get("enable_gqa", False)))
+        return sdpa(query, key, value, attn_mask=attn_mask, **kwargs)
+
+    prompts = [[11, 12, 13], [21, 22, 23, 24, 25, 26, 27]]  # unequal: every decoding step has a padding mask
+    monkeypatch.delenv(FORCE_GQA, raising=False)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    grouped = generate_token_ids(model, tokenizer, prompts, GenerationSettings(max_new_tokens=6))
+    decoding = [call for call in calls if call[0] == 1]
+    assert decoding and all(masked and gqa for _, masked, gqa in decoding)  # 2 query heads per key/value head
+    assert FORCE_GQA not in os.environ  # as it was before generating
+
+    calls.clear()
+    monkeypatch.setattr(generation, "grouped_query_sdpa", lambda device: contextlib.nullcontext())
+    packed = generate_token_ids(model, tokenizer, prompts, GenerationSettings(max_new_tokens=6))
+    assert not any(gqa for length, _, gqa in calls if length == 1)  # transformers' own choice under a mask
+    assert grouped == packed
