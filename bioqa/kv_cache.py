@@ -101,28 +101,34 @@ def prefilled_cache(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, r
     where `reserved_cache` gives none or no prompt has a token to cache."""
     import torch
 
-    width = max(len(ids) for ids in prompts)
+    cached = [len(ids) - 1 for ids in prompts]
+    length = max(cached)  # the cache's: the longest prompt but its last token
     cache = reserved_cache(model, reserve)
-    if cache is None or width < 2:
+    if cache is None or length == 0:
         return None
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's LoRA layers are inside
     logits = {"logits_to_keep": 1} if base._supports_logits_to_keep() else {}
     buffers: list[tuple[Any, Any]] = []
-    for rows in length_groups([len(ids) - 1 for ids in prompts]):
+    for rows in length_groups(cached):
         part = DynamicCache(config=model.config.get_text_config(decoder=True))
-        longest = len(prompts[rows[0]]) - 1
-        chunk = torch.tensor([list(prompts[r][:-1]) + [pad_id] * (longest + 1 - len(prompts[r])) for r in rows])
+        group = cached[rows[0]]  # its longest
+        chunk = torch.tensor([list(prompts[r][:-1]) + [pad_id] * (group - cached[r]) for r in rows])
         base(input_ids=chunk.to(model.device), past_key_values=part, use_cache=True, **logits)
         if not buffers:  # the shapes of every layer's buffers are known after the first forward
-            buffers = [_zeroed(layer.keys, len(prompts), width - 1 + reserve) for layer in part.layers]
-        for (keys, values), layer in zip(buffers, part.layers):
-            for i, r in enumerate(rows):
-                cached = len(prompts[r]) - 1
-                keys[r, :, width - 1 - cached : width - 1] = layer.keys[i, :, :cached]
-                values[r, :, width - 1 - cached : width - 1] = layer.values[i, :, :cached]
+            buffers = [_zeroed(layer.keys, len(prompts), length + reserve) for layer in part.layers]
+        _lay_in(buffers, part, rows, cached, length)
     for layer, (keys, values) in zip(cache.layers, buffers):
-        layer.hold(keys, values, width - 1)
+        layer.hold(keys, values, length)
     return cache
+
+
+def _lay_in(buffers: list[tuple[Any, Any]], part: DynamicCache, rows: list[int], cached: list[int], end: int) -> None:
+    """Each row's `cached` keys and values, from the right-padded cache `part` of their group, ending at `end` in
+    the left-padded buffers."""
+    for (keys, values), layer in zip(buffers, part.layers):
+        for i, r in enumerate(rows):
+            keys[r, :, end - cached[r] : end] = layer.keys[i, :, : cached[r]]
+            values[r, :, end - cached[r] : end] = layer.values[i, :, : cached[r]]
 
 
 def _zeroed(like: Any, batch: int, capacity: int) -> tuple[Any, Any]:
