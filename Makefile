@@ -9,6 +9,9 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 DEPS_STAMP := $(VENV)/.deps-installed
 NLTK_STAMP := nltk_data/.complete
 MODEL_STAMP := models/.default-model-complete
+# Tests run in one worker per CPU core, a test file per worker at a time (its module fixtures are built
+# once); tests/conftest.py gives each worker its share of the cores' threads.
+PARALLEL := -n auto --dist loadfile
 
 .PHONY: setup model test test-fast lint demo bench bench-train bench-generation bench-gpu bench-merge bench-recipes clean
 
@@ -37,14 +40,14 @@ $(MODEL_STAMP): tools/setup_default_model.py | $(DEPS_STAMP)
 
 # The linter and formatter check first (seconds), then every test.
 test: setup model lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(PARALLEL) -m "not slow"
 
 demo: setup model
 	$(PY) examples/demo.py

@@ -1,11 +1,26 @@
 """Session fixtures: tiny models and QA files built offline once per test session."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from helpers import TRAIN, run_cli, run_flags
 from tiny_models import qa_rows, save_tiny_model, write_jsonl
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist (`make test`), each worker and the scripts it runs take their share of the CPU
+    cores: torch's default of one thread per core in every worker would oversubscribe them."""
+    import torch
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))  # the scripts
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # this worker
+
+
+share_the_cores()
 
 
 @pytest.fixture(scope="session")

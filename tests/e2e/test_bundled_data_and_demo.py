@@ -99,11 +99,11 @@ def test_demo_pipeline_on_a_reduced_recipe(tmp_path):
         "--num_train_epochs",
         "1",
         "--max_train_samples",
-        "48",
+        "24",
         "--generation_eval_samples",
         "8",
         "--generation_max_new_tokens",
-        "24",
+        "16",
         "--report_to",
         "none",
     ]
