@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 NAME = "sdpa_float32_backward"
-HALF = ("bfloat16", "float16")
 
 
 def float32_backward_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
@@ -21,7 +20,7 @@ def float32_backward_sdpa(module: Any, query: Any, key: Any, value: Any, attenti
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if not (query.requires_grad and query.device.type == "cpu" and str(query.dtype).removeprefix("torch.") in HALF):
+    if not (query.requires_grad and query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if attention_mask is not None and attention_mask.is_floating_point():
         attention_mask = attention_mask.float()

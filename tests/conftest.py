@@ -12,10 +12,10 @@ from tiny_models import qa_rows, save_tiny_model, write_jsonl
 def share_the_cores() -> None:
     """Under pytest-xdist (`make test`), each worker and the scripts it runs take their share of the CPU
     cores: torch's default of one thread per core in every worker would oversubscribe them."""
-    import torch
-
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
+        import torch
+
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))  # the scripts
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # this worker
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, run_cli
 from tiny_models import make_adapter, make_base
 
 ERRORS_DOC = ROOT / "docs" / "ERRORS.md"
@@ -761,7 +761,7 @@ ALL_ROWS = [
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests
-# the same code without ten seconds of imports per row (the whole matrix took eight minutes that way).
+# the same code without ten seconds of imports per row (the whole matrix took nine minutes that way).
 PROCESS_ROWS = [
     "unknown-flag",
     "yaml-typo-key",
@@ -812,14 +812,7 @@ def assert_refused(row_id, env, run) -> None:
 
 
 def run_as_a_process(command: list[str]) -> tuple[int, str]:
-    result = subprocess.run(
-        [sys.executable, *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    result = run_cli(*command[1:], script=command[0])
     return result.returncode, result.stderr
 
 
