@@ -104,7 +104,7 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from bioqa.attention import train_with_float32_backward
+    from bioqa.attention import use_cpu_attention
     from bioqa.cli.arguments import PromptArguments
     from bioqa.loss import AnswerOnlyCollator, answer_only_loss
     from bioqa.modeling import load_tokenizer
@@ -117,7 +117,7 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
     features, _ = encode_dataset(tokenizer, prompt_format(tokenizer, PromptArguments()), examples, 1024)
     weights = torch.bfloat16 if arm in ("ours-bf16", "ours-bf16-padfree") else torch.float32
     base = AutoModelForCausalLM.from_pretrained(MODEL, dtype=weights)
-    train_with_float32_backward(base, "cpu")  # as load_models.py trains on a CPU
+    use_cpu_attention(base, "cpu")  # as load_models.py trains on a CPU
     model = get_peft_model(base, lora_config())
     bf16 = "bf16" in arm
     # what load_models.build_trainer sets up: its Trainer (length-grouped batches), answer-only logits and

@@ -10,7 +10,8 @@ The repetition guards look at the answer only. transformers' own `no_repeat_ngra
 `repetition_penalty` count the prompt too for decoder-only models, so they forbid or penalise
 quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BENCHMARKS.md).
 
-On a CPU, attention in a decoding step takes sdpa's own grouped-query path (`grouped_query_sdpa`).
+On a CPU, attention in a decoding step takes sdpa's own grouped-query path (`grouped_query_sdpa`); in bf16, a model
+loaded by the commands attends to one-token queries with matrix products instead (`bioqa.attention`).
 
 `answer_prompts` runs in the settings' dtype, LoRA updates folded into the weights (`bioqa.precision`), so the
 same answers and label scores come from the adapter during training and reloaded from its folder (tested).

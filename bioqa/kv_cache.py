@@ -23,13 +23,18 @@ from typing import Any
 
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from bioqa.attention import reads_whole_buffers
+
 
 class ReservedLayer(DynamicLayer):
-    """A DynamicLayer whose keys and values are views of buffers with room for `reserve` tokens past the prompt."""
+    """A DynamicLayer whose keys and values are views of buffers with room for `reserve` tokens past the prompt.
+    With `whole`, a one-token step attends over the whole buffers instead, the unfilled room masked as the future
+    (StaticCache's way for decoding only): contiguous keys, which a matrix product reads without copying them
+    (`bioqa.attention.one_token_attention`)."""
 
-    def __init__(self, reserve: int):
+    def __init__(self, reserve: int, whole: bool = False):
         super().__init__()
-        self.reserve = reserve
+        self.reserve, self.whole = reserve, whole
         self._buffers: tuple[Any, Any] | None = None
 
     def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
@@ -39,6 +44,7 @@ class ReservedLayer(DynamicLayer):
     def update(self, key_states: Any, value_states: Any, *args, **kwargs) -> tuple[Any, Any]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        whole = self._attends_whole(key_states.shape[-2])  # decided as get_mask_sizes decided it for this step
         length = self.get_seq_length()
         needed = length + key_states.shape[-2]
         if not self._holds(key_states, needed):
@@ -47,7 +53,20 @@ class ReservedLayer(DynamicLayer):
         keys[:, :, length:needed] = key_states
         values[:, :, length:needed] = value_states
         self.keys, self.values = keys[:, :, :needed], values[:, :, :needed]
-        return self.keys, self.values
+        return (keys, values) if whole else (self.keys, self.values)
+
+    def get_mask_sizes(self, *args, **kwargs) -> tuple[int, int]:
+        query_length = args[0] if args else kwargs["query_length"]
+        if self._attends_whole(query_length):
+            return self._buffers[0].shape[-2], 0
+        return super().get_mask_sizes(*args, **kwargs)
+
+    def _attends_whole(self, query_length: int) -> bool:
+        """Whether this step attends over the whole buffers: a one-token step with room left in them."""
+        if not (self.whole and query_length == 1 and self._buffers is not None and self.keys.numel()):
+            return False
+        keys = self._buffers[0]
+        return self.keys.data_ptr() == keys.data_ptr() and keys.shape[-2] > self.get_seq_length()
 
     def hold(self, keys: Any, values: Any, length: int) -> None:
         """Take `keys` and `values` (batch, heads, capacity, dim) as the buffers, their first `length` tokens cached."""
@@ -72,8 +91,9 @@ class ReservedLayer(DynamicLayer):
         import torch
 
         batch, heads, _, dim = key_states.shape
-        keys = torch.empty((batch, heads, capacity, dim), dtype=key_states.dtype, device=key_states.device)
-        values = torch.empty_like(keys)
+        # zeroed: a whole-buffer step weighs the unfilled room by 0, and 0 times a stray NaN would be NaN
+        keys = torch.zeros((batch, heads, capacity, dim), dtype=key_states.dtype, device=key_states.device)
+        values = torch.zeros_like(keys)
         length = self.get_seq_length()
         if length:
             keys[:, :, :length] = self.keys
@@ -117,8 +137,10 @@ def prefilled_cache(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, r
         if not buffers:  # the shapes of every layer's buffers are known after the first forward
             buffers = [_zeroed(layer.keys, len(prompts), length + reserve) for layer in part.layers]
         _lay_in(buffers, part, rows, cached, length)
+    whole = reads_whole_buffers(model, buffers[0][0])
     for layer, (keys, values) in zip(cache.layers, buffers):
         layer.hold(keys, values, length)
+        layer.whole = whole
     return cache
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from bioqa.attention import use_cpu_attention
 from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
@@ -63,6 +64,7 @@ def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
     """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity,
     loaded in the generation dtype."""
     model = load_model(opts.model, replace(choice, weights_dtype=choice.generation_dtype))
+    use_cpu_attention(model, choice.device)
     if opts.model.adapter_name_or_path:
         model = load_adapter(model, opts.model.adapter_name_or_path)
     if not opts.model.load_in_4bit:  # bitsandbytes places a 4-bit model itself

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import transformers
 
-from bioqa.attention import train_with_float32_backward
+from bioqa.attention import use_cpu_attention
 from bioqa.cli.arguments import ModelArguments, RunArguments
 from bioqa.cli.config import config_dict
 from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
@@ -286,7 +286,7 @@ def train(
         set_seed(opts.training.seed)
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
     base = load_model(opts.model, choice)
-    train_with_float32_backward(base, choice.device)
+    use_cpu_attention(base, choice.device)
     model = apply_lora(base, opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     start_writing(opts, resume, manifest)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, choice, tokenizer, fmt, splits))

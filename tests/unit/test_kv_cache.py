@@ -67,15 +67,26 @@ def swap_rows(cache, mask):  # what beam search does: a new tensor of the same s
     return mask[[1, 0]], [1, 0]
 
 
+def whole(cache):
+    """The cache with its one-token steps over the whole buffers (as for bf16 decoding on a CPU)."""
+    for layer in cache.layers:
+        layer.whole = True
+    return cache
+
+
 @pytest.mark.parametrize("reserve", [0, 1, 8])
 @pytest.mark.parametrize("between", [None, crop_last, keep_second_row, swap_rows])
+@pytest.mark.parametrize("over", [lambda cache: cache, whole], ids=["filled-part", "whole-buffers"])
 def test_crop_batch_selection_reordering_and_running_out_of_room_give_the_dynamic_caches_logits(
-    model, reserve, between
+    model, reserve, between, over
 ):
-    reserved = decode(model, reserved_cache(model, reserve=reserve), steps=6, between=between)
+    reserved = decode(model, over(reserved_cache(model, reserve=reserve)), steps=6, between=between)
     dynamic = decode(model, DynamicCache(config=model.config), steps=6, between=between)
     assert [t.shape for t in reserved] == [t.shape for t in dynamic]
-    assert all(torch.equal(a, b) for a, b in zip(reserved, dynamic))
+    if over is whole:  # sdpa sums over the masked room too: the same logits up to float32 rounding
+        assert all(torch.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(reserved, dynamic))
+    else:
+        assert all(torch.equal(a, b) for a, b in zip(reserved, dynamic))
 
 
 def test_generate_answers_the_same_with_each_cache_for_greedy_and_beam_search(model, tokenizer):
@@ -130,6 +141,28 @@ def test_a_prefill_without_padding_gives_the_padded_prefills_logits_and_zero_pad
     padded = left_padded_decode(model, DynamicCache(config=model.config), MIXED, steps=4)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(unpadded, padded))
     assert cache.layers[0].keys.data_ptr() == cache.layers[0]._buffers[0].data_ptr()  # decoded in place
+
+
+def test_a_one_token_step_over_the_whole_buffers_masks_the_unfilled_room_as_the_future(model):
+    cache = whole(reserved_cache(model, reserve=8))
+    decode(model, cache, steps=2)  # the prefill (6 tokens: the filled part), then two one-token steps
+    layer = cache.layers[0]
+    assert layer.get_mask_sizes(1) == (6 + 8, 0)  # the whole buffer for the next one-token step
+    assert layer.get_mask_sizes(2)[0] == layer.get_seq_length() + 2  # more tokens: the filled part, as DynamicLayer
+    with torch.inference_mode():
+        keys, _ = layer.update(torch.ones(2, 2, 1, 8), torch.ones(2, 2, 1, 8))
+    assert keys.data_ptr() == layer._buffers[0].data_ptr() and keys.shape[-2] == 6 + 8
+    assert layer.get_seq_length() == 6 + 3  # the cached length counts the filled part only
+
+
+def test_prefilled_cache_reads_whole_buffers_where_the_cpu_attention_decodes_bf16(tokenizer):
+    from bioqa.attention import use_cpu_attention
+
+    model = build_model(tokenizer, seed=3).eval()
+    assert not prefilled_cache(model, MIXED, pad_id=0, reserve=4).layers[0].whole  # sdpa: the filled part
+    use_cpu_attention(model, "cpu")
+    assert not prefilled_cache(model, MIXED, pad_id=0, reserve=4).layers[0].whole  # float32: sdpa's path
+    assert prefilled_cache(model.to(torch.bfloat16), MIXED, pad_id=0, reserve=4).layers[0].whole
 
 
 def test_only_one_token_prompts_have_nothing_to_prefill(model):
