@@ -236,9 +236,13 @@ def timed_generation(tokenizer, prompts: list[list[int]], settings) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from bioqa.attention import use_cpu_attention
     from bioqa.generation import Answering, answer_prompts
 
-    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
+    # frozen, as a prediction's or an evaluation's base is, so the settings' dtype casts its weights (a weight that
+    # requires gradients keeps its dtype, and bf16 would then be autocast over float32 weights)
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).requires_grad_(False)
+    use_cpu_attention(model, "cpu")  # as load_models.py loads a model on a CPU
     seconds = {}
     for new in (1, 1 + DECODE_TOKENS, 1, 1 + DECODE_TOKENS):  # twice each: the first call warms up
         how = Answering(replace(settings, max_new_tokens=new, min_new_tokens=new))
