@@ -181,3 +181,25 @@ def test_answer_prompts_folds_lora_only_when_asked(tokenizer, prompt_batch, fold
     how = Answering(GenerationSettings(max_new_tokens=2, batch_size=4, fold_lora=fold))
     assert len(answer_prompts(model, tokenizer, prompt_batch, how).texts) == len(prompt_batch)
     assert bool(seen) == fold
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "reserved"])
+def test_the_heads_input_is_contiguous_while_generating_and_the_hook_goes_after(
+    tokenizer, prompt_batch, cache, monkeypatch
+):
+    import contextlib
+
+    from bioqa import generation
+
+    model = build_model(tokenizer, seed=3)
+    head = model.get_output_embeddings()
+    seen = []
+    head.register_forward_hook(lambda module, args, output: seen.append(args[0].is_contiguous()))  # as forward got it
+    settings = GenerationSettings(max_new_tokens=4, batch_size=9, cache=cache)
+    answers = generate_token_ids(model, tokenizer, prompt_batch, settings)
+    assert seen and all(seen)
+    assert not head._forward_pre_hooks  # the block's hook is gone
+    seen.clear()
+    monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
+    assert generate_token_ids(model, tokenizer, prompt_batch, settings) == answers
+    assert not all(seen)  # without it: each prefill projects the strided last position of its prompts
