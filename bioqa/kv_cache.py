@@ -63,8 +63,8 @@ class ReservedLayer(DynamicLayer):
 
     def _attends_whole(self, query_length: int) -> bool:
         """Whether this step attends over the whole buffers: a one-token step with room left in them."""
-        if not (self.whole and query_length == 1 and self._buffers is not None and self.keys.numel()):
-            return False
+        if not (self.whole and query_length == 1 and self._buffers is not None and self.keys is not None):
+            return False  # (reset() drops the keys but not the buffers)
         keys = self._buffers[0]
         return self.keys.data_ptr() == keys.data_ptr() and keys.shape[-2] > self.get_seq_length()
 

@@ -153,6 +153,8 @@ def test_a_one_token_step_over_the_whole_buffers_masks_the_unfilled_room_as_the_
         keys, _ = layer.update(torch.ones(2, 2, 1, 8), torch.ones(2, 2, 1, 8))
     assert keys.data_ptr() == layer._buffers[0].data_ptr() and keys.shape[-2] == 6 + 8
     assert layer.get_seq_length() == 6 + 3  # the cached length counts the filled part only
+    cache.reset()
+    assert layer.get_mask_sizes(1) == (1, 0)  # nothing cached: as DynamicLayer
 
 
 def test_prefilled_cache_reads_whole_buffers_where_the_cpu_attention_decodes_bf16(tokenizer):
