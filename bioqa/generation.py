@@ -183,7 +183,8 @@ def grouped_query_sdpa(device: Any) -> Iterator[None]:
 
 @contextmanager
 def contiguous_head_input(model: Any) -> Iterator[None]:
-    """The language-model head gets a contiguous input inside the block. A prefill projects only the last position,
+    """The language-model head gets a contiguous input inside the block. A prefill (or the scoring of labels after a
+    prompt) projects only the last position,
     a strided view of the hidden states, and torch's matmul then copies the head's weight once per row of the batch
     to multiply it (8 rows x 576 x 49,152 for SmolLM2): 20% of a PubMedQA prefill of 16 prompts on a CPU
     (docs/BENCHMARKS.md), where copying the positions themselves costs nothing to speak of."""
@@ -293,7 +294,7 @@ def label_logliks(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), contiguous_head_input(model):  # the prompts' last position is projected alone
             for start in tqdm(range(0, len(order), batch_size), desc="scoring labels", disable=not progress):
                 rows = order[start : start + batch_size]
                 scores = _batch_logliks(model, [prompts[i] for i in rows], continuations, pad_id)

@@ -203,3 +203,24 @@ def test_the_heads_input_is_contiguous_while_generating_and_the_hook_goes_after(
     monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
     assert generate_token_ids(model, tokenizer, prompt_batch, settings) == answers
     assert not all(seen)  # without it: each prefill projects the strided last position of its prompts
+
+
+def test_label_scoring_projects_a_contiguous_last_position_too(tokenizer, prompt_batch, monkeypatch):
+    import contextlib
+
+    from bioqa import generation
+    from bioqa.generation import label_logliks
+
+    model = build_model(tokenizer, seed=3)
+    seen = []
+    model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: seen.append(args[0].is_contiguous())
+    )
+    labels = [[11], [21, 22]]
+    scores = label_logliks(model, tokenizer, prompt_batch, labels, batch_size=9)
+    assert seen and all(seen)
+    seen.clear()
+    monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
+    again = label_logliks(model, tokenizer, prompt_batch, labels, batch_size=9)
+    assert [pytest.approx(row, rel=1e-5) for row in again] == scores  # one product or one per row: rounding aside
+    assert not all(seen)
