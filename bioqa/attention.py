@@ -27,10 +27,10 @@ def cpu_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    half = query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
-    if half and query.requires_grad:
+    on_cpu = query.device.type == "cpu"
+    if on_cpu and query.requires_grad and query.dtype in (torch.bfloat16, torch.float16):
         return float32_sdpa(module, query, key, value, attention_mask, **kwargs)
-    if half and query.dtype == torch.bfloat16 and query.shape[2] == 1 and decodes_plainly(kwargs):
+    if on_cpu and query.dtype == torch.bfloat16 and query.shape[2] == 1 and decodes_plainly(kwargs):
         return one_token_attention(query, key, value, attention_mask, kwargs.get("scaling"))
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 

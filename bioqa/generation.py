@@ -184,10 +184,9 @@ def grouped_query_sdpa(device: Any) -> Iterator[None]:
 @contextmanager
 def contiguous_head_input(model: Any) -> Iterator[None]:
     """The language-model head gets a contiguous input inside the block. A prefill (or the scoring of labels after a
-    prompt) projects only the last position,
-    a strided view of the hidden states, and torch's matmul then copies the head's weight once per row of the batch
-    to multiply it (8 rows x 576 x 49,152 for SmolLM2): 20% of a PubMedQA prefill of 16 prompts on a CPU
-    (docs/BENCHMARKS.md), where copying the positions themselves costs nothing to speak of."""
+    prompt) projects only the last position, a strided view of the hidden states, and torch's matmul then copies
+    the head's weight once per row of the batch to multiply it (8 rows x 576 x 49,152 for SmolLM2): 20% of a
+    PubMedQA prefill of 16 prompts on a CPU (docs/BENCHMARKS.md), where copying the positions costs next to nothing."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
         yield

@@ -32,9 +32,10 @@ class ReservedLayer(DynamicLayer):
     (StaticCache's way for decoding only): contiguous keys, which a matrix product reads without copying them
     (`bioqa.attention.one_token_attention`)."""
 
-    def __init__(self, reserve: int, whole: bool = False):
+    def __init__(self, reserve: int):
         super().__init__()
-        self.reserve, self.whole = reserve, whole
+        self.reserve = reserve
+        self.whole = False  # set by `hold`, with the buffers it is about
         self._buffers: tuple[Any, Any] | None = None
 
     def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
@@ -55,11 +56,10 @@ class ReservedLayer(DynamicLayer):
         self.keys, self.values = keys[:, :, :needed], values[:, :, :needed]
         return (keys, values) if whole else (self.keys, self.values)
 
-    def get_mask_sizes(self, *args, **kwargs) -> tuple[int, int]:
-        query_length = args[0] if args else kwargs["query_length"]
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         if self._attends_whole(query_length):
             return self._buffers[0].shape[-2], 0
-        return super().get_mask_sizes(*args, **kwargs)
+        return super().get_mask_sizes(query_length)
 
     def _attends_whole(self, query_length: int) -> bool:
         """Whether this step attends over the whole buffers: a one-token step with room left in them."""
@@ -68,10 +68,11 @@ class ReservedLayer(DynamicLayer):
         keys = self._buffers[0]
         return self.keys.data_ptr() == keys.data_ptr() and keys.shape[-2] > self.get_seq_length()
 
-    def hold(self, keys: Any, values: Any, length: int) -> None:
-        """Take `keys` and `values` (batch, heads, capacity, dim) as the buffers, their first `length` tokens cached."""
+    def hold(self, keys: Any, values: Any, length: int, whole: bool = False) -> None:
+        """Take `keys` and `values` (batch, heads, capacity, dim) as the buffers, their first `length` tokens cached;
+        `whole`: one-token steps attend over all of them."""
         self.lazy_initialization(keys, values)
-        self._buffers = (keys, values)
+        self._buffers, self.whole = (keys, values), whole
         self.keys, self.values = keys[:, :, :length], values[:, :, :length]
 
     def _holds(self, key_states: Any, needed: int) -> bool:
@@ -139,8 +140,7 @@ def prefilled_cache(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, r
         _lay_in(buffers, part, rows, cached, length)
     whole = reads_whole_buffers(model, buffers[0][0])
     for layer, (keys, values) in zip(cache.layers, buffers):
-        layer.hold(keys, values, length)
-        layer.whole = whole
+        layer.hold(keys, values, length, whole)
     return cache
 
 
