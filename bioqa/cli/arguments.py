@@ -59,7 +59,11 @@ class ModelArguments:
         metadata={"help": "QLoRA: load the base in 4-bit NF4 with bitsandbytes (CUDA only; pip install bitsandbytes)."},
     )
     attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention kernel (eager, sdpa, flash_attention_2); default: the model's."}
+        default=None,
+        metadata={
+            "help": "Attention kernel (eager, sdpa, flash_attention_2); default: the model's. On a CPU, sdpa in bf16 "
+            "trains in float32 and decodes one-token steps as matrix products (bioqa/attention.py)."
+        },
     )
 
 
