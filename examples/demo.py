@@ -8,7 +8,7 @@
 3. compare: paired bootstrap of the two prediction files, report.md and plots;
 4. merge: the adapter merged into the base and verified from disk.
 Each step is one of the toolkit's commands, run as a user would; flags after the known ones go to
-the training step (e.g. --num_train_epochs 1). Rerunning replaces the previous demo outputs.
+the training step (e.g. --num_train_epochs 2). Rerunning replaces the previous demo outputs.
 """
 
 from __future__ import annotations
