@@ -44,7 +44,8 @@ DECODE_TOKENS = 32
 
 
 def pubmedqa_examples(n: int) -> list[dict]:
-    from bioqa.data import FieldMap, read_records, to_examples
+    from bioqa.data import FieldMap, to_examples
+    from bioqa.sources import read_records
 
     records = read_records(SHARED / "pubmedqa" / "ori_pqal_train.json")
     fields = FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")

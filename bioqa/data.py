@@ -1,9 +1,9 @@
-"""Question-answer data: files or hub datasets -> rows {id, question, context, answer}, split and checked.
+"""Question-answer data: records (`bioqa.sources`: files or hub datasets) -> rows {id, question, context,
+answer}, split and checked.
 
-Local files: JSONL, JSON (a list of records, {"data": [...]}, or an object keyed by id such as the
-raw PubMedQA `ori_pqal.json`), CSV and Parquet. Fields are named by dotted paths (`context.contexts`
-for the PubMedQA hub layout); a list value is joined into one text. Rows with an empty answer are
-dropped and counted; a question found in more than one split is reported as a leak.
+Fields are named by dotted paths (`context.contexts` for the PubMedQA hub layout); a list value is
+joined into one text. Rows with an empty answer are dropped and counted; a question found in more
+than one split is reported as a leak.
 
 Questions with a short answer (yes/no/maybe, or the correct option of a multiple-choice question) also
 get a `label`, checked against the label set; a multiple-choice question's lettered options are added
@@ -13,18 +13,13 @@ model learns to write (`labels.target_text`): the answer, the label, or the labe
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from bioqa.errors import InputError, option, short, shown
-from bioqa.files import file_sha256, parse_jsonl
+from bioqa.errors import InputError, option, shown
 from bioqa.labels import (
     as_options,
     check_label_set,
@@ -33,9 +28,8 @@ from bioqa.labels import (
     question_with_options,
     target_text,
 )
+from bioqa.sources import Records, raw_splits
 
-FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
-SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SPLITS = ("train", "validation", "test")
 
 
@@ -62,9 +56,6 @@ class Example(TypedDict):
     options: NotRequired[dict[str, str]]  # letter -> option text, with --options_field
 
 
-Records = list[dict[str, Any]]  # rows as a file or dataset holds them, before the field mapping
-
-
 @dataclass
 class Splits:
     """The examples of each split, and what loading them found."""
@@ -87,76 +78,6 @@ class Splits:
             name: {label: sum(row.get("label") == label for row in rows) for label in self.labels}
             for name, rows in self.examples.items()
         }
-
-
-# ----------------------------------------------------------------------------- reading files
-
-
-def read_records(path: Path, fmt: str = "auto") -> Records:
-    """Records of a local data file; InputError naming the file (and line) for anything unreadable."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"data file {path} does not exist; check the path")
-    if path.is_dir():
-        raise InputError(f"data file {path} is a directory; give the file inside it")
-    fmt = SUFFIX_FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
-    if fmt is None:
-        raise InputError(
-            f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
-            f".parquet, or pass {option('data_format')}"
-        )
-    try:
-        if fmt == "parquet":
-            import pyarrow.parquet
-
-            return pyarrow.parquet.read_table(path).to_pylist()
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
-    except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        raise InputError(f"cannot read {path} as Parquet: {exc}") from None
-    return {"jsonl": _jsonl, "json": _json, "csv": _csv}[fmt](text, path)
-
-
-def _jsonl(text: str, path: Path) -> Records:
-    return parse_jsonl(text, path, "fix or remove that line")
-
-
-def _json(text: str, path: Path) -> Records:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the file") from None
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
-        return [{"id": key, **value} for key, value in data.items()]  # keyed by id, e.g. raw PubMedQA
-    if isinstance(data, list) and all(isinstance(v, dict) for v in data):
-        return data
-    raise InputError(f'{path} holds no records; expected a list of objects, {{"data": [...]}} or an object keyed by id')
-
-
-def _csv(text: str, path: Path) -> Records:
-    try:  # csv itself joins the lines of a quoted field that spans several; only \n ends a line
-        return list(csv.DictReader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise InputError(f"{path} is not valid CSV ({exc}); fix the file") from None
-
-
-def load_hub_dataset(name: str, config: str | None) -> dict[str, Records]:
-    """Every split of a Hugging Face Hub dataset, as lists of records."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(name, config)
-    except Exception as exc:  # offline, unknown name or config: datasets raises many types
-        raise InputError(
-            f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
-            f"{short(str(exc), 300)}; offline, use {option('train_file')} with a local file"
-        ) from None
-    return {split: dataset[split].to_list() for split in dataset}
 
 
 # ----------------------------------------------------------------------------- field mapping
@@ -365,34 +286,7 @@ def count_leaked_questions(splits: dict[str, list[Example]]) -> int:
     return sum(1 for names in seen.values() if len(names) > 1)
 
 
-def describe_source(path: Path) -> dict[str, Any]:
-    return {"path": str(path), "sha256": file_sha256(path)}
-
-
 # ----------------------------------------------------------------------------- putting it together
-
-
-def _raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
-    """Records per split as given (files or hub), before any splitting; plus where each came from."""
-    if args.dataset_name:
-        hub = load_hub_dataset(args.dataset_name, args.dataset_config_name)
-        aliases = {
-            "train": "train",
-            "validation": "validation",
-            "valid": "validation",
-            "dev": "validation",
-            "test": "test",
-        }
-        records = {aliases[name]: rows for name, rows in hub.items() if name in aliases}
-        return records, {"dataset": args.dataset_name, "config": args.dataset_config_name}
-    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
-    if not any(files.values()):
-        raise InputError(
-            f"no data: give {option('train_file')} (to train and split), {option('test_file')} (to predict) or "
-            f"{option('dataset_name')}"
-        )
-    records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
-    return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
 
 
 def _fill_missing_splits(records: dict[str, Records], ratios: Sequence[float], seed: int) -> dict[str, Records]:
@@ -465,7 +359,7 @@ def label_set(
 def load_splits(args) -> Splits:
     """Train / validation / test examples as `DataArguments` describe them, checked and counted."""
     ratios = check_ratios(args.split_ratios)
-    records, sources = _raw_splits(args)
+    records, sources = raw_splits(args)
     records = _fill_missing_splits(records, ratios, args.split_seed)
     fields = field_map(args)
     labels, labels_from = label_set(records, fields, args.labels, sources) if fields.label else (None, "")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from bioqa.labels import TARGETS
 from bioqa.metrics import ALL_METRICS
 from bioqa.modeling import DEFAULT_MODEL
+from bioqa.sources import FORMATS
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a biomedical expert. Answer the question accurately and concisely, using the context when one is given."
@@ -84,7 +85,7 @@ class DataArguments:
         default="auto",
         metadata={
             "help": "File format; auto reads the suffix.",
-            "choices": ["auto", "jsonl", "json", "csv", "parquet"],
+            "choices": list(FORMATS),
         },
     )
     question_field: str = field(

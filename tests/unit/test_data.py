@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bioqa import data
+from bioqa import data, sources
 from bioqa.errors import InputError
 from helpers import ROOT, SHARED_DATA
 
@@ -63,7 +63,7 @@ def write(path, text):
     ],
 )
 def test_every_text_format_gives_the_same_examples(tmp_path, name, text):
-    records = data.read_records(write(tmp_path / name, text))
+    records = sources.read_records(write(tmp_path / name, text))
     examples, empty = data.to_examples(records, data.FieldMap(), "train", name)
     assert empty == 0
     assert examples == ROWS
@@ -74,7 +74,7 @@ def test_parquet(tmp_path):
     import pyarrow.parquet
 
     pyarrow.parquet.write_table(pyarrow.Table.from_pylist(ROWS), tmp_path / "d.parquet")
-    assert data.read_records(tmp_path / "d.parquet") == ROWS
+    assert sources.read_records(tmp_path / "d.parquet") == ROWS
 
 
 def test_nested_fields_and_list_context_pubmedqa_hub_layout():
@@ -94,7 +94,7 @@ def test_raw_pubmedqa_file_keyed_by_pmid(tmp_path):
         "123": {"QUESTION": "Q1?", "CONTEXTS": ["a", "b"], "LABELS": ["X", "Y"], "LONG_ANSWER": "A1."},
         "456": {"QUESTION": "Q2?", "CONTEXTS": ["c"], "LABELS": ["X"], "LONG_ANSWER": "A2."},
     }
-    records = data.read_records(write(tmp_path / "ori_pqal.json", json.dumps(raw)))
+    records = sources.read_records(write(tmp_path / "ori_pqal.json", json.dumps(raw)))
     fields = data.FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")
     examples, _ = data.to_examples(records, fields, "train", "ori_pqal.json")
     assert [e["id"] for e in examples] == ["123", "456"]
@@ -103,11 +103,11 @@ def test_raw_pubmedqa_file_keyed_by_pmid(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "pubmedqa" / "ori_pqal_train.json").exists(), reason="needs ../shared/data")
 def test_real_upstream_pubmedqa_and_medquad_files():
-    pubmedqa = data.read_records(SHARED_DATA / "pubmedqa" / "ori_pqal_train.json")
+    pubmedqa = sources.read_records(SHARED_DATA / "pubmedqa" / "ori_pqal_train.json")
     fields = data.FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")
     examples, empty = data.to_examples(pubmedqa, fields, "train", "ori_pqal_train.json")
     assert len(examples) + empty == 500 and examples[0]["id"].isdigit() and "\n" in examples[0]["context"]
-    medquad = data.read_records(SHARED_DATA / "medquad" / "medquad_small.jsonl")
+    medquad = sources.read_records(SHARED_DATA / "medquad" / "medquad_small.jsonl")
     examples, empty = data.to_examples(medquad, data.FieldMap(), "train", "medquad_small.jsonl")
     assert len(examples) + empty == 1000 and examples[0]["id"].startswith("medquad-")
 
@@ -162,11 +162,12 @@ def test_dotted_id_field_is_honoured_and_duplicate_ids_are_refused():
 
 def test_csv_field_spanning_lines_and_unusual_line_separators_survive(tmp_path):
     text = 'question,answer\n"What does insulin do?","It lowers\nglucose.\u2028Second\u0085part"\r\nQ2?,A2\n'
-    records = data.read_records(write(tmp_path / "q.csv", "\ufeff" + text))
+    records = sources.read_records(write(tmp_path / "q.csv", "\ufeff" + text))
     assert records[0]["answer"] == "It lowers\nglucose.\u2028Second\u0085part" and records[1]["question"] == "Q2?"
     line = json.dumps({"question": "Q\u2028?", "answer": "A\u2029B\x85C"}, ensure_ascii=False)
     assert (
-        data.read_records(write(tmp_path / "q.jsonl", "\ufeff" + line + "\r\n" + line))[1]["answer"] == "A\u2029B\x85C"
+        sources.read_records(write(tmp_path / "q.jsonl", "\ufeff" + line + "\r\n" + line))[1]["answer"]
+        == "A\u2029B\x85C"
     )
 
 
@@ -214,18 +215,18 @@ def test_leaked_question_is_reported():
 )
 def test_bad_files_name_file_and_line(tmp_path, name, content, fragment):
     with pytest.raises(InputError, match=fragment):
-        data.read_records(write(tmp_path / name, content))
+        sources.read_records(write(tmp_path / name, content))
 
 
 def test_missing_directory_and_binary_files(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        data.read_records(tmp_path / "nope.jsonl")
+        sources.read_records(tmp_path / "nope.jsonl")
     (tmp_path / "dir.jsonl").mkdir()
     with pytest.raises(InputError, match="is a directory"):
-        data.read_records(tmp_path / "dir.jsonl")
+        sources.read_records(tmp_path / "dir.jsonl")
     (tmp_path / "latin1.jsonl").write_bytes('{"question": "caf\xe9"}\n'.encode("latin-1"))
     with pytest.raises(InputError, match="not UTF-8"):
-        data.read_records(tmp_path / "latin1.jsonl")
+        sources.read_records(tmp_path / "latin1.jsonl")
 
 
 def test_missing_field_lists_the_columns(tmp_path):

@@ -1,0 +1,114 @@
+"""Where question-answer records come from: local files (JSONL, JSON, CSV, Parquet) or a Hub dataset.
+
+Records are rows as the source holds them, before `bioqa.data` maps their fields. Anything unreadable
+becomes an InputError naming the file (and line) and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from bioqa.errors import InputError, option, short
+from bioqa.files import file_sha256, parse_jsonl
+
+FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+Records = list[dict[str, Any]]  # rows as a file or dataset holds them, before the field mapping
+
+
+def read_records(path: Path, fmt: str = "auto") -> Records:
+    """Records of a local data file; InputError naming the file (and line) for anything unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file {path} does not exist; check the path")
+    if path.is_dir():
+        raise InputError(f"data file {path} is a directory; give the file inside it")
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower()) if fmt == "auto" else fmt
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the format of {path} from its suffix; use .jsonl, .json, .csv or "
+            f".parquet, or pass {option('data_format')}"
+        )
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet
+
+            return pyarrow.parquet.read_table(path).to_pylist()
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        raise InputError(f"cannot read {path} as Parquet: {exc}") from None
+    return {"jsonl": _jsonl, "json": _json, "csv": _csv}[fmt](text, path)
+
+
+def _jsonl(text: str, path: Path) -> Records:
+    return parse_jsonl(text, path, "fix or remove that line")
+
+
+def _json(text: str, path: Path) -> Records:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the file") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        return [{"id": key, **value} for key, value in data.items()]  # keyed by id, e.g. raw PubMedQA
+    if isinstance(data, list) and all(isinstance(v, dict) for v in data):
+        return data
+    raise InputError(f'{path} holds no records; expected a list of objects, {{"data": [...]}} or an object keyed by id')
+
+
+def _csv(text: str, path: Path) -> Records:
+    try:  # csv itself joins the lines of a quoted field that spans several; only \n ends a line
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InputError(f"{path} is not valid CSV ({exc}); fix the file") from None
+
+
+def load_hub_dataset(name: str, config: str | None) -> dict[str, Records]:
+    """Every split of a Hugging Face Hub dataset, as lists of records."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config)
+    except Exception as exc:  # offline, unknown name or config: datasets raises many types
+        raise InputError(
+            f"cannot load dataset {name!r}{f' ({config})' if config else ''}: "
+            f"{short(str(exc), 300)}; offline, use {option('train_file')} with a local file"
+        ) from None
+    return {split: dataset[split].to_list() for split in dataset}
+
+
+def describe_source(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "sha256": file_sha256(path)}
+
+
+def raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
+    """Records per split as given (files or hub), before any splitting; plus where each came from."""
+    if args.dataset_name:
+        hub = load_hub_dataset(args.dataset_name, args.dataset_config_name)
+        aliases = {
+            "train": "train",
+            "validation": "validation",
+            "valid": "validation",
+            "dev": "validation",
+            "test": "test",
+        }
+        records = {aliases[name]: rows for name, rows in hub.items() if name in aliases}
+        return records, {"dataset": args.dataset_name, "config": args.dataset_config_name}
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    if not any(files.values()):
+        raise InputError(
+            f"no data: give {option('train_file')} (to train and split), {option('test_file')} (to predict) or "
+            f"{option('dataset_name')}"
+        )
+    records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
+    return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
