@@ -1,7 +1,9 @@
-"""Where question-answer records come from: local files (JSONL, JSON, CSV, Parquet) or a Hub dataset.
+"""Where question-answer records come from: local files or a Hub dataset.
 
-Records are rows as the source holds them, before `bioqa.data` maps their fields. Anything unreadable
-becomes an InputError naming the file (and line) and the fix.
+Local files: JSONL, JSON (a list of records, {"data": [...]}, or an object keyed by id such as the
+raw PubMedQA `ori_pqal.json`), CSV and Parquet. Records are rows as the source holds them, before
+`bioqa.data` maps their fields; anything unreadable becomes an InputError naming the file (and line)
+and the fix.
 """
 
 from __future__ import annotations
