@@ -187,10 +187,6 @@ def test_answer_prompts_folds_lora_only_when_asked(tokenizer, prompt_batch, fold
 def test_the_heads_input_is_contiguous_while_generating_and_the_hook_goes_after(
     tokenizer, prompt_batch, cache, monkeypatch
 ):
-    import contextlib
-
-    from bioqa import generation
-
     model = build_model(tokenizer, seed=3)
     head = model.get_output_embeddings()
     seen = []
@@ -200,15 +196,21 @@ def test_the_heads_input_is_contiguous_while_generating_and_the_hook_goes_after(
     assert seen and all(seen)
     assert not head._forward_pre_hooks  # the block's hook is gone
     seen.clear()
-    monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
+    without_head_hook(monkeypatch)
     assert generate_token_ids(model, tokenizer, prompt_batch, settings) == answers
     assert not all(seen)  # without it: each prefill projects the strided last position of its prompts
 
 
-def test_label_scoring_projects_a_contiguous_last_position_too(tokenizer, prompt_batch, monkeypatch):
+def without_head_hook(monkeypatch) -> None:
+    """Generation and label scoring as they were before the contiguous-head block."""
     import contextlib
 
     from bioqa import generation
+
+    monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
+
+
+def test_label_scoring_projects_a_contiguous_last_position_too(tokenizer, prompt_batch, monkeypatch):
     from bioqa.generation import label_logliks
 
     model = build_model(tokenizer, seed=3)
@@ -220,7 +222,7 @@ def test_label_scoring_projects_a_contiguous_last_position_too(tokenizer, prompt
     scores = label_logliks(model, tokenizer, prompt_batch, labels, batch_size=9)
     assert seen and all(seen)
     seen.clear()
-    monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
+    without_head_hook(monkeypatch)
     again = label_logliks(model, tokenizer, prompt_batch, labels, batch_size=9)
     assert [pytest.approx(row, rel=1e-5) for row in again] == scores  # one product or one per row: rounding aside
     assert not all(seen)
