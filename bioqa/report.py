@@ -184,33 +184,10 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
         return False
     figure, (loss_ax, gen_ax, bleu_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
     loss_ax.plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
-    curves = [
-        (loss_ax, "eval_loss", None),
-        (gen_ax, "eval_rouge1", None),
-        (gen_ax, "eval_rougeL", None),
-        (gen_ax, "eval_meteor", None),
-        (gen_ax, "eval_accuracy", None),
-        (gen_ax, "eval_macro_f1", None),
-        (gen_ax, "eval_loglik_accuracy", None),
-        (bleu_ax, "eval_bleu", "tab:green"),
-    ]
+    curves = [(loss_ax, "eval_loss", None), (bleu_ax, "eval_bleu", "tab:green")]
+    curves += [(gen_ax, metric, None) for metric in GENERATION_CURVES]
     for axis, metric, color in curves:
-        if not any(metric in h for h in evals + final):  # e.g. no labels, or no text metrics
-            continue
-        points = [h for h in evals if metric in h]
-        (line,) = axis.plot(
-            [h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric
-        )
-        ends = [h for h in final if metric in h]  # the final (best) adapter: a star, not a line back to it
-        axis.scatter(
-            [h["step"] for h in ends],
-            [h[metric] for h in ends],
-            marker="*",
-            s=140,
-            color=line.get_color(),
-            zorder=3,
-            label=f"{metric}, final adapter" if ends else None,
-        )
+        plot_metric(axis, metric, color, evals, final)
     for axis, title in (
         (loss_ax, "loss"),
         (gen_ax, "generated answers and labels (0-1)"),
@@ -224,6 +201,34 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
+
+
+GENERATION_CURVES = (
+    "eval_rouge1",
+    "eval_rougeL",
+    "eval_meteor",
+    "eval_accuracy",
+    "eval_macro_f1",
+    "eval_loglik_accuracy",
+)
+
+
+def plot_metric(axis, metric: str, color: str | None, evals: list[dict], final: list[dict]) -> None:
+    """One metric's evaluations as a line, the final (best) adapter's as a star; nothing if the run never logged it."""
+    if not any(metric in h for h in evals + final):  # e.g. no labels, or no text metrics
+        return
+    points = [h for h in evals if metric in h]
+    (line,) = axis.plot([h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric)
+    ends = [h for h in final if metric in h]  # a star, not a line back to it
+    axis.scatter(
+        [h["step"] for h in ends],
+        [h[metric] for h in ends],
+        marker="*",
+        s=140,
+        color=line.get_color(),
+        zorder=3,
+        label=f"{metric}, final adapter" if ends else None,
+    )
 
 
 def write_report(

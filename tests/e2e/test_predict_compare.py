@@ -196,6 +196,30 @@ def test_the_final_evaluation_is_its_own_marker_not_a_line_back_to_the_last_step
         plot_training_curves(tmp_path / "curves.png", state)
 
 
+def test_each_metric_is_a_line_of_its_evaluations_and_a_star_for_the_final_adapter():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bioqa.report import plot_metric
+
+    evals = [{"eval_rougeL": 0.3, "step": 8}, {"eval_rougeL": 0.2, "eval_bleu": 5.0, "step": 16}]
+    final = [{"eval_rougeL": 0.3, "step": 16}]
+    figure, axis = plt.subplots()
+    plot_metric(axis, "eval_rougeL", None, evals, final)
+    plot_metric(axis, "eval_bleu", "tab:green", evals, final)  # logged once, no final value: a point, no star
+    plot_metric(axis, "eval_accuracy", None, evals, final)  # never logged: nothing drawn
+    lines, stars = axis.get_lines(), [c.get_offsets().tolist() for c in axis.collections]
+    assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
+        ("eval_rougeL", [8, 16], [0.3, 0.2]),
+        ("eval_bleu", [16], [5.0]),
+    ]
+    assert stars == [[[16.0, 0.3]], []]
+    assert axis.get_legend_handles_labels()[1] == ["eval_rougeL", "eval_rougeL, final adapter", "eval_bleu"]
+    plt.close(figure)
+
+
 @pytest.mark.parametrize(
     "row, fragment",
     [
