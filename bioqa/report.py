@@ -167,6 +167,17 @@ def split_history(history: list[dict]) -> tuple[list[dict], list[dict], list[dic
     return train, during, after
 
 
+# metrics on a 0-1 scale, drawn on one axis; loss and BLEU get their own
+GENERATION_CURVES = (
+    "eval_rouge1",
+    "eval_rougeL",
+    "eval_meteor",
+    "eval_accuracy",
+    "eval_macro_f1",
+    "eval_loglik_accuracy",
+)
+
+
 def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     """Loss, eval loss and generation metrics against step, the final evaluation as its own marker; False if
     the state holds no evaluations."""
@@ -201,16 +212,6 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
-
-
-GENERATION_CURVES = (
-    "eval_rouge1",
-    "eval_rougeL",
-    "eval_meteor",
-    "eval_accuracy",
-    "eval_macro_f1",
-    "eval_loglik_accuracy",
-)
 
 
 def plot_metric(axis, metric: str, color: str | None, evals: list[dict], final: list[dict]) -> None:

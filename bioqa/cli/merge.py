@@ -334,7 +334,7 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         )
         return
     check_output_folder(out, "output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
-    tensors, streaming = plan_merge(args, adapter, folder, shards, source_dtype)
+    tensors, streaming = plan_merge(adapter, folder, shards, source_dtype, args.low_memory)
     check_disk_space(out, estimated_output_bytes(shards, source_dtype, dtype))
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
     if run_config(adapter).get("load_in_4bit"):
@@ -368,14 +368,14 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
 
 
 def plan_merge(
-    args: MergeArguments, adapter: Adapter, folder: Path, shards: list[Path], source_dtype: str
+    adapter: Adapter, folder: Path, shards: list[Path], source_dtype: str, low_memory: bool
 ) -> tuple[dict, bool]:
     """The adapter's tensors checked against the base's shapes, and whether to merge shard by shard (refused where
     the adapter needs the whole model at once)."""
     tied = bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
     shapes = with_tied_head(tensor_shapes(shards), tied)
     tensors = checked_tensors(adapter, shapes)
-    streaming = needs_streaming(args.low_memory, shards, source_dtype)
+    streaming = needs_streaming(low_memory, shards, source_dtype)
     refusal = streaming_refusal(adapter, tensors, tied, vocabulary_grows(tensors, shapes)) if streaming else None
     if refusal:
         raise InputError(f"cannot merge shard by shard: {refusal}; drop --low_memory (needs RAM for the whole model)")
