@@ -83,8 +83,9 @@ def test_crop_batch_selection_reordering_and_running_out_of_room_give_the_dynami
     reserved = decode(model, over(reserved_cache(model, reserve=reserve)), steps=6, between=between)
     dynamic = decode(model, DynamicCache(config=model.config), steps=6, between=between)
     assert [t.shape for t in reserved] == [t.shape for t in dynamic]
-    if over is whole:  # sdpa sums over the masked room too: the same logits up to float32 rounding
-        assert all(torch.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(reserved, dynamic))
+    if over is whole:  # sdpa sums over the masked room too: the same logits up to float32 rounding, which on a
+        # logit of about 11 reaches 1.2e-5 on an Intel Xeon with AMX (8e-6 on an AMD EPYC); a wrong key is off by 0.1+
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(reserved, dynamic))
     else:
         assert all(torch.equal(a, b) for a, b in zip(reserved, dynamic))
 
