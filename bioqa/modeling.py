@@ -16,7 +16,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from bioqa.devices import DeviceChoice
+from bioqa.devices import DeviceChoice, four_bit_compute_dtype
 from bioqa.errors import InputError, option, short
 from bioqa.paths import local_default_model
 
@@ -149,7 +149,7 @@ def _four_bit_config(choice: DeviceChoice):
         import bitsandbytes  # noqa: F401  (optional extra, CUDA only)
     except ImportError:
         raise InputError(f"{option('load_in_4bit')} needs bitsandbytes; pip install bitsandbytes (CUDA only)") from None
-    compute = torch.bfloat16 if choice.precision == "bf16" else torch.float16
+    compute = getattr(torch, four_bit_compute_dtype(choice.precision))  # generation computes in it too
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True
     )

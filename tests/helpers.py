@@ -3,6 +3,7 @@ as a user would. (Fixtures live in conftest.py; helpers are imported, `from help
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +45,10 @@ def run_flags(model: Path, train_file: Path, output_dir: Path) -> list[str]:
     return ["--model_name_or_path", str(model), "--train_file", str(train_file), "--output_dir", str(output_dir)]
 
 
-def run_cli(*args: str, script: str = "load_models.py") -> subprocess.CompletedProcess:
-    """Run one of the toolkit's scripts as a user would; HF_HUB_OFFLINE makes a Hub id fail at once."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run_cli(*args: str, script: str = "load_models.py", env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one of the toolkit's scripts as a user would (script="-m" runs a module: the first arg); HF_HUB_OFFLINE
+    makes a Hub id fail at once; `env` adds to the environment."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
     )
@@ -70,3 +72,21 @@ def prompt_args(**overrides):
         answer_prefix="\nAnswer:",
     )
     return SimpleNamespace(**{**base, **overrides})
+
+
+def fake_nvidia_smi(folder: Path, gpu: str = "Tesla V100-SXM2-16GB, 535.104.05, 16384, 7.0") -> Path:
+    """A folder holding an `nvidia-smi` that answers the toolkit's query as a driver would, listing `gpu` (name,
+    driver, memory in MiB, compute capability). Put it first on PATH: the machine then has an NVIDIA GPU that this
+    CPU-only torch cannot use. A driver older than R510 has no compute_cap field: give `gpu` three fields."""
+    name, driver, memory, *capability = [part.strip() for part in gpu.split(",")]
+    with_cap = f"{name}, {driver}, {memory}, {capability[0]}" if capability else None
+    script = folder / "nvidia-smi"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *compute_cap*) {f'echo {shlex.quote(with_cap)}' if with_cap else 'echo unknown field >&2; exit 2'} ;;\n"
+        f"  *) echo {shlex.quote(f'{name}, {driver}, {memory}')} ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return folder
