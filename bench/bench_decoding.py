@@ -62,12 +62,12 @@ def guided_generate(generate, args: argparse.Namespace):
     import torch
     from transformers import EncoderRepetitionPenaltyLogitsProcessor
 
-    from bioqa.generation import _left_padded
+    from bioqa.batches import left_padded
 
     def generate_with_change(input_ids, attention_mask, **kwargs):
         rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
         if args.context_guidance is not None:
-            negatives, negatives_mask = _left_padded(
+            negatives, negatives_mask = left_padded(
                 [negative_prompts[row] for row in rows], kwargs["pad_token_id"], input_ids.device
             )
             kwargs.update(

@@ -208,7 +208,7 @@ def run_generation(questions: int) -> dict:
 
     tokenizer, prompts = pubmedqa_prompts(questions)
     choice = choose_device("cpu")
-    auto = generation_settings(GenerationEvalArguments(generation_batch_size=questions), choice, False)
+    auto = generation_settings(GenerationEvalArguments(generation_batch_size=questions), choice)
     arms = {
         "fp32, dynamic cache": replace(auto, dtype="float32", cache="dynamic"),
         f"auto: {auto.dtype}, {auto.cache} cache": auto,

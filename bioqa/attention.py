@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bioqa import backends
+
 NAME = "bioqa_cpu_sdpa"
 SDPA_ONLY = ("position_bias", "softcap", "s_aux", "cache")  # keyword arguments the decoding product does not handle
 
@@ -89,11 +91,12 @@ def reads_whole_buffers(model: Any, keys: Any) -> bool:
 
 
 def use_cpu_attention(model: Any, device: str) -> None:
-    """On a CPU, a model that attends with sdpa attends with `cpu_sdpa` instead (from now on)."""
+    """Where the device's backend has it (a CPU), a model that attends with sdpa attends with `cpu_sdpa` instead
+    (from now on)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    if device != "cpu" or getattr(model.config, "_attn_implementation", None) != "sdpa":
+    if not backends.backend_for(device).cpu_attention or getattr(model.config, "_attn_implementation", None) != "sdpa":
         return
     AttentionInterface.register(NAME, cpu_sdpa)
     AttentionMaskInterface.register(NAME, sdpa_mask)

@@ -10,15 +10,15 @@ The repetition guards look at the answer only. transformers' own `no_repeat_ngra
 `repetition_penalty` count the prompt too for decoder-only models, so they forbid or penalise
 quoting the context: on PubMedQA that cost the fine-tuned model ROUGE-L (docs/BENCHMARKS.md).
 
-On a CPU, attention in a decoding step takes sdpa's own grouped-query path (`grouped_query_sdpa`); in bf16, a model
-loaded by the commands attends to one-token queries with matrix products instead (`bioqa.attention`).
+The KV cache and LoRA folding default to what the device's backend has (`bioqa.backends`): on a CPU the reserved
+cache (`bioqa.kv_cache`) and folded LoRA updates, sdpa's own grouped-query path in decoding steps
+(`grouped_query_sdpa`) and, in bf16, one-token queries attended with matrix products (`bioqa.attention`);
+elsewhere transformers' dynamic cache and PEFT's adapter layers. An out-of-memory error halves the batch
+(`bioqa.batches`).
 
-`answer_prompts` runs in the settings' dtype, LoRA updates folded into the weights (`bioqa.precision`), so the
-same answers and label scores come from the adapter during training and reloaded from its folder (tested).
-
-For questions with a label set, `label_logliks` / `choose_labels` answer without generating: the label
-whose first tokens are the most likely after the prompt. `answer_prompts` runs either or both, across
-processes (`run_sharded`).
+`answer_prompts` runs in the settings' dtype (`bioqa.precision`), so the same answers and label scores come from
+the adapter during training and reloaded from its folder (tested). For questions with a label set it can also,
+or instead, choose the label by log-likelihood (`bioqa.loglik`); either runs across processes (`run_sharded`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from bioqa import backends
+from bioqa.batches import by_length_in_batches, contiguous_head_input, left_padded, pad_id_of
+from bioqa.loglik import choose_labels
 from bioqa.postprocess import postprocess_text
 from bioqa.precision import computing_in
 from bioqa.prompts import turn_end_id
@@ -46,9 +49,19 @@ class GenerationSettings:
     no_repeat_ngram_size: int = 0
     min_new_tokens: int = 0
     dtype: str | None = None  # "bfloat16", "float16", "float32": frozen weights are cast to it; None: as they are
-    cache: str = "reserved"  # KV cache: reserved (bioqa.kv_cache), dynamic, static, compiled (static + torch.compile)
-    fold_lora: bool = True  # LoRA updates folded into copies of their weights while generating (bioqa.precision)
+    # KV cache: reserved (bioqa.kv_cache), dynamic, static, compiled (static + torch.compile); auto: the device's
+    cache: str = "auto"
+    fold_lora: bool | None = None  # LoRA folded into copies of its weights (bioqa.precision); None: as the device's
     extra: dict = field(default_factory=dict)  # any other generate() keyword
+
+    def for_device(self, device: str) -> GenerationSettings:
+        """These settings with the cache and folding the device's backend has, where they are left to it."""
+        backend = backends.backend_for(device)
+        return replace(
+            self,
+            cache=backend.cache if self.cache == "auto" else self.cache,
+            fold_lora=backend.fold_lora if self.fold_lora is None else self.fold_lora,
+        )
 
     def generate_kwargs(self, prompt_width: int) -> dict[str, Any]:
         """generate() keywords for a batch of left-padded prompts `prompt_width` tokens wide."""
@@ -71,7 +84,7 @@ def cache_kwargs(cache: str) -> dict[str, Any]:
     """generate() keywords for the KV cache. transformers compiles the decoding step by itself where the cache
     is static and the device is a GPU, so `static` switches that off and `compiled` asks for it on any device.
     `reserved` is a cache object made per batch (`_batch_cache`), so it needs no keyword here."""
-    if cache in ("dynamic", "reserved"):
+    if cache in ("dynamic", "reserved", "auto"):
         return {}
     if cache == "static":
         return {"cache_implementation": "static", "disable_compile": True}
@@ -107,18 +120,6 @@ class AnswerNoRepeatNGram:
         return self.ban(input_ids[:, self.prompt_width :], scores)
 
 
-def _left_padded(batch: Sequence[Sequence[int]], pad_id: int, device: Any):
-    import torch
-
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
 def generate_token_ids(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -128,34 +129,39 @@ def generate_token_ids(
 ) -> list[list[int]]:
     """New token ids for each prompt (prompt not included), in the order of `prompts`."""
     import torch
-    from tqdm.auto import tqdm
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stop_ids = stop_token_ids(model, tokenizer)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    outputs: list[list[int]] = [[] for _ in prompts]
+    settings = settings.for_device(model.device.type)
+    pad_id, stop_ids = pad_id_of(tokenizer), stop_token_ids(model, tokenizer)
     was_training = model.training
     model.eval()
-    starts = range(0, len(order), settings.batch_size)
     try:
         with torch.inference_mode(), grouped_query_sdpa(model.device), contiguous_head_input(model):
-            for start in tqdm(starts, desc="generating", disable=not progress, unit="batch"):
-                rows = order[start : start + settings.batch_size]
-                input_ids, attention_mask = _left_padded([prompts[i] for i in rows], pad_id, model.device)
-                generated = model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    pad_token_id=pad_id,
-                    eos_token_id=stop_ids,
-                    use_cache=True,
-                    **_batch_cache(model, settings, [prompts[i] for i in rows], pad_id),
-                    **settings.generate_kwargs(input_ids.shape[1]),
-                )
-                for row, ids in zip(rows, generated[:, input_ids.shape[1] :].tolist()):
-                    outputs[row] = _until_stop(ids, stop_ids)
+            return by_length_in_batches(
+                prompts,
+                settings.batch_size,
+                lambda batch: _generate_batch(model, batch, settings, pad_id, stop_ids),
+                model.device,
+                "generating",
+                progress,
+            )
     finally:
         model.train(was_training)
-    return outputs
+
+
+def _generate_batch(
+    model: Any, batch: list, settings: GenerationSettings, pad_id: int, stop_ids: list[int]
+) -> list[list[int]]:
+    input_ids, attention_mask = left_padded(batch, pad_id, model.device)
+    generated = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        pad_token_id=pad_id,
+        eos_token_id=stop_ids,
+        use_cache=True,
+        **_batch_cache(model, settings, batch, pad_id),
+        **settings.generate_kwargs(input_ids.shape[1]),
+    )
+    return [_until_stop(ids, stop_ids) for ids in generated[:, input_ids.shape[1] :].tolist()]
 
 
 FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers' sdpa attention at every call
@@ -163,11 +169,11 @@ FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers' sdpa attentio
 
 @contextmanager
 def grouped_query_sdpa(device: Any) -> Iterator[None]:
-    """On a CPU, sdpa's grouped-query path (`enable_gqa`) under a padding mask too. transformers takes it there only
-    without a mask (on CUDA a mask sends it to the slow math kernel) and folds the query heads of each key/value
-    head together instead (`pack_gqa`); on a CPU a decoding step of 32 PubMedQA prompts ran 1.13-1.15x faster on
-    the kernel's own path (docs/BENCHMARKS.md). Elsewhere nothing changes."""
-    if device.type != "cpu":
+    """Where the device's backend has it (a CPU), sdpa's grouped-query path (`enable_gqa`) under a padding mask too.
+    transformers takes it there only without a mask (on CUDA a mask sends it to the slow math kernel) and folds the
+    query heads of each key/value head together instead (`pack_gqa`); on a CPU a decoding step of 32 PubMedQA
+    prompts ran 1.13-1.15x faster on the kernel's own path (docs/BENCHMARKS.md). Elsewhere nothing changes."""
+    if not backends.backend_for(device.type).grouped_query_sdpa:
         yield
         return
     before = os.environ.get(FORCE_GQA)
@@ -179,27 +185,6 @@ def grouped_query_sdpa(device: Any) -> Iterator[None]:
             del os.environ[FORCE_GQA]
         else:
             os.environ[FORCE_GQA] = before
-
-
-@contextmanager
-def contiguous_head_input(model: Any) -> Iterator[None]:
-    """The language-model head gets a contiguous input inside the block. A prefill (or the scoring of labels after a
-    prompt) projects only the last position, a strided view of the hidden states, and torch's matmul then copies
-    the head's weight once per row of the batch to multiply it (8 rows x 576 x 49,152 for SmolLM2): 20% of a
-    PubMedQA prefill of 16 prompts on a CPU (docs/BENCHMARKS.md), where copying the positions costs next to nothing."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if head is None:
-        yield
-        return
-    handle = head.register_forward_pre_hook(_contiguous_inputs)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def _contiguous_inputs(module: Any, args: tuple) -> tuple:
-    return tuple(arg.contiguous() if hasattr(arg, "contiguous") else arg for arg in args)
 
 
 def _batch_cache(model: Any, settings: GenerationSettings, prompts: list, pad_id: int) -> dict[str, Any]:
@@ -268,93 +253,6 @@ def run_sharded(items: Sequence[Any], work: Callable[[list[Any]], list[Any]]) ->
     return [results[i] for i in range(len(items))]
 
 
-def label_logliks(
-    model: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Sequence[int]],
-    continuations: Sequence[Sequence[int]],
-    batch_size: int = 32,
-    progress: bool = False,
-) -> list[list[float]]:
-    """The log-likelihood of each continuation (a label as the answer would start) after each prompt: the sum
-    of its tokens' log-probabilities, as lm-evaluation-harness scores multiple-choice tasks.
-
-    Each prompt runs once: the first token of every label comes from its last position, and the prompt's cache,
-    repeated once per label, feeds the labels' further tokens, so the cost is about one forward pass over the
-    prompts however many labels there are. Rows are left-padded, with position ids that start at the first real
-    token, so a prompt's numbers do not depend on its batch.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    result: list[list[float]] = [[] for _ in prompts]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), contiguous_head_input(model):  # the prompts' last position is projected alone
-            for start in tqdm(range(0, len(order), batch_size), desc="scoring labels", disable=not progress):
-                rows = order[start : start + batch_size]
-                scores = _batch_logliks(model, [prompts[i] for i in rows], continuations, pad_id)
-                for row, values in zip(rows, scores):
-                    result[row] = values
-    finally:
-        model.train(was_training)
-    return result
-
-
-def _batch_logliks(model: Any, batch: list, continuations: Sequence[Sequence[int]], pad_id: int) -> list[list[float]]:
-    import torch
-
-    input_ids, attention_mask = _left_padded(batch, pad_id, model.device)
-    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, logits_to_keep=1
-    )
-    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-    scores = torch.stack([first[:, c[0]] for c in continuations], dim=1)  # rows x labels
-    longest = max(len(c) for c in continuations)
-    if longest > 1:  # the labels' later tokens, after the prompt's cache repeated once per label
-        labels, rows = len(continuations), len(batch)
-        inputs = torch.full((labels, longest - 1), pad_id, dtype=torch.long)
-        targets = torch.zeros((labels, longest - 1), dtype=torch.long)
-        present = torch.zeros((labels, longest - 1), dtype=torch.long)
-        for k, c in enumerate(continuations):
-            inputs[k, : len(c) - 1], targets[k, : len(c) - 1], present[k, : len(c) - 1] = (
-                torch.tensor(c[:-1]),
-                torch.tensor(c[1:]),
-                1,
-            )
-        out.past_key_values.batch_repeat_interleave(labels)
-        device = input_ids.device
-        later = model(
-            input_ids=inputs.repeat(rows, 1).to(device),
-            attention_mask=torch.cat(
-                [attention_mask.repeat_interleave(labels, 0), present.repeat(rows, 1).to(device)], 1
-            ),
-            position_ids=positions[:, -1:].repeat_interleave(labels, 0) + 1 + torch.arange(longest - 1, device=device),
-            past_key_values=out.past_key_values,
-        ).logits.float()
-        picked = torch.log_softmax(later, dim=-1).gather(2, targets.repeat(rows, 1).to(device)[..., None])[..., 0]
-        scores += (picked * present.repeat(rows, 1).to(device)).sum(-1).view(rows, labels)
-    return scores.tolist()
-
-
-def choose_labels(
-    model: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Sequence[int]],
-    continuations: dict[str, list[int]],
-    batch_size: int = 32,
-    progress: bool = False,
-) -> list[str]:
-    """For each prompt, the label whose continuation is the most likely (`label_logliks`)."""
-    labels = list(continuations)
-    scores = label_logliks(model, tokenizer, prompts, list(continuations.values()), batch_size, progress)
-    return [labels[max(range(len(labels)), key=row.__getitem__)] for row in scores]
-
-
 @dataclass(frozen=True)
 class Answering:
     """How a set of prompts is answered: generated text (scored by the text metrics, and its label read), and/or
@@ -375,6 +273,7 @@ def answer_prompts(
 ) -> Answers | None:
     """Answer every prompt as `how` says, across processes; None in every process but the main one."""
     texts = labels = None
+    how = replace(how, settings=how.settings.for_device(model.device.type))
     with computing_in(model, how.settings.dtype, fold_lora=how.settings.fold_lora):
         if how.generate:
             texts = run_sharded(prompts, lambda mine: generate_answers(model, tokenizer, mine, how.settings, progress))

@@ -8,14 +8,20 @@ Each plain LoRA layer's update is folded into a copy of its frozen weight for th
 switched off: a decoding step then runs one matrix product per layer, not three plus the casts of the input
 to the adapter's float32 and back. PEFT's own merge would change the frozen weight in place and round it
 again when unmerging; folding into a copy leaves it untouched. The copy costs the adapted weights' memory
-once, in the generation dtype.
+once, in the generation dtype: where that would take more than half the device's free memory (the rest is for
+the batch's KV cache), the layers stay unfolded, as the log says (`folding_fits`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
+
+from bioqa.hardware import free_memory_bytes
+
+log = logging.getLogger("bioqa")
 
 
 @contextmanager
@@ -26,7 +32,7 @@ def computing_in(model: Any, dtype: str | None, fold_lora: bool = True) -> Itera
 
     half = dtype in ("bfloat16", "float16")
     autocast = torch.autocast(model.device.type, getattr(torch, dtype) if half else None, enabled=half)
-    folded = lora_folded(model, dtype) if fold_lora else nullcontext()
+    folded = lora_folded(model, dtype) if fold_lora and folding_fits(model, dtype) else nullcontext()
     with folded, frozen_weights_in(model, dtype), without_training_autocast(model), autocast:
         yield
 
@@ -84,6 +90,27 @@ def foldable(module: Any) -> bool:
     plain = type(base) is torch.nn.Linear and not any(a in module.lora_variant for a in active)
     shaped = tuple(base.weight.shape) == (base.out_features, base.in_features)
     return whole and plain and shaped and base.weight.is_floating_point()
+
+
+def folding_fits(model: Any, dtype: str | None) -> bool:
+    """Whether the folded copies of the adapted weights take at most half the memory free on the model's device;
+    if not, the log says so and generation goes through the adapter layers."""
+    import torch
+
+    weights = [m.get_base_layer().weight for m in model.modules() if foldable(m)]
+    size = torch.empty((), dtype=getattr(torch, dtype)).element_size() if dtype else None
+    needed = sum(w.numel() * (size or w.element_size()) for w in weights)
+    free = free_memory_bytes(model.device.type)
+    if not needed or free is None or needed <= free / 2:
+        return True
+    log.warning(
+        "generation: LoRA not folded into the weights: the copies would take %.2f GB of the %.2f GB free on %s; "
+        "generating through the adapter layers instead (slower, no extra memory)",
+        needed / 1e9,
+        free / 1e9,
+        model.device.type,
+    )
+    return False
 
 
 def active_adapters(module: Any) -> list[str]:

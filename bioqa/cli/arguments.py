@@ -222,23 +222,25 @@ class GenerationEvalArguments:
     )
     generation_num_beams: int = field(default=1, metadata={"help": "1 = greedy decoding."})
     generation_cache: str = field(
-        default="reserved",
+        default="auto",
         metadata={
-            "help": "KV cache while generating: reserved (prompts of near-equal length prefilled together without "
-            "padding, room for the answer set aside after them, each token written in place), dynamic (transformers' "
-            "own: one padded prefill, grows by copying at every token), static (preallocated, attends over its whole "
-            "length) or compiled (static plus torch.compile of the decoding step). Same answers in float32; in "
-            "bf16 the rounding follows the prefill's shapes. Speeds in docs/BENCHMARKS.md.",
-            "choices": ["reserved", "dynamic", "static", "compiled"],
+            "help": "KV cache while generating: auto (reserved on a CPU, where it was measured; dynamic on CUDA and "
+            "MPS), reserved (prompts of near-equal length prefilled together without padding, room for the answer set "
+            "aside after them, each token written in place), dynamic (transformers' own: one padded prefill, grows by "
+            "copying at every token), static (preallocated, attends over its whole length) or compiled (static plus "
+            "torch.compile of the decoding step). Same answers in float32; in bf16 the rounding follows the "
+            "prefill's shapes. Speeds in docs/BENCHMARKS.md.",
+            "choices": ["auto", "reserved", "dynamic", "static", "compiled"],
         },
     )
-    generation_fold_lora: bool = field(
-        default=True,
+    generation_fold_lora: bool | None = field(
+        default=None,
         metadata={
             "help": "While generating, fold each LoRA update into a temporary copy of its weight: one matrix product "
             "per layer, faster answers from an adapter (an evaluation on a CPU 1.2x), at the cost of the adapted "
-            "weights' memory once more "
-            "(4-bit and DoRA layers stay unfolded). --generation_fold_lora false saves that memory."
+            "weights' memory once more; skipped, with a log line, where that would take over half the device's free "
+            "memory (4-bit and DoRA layers stay unfolded). Default: on a CPU, where it was measured; off on CUDA "
+            "and MPS. true / false forces it."
         },
     )
     generation_repetition_penalty: float = field(

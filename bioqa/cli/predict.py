@@ -41,14 +41,15 @@ def answering(
     """How evaluations and --do_predict answer: generate, and/or choose a label by log-likelihood."""
     scoring = opts.generation.label_scoring if labels else "generate"
     continuations = label_continuations(tokenizer, fmt, labels, opts.data.target) if scoring != "generate" else None
-    settings = generation_settings(opts.generation, choice, opts.model.load_in_4bit)
+    settings = generation_settings(opts.generation, choice)
     return Answering(settings, scoring != "loglik", continuations)
 
 
-def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice, four_bit: bool) -> GenerationSettings:
-    """The generation options, with the device's dtype (a 4-bit base computes in bitsandbytes' own)."""
+def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice) -> GenerationSettings:
+    """The generation options, with the device's dtype (for a 4-bit base, its layers' compute dtype: the
+    parameters k-bit preparation left in float32, embeddings, norms and head, are cast to it while generating)."""
     return GenerationSettings(
-        dtype=None if four_bit else choice.generation_dtype,
+        dtype=choice.generation_dtype,
         cache=gen.generation_cache,
         fold_lora=gen.generation_fold_lora,
         max_new_tokens=gen.generation_max_new_tokens,
@@ -57,7 +58,7 @@ def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice, four
         repetition_penalty=gen.generation_repetition_penalty,
         no_repeat_ngram_size=gen.generation_no_repeat_ngram_size,
         min_new_tokens=gen.generation_min_new_tokens,
-    )
+    ).for_device(choice.device)  # auto settings made the device's now: they are recorded as they run
 
 
 def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:

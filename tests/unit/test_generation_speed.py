@@ -202,16 +202,16 @@ def test_the_heads_input_is_contiguous_while_generating_and_the_hook_goes_after(
 
 
 def without_head_hook(monkeypatch) -> None:
-    """Generation and label scoring as they were before the contiguous-head block."""
-    import contextlib
+    """Generation and label scoring on a backend without the contiguous-head block (as on CUDA and MPS)."""
+    from dataclasses import replace
 
-    from bioqa import generation
+    from bioqa import backends
 
-    monkeypatch.setattr(generation, "contiguous_head_input", lambda model: contextlib.nullcontext())
+    monkeypatch.setattr(backends, "backend_for", lambda device: replace(backends.CPU, contiguous_head=False))
 
 
 def test_label_scoring_projects_a_contiguous_last_position_too(tokenizer, prompt_batch, monkeypatch):
-    from bioqa.generation import label_logliks
+    from bioqa.loglik import label_logliks
 
     model = build_model(tokenizer, seed=3)
     seen = []

@@ -2,14 +2,14 @@
 whatever the cache is asked to do in between (crop, batch selection, beam reordering, running out of room);
 its prefill without padding; the grouped-query attention of decoding steps on a CPU."""
 
-import contextlib
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import DynamicCache
 
-from bioqa import generation
+from bioqa import backends
 from bioqa.generation import FORCE_GQA, GenerationSettings, generate_token_ids
 from bioqa.kv_cache import ReservedLayer, length_groups, prefilled_cache, reserved_cache
 from tiny_models import build_model
@@ -217,7 +217,7 @@ def test_decoding_on_a_cpu_takes_sdpas_grouped_query_path_under_a_mask_and_answe
     assert FORCE_GQA not in os.environ  # as it was before generating
 
     calls.clear()
-    monkeypatch.setattr(generation, "grouped_query_sdpa", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(backends, "backend_for", lambda device: replace(backends.CPU, grouped_query_sdpa=False))
     packed = generate_token_ids(model, tokenizer, prompts, GenerationSettings(max_new_tokens=6))
     assert not any(gqa for length, _, gqa in calls if length == 1)  # transformers' own choice under a mask
     assert grouped == packed

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bioqa import prompts
-from bioqa.generation import Answers, choose_labels, label_logliks
+from bioqa.generation import Answers
+from bioqa.loglik import choose_labels, label_logliks
 from bioqa.predictions import generation_prompts, rescored, score_rows
 from helpers import prompt_args
 from tiny_models import build_model
