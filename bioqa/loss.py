@@ -15,6 +15,11 @@ DataCollatorWithFlattening): position ids restart at each example and no attenti
 flash-attention's variable-length kernels keep each example to itself without a padded position, and
 sdpa / eager attention get a block-diagonal mask that transformers builds from the position ids. The
 loss is unchanged (tested); on a CPU the dense mask costs more than the padding it saves (docs/BENCHMARKS.md).
+
+With `shift_labels`, the model computes the loss itself (no `compute_loss_func`): the batch keeps its labels and
+gains `shift_labels`, the target of each kept position, which transformers' causal-LM loss and Liger's fused linear
+cross-entropy (`--use_liger_kernel`, which never materialises the logits) both read in place of shifting the
+labels. The same answer-only loss, in evaluations too, where the Trainer asks Liger to skip the logits.
 """
 
 from __future__ import annotations
@@ -68,10 +73,11 @@ class AnswerOnlyCollator:
         pad_to_multiple_of: int | None = None,
         padding_free: bool = False,
         keep_attention_mask: bool = False,
+        shift_labels: bool = False,
     ):
         from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-        self.keep_attention_mask = keep_attention_mask
+        self.keep_attention_mask, self.shift_labels = keep_attention_mask, shift_labels
         if padding_free:  # the first label of each example is IGNORE_INDEX: no example predicts the next one
             self.pad = DataCollatorWithFlattening(separator_id=IGNORE_INDEX)
         else:
@@ -82,6 +88,8 @@ class AnswerOnlyCollator:
     def __call__(self, features: list[dict]) -> dict:
         batch = self.pad(features)
         batch["logits_to_keep"] = answer_positions(batch["labels"])
+        if self.shift_labels:  # for a model computing its own loss: the target of each kept position
+            batch["shift_labels"] = batch["labels"][:, batch["logits_to_keep"] + 1]
         if not self.keep_attention_mask and only_right_padding(batch.get("attention_mask")):
             # Causal attention never looks right, so padding after an example changes none of its logits: without
             # the mask sdpa runs causal and skips the blocks above the diagonal, instead of applying a dense mask.

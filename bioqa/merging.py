@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bioqa.adapters import Adapter, full_tensors, lora_biases, lora_pairs
 from bioqa.errors import InputError, RunError, option, short
 from bioqa.files import read_json
+from bioqa.hardware import free_memory_bytes
 from bioqa.modeling import load_error
 from bioqa.verification import weight_probe_error
 
@@ -330,6 +331,20 @@ def check_disk_space(out: Path, needed: int) -> None:
         raise InputError(
             f"not enough disk space for the merged model in {parent}: it needs about {needed / 1e9:.2f} GB and "
             f"{free / 1e9:.2f} GB are free; free space or choose another {option('output_dir')}"
+        )
+
+
+def check_device_memory(device: str, needed: int) -> None:
+    """A base held in float32 on a GPU (the in-memory merge, and the reference its verification compares with)
+    must fit in the memory free there: an 8B base is 32 GB in float32."""
+    if device == "cpu":
+        return
+    free = free_memory_bytes(device)
+    if free is not None and needed * 1.1 > free:
+        raise InputError(
+            f"{option('device')} {device}: the merge holds the base in float32 there, about {needed / 1e9:.1f} GB, "
+            f"and {free / 1e9:.1f} GB of it is free; merge on the CPU ({option('device')} cpu, the default: the "
+            f"same float32 arithmetic in RAM, or shard by shard with {option('low_memory')}), or free the device"
         )
 
 

@@ -38,6 +38,18 @@ def peak_memory_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KB on Linux
 
 
+def peak_device_memory_mb(device: str) -> float | None:
+    """The most memory torch held on the GPU in this process so far, in MB (CUDA's allocator peak; MPS keeps no
+    peak: what Metal holds now); None on a CPU, where `peak_memory_mb` says it."""
+    import torch
+
+    if device == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if device == "mps":
+        return round(torch.mps.driver_allocated_memory() / 2**20, 1)
+    return None
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

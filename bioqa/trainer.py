@@ -6,10 +6,14 @@
 would come after the log is written.
 
 It batches examples of similar length (`bioqa.sampler`); the loss on answer tokens only comes from
-`bioqa.loss` through the collator and `compute_loss_func` the command passes. Under mixed precision its
-forward skips PEFT's float32 copies of LoRA inputs (`compute_loss_context_manager`). The checks of the loss
+`bioqa.loss` through the collator and `compute_loss_func` the command passes. On a CPU under mixed precision
+its forward skips PEFT's float32 copies of LoRA inputs (`compute_loss_context_manager`). The checks of the loss
 (`training_step`) and of the gradient norm the Trainer computes anyway (`_get_grad_norm`) stop at the
 first NaN or infinity; `StopOnSignal` turns SIGINT / SIGTERM into a checkpoint and a clean stop.
+
+A process trains on one GPU: several processes come from torchrun / accelerate launch, never from
+`nn.DataParallel` (`one_gpu_per_process`). An evaluation that runs out of memory even one prompt at a time saves
+the step's checkpoint before it stops the run (the Trainer evaluates before it saves).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
+from bioqa import backends
+from bioqa.batches import OutOfMemory
 from bioqa.errors import InputError, RunError, option
 from bioqa.evaluator import GenerationEvaluator
 from bioqa.files import write_text_atomic
@@ -33,6 +39,9 @@ class BioQATrainer(Trainer):
     """The Trainer with generation-based evaluation and length-grouped batches (module docstring)."""
 
     def __init__(self, *args: Any, generation_evaluator: GenerationEvaluator | None = None, **kwargs: Any):
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if training_args is not None:
+            one_gpu_per_process(training_args)  # before the Trainer sizes its batches by the GPU count
         super().__init__(*args, **kwargs)
         self.generation_evaluator = generation_evaluator
         self.predictions_name: str | None = None  # set by evaluate_final
@@ -98,10 +107,13 @@ class BioQATrainer(Trainer):
 
     def compute_loss_context_manager(self):
         stack = super().compute_loss_context_manager()
-        if (self.args.bf16 or self.args.fp16) and not self.args.activation_checkpointing:
+        half = self.args.bf16 or self.args.fp16
+        measured = backends.backend_for(self.args.device.type).lora_input_casts_off
+        if half and measured and not self.args.activation_checkpointing:
             # Under mixed precision accelerate runs the forward in autocast, which gives every matrix product its
             # half-precision inputs anyway; PEFT would first cast each LoRA layer's input to the adapter's float32
-            # (a copy of the activations in and out of every layer): 1.15x a CPU step, the same loss and gradients.
+            # (a copy of the activations in and out of every layer): 1.15x a CPU step, the same loss and gradients;
+            # measured on a CPU only, so on the CPU only (bioqa.backends).
             # Not with activation checkpointing: its recomputation runs after this block, with PEFT's casts back.
             from peft.helpers import disable_input_dtype_casting
 
@@ -142,10 +154,43 @@ class BioQATrainer(Trainer):
         if evaluating and self.generation_evaluator is not None and len(self.generation_evaluator):
             model = self.accelerator.unwrap_model(self.model)
             file_name = self.predictions_name or f"eval-step-{self.state.global_step}"
-            scores = self.generation_evaluator.evaluate(model, file_name)
+            try:
+                scores = self.generation_evaluator.evaluate(model, file_name)
+            except OutOfMemory as exc:
+                raise OutOfMemory(f"{exc}; {self.checkpoint_before_stopping()}") from None
             self.last_predictions = f"predictions/{file_name}.jsonl"
             output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
         return output
+
+    def checkpoint_before_stopping(self) -> str:
+        """A checkpoint of this step, unless one is on disk (the Trainer evaluates before it saves, so an error in
+        an evaluation would lose the epoch's training); where it is and how to go on."""
+        if self.state.global_step == 0:
+            return "nothing was trained yet"
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if not (folder / "trainer_state.json").is_file():
+            if self.accelerator.num_processes > 1:  # a save is collective: one process alone would wait forever
+                return "no checkpoint of this step was saved (every process of a multi-process run saves together)"
+            self._save_checkpoint(self.model, trial=None)  # the Trainer's own save of a step (transformers 5.23)
+        resume = option("resume_from_checkpoint")
+        return f"the checkpoint of step {self.state.global_step} is in {folder}: go on with {resume} latest"
+
+
+def one_gpu_per_process(args: Any) -> None:
+    """One GPU for a process that was not launched distributed. On a host with several, transformers' Trainer would
+    wrap the model in nn.DataParallel, which splits every tensor of the batch along its first dimension, the
+    answer positions (`logits_to_keep`) too: each replica's logits would cover K/n of the K positions the loss
+    scores. Several GPUs are used through torchrun / accelerate launch (DDP, FSDP, DeepSpeed) instead."""
+    gpus = args.n_gpu
+    if gpus > 1:
+        args._n_gpu = 1  # as transformers' own Trainer does for a model spread over GPUs (transformers 5.23)
+        log.warning(
+            "%d GPUs are visible but this process was not launched distributed: it trains on %s only; to train "
+            "on all %d, start it with torchrun or accelerate launch, one process per GPU (docs/DISTRIBUTED.md)",
+            gpus,
+            args.device,
+            gpus,
+        )
 
 
 # ----------------------------------------------------------------------------- never lose a run

@@ -12,7 +12,7 @@ import difflib
 import enum
 import json
 import sys
-from argparse import Action
+from argparse import Action, ArgumentTypeError
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,10 @@ def _parser_class():
 
 def build_parser(dataclass_types: Sequence[type], description: str):
     parser = _parser_class()(dataclass_types, description=description)
+    for action in parser._actions:  # HfArgumentParser gives dict options (liger_kernel_config) dict(), which no
+        # text passes; they take a JSON object instead, which is also how a YAML mapping reaches them
+        if getattr(action.type, "__origin__", action.type) is dict:
+            action.type = json_object
     parser.add_argument(
         "--config",
         metavar="RUN.yaml",
@@ -42,6 +46,17 @@ def build_parser(dataclass_types: Sequence[type], description: str):
         help="YAML file of options (keys are these flag names); flags given on the command line override it",
     )
     return parser
+
+
+def json_object(text: str) -> dict:
+    """A dict option's value from its text: a JSON object such as '{"rope": false}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArgumentTypeError(f"{short(text, 80)} is not a JSON object ({exc})") from None
+    if not isinstance(value, dict):
+        raise ArgumentTypeError(f"{short(text, 80)} is not a JSON object such as '{{\"key\": true}}'")
+    return value
 
 
 def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors, read_adapter
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
+from bioqa.devices import available_device
 from bioqa.errors import InputError, RunError, raise_problems
 from bioqa.files import (
     damaged_files,
@@ -44,6 +45,7 @@ from bioqa.merging import (
     DTYPES,
     base_dtype,
     base_files,
+    check_device_memory,
     check_disk_space,
     check_shapes,
     estimated_output_bytes,
@@ -61,7 +63,7 @@ from bioqa.merging import (
 from bioqa.model_card import merged_card
 from bioqa.modeling import hub_reachable, resolve_model_name
 from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
-from bioqa.provenance import peak_memory_mb, utc_now
+from bioqa.provenance import peak_device_memory_mb, peak_memory_mb, utc_now
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
 if TYPE_CHECKING:
@@ -301,6 +303,8 @@ def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict, o
 def merge(argv: list[str] | None) -> int:
     args = parse(argv)
     logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO, stream=sys.stderr)
+    if args.device != "cpu":
+        available_device(args.device)  # a GPU this machine has and torch can use
     adapter = read_adapter(args.adapter_dir)
     base = args.base_model or adapter.base_model
     if not base:
@@ -335,6 +339,8 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         return
     check_output_folder(out, "output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
     tensors, streaming = plan_merge(adapter, folder, shards, source_dtype, args.low_memory)
+    if args.verify or not streaming:  # streaming without verification reads and writes shards on the CPU only
+        check_device_memory(args.device, estimated_output_bytes(shards, source_dtype, "float32"))
     check_disk_space(out, estimated_output_bytes(shards, source_dtype, dtype))
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
     if run_config(adapter).get("load_in_4bit"):
@@ -355,7 +361,11 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
             if streaming
             else run_in_memory(args, adapter, folder, dtype, staging)
         )
-        report.update(result, finished_at=utc_now(), peak_memory_mb=round(peak_memory_mb(), 1))
+        peak = {
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+            "peak_device_memory_mb": peak_device_memory_mb(args.device),
+        }
+        report.update(result, finished_at=utc_now(), **peak)
         if result["verification"]["passed"] is False:
             raise RunError(f"verification failed, nothing kept: {json.dumps(result['verification'])}")
         finish_folder(staging, adapter, folder, report, out)

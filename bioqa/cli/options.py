@@ -5,6 +5,7 @@ every check of their values, reported together before anything loads.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -97,6 +98,21 @@ def argument_problems(opts: Options) -> list[str]:
         problems.append(
             "--early_stopping_patience needs --load_best_model_at_end and --metric_for_best_model (e.g. eval_rougeL)"
         )
+    return problems
+
+
+def device_problems(opts: Options, device: str) -> list[str]:
+    """Options the chosen device cannot run, found before any weights load."""
+    problems = []
+    if opts.training.use_liger_kernel:
+        if importlib.util.find_spec("liger_kernel") is None:
+            problems.append(
+                "--use_liger_kernel needs liger-kernel; pip install 'bioqa-lora[gpu]' (liger-kernel 0.8.5), or drop it"
+            )
+        elif device != "cuda":
+            problems.append(
+                f"--use_liger_kernel runs Triton kernels, which need a CUDA GPU, but the device is {device}; drop it"
+            )
     return problems
 
 

@@ -33,7 +33,14 @@ import transformers
 from bioqa.attention import use_cpu_attention
 from bioqa.cli.arguments import ModelArguments, RunArguments
 from bioqa.cli.config import config_dict
-from bioqa.cli.options import Options, TrainingArguments, argument_problems, parse, wants_training
+from bioqa.cli.options import (
+    Options,
+    TrainingArguments,
+    argument_problems,
+    device_problems,
+    parse,
+    wants_training,
+)
 from bioqa.cli.predict import answering, predict_stage, test_prompts
 from bioqa.cli.run_files import (
     begin_run,
@@ -60,7 +67,7 @@ from bioqa.modeling import (
 )
 from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
-from bioqa.provenance import utc_now
+from bioqa.provenance import peak_device_memory_mb, peak_memory_mb, utc_now
 from bioqa.resume import (
     check_checkpoint_files,
     check_same_data,
@@ -203,11 +210,14 @@ def build_trainer(
     if opts.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     half = opts.training.bf16 or opts.training.fp16
+    # Liger's fused linear cross-entropy runs inside the model's forward, so the model computes the loss there
+    model_loss = opts.training.use_liger_kernel
     collator = AnswerOnlyCollator(
         tokenizer,
         pad_to_multiple_of=8 if half else None,
         padding_free=opts.data.padding_free,
         keep_attention_mask=needs_attention_mask(model),
+        shift_labels=model_loss,
     )
     # The Trainer would push every checkpoint as it is saved; the finished folder is pushed once, at the end.
     return BioQATrainer(
@@ -216,7 +226,7 @@ def build_trainer(
         train_dataset=datasets["train"],
         eval_dataset=datasets["validation"],
         data_collator=collator,
-        compute_loss_func=answer_only_loss,
+        compute_loss_func=None if model_loss else answer_only_loss,
         processing_class=tokenizer,
         callbacks=callbacks,
         generation_evaluator=evaluator,
@@ -250,7 +260,9 @@ def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: 
             os.replace(file, out / file.name)
         staging.rmdir()
         write_json_atomic(out / "metrics.json", metrics)
-        write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now(), "final_metrics": metrics})
+        peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
+        finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}
+        write_json_atomic(out / "run_manifest.json", {**manifest, **finished})
         log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)
 
 
@@ -352,6 +364,7 @@ def run(argv: list[str] | None) -> int:
         opts.model.load_in_4bit,
         opts.model.generation_dtype,
     )
+    raise_problems(device_problems(opts, choice.device))
     opts = opts._replace(training=with_device(opts.training, choice))
     log.info("%s", choice.describe())
     with output_lock(out, "output_dir", enabled=is_main_launch_process()):
