@@ -13,7 +13,7 @@ MODEL_STAMP := models/.default-model-complete
 # once); tests/conftest.py gives each worker its share of the cores' threads.
 PARALLEL := -n auto --dist loadfile
 
-.PHONY: setup model test test-fast lint demo bench bench-train bench-generation bench-gpu bench-merge bench-recipes clean
+.PHONY: setup model test test-fast lint demo doctor bench bench-train bench-generation bench-gpu bench-merge bench-recipes clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -52,6 +52,10 @@ test-fast: setup
 demo: setup model
 	$(PY) examples/demo.py
 
+# Can this machine fine-tune? Device, precision, optional kernels, and a tiny model trained, evaluated and merged.
+doctor: setup
+	$(PY) -m bioqa.cli.doctor
+
 bench: setup
 	$(PY) bench/bench_metrics.py
 
@@ -63,7 +67,8 @@ bench-train: setup model
 bench-generation: setup model
 	$(PY) bench/bench_generation.py
 
-# On a CUDA GPU: tokens/s and MFU of a 1B Llama-shaped model, sdpa / flash-attention, padding-free on and off.
+# On a CUDA GPU: tokens/s and MFU of a 1B Llama-shaped model, sdpa / flash-attention, padding-free on and off,
+# Liger; on the bundled data (no ../shared needed).
 bench-gpu: setup model
 	$(PY) bench/bench_gpu.py
 

@@ -1,7 +1,8 @@
 """Tiny Llama-style models and QA data, built offline for tests (no Hub access needed).
 
-The tokenizer is a byte-level BPE trained here on the QA texts, with ChatML-style special tokens
-and chat template (as SmolLM2 and Qwen use); the model is a 2-layer Llama from a config.
+The tokenizer, the 2-layer Llama and the QA rows are the library's own (`bioqa.smoke`, which `bioqa-doctor`
+trains too); here are the variants the tests need beside them: yes/no rows, a LoRA-wrapped model, bases and
+adapters saved with particular shapes, tokenizers in the chat-template styles of Gemma and Llama 3.
 """
 
 from __future__ import annotations
@@ -12,55 +13,10 @@ from pathlib import Path
 
 import torch
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-SPECIAL_TOKENS = ["<pad>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+from bioqa.smoke import FACTS, build_model, build_tokenizer, qa_rows, save_tiny_model
 
-FACTS = [
-    ("insulin", "lowers blood glucose"),
-    ("glucagon", "raises blood glucose"),
-    ("aspirin", "inhibits cyclooxygenase"),
-    ("metformin", "reduces hepatic glucose output"),
-    ("warfarin", "antagonises vitamin K"),
-    ("penicillin", "blocks bacterial cell wall synthesis"),
-    ("heparin", "activates antithrombin"),
-    ("furosemide", "blocks the loop of Henle cotransporter"),
-    ("atropine", "blocks muscarinic receptors"),
-    ("omeprazole", "inhibits the gastric proton pump"),
-    ("IL-6", "drives the acute phase response"),
-    ("erythropoietin", "stimulates red cell production"),
-    ("thyroxine", "raises the metabolic rate"),
-    ("cortisol", "raises blood glucose in stress"),
-    ("digoxin", "inhibits the sodium potassium pump"),
-    ("morphine", "activates mu opioid receptors"),
-    ("salbutamol", "relaxes bronchial smooth muscle"),
-    ("lisinopril", "inhibits angiotensin converting enzyme"),
-    ("statins", "inhibit HMG-CoA reductase"),
-    ("vancomycin", "binds cell wall precursors"),
-]
-
-
-def qa_rows(n: int = 40, seed: int = 0, with_context: bool = True) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        drug, action = FACTS[i % len(FACTS)]
-        context = (
-            f"Pharmacology notes: {drug} {action}. It is used in clinical practice." if with_context and i % 2 else ""
-        )
-        rows.append(
-            {
-                "id": f"q{i}",
-                "question": f"What does {drug} do? (case {i})",
-                "context": context,
-                "answer": f"{drug.capitalize()} {action}.",
-            }
-        )
-    rng.shuffle(rows)
-    return rows
+# the library's builders, re-exported: the tests import every builder from this module
+__all__ = ["FACTS", "build_model", "build_tokenizer", "qa_rows", "save_tiny_model"]
 
 
 def yes_no_rows(n: int = 40, seed: int = 0) -> list[dict]:
@@ -87,58 +43,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def build_tokenizer(chat: bool = True):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [f"{r['question']} {r['context']} {r['answer']}" for r in qa_rows(200, with_context=True)]
-    corpus += ["Question: Context: Answer: You are a biomedical expert. system user assistant"] * 5
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    backend.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        eos_token="<|im_end|>" if chat else "<|endoftext|>",
-        bos_token="<|endoftext|>",
-        unk_token=None,
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-    )
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def build_model(tokenizer, seed: int = 0, tie: bool = True, init_range: float = 0.5, family="llama", **config_extra):
-    """A 2-layer Llama (or, with family="mistral", a Mistral: its sliding-window attention) from a config."""
-    import torch
-    import transformers
-
-    torch.manual_seed(seed)
-    name = {"llama": "Llama", "mistral": "Mistral"}[family]
-    config = getattr(transformers, f"{name}Config")(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        # logits with some scale by default, so a LoRA-only update can fit the data
-        initializer_range=init_range,
-        tie_word_embeddings=tie,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **config_extra,
-    )
-    return getattr(transformers, f"{name}ForCausalLM")(config)
-
-
 def lora_model(tokenizer, seed: int = 5, dtype: str = "float32", **config_extra):
     """build_model in `dtype` with a random (not zero) LoRA r 4 on all linear layers; PEFT keeps it float32."""
     import torch
@@ -146,14 +50,6 @@ def lora_model(tokenizer, seed: int = 5, dtype: str = "float32", **config_extra)
 
     config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
     return get_peft_model(build_model(tokenizer, seed=seed, **config_extra).to(getattr(torch, dtype)), config)
-
-
-def save_tiny_model(path: Path, chat: bool = True, tie: bool = True) -> Path:
-    tokenizer = build_tokenizer(chat)
-    model = build_model(tokenizer, tie=tie)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def make_base(
