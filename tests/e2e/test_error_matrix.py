@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, fake_nvidia_smi, run_cli
 from tiny_models import make_adapter, make_base
 
 ERRORS_DOC = ROOT / "docs" / "ERRORS.md"
@@ -251,6 +251,45 @@ def rows(env) -> dict:
         ),
         **promise_rows(env),
         **label_rows(env),
+        **device_rows(env),
+    }
+
+
+def device_rows(env) -> dict:
+    """Devices this machine lacks or torch cannot use, refused before any weights load. A row's fourth item is
+    what it adds to the environment: a PATH whose nvidia-smi lists a GPU that this CPU-only torch cannot use."""
+    model, data, out = env["model"], env["data"], env["out"]
+    train = ["--model_name_or_path", model, "--train_file", data, "--output_dir", out]
+    gpu_path = {"PATH": f"{env['nvidia_bin']}:{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": "0"}
+    return {
+        "gpu-torch-cannot-use": (
+            LOAD + train,
+            2,
+            "is a CPU-only build, so it would run on the CPU; install torch's CUDA build (README, 'GPU and Mac'); "
+            "or pass --device cpu to run on the CPU anyway",
+            gpu_path,
+        ),
+        "merge-gpu-torch-cannot-use": (
+            MERGE + ["--adapter_dir", env["adapter"], "--output_dir", out, "--device", "cuda"],
+            2,
+            "this machine has an NVIDIA GPU (Tesla V100-SXM2-16GB, driver 535.104.05)",
+            gpu_path,
+        ),
+        "merge-without-a-gpu": (
+            MERGE + ["--adapter_dir", env["adapter"], "--output_dir", out, "--device", "cuda"],
+            2,
+            "--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu",
+        ),
+        "liger-off-cuda": (
+            LOAD + train + ["--use_liger_kernel"],
+            2,
+            "--use_liger_kernel runs Triton kernels, which need a CUDA GPU, but the device is cpu; drop it",
+        ),
+        "dict-option-not-json": (
+            LOAD + train + ["--liger_kernel_config", "rope=false"],
+            2,
+            "argument --liger_kernel_config/--liger-kernel-config: rope=false is not a JSON object",
+        ),
     }
 
 
@@ -641,6 +680,8 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
     bad_weights = t / "bad-weights"
     shutil.copytree(tiny_model_dir, bad_weights)
     (bad_weights / "model.safetensors").write_bytes((bad_weights / "model.safetensors").read_bytes()[:300])
+    (t / "nvidia-bin").mkdir()
+    fake_nvidia_smi(t / "nvidia-bin")
     bad_base = t / "bad-base"
     shutil.copytree(tiny_model_dir, bad_base)
     (bad_base / "config.json").write_text("{ not json")
@@ -663,6 +704,7 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
         "corrupt": str(corrupt),
         "full": str(t / "full"),
         "wide": str(make_base(t / "wide", hidden=48)),
+        "nvidia_bin": str(t / "nvidia-bin"),
     }
 
 
@@ -677,7 +719,7 @@ def test_the_matrix_has_at_least_25_rows_and_docs_list_them(env):
     assert len(table) >= 25
     assert sorted(ALL_ROWS) == sorted(table) and set(PROCESS_ROWS) <= set(table)  # every row runs
     doc = ERRORS_DOC.read_text(encoding="utf-8")
-    for row_id, (_, _, fragment) in table.items():
+    for row_id, (_, _, fragment, *_) in table.items():
         assert f"`{row_id}`" in doc and fragment.replace("|", "\\|") in doc, row_id
 
 
@@ -758,6 +800,11 @@ ALL_ROWS = [
     "label-then-answer-without-answer",
     "loglik-without-labels",
     "best-metric-not-logged",
+    "gpu-torch-cannot-use",
+    "merge-gpu-torch-cannot-use",
+    "merge-without-a-gpu",
+    "liger-off-cuda",
+    "dict-option-not-json",
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests
@@ -771,7 +818,10 @@ PROCESS_ROWS = [
     "merge-output-exists",
     "compare-missing-file",
     "score-missing-file",
+    "gpu-torch-cannot-use",
 ]
+# Rows about a machine without a GPU torch can use: on a CUDA machine they would train instead (skipped there).
+NO_USABLE_GPU_ROWS = {"gpu-torch-cannot-use", "merge-gpu-torch-cannot-use", "merge-without-a-gpu", "liger-off-cuda"}
 ENTRY_POINTS = {
     "load_models.py": "bioqa.cli.train",
     "merge_base_and_adapt_ft_models.py": "bioqa.cli.merge",
@@ -795,10 +845,12 @@ def assert_refused(row_id, env, run) -> None:
     """The row's command exits with its code and one `error:` line holding its fragment, touching nothing."""
     if row_id == "unreadable-file" and not Path("/proc/sys/vm/compact_memory").exists():
         pytest.skip("needs Linux's write-only /proc/sys/vm/compact_memory")
-    command, code, fragment = rows(env)[row_id]
+    if row_id in NO_USABLE_GPU_ROWS and torch_has_cuda():
+        pytest.skip("this torch is a CUDA build: the row is about a machine without a GPU torch can use")
+    command, code, fragment, *environment = rows(env)[row_id]
     before = sorted(p.name for p in Path(env["full"]).iterdir())
     inputs = snapshot(env["model"], env["adapter"], env["data"], env["run"])
-    returncode, stderr = run(command)
+    returncode, stderr = run(command, environment[0] if environment else {})
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert returncode == code, stderr[-2000:]
     assert len(errors) == 1 and fragment in errors[0], stderr[-2000:]
@@ -811,17 +863,25 @@ def assert_refused(row_id, env, run) -> None:
     assert snapshot(env["model"], env["adapter"], env["data"], env["run"]) == inputs  # no input touched
 
 
-def run_as_a_process(command: list[str]) -> tuple[int, str]:
-    result = run_cli(*command[1:], script=command[0])
+def torch_has_cuda() -> bool:
+    import torch
+
+    return bool(torch.version.cuda) or torch.cuda.is_available()
+
+
+def run_as_a_process(command: list[str], environment: dict) -> tuple[int, str]:
+    result = run_cli(*command[1:], script=command[0], env=environment)
     return result.returncode, result.stderr
 
 
-def run_in_this_process(command: list[str], capfd, monkeypatch) -> tuple[int, str]:
+def run_in_this_process(command: list[str], environment: dict, capfd, monkeypatch) -> tuple[int, str]:
     """The command's `main` called here, offline, from the repository root; its exit status as Python's."""
     import huggingface_hub.constants
 
     from bioqa.modeling import hub_reachable
 
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
