@@ -103,6 +103,11 @@ def with_tied_head(shapes: dict[str, tuple[int, ...]], tied: bool) -> dict[str, 
     return shapes
 
 
+def vocabulary_grows(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """The adapter carries embedding rows the base lacks (tokens were added in training)."""
+    return any(name in shapes and tensor.shape[0] > shapes[name][0] for name, tensor in full_tensors(tensors).items())
+
+
 def check_shapes(
     adapter: Adapter, tensors: dict[str, Any], shapes: dict[str, tuple[int, ...]], vocab_grows: bool
 ) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bioqa.adapters import Adapter, adapter_tensors, check_tensors, full_tensors, read_adapter
+from bioqa.adapters import Adapter, adapter_tensors, check_tensors, read_adapter
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.devices import available_device
@@ -57,6 +57,7 @@ from bioqa.merging import (
     stream_merge,
     streaming_refusal,
     tensor_shapes,
+    vocabulary_grows,
     with_tied_head,
     write_streamed_config,
 )
@@ -182,11 +183,6 @@ def copy_tokenizer_files(source: Path, staging: Path) -> None:
     for pattern in TOKENIZER_PATTERNS:
         for file in source.glob(pattern):
             shutil.copy2(file, staging / file.name)
-
-
-def vocabulary_grows(tensors: dict, shapes: dict[str, tuple[int, ...]]) -> bool:
-    """The adapter carries embedding rows the base lacks (tokens were added in training)."""
-    return any(name in shapes and tensor.shape[0] > shapes[name][0] for name, tensor in full_tensors(tensors).items())
 
 
 def probe_prompts(adapter: Adapter, tokenizer: PreTrainedTokenizerBase, count: int = 4) -> list[list[int]]:

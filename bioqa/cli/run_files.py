@@ -1,12 +1,14 @@
 """The files of a run folder that every stage shares: when writing starts (the folder is cleared of an
 earlier run's own files, run_config.yaml and a first manifest are written), the manifest itself, the
-model card, which process writes, and the upload of the finished folder (--push_to_hub)."""
+model card, the final files of a training run (adapter, metrics, manifest with peak memory), which process
+writes, and the upload of the finished folder (--push_to_hub)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bioqa.cli.config import config_dict
 from bioqa.cli.options import Options, wants_training
@@ -18,7 +20,10 @@ from bioqa.model_card import adapter_card, evaluation_of
 from bioqa.modeling import hub_reachable
 from bioqa.outputs import TRAINING_OUTPUT, remove_own_output
 from bioqa.predictions import read_prediction_file
-from bioqa.provenance import base_manifest
+from bioqa.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
+
+if TYPE_CHECKING:
+    from bioqa.trainer import BioQATrainer
 
 log = logging.getLogger("bioqa")
 
@@ -102,3 +107,23 @@ def push_output(opts: Options) -> None:
         message=f"bioqa-lora: the LoRA adapter of {out.name}",
     )
     log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
+
+
+def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
+    """The adapter, tokenizer, model card, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
+    written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
+    out = Path(opts.training.output_dir)
+    staging = out / ".final-staging"  # the same name in every process: save_model may be collective
+    trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
+        manifest["final_evaluation"] = trainer.last_predictions
+        write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
+        for file in staging.iterdir():
+            os.replace(file, out / file.name)
+        staging.rmdir()
+        write_json_atomic(out / "metrics.json", metrics)
+        peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
+        finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}
+        write_json_atomic(out / "run_manifest.json", {**manifest, **finished})
+        log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)

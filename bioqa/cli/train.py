@@ -22,7 +22,6 @@ Every transformers TrainingArguments flag works unchanged; --help lists all opti
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -47,8 +46,8 @@ from bioqa.cli.run_files import (
     is_main_launch_process,
     push_output,
     push_problems,
+    save_outputs,
     start_writing,
-    write_model_card,
 )
 from bioqa.cli.runner import run_main, stop_on_signal
 from bioqa.data import Splits, load_splits
@@ -67,7 +66,7 @@ from bioqa.modeling import (
 )
 from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
 from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
-from bioqa.provenance import peak_device_memory_mb, peak_memory_mb, utc_now
+from bioqa.provenance import utc_now
 from bioqa.resume import (
     check_checkpoint_files,
     check_same_data,
@@ -244,26 +243,6 @@ def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
         latest = evals[-1] if current else trainer.evaluate_final()
         metrics.update({k: v for k, v in latest.items() if k.startswith("eval_")})
     return metrics
-
-
-def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
-    """The adapter, tokenizer, model card, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
-    written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
-    out = Path(opts.training.output_dir)
-    staging = out / ".final-staging"  # the same name in every process: save_model may be collective
-    trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
-    if trainer.is_world_process_zero():
-        trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
-        manifest["final_evaluation"] = trainer.last_predictions
-        write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
-        for file in staging.iterdir():
-            os.replace(file, out / file.name)
-        staging.rmdir()
-        write_json_atomic(out / "metrics.json", metrics)
-        peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
-        finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}
-        write_json_atomic(out / "run_manifest.json", {**manifest, **finished})
-        log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)
 
 
 def configure_logging(training: TrainingArguments) -> None:

@@ -56,6 +56,19 @@ def test_frozen_weights_are_cast_inside_and_restored_bit_for_bit(tokenizer):
         assert param.data_ptr() == storage[name] and torch.equal(param, before[name])  # the same memory
 
 
+def test_a_4bit_bases_float32_leftovers_generate_in_the_compute_dtype_and_its_packed_weights_stay(tokenizer):
+    """k-bit preparation leaves embeddings, norms and head in float32 beside the packed 4-bit weights (uint8 data
+    in bitsandbytes' Params4bit): generating in the compute dtype casts the former and never touches the latter."""
+    model = build_model(tokenizer, seed=3).requires_grad_(False)
+    packed = model.model.layers[0].mlp.down_proj
+    packed.weight = torch.nn.Parameter(torch.randint(0, 255, (64, 16), dtype=torch.uint8), requires_grad=False)
+    with frozen_weights_in(model, "bfloat16"):
+        dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert dtypes.pop("model.layers.0.mlp.down_proj.weight") == torch.uint8
+    assert set(dtypes.values()) == {torch.bfloat16} and "model.norm.weight" in dtypes
+    assert packed.weight.dtype == torch.uint8 and model.model.norm.weight.dtype == torch.float32  # restored
+
+
 def test_frozen_weights_are_restored_when_the_block_fails(tokenizer):
     model = build_model(tokenizer, seed=3)
     with pytest.raises(RuntimeError, match="stop"), frozen_weights_in(model, "bfloat16"):
