@@ -120,8 +120,9 @@ def choose_device(
     return replace(choice, generation_dtype=DTYPE_NAMES[_generation_precision(device, generation)])
 
 
-def available_device(device: str) -> str:
-    """The device `--device` names (auto: the first of CUDA, MPS, CPU), if this machine can run it."""
+def available_device(device: str, instead: str = "auto or cpu") -> str:
+    """The device `--device` names (auto: the first of CUDA, MPS, CPU), if this machine can run it; a refusal
+    suggests `instead` (the caller's other choices)."""
     if device in ("auto", "cuda"):
         problem = cuda_problem()
         if problem:
@@ -130,11 +131,11 @@ def available_device(device: str) -> str:
         return "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
     if device == "cuda" and not cuda_available():
         raise InputError(
-            f"{option('device')} cuda was asked for but no CUDA GPU is visible; use {option('device')} auto or cpu"
+            f"{option('device')} cuda was asked for but no CUDA GPU is visible; use {option('device')} {instead}"
         )
     if device == "mps" and not mps_available():
         raise InputError(
-            f"{option('device')} mps was asked for but Apple MPS is not available; use {option('device')} auto or cpu"
+            f"{option('device')} mps was asked for but Apple MPS is not available; use {option('device')} {instead}"
         )
     return device
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NVIDIA_PROC = Path("/proc/driver/nvidia/version")  # the kernel module's own record, present with a loaded driver
+# The driver's device files: a container without GPU access still sees the host's /proc record, but not these.
+NVIDIA_DEVICES = (Path("/dev/nvidiactl"), Path("/dev/nvidia0"))
 # The oldest driver branch each CUDA major version runs on (NVIDIA's CUDA toolkit release notes, table 3).
 MIN_DRIVER = {13: 580, 12: 525, 11: 450}
 
@@ -56,10 +58,13 @@ def _gpu_line(line: str) -> NvidiaGpu:
 
 
 def nvidia_driver() -> str | None:
-    """The loaded NVIDIA driver's version (from nvidia-smi, or the kernel module's /proc record), None without one."""
+    """The loaded NVIDIA driver's version (from nvidia-smi, or the kernel module's /proc record where this process
+    has the driver's device files), None without one."""
     gpus = nvidia_gpus()
     if gpus and gpus[0].driver:
         return gpus[0].driver
+    if not any(device.exists() for device in NVIDIA_DEVICES):
+        return None
     try:
         found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", NVIDIA_PROC.read_text(encoding="utf-8"))
     except OSError:

@@ -65,7 +65,7 @@ def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):
 
 class AnswerOnlyCollator:
     """Pads a batch (DataCollatorForSeq2Seq), or lays it end to end in one row (`padding_free`), and adds
-    `logits_to_keep` for `answer_only_loss`."""
+    `logits_to_keep` for `answer_only_loss` (with `shift_labels`, their targets for a model computing its loss)."""
 
     def __init__(
         self,

@@ -148,7 +148,9 @@ def _four_bit_config(choice: DeviceChoice):
     try:
         import bitsandbytes  # noqa: F401  (optional extra, CUDA only)
     except ImportError:
-        raise InputError(f"{option('load_in_4bit')} needs bitsandbytes; pip install bitsandbytes (CUDA only)") from None
+        raise InputError(
+            f"{option('load_in_4bit')} needs bitsandbytes; pip install -e '.[gpu]' (bitsandbytes 0.50.2, CUDA only)"
+        ) from None
     compute = getattr(torch, four_bit_compute_dtype(choice.precision))  # generation computes in it too
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True

@@ -6,7 +6,8 @@
 would come after the log is written.
 
 It batches examples of similar length (`bioqa.sampler`); the loss on answer tokens only comes from
-`bioqa.loss` through the collator and `compute_loss_func` the command passes. On a CPU under mixed precision
+`bioqa.loss` through the collator and `compute_loss_func` the command passes (with Liger's kernels, the model's
+own loss over the same positions: `AnswerOnlyCollator(shift_labels=True)`). On a CPU under mixed precision
 its forward skips PEFT's float32 copies of LoRA inputs (`compute_loss_context_manager`). The checks of the loss
 (`training_step`) and of the gradient norm the Trainer computes anyway (`_get_grad_norm`) stop at the
 first NaN or infinity; `StopOnSignal` turns SIGINT / SIGTERM into a checkpoint and a clean stop.

@@ -50,14 +50,14 @@ class ModelArguments:
         default="auto",
         metadata={
             "help": "Dtype of the weights evaluations and --do_predict generate with: auto (bf16 where the device "
-            "computes it natively: CUDA, a CPU with AVX512-BF16/AMX; fp16 on a GPU without bf16; else fp32), bf16, "
-            "fp16 or fp32. LoRA weights being trained stay fp32.",
+            "computes it natively: CUDA from compute capability 8.0, a CPU with AVX512-BF16/AMX; fp16 on an older "
+            "GPU; a 4-bit base's compute dtype; else fp32), bf16, fp16 or fp32. LoRA weights being trained stay fp32.",
             "choices": ["auto", "bf16", "fp16", "fp32"],
         },
     )
     load_in_4bit: bool = field(
         default=False,
-        metadata={"help": "QLoRA: load the base in 4-bit NF4 with bitsandbytes (CUDA only; pip install bitsandbytes)."},
+        metadata={"help": "QLoRA: load the base in 4-bit NF4 with bitsandbytes (CUDA only; pip install -e '.[gpu]')."},
     )
     attn_implementation: str | None = field(
         default=None,

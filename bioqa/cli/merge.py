@@ -300,7 +300,7 @@ def merge(argv: list[str] | None) -> int:
     args = parse(argv)
     logging.basicConfig(format="[bioqa] %(levelname)s %(message)s", level=logging.INFO, stream=sys.stderr)
     if args.device != "cpu":
-        available_device(args.device)  # a GPU this machine has and torch can use
+        available_device(args.device, instead="cpu")  # a GPU this machine has and torch can use
     adapter = read_adapter(args.adapter_dir)
     base = args.base_model or adapter.base_model
     if not base:
@@ -335,7 +335,8 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         return
     check_output_folder(out, "output_dir", MERGE_OUTPUT, args.overwrite, "pass --overwrite to replace it")
     tensors, streaming = plan_merge(adapter, folder, shards, source_dtype, args.low_memory)
-    if args.verify or not streaming:  # streaming without verification reads and writes shards on the CPU only
+    # in memory, the merge and its reference run on the device; streaming, only a reference that fits in RAM does
+    if not streaming or (args.verify and fits_in_memory(shards, source_dtype, copies=1)):
         check_device_memory(args.device, estimated_output_bytes(shards, source_dtype, "float32"))
     check_disk_space(out, estimated_output_bytes(shards, source_dtype, dtype))
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")

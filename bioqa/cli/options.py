@@ -105,14 +105,12 @@ def device_problems(opts: Options, device: str) -> list[str]:
     """Options the chosen device cannot run, found before any weights load."""
     problems = []
     if opts.training.use_liger_kernel:
-        if importlib.util.find_spec("liger_kernel") is None:
-            problems.append(
-                "--use_liger_kernel needs liger-kernel; pip install 'bioqa-lora[gpu]' (liger-kernel 0.8.5), or drop it"
-            )
-        elif device != "cuda":
+        if device != "cuda":
             problems.append(
                 f"--use_liger_kernel runs Triton kernels, which need a CUDA GPU, but the device is {device}; drop it"
             )
+        elif importlib.util.find_spec("liger_kernel") is None:
+            problems.append("--use_liger_kernel needs liger-kernel; pip install -e '.[gpu]' (liger-kernel 0.8.5)")
     return problems
 
 

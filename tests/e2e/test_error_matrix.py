@@ -278,7 +278,7 @@ def device_rows(env) -> dict:
         "merge-without-a-gpu": (
             MERGE + ["--adapter_dir", env["adapter"], "--output_dir", out, "--device", "cuda"],
             2,
-            "--device cuda was asked for but no CUDA GPU is visible; use --device auto or cpu",
+            "--device cuda was asked for but no CUDA GPU is visible; use --device cpu",
         ),
         "liger-off-cuda": (
             LOAD + train + ["--use_liger_kernel"],

@@ -38,10 +38,10 @@ def prompt_batch(tokenizer):
 
 @pytest.mark.parametrize("cache", ["reserved", "static", "compiled"])
 def test_each_cache_answers_as_the_dynamic_one(tokenizer, prompt_batch, cache):
-    """Exactly in float32; in bf16 the rounding follows each cache's shapes, so a near-tied greedy choice may flip
-    (bioqa.kv_cache): most answers agree."""
+    """Exactly in float32 (compiled: inductor fuses the float32 sums another way, so most); in bf16 the rounding
+    follows each cache's shapes, so a near-tied greedy choice may flip (bioqa.kv_cache): most answers agree."""
     model = build_model(tokenizer, seed=3).to("cuda")
-    for dtype, agreeing in (("float32", 1.0), ("bfloat16", 0.75)):
+    for dtype, agreeing in (("float32", 0.75 if cache == "compiled" else 1.0), ("bfloat16", 0.75)):
         answers = {}
         for kind in ("dynamic", cache):
             with computing_in(model, dtype):
@@ -71,11 +71,12 @@ def test_padding_free_flash_attention_matches_padded_batches(tokenizer):
 
 
 def trained_run(tiny_model_dir, qa_file, out, *flags):
-    result = run_cli(*run_flags(tiny_model_dir, qa_file, out), *TRAIN, "--do_predict", "--device", "cuda", *flags)
+    flags = ("--do_train", "--do_predict", "--device", "cuda", *flags)  # --do_predict alone would only predict
+    result = run_cli(*run_flags(tiny_model_dir, qa_file, out), *TRAIN, *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((out / "run_manifest.json").read_text())
     predicted = json.loads((out / "predict_metrics.json").read_text())
-    print(f"{' '.join(flags) or 'defaults'}: peak GPU memory {manifest['peak_memory_mb']['device']} MB")
+    print(f"{' '.join(flags[4:]) or 'defaults'}: peak GPU memory {manifest['peak_memory_mb']['device']} MB")
     return manifest, predicted
 
 

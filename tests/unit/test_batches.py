@@ -57,6 +57,14 @@ def test_generation_halves_the_batch_and_answers_the_same(tokenizer, prompt_batc
     assert released == ["cpu", "cpu"]  # the allocator's cache emptied before each retry
 
 
+def test_fewer_prompts_than_the_batch_size_are_halved_from_their_own_count(tokenizer, prompt_batch, released, caplog):
+    model = build_model(tokenizer, seed=3)
+    fails_above(model, 2)
+    with caplog.at_level(logging.WARNING, logger="bioqa"):
+        generate_token_ids(model, tokenizer, prompt_batch[:5], GenerationSettings(max_new_tokens=4, batch_size=32))
+    assert released == ["cpu"] and "generating 5 prompts at once: going on in batches of 2" in caplog.text
+
+
 def test_label_scoring_halves_the_batch_too(tokenizer, prompt_batch, released):
     model = build_model(tokenizer, seed=3)
     labels = [[11], [21, 22]]

@@ -226,9 +226,14 @@ def test_the_driver_is_read_from_nvidia_smi_of_old_and_new_drivers(tmp_path, mon
 def test_the_driver_is_read_from_the_kernel_modules_record_without_nvidia_smi(tmp_path, monkeypatch):
     record = tmp_path / "version"
     record.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build\n")
+    (tmp_path / "nvidiactl").touch()
     monkeypatch.setattr(hardware, "NVIDIA_PROC", record)
+    monkeypatch.setattr(hardware, "NVIDIA_DEVICES", (tmp_path / "nvidiactl",))
     monkeypatch.setenv("PATH", "/nonexistent")
     assert hardware.nvidia_driver() == "580.65.06"
+    monkeypatch.setattr(hardware, "NVIDIA_DEVICES", (tmp_path / "absent",))  # a container without GPU access
+    assert hardware.nvidia_driver() is None
+    monkeypatch.setattr(hardware, "NVIDIA_DEVICES", (tmp_path / "nvidiactl",))
     monkeypatch.setattr(hardware, "NVIDIA_PROC", tmp_path / "absent")
     assert hardware.nvidia_driver() is None
 

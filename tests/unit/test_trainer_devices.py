@@ -61,8 +61,9 @@ def liger_in_torch(monkeypatch):
     return calls
 
 
-def trained_losses(tokenizer, tmp_path, liger: bool) -> tuple[list, float]:
-    """Two steps and an evaluation through the command's own Trainer set-up, with or without --use_liger_kernel."""
+def trained_losses(tokenizer, tmp_path, liger: bool, batches: list | None = None) -> tuple[list, float]:
+    """Two steps and an evaluation through the command's own Trainer set-up, with or without --use_liger_kernel;
+    each collated batch's (rows x kept positions, rows x width) is added to `batches`."""
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     features, _ = prompts.encode_dataset(tokenizer, fmt, qa_rows(16), 256)
     data = Dataset.from_list(features)
@@ -75,6 +76,15 @@ def trained_losses(tokenizer, tmp_path, liger: bool) -> tuple[list, float]:
     trainer = build_trainer(
         parse(flags), adapter_model(tokenizer), tokenizer, {"train": data, "validation": data}, None
     )
+    collate = trainer.data_collator
+
+    def recorded(features):
+        batch = collate(features)
+        rows, width = batch["input_ids"].shape
+        (batches if batches is not None else []).append((rows * len(batch["logits_to_keep"]), rows * width))
+        return batch
+
+    trainer.data_collator = recorded
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return losses, trainer.evaluate()["eval_loss"]
@@ -83,8 +93,10 @@ def trained_losses(tokenizer, tmp_path, liger: bool) -> tuple[list, float]:
 def test_liger_trains_and_evaluates_on_the_answer_only_loss(tokenizer, tmp_path, liger_in_torch):
     plain = trained_losses(tokenizer, tmp_path, liger=False)
     assert not liger_in_torch
-    with_liger = trained_losses(tokenizer, tmp_path, liger=True)
+    batches = []
+    with_liger = trained_losses(tokenizer, tmp_path, liger=True, batches=batches)
     assert with_liger[0] == pytest.approx(plain[0], rel=1e-5) and with_liger[1] == pytest.approx(plain[1], rel=1e-5)
     # Liger's loss ran for both steps and the evaluation (which asked it to skip the logits), each time over the
     # answer positions only: batch x kept positions, not every position of the batch
-    assert len(liger_in_torch) == 2 + 2 and all(rows < 8 * 256 for rows, _ in liger_in_torch)
+    assert len(liger_in_torch) == 2 + 2 and [rows for rows, _ in liger_in_torch] == [kept for kept, _ in batches]
+    assert all(kept < positions for kept, positions in batches)
