@@ -154,8 +154,11 @@ def cuda_problem() -> str | None:
             f"kernels in torch {torch.__version__} (built for {' '.join(torch.cuda.get_arch_list())}); install a torch "
             "build for an older CUDA that still has them (README, 'GPU and Mac')"
         )
-    gpus, driver = hardware.nvidia_gpus(), hardware.nvidia_driver()
-    if driver is None or hardware.gpus_hidden():
+    if hardware.gpus_hidden():
+        return None
+    gpus = hardware.nvidia_gpus()  # one nvidia-smi call for the GPUs and their driver
+    driver = hardware.nvidia_driver(gpus)
+    if driver is None:
         return None
     gpu = f"{gpus[0].name}, driver {driver}" if gpus else f"driver {driver}"
     cuda = hardware.torch_cuda_version()
@@ -219,10 +222,11 @@ def _mps_choice(precision: str) -> DeviceChoice:
         return DeviceChoice("mps", "fp32", "float32", f"forced by {option('precision')} fp32")
     if precision == "fp16":
         return DeviceChoice("mps", "fp16", "float32", f"fp16 with loss scaling, forced by {option('precision')} fp16")
-    if precision == "bf16" or mps_has_native_bf16():
+    native = mps_has_native_bf16()
+    if precision == "bf16" or native:
         if mps_trains_in_bf16():
-            native = "" if mps_has_native_bf16() else ", emulated on this chip"
-            return DeviceChoice("mps", "bf16", "float32", f"a bf16 autocast probe step ran on MPS{native}")
+            emulated = "" if native else ", emulated on this chip"
+            return DeviceChoice("mps", "bf16", "float32", f"a bf16 autocast probe step ran on MPS{emulated}")
         if precision == "bf16":
             raise InputError(
                 f"{option('precision')} bf16 was asked for but a bf16 probe step failed on this MPS device; use "

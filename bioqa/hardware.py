@@ -57,10 +57,10 @@ def _gpu_line(line: str) -> NvidiaGpu:
     )
 
 
-def nvidia_driver() -> str | None:
-    """The loaded NVIDIA driver's version (from nvidia-smi, or the kernel module's /proc record where this process
-    has the driver's device files), None without one."""
-    gpus = nvidia_gpus()
+def nvidia_driver(gpus: list[NvidiaGpu] | None = None) -> str | None:
+    """The loaded NVIDIA driver's version (from nvidia-smi's `gpus`, read here unless the caller has them, or the
+    kernel module's /proc record where this process has the driver's device files), None without one."""
+    gpus = nvidia_gpus() if gpus is None else gpus
     if gpus and gpus[0].driver:
         return gpus[0].driver
     if not any(device.exists() for device in NVIDIA_DEVICES):

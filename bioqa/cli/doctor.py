@@ -23,13 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bioqa import backends, hardware
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
-from bioqa.devices import DEVICES, DeviceChoice, choose_device, cpu_has_native_bf16, cuda_problem, mps_available
+from bioqa.devices import DEVICES, DeviceChoice, choose_device, cpu_has_native_bf16, mps_available
 from bioqa.errors import InputError, short
 
 KERNELS = {  # optional package -> (what it is for, how to install it)
@@ -85,8 +86,8 @@ def machine_lines() -> list[tuple[str, str]]:
 def gpu_lines() -> list[tuple[str, str]]:
     import torch
 
-    driver, gpus = hardware.nvidia_driver(), hardware.nvidia_gpus()
-    lines = [("nvidia driver", driver or "none")]
+    gpus = hardware.nvidia_gpus()
+    lines = [("nvidia driver", hardware.nvidia_driver(gpus) or "none")]
     for index, gpu in enumerate(gpus):
         shown = f"{gpu.name}, compute capability {gpu.capability or '?'}, {(gpu.memory_mb or 0) / 1024:.1f} GiB"
         lines.append((f"gpu {index} (driver)", shown))
@@ -112,8 +113,7 @@ def apple_lines() -> list[tuple[str, str]]:
 
 
 def choice_lines(device: str) -> tuple[list[tuple[str, str]], DeviceChoice | None, str | None]:
-    """What training would choose on `device`, and the problem that stops it (None if none)."""
-    problem = cuda_problem() if device in ("auto", "cuda") else None
+    """What training would choose on `device` (None: the problem that stops it, a GPU torch cannot use too)."""
     try:
         choice = choose_device(device)
     except InputError as exc:
@@ -124,7 +124,7 @@ def choice_lines(device: str) -> tuple[list[tuple[str, str]], DeviceChoice | Non
         ("choice", choice.describe()),
         ("speed-ups", f"{backend.name}: {cache} KV cache, LoRA {fold} while generating"),
     ]
-    return lines, choice, problem
+    return lines, choice, None
 
 
 def kernel_lines(device: str | None) -> list[tuple[str, str]]:
@@ -176,13 +176,14 @@ def smoke_run(folder: Path, device: str) -> list[Step]:
     train += ["--learning_rate", "1e-2", "--generation_max_new_tokens", "12"]
     train += ["--report_to", "none", "--logging_steps", "2"]
     merge = ["bioqa.cli.merge", "--adapter_dir", str(run), "--output_dir", str(merged), "--device", device]
-    steps = [command_step("train + evaluate", train, folder / "train.log", run / "run_manifest.json")]
+    steps = [command_step("train + evaluate", train, folder / "train.log", lambda: trained_detail(run))]
     if steps[-1].ok:
-        steps.append(command_step("merge + verify", merge, folder / "merge.log", merged / "merge_report.json"))
+        steps.append(command_step("merge + verify", merge, folder / "merge.log", lambda: merged_detail(merged)))
     return steps
 
 
-def command_step(name: str, module_argv: list[str], log_file: Path, result_file: Path) -> Step:
+def command_step(name: str, module_argv: list[str], log_file: Path, detail: Callable[[], str]) -> Step:
+    """Run a command's module in a process of its own, its output to `log_file`; what it did comes from `detail`."""
     start = time.perf_counter()
     with log_file.open("w", encoding="utf-8") as log:
         code = subprocess.run([sys.executable, "-m", *module_argv], stdout=log, stderr=subprocess.STDOUT).returncode
@@ -190,29 +191,29 @@ def command_step(name: str, module_argv: list[str], log_file: Path, result_file:
     if code != 0:
         tail = [line for line in log_file.read_text(encoding="utf-8").splitlines() if line.strip()][-1:]
         return Step(name, seconds, False, f"exit {code}: {short(tail[0] if tail else '', 300)} (log: {log_file})")
-    return Step(name, seconds, True, step_detail(result_file))
+    return Step(name, seconds, True, detail())
 
 
-def step_detail(result_file: Path) -> str:
-    """What a smoke step's own output file records: answers scored, the verification, peak memory. (The tiny model's
+def trained_detail(run: Path) -> str:
+    """What the training run's own files record: its steps, the answers scored, peak memory. (The tiny model's
     weights are random: its few steps check that everything runs, not what it learns.)"""
-    result = json.loads(result_file.read_text(encoding="utf-8"))
-    if "final_metrics" in result:
-        peak, metrics = result.get("peak_memory_mb", {}), result["final_metrics"]
-        steps = json.loads((result_file.parent / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-        device = f", device peak {peak['device']:.0f} MB" if peak.get("device") is not None else ""
-        return (
-            f"{steps} LoRA steps, {metrics.get('eval_num_examples', 0):.0f} "
-            f"generated answers scored; host peak {peak.get('host', 0):.0f} MB{device}"
-        )
-    verification, device = result.get("verification", {}), result.get("peak_device_memory_mb")
+    manifest = json.loads((run / "run_manifest.json").read_text(encoding="utf-8"))
+    steps = json.loads((run / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    peak, answers = manifest["peak_memory_mb"], manifest["final_metrics"].get("eval_num_examples", 0)
+    device = f", device peak {peak['device']:.0f} MB" if peak["device"] is not None else ""
+    return f"{steps} LoRA steps, {answers:.0f} generated answers scored; host peak {peak['host']:.0f} MB{device}"
+
+
+def merged_detail(merged: Path) -> str:
+    """What merge_report.json records: the verification and peak memory."""
+    report = json.loads((merged / "merge_report.json").read_text(encoding="utf-8"))
+    device = report["peak_device_memory_mb"]
     shown = f", device peak {device:.0f} MB" if device is not None else ""
-    host = result.get("peak_memory_mb", 0)
-    return f"{verification.get('method', 'verification')}: passed; host peak {host:.0f} MB{shown}"
+    return f"{report['verification']['method']}: passed; host peak {report['peak_memory_mb']:.0f} MB{shown}"
 
 
 def verdict(choice: DeviceChoice | None, problem: str | None, steps: list[Step] | None) -> tuple[bool, str]:
-    if choice is None or problem:
+    if choice is None:
         return False, f"not ready: {problem}"
     failed = [step for step in steps or [] if not step.ok]
     if failed:
@@ -234,7 +235,7 @@ def doctor(argv: list[str] | None) -> int:
     lines, choice, problem = choice_lines(args.device)
     show(machine_lines() + lines + kernel_lines(choice.device if choice else None))
     steps = None
-    if args.smoke and choice is not None and not problem:
+    if args.smoke and choice is not None:
         folder = keep or Path(tempfile.mkdtemp(prefix="bioqa-doctor-"))
         folder.mkdir(parents=True, exist_ok=True)
         steps = smoke_run(folder, choice.device)
