@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+# The fewest examples a bootstrap is run on. With n examples there are C(2n-1, n) distinct resamples: 1 for one
+# example, 10 for three, 126 for five, 92,378 for ten. Below ten, a thousand resamples repeat a handful of
+# patterns, and the interval and p-value they give look precise while meaning nothing (one question: every
+# metric p = 0.0196, an interval of width 0); none is reported then.
+MIN_EXAMPLES = 10
+
 
 class Resamplable(Protocol):
     """Per-example results whose corpus metrics can be recomputed over any resample of the examples."""
@@ -29,11 +35,14 @@ def bootstrap_intervals(
 
     Each resample draws len(scores) example indices with replacement; ROUGE and METEOR are the
     mean over the resample and BLEU is recomputed from the resample's summed sacreBLEU statistics.
+    Fewer than MIN_EXAMPLES examples: no intervals ({}).
     """
     import numpy as np
 
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
+    if len(scores) < MIN_EXAMPLES:
+        return {}
     rng = np.random.default_rng(seed)
     draws = [scores.resampled(rng.integers(0, len(scores), size=len(scores))) for _ in range(samples)]
     tail = (1 - confidence) / 2 * 100
@@ -55,7 +64,8 @@ def paired_bootstrap(
     with c the resamples whose centred difference reaches the observed one. sacreBLEU counts only
     strictly greater ones (c uses >), which gives identical systems p = 1/(n + 1); ties count here
     (>=), so identical systems get p = 1. BLEU is recomputed per resample from sacreBLEU statistics;
-    ROUGE and METEOR are means of per-example scores.
+    ROUGE and METEOR are means of per-example scores. Fewer than MIN_EXAMPLES examples: the difference alone,
+    with `ci_low`, `ci_high` and `p_value` None.
     """
     import numpy as np
 
@@ -65,6 +75,8 @@ def paired_bootstrap(
     names = [n for n in baseline.names if n in candidate.names]
     whole = slice(None)
     observed = {n: candidate.resampled(whole)[n] - baseline.resampled(whole)[n] for n in names}
+    if len(baseline) < MIN_EXAMPLES:
+        return {n: {"difference": observed[n], "ci_low": None, "ci_high": None, "p_value": None} for n in names}
     diffs: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(samples):
         idx = rng.integers(0, len(baseline), size=len(baseline))

@@ -23,6 +23,7 @@ from bioqa.errors import InputError, option, shown
 from bioqa.labels import (
     as_options,
     check_label_set,
+    fold,
     normalise_label,
     option_letters,
     question_with_options,
@@ -347,7 +348,7 @@ def label_set(
         raw = _optional_field(record, fields.label)
         text = ("yes" if raw else "no") if isinstance(raw, bool) else str(raw).strip() if raw is not None else ""
         if text:
-            values.setdefault(text.lower(), text)
+            values.setdefault(fold(text), text)  # one value per form the reader tells apart
     if len(values) < 2:
         raise InputError(
             f"the {split} split's labels (field {fields.label!r}) take {len(values)} value(s) "

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from bioqa.data import Example
 from bioqa.files import write_jsonl_atomic
 from bioqa.generation import Answering, Answers, answer_prompts
+from bioqa.inventory import record
+from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat
 
@@ -68,4 +70,5 @@ class GenerationEvaluator:
     def _score_and_write(self, answers: Answers, name: str) -> dict[str, float]:
         scored = score_rows(self.examples, answers, self.metrics, self.labels)
         write_jsonl_atomic(self.output_dir / "predictions" / f"{name}.jsonl", scored.rows)
+        record(self.output_dir, TRAINING_OUTPUT, f"predictions/{name}.jsonl")
         return scored.metrics()

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,9 @@ def read_run_config(path: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def staged_folder(target: Path):
-    """A fresh folder beside `target` to write into; on success it replaces `target` in one rename.
+def staged_folder(target: Path, before_replace: Callable[[], None] | None = None):
+    """A fresh folder beside `target` to write into; on success it replaces `target` in one rename, after
+    `before_replace` (the check, again, that the folder replaced holds only this command's own files).
 
     On any failure the folder is removed and `target` is left as it was: never a half-written output.
     """
@@ -120,6 +121,8 @@ def staged_folder(target: Path):
     staging.mkdir(parents=True)
     try:
         yield staging
+        if before_replace is not None and target.exists():
+            before_replace()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -141,8 +144,8 @@ def file_sha256(path: Path) -> str:
 
 
 def damaged_files(out: Path, recorded: Any, report: str) -> str | None:
-    """The first file of `out` that differs from the sizes and hashes `file_records` gave (kept in `report`), or
-    None."""
+    """The first file of `out` that differs from the sizes and hashes `inventory.file_records` gave (kept in
+    `report`), or None."""
     if not isinstance(recorded, dict) or not recorded:
         return f"{report} records no file hashes (written by an older version)"
     for name, expected in recorded.items():
@@ -152,10 +155,3 @@ def damaged_files(out: Path, recorded: Any, report: str) -> str | None:
         if file.stat().st_size != expected.get("size") or file_sha256(file) != expected.get("sha256"):
             return f"{name} differs from {report} (size or SHA-256)"
     return None
-
-
-def file_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of every file in `folder`, for the report that later reruns trust."""
-    return {
-        f.name: {"size": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(folder.iterdir()) if f.is_file()
-    }

@@ -8,13 +8,14 @@ import fnmatch
 from pathlib import Path
 
 from bioqa.errors import InputError, RunError, option, short
-from bioqa.outputs import TOKENIZER_PATTERNS
+from bioqa.inventory import read_inventory
+from bioqa.merging import TOKENIZER_FILES
 
 # What makes each kind of output; checkpoints, prediction files and the trainer's state stay local.
 ADAPTER_FILES = (
     "adapter_config.json",
     "adapter_model.safetensors",
-    *TOKENIZER_PATTERNS,
+    *TOKENIZER_FILES,
     "README.md",
     "run_manifest.json",
     "run_config.yaml",
@@ -26,7 +27,7 @@ MERGED_FILES = (
     "generation_config.json",
     "model*.safetensors",
     "model.safetensors.index.json",
-    *TOKENIZER_PATTERNS,
+    *TOKENIZER_FILES,
     "README.md",
     "run_manifest.json",
     "merge_report.json",
@@ -55,8 +56,10 @@ def token_available(token: str | None) -> bool:
 
 
 def pushed_files(folder: Path, patterns: tuple[str, ...]) -> list[str]:
-    """The top-level files of `folder` an upload sends: those matching `patterns`."""
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, g) for g in patterns))
+    """The top-level files of `folder` an upload sends: those matching `patterns` among the files the command
+    recorded writing there (bioqa.inventory), so that a user's notes beside them never leave the machine."""
+    written = (read_inventory(folder) or {}).get("files") or {}
+    return sorted(p for p in written if "/" not in p and any(fnmatch.fnmatch(p, g) for g in patterns))
 
 
 def push_folder(

@@ -8,10 +8,13 @@ scripts and notebooks alike::
     predicted = [metrics_utils.extract_label(answer, ["yes", "no", "maybe"]) for answer in answers]
     metrics_utils.label_metrics(predicted, gold, ["yes", "no", "maybe"])
 
-A label is read from the *start* of an answer, case-insensitively, after any punctuation and a leading
-"Answer:" / "The answer is": `B`, `(B)`, `B.`, `**B**` and `Answer: b` all read as B, "Yes, because ..."
-as yes. For a multiple-choice question an answer that starts with an option's text reads as that
-option's letter. An answer that starts with none of them is *unparsed*: it counts as wrong.
+A label is read from the *start* of an answer, after any punctuation and a leading "Answer:" /
+"The answer is": `B`, `(B)`, `B.`, `**B**` and `Answer: b` all read as B, "Yes, because ..." as
+yes. Labels and answers are compared in one normal form, Unicode-compatible and case-folded (`STRASSE`
+is `Straße`), and punctuation a label itself starts with is never stripped from an answer (labels `+`
+and `-`, or `>5 years`, read as written). A label ends at a word boundary: "No-one knows" and "None"
+do not read as no. For a multiple-choice question an answer that starts with an option's text reads
+as that option's letter. An answer that starts with none of them is *unparsed*: it counts as wrong.
 
 Accuracy and macro-F1 equal scikit-learn's `accuracy_score` and `f1_score(average="macro",
 labels=<the declared labels>, zero_division=0)`, an unparsed answer being a prediction outside the
@@ -20,9 +23,11 @@ labels (tests/unit/test_labels.py checks both on random labels).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +36,23 @@ LETTERS = string.ascii_uppercase
 TARGETS = ("answer", "label", "label_then_answer")  # what the model learns to write (--target)
 UNPARSED = "unparsed"  # the confusion matrix's column for answers that name no label
 
-# Punctuation, markup and a leading "Answer:" / "The answer is" before the label.
-_LEAD = re.compile(r"^[\W_]*(?:(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\b[\W_]*)?", re.IGNORECASE)
+
+def fold(text: str) -> str:
+    """The form labels and answers are compared in: Unicode-compatible (NFKC) and case-folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+@functools.lru_cache(maxsize=64)
+def _lead(kept: str) -> re.Pattern:
+    """Punctuation, markup and a leading "Answer:" / "The answer is" before the label; never the characters in
+    `kept` (those a label starts with)."""
+    mark = rf"(?![{re.escape(kept)}])[\W_]" if kept else r"[\W_]"
+    return re.compile(rf"^(?:{mark})*(?:(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\b(?:{mark})*)?")
+
+
+def _after_lead(folded: str, written: Sequence[str]) -> str:
+    kept = "".join(sorted({w[0] for w in written if w and not (w[0].isalnum() or w[0] == "_")}))
+    return _lead(kept).sub("", folded.strip(), count=1)
 
 
 # ----------------------------------------------------------------------------- options
@@ -81,36 +101,41 @@ def question_with_options(question: str, options: Mapping[str, str] | None) -> s
 
 
 def normalise_label(value: Any, labels: Sequence[str], options: Mapping[str, str] | None = None) -> str:
-    """`value` as one of `labels` (case-insensitive). With options it may also be a 0-based index (MedMCQA's
-    `cop`) or an option's exact text; true / false read as yes / no. ValueError when it is none of them."""
+    """`value` as one of `labels` (compared folded, see `fold`). With options it may also be a 0-based index
+    (MedMCQA's `cop`) or an option's exact text; true / false read as yes / no. ValueError when it is none."""
     if isinstance(value, bool):
         value = "yes" if value else "no"
     if options and isinstance(value, int) and 0 <= value < len(options):
         return list(options)[value]
     text = str(value).strip()
-    by_case = {label.lower(): label for label in labels}
-    if text.lower() in by_case:
-        return by_case[text.lower()]
+    by_form = {fold(label): label for label in labels}
+    if fold(text) in by_form:
+        return by_form[fold(text)]
     if options:
         if text.isdigit() and int(text) < len(options):
             return list(options)[int(text)]
         for letter, option in options.items():
-            if option.lower() == text.lower():
+            if fold(option) == fold(text):
                 return letter
     raise ValueError(f"{text!r} is not one of the labels {', '.join(labels)}")
 
 
 def check_label_set(labels: Sequence[str]) -> tuple[str, ...]:
-    """The declared labels, stripped; ValueError for fewer than two, an empty one or a repeat."""
+    """The declared labels, stripped; ValueError for fewer than two, an empty one, or two the reader cannot tell
+    apart (the same once folded, see `fold`)."""
     cleaned = tuple(str(label).strip() for label in labels)
     if len(cleaned) < 2:
         raise ValueError(f"{len(cleaned)} label(s) ({', '.join(cleaned) or 'none'}); give at least two")
     if any(not label for label in cleaned):
         raise ValueError("an empty label; every label needs a text")
-    lowered = [label.lower() for label in cleaned]
-    repeated = next((label for label in cleaned if lowered.count(label.lower()) > 1), None)
-    if repeated is not None:
-        raise ValueError(f"the label {repeated!r} is given twice (labels are matched case-insensitively)")
+    forms = [fold(label) for label in cleaned]
+    twice = next((i for i, form in enumerate(forms) if forms.index(form) != i), None)
+    if twice is not None:
+        first = cleaned[forms.index(forms[twice])]
+        same = "is given twice" if first == cleaned[twice] else f"and {cleaned[twice]!r} read the same"
+        raise ValueError(
+            f"the label {first!r} {same} (labels are compared case-folded, so an answer could not tell them apart)"
+        )
     return cleaned
 
 
@@ -128,18 +153,24 @@ def target_text(target: str, label: str | None, answer: str) -> str:
     raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
 
 
-def _starts_with(text: str, word: str) -> bool:
-    """`text` begins with `word` (case-insensitive) as a whole word: "no" starts "No change", not "None"."""
-    return text.lower().startswith(word.lower()) and not text[len(word) : len(word) + 1].isalnum()
+def _starts_with(folded: str, word: str) -> bool:
+    """`folded` (an answer after `fold`) begins with `word` as a whole word: "no" starts "No change", not "None"
+    or "No-one" (a hyphen or apostrophe that joins a letter continues the word)."""
+    word = fold(word)
+    if not folded.startswith(word):
+        return False
+    after = folded[len(word) : len(word) + 2]
+    joined = after[:1] in "-'\u2019\u2010\u2011" and after[1:2].isalnum() and word[-1:].isalnum()
+    return not after[:1].isalnum() and not joined
 
 
 def extract_label(text: str, labels: Sequence[str], options: Mapping[str, str] | None = None) -> str | None:
     """The label an answer starts with (see the module's docstring), or None when it names none."""
-    rest = _LEAD.sub("", text.strip(), count=1)
     candidates = [(label, label) for label in labels]
     if options:  # an option's text before letters: "A patient ..." must not read as A when an option says so
         candidates = [(option, letter) for letter, option in options.items()] + candidates
-    for written, label in sorted(candidates, key=lambda pair: -len(pair[0])):
+    rest = _after_lead(fold(text), [fold(written) for written, _ in candidates])
+    for written, label in sorted(candidates, key=lambda pair: -len(fold(pair[0]))):
         if _starts_with(rest, written):
             return label
     return None
@@ -147,12 +178,14 @@ def extract_label(text: str, labels: Sequence[str], options: Mapping[str, str] |
 
 def strip_label(text: str, labels: Sequence[str]) -> str:
     """The answer after its leading label ("Yes. The results ..." -> "The results ..."); unchanged without one."""
-    lead = _LEAD.match(text.strip())
-    rest = text.strip()[lead.end() if lead else 0 :]
-    for label in sorted(labels, key=len, reverse=True):
-        if _starts_with(rest, label):
-            return rest[len(label) :].lstrip(" \t.,:;)]*-\n")
-    return text.strip()
+    stripped = text.strip()
+    folded = _after_lead(fold(stripped), [fold(label) for label in labels])
+    for label in sorted(labels, key=lambda label: -len(fold(label))):
+        if _starts_with(folded, label):
+            tail = folded[len(fold(label)) :]  # the rest, folded: cut the original where its folded suffix is that
+            cut = next((i for i in range(len(stripped) + 1) if fold(stripped[i:]) == tail), len(stripped))
+            return stripped[cut:].lstrip(" \t.,:;)]*-\n")
+    return stripped
 
 
 # ----------------------------------------------------------------------------- metrics

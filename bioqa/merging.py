@@ -368,3 +368,28 @@ def needs_streaming(low_memory: bool, shards: list[Path], source_dtype: str) -> 
         log.info("merge: base + merged copy would not fit in RAM; streaming shard by shard")
         return True
     return False
+
+
+# The files a tokenizer is saved in (transformers' names for them): copied by name, so that a user's
+# tokenizer.bak or tokenizer_notes.txt beside the adapter never travels into the merged model.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+
+def copy_tokenizer_files(source: Path, staging: Path) -> None:
+    """The tokenizer files as they are (copying, not loading: a tokenizer can take 150 MB of memory)."""
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, staging / name)

@@ -242,7 +242,8 @@ def compute_metrics(
         meteor_alpha, meteor_beta, meteor_gamma: METEOR parameters (default 0.9, 3, 0.5).
         num_workers: processes for scoring; None picks by input size and CPU count (Linux only).
         bootstrap_samples: if > 0, add seeded percentile bootstrap intervals as `<metric>_ci_low`
-            and `<metric>_ci_high`, at `confidence` (default 0.95) with `seed`.
+            and `<metric>_ci_high`, at `confidence` (default 0.95) with `seed`; None with fewer than
+            10 examples (bootstrap.MIN_EXAMPLES), where a bootstrap means nothing.
 
     Returns:
         rouge1, rouge2, rougeL, rougeLsum (mean per-example F1, 0-1), bleu (corpus BLEU, 0-100),
@@ -257,8 +258,9 @@ def compute_metrics(
     scores = score_predictions(predictions, references, **options)
     result = scores.corpus()
     if bootstrap_samples > 0:
-        for name, (low, high) in bootstrap_intervals(scores, bootstrap_samples, confidence, seed).items():
-            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
+        intervals = bootstrap_intervals(scores, bootstrap_samples, confidence, seed)  # {} below MIN_EXAMPLES
+        for name in scores.names:
+            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = intervals.get(name, (None, None))
     return result
 
 

@@ -123,6 +123,15 @@ def check_target_modules(config: Any, targets: list[str]) -> str | None:
     return None
 
 
+def lora_rank_problem(config: Any, rank: int) -> str | None:
+    """A problem line if the LoRA rank exceeds the model's hidden size: every decoder linear layer has the hidden
+    size on one side, and an update B @ A cannot have a higher rank than its layer (only more memory)."""
+    hidden = getattr(config, "hidden_size", None)
+    if isinstance(hidden, int) and rank > hidden:
+        return f"{option('lora_r')} {rank} exceeds the model's hidden size {hidden}; choose at most {hidden}"
+    return None
+
+
 def load_model(model_args: Any, choice: DeviceChoice):
     import torch
     from transformers import AutoModelForCausalLM

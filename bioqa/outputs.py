@@ -7,9 +7,9 @@ One rule for every command (training, prediction, merge, comparison):
 * The output folder itself may not be a symbolic link (a dangling one included): replacing it
   would change where the link points, or write through it somewhere unexpected.
 * A non-empty output folder is refused unless `--overwrite` is given, and even then it must be
-  this command's own earlier output: it holds the command's marker file and nothing but names the
-  command writes. `--overwrite` replaces that output; it never deletes a file the command did
-  not write.
+  this command's own earlier output: every file in it, at any depth, is one the command recorded
+  writing in its inventory (bioqa.inventory), unchanged. `--overwrite` replaces that output; it
+  never deletes a file the command did not write.
 * While a command writes, it holds an exclusive lock: a file `.<name>.lock` beside the output
   folder, created atomically, holding the owner's pid, host and command. A second command for the
   same folder is refused while the owner runs; a lock left by a process that is gone (killed, or
@@ -19,84 +19,22 @@ One rule for every command (training, prediction, merge, comparison):
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import os
-import shutil
 import socket
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from bioqa.errors import InputError, option
+from bioqa.inventory import not_written
 from bioqa.provenance import utc_now
 
-
-@dataclass(frozen=True)
-class OwnFiles:
-    """What a command writes into its output folder: the marker that proves an earlier output is its
-    own, and the name patterns of everything it may leave there."""
-
-    command: str
-    marker: tuple[str, ...]
-    patterns: tuple[str, ...]
-
-    def owns(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns)
-
-
-# The tokenizer files a save writes (the merge also copies them by these names).
-TOKENIZER_PATTERNS = (
-    "tokenizer*",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "chat_template.*",
-    "vocab.*",
-    "merges.txt",
-    "*.model",
-)
-TRAINING_OUTPUT = OwnFiles(
-    "load_models.py",
-    ("run_config.yaml", "run_manifest.json"),
-    (
-        "run_config.yaml",
-        "run_manifest.json",
-        "metrics.json",
-        "trainer_state.json",
-        "training_args.bin",
-        "README.md",
-        "adapter_config.json",
-        "adapter_model.safetensors",
-        "adapter_model.bin",
-        "checkpoint-*",
-        "predictions",
-        "predictions.jsonl",
-        "predict_metrics.json",
-        "runs",
-        ".final-staging",
-        ".*.tmp",
-        *TOKENIZER_PATTERNS,
-    ),
-)
-MERGE_OUTPUT = OwnFiles(
-    "merge_base_and_adapt_ft_models.py",
-    ("merge_report.json",),
-    (
-        "merge_report.json",
-        "run_manifest.json",
-        "config.json",
-        "generation_config.json",
-        "model*.safetensors",
-        "model.safetensors.index.json",
-        "README.md",
-        *TOKENIZER_PATTERNS,
-    ),
-)
-COMPARISON_OUTPUT = OwnFiles(
-    "bioqa.comparison", ("comparison.json",), ("comparison.json", "report.md", "scores.png", "training_curves.png")
-)
+# The command names an inventory (bioqa.inventory) records: --overwrite replaces only the same command's output.
+TRAINING_OUTPUT = "load_models.py"
+MERGE_OUTPUT = "merge_base_and_adapt_ft_models.py"
+COMPARISON_OUTPUT = "bioqa.comparison"
 
 
 def real(path: str | Path) -> Path:
@@ -156,35 +94,24 @@ def check_writable(path: Path, setting: str) -> None:
         ) from None
 
 
-def check_output_folder(path: Path, setting: str, own: OwnFiles, overwrite: bool, how_to_allow: str) -> None:
+def check_output_folder(path: Path, setting: str, command: str, overwrite: bool, how_to_allow: str) -> None:
     """InputError unless `path` is a folder this command may write (check_writable), and empty, or (with
-    `overwrite`) holding only this command's own earlier output."""
+    `overwrite`) holding only what an earlier run of `command` recorded writing there (bioqa.inventory)."""
     check_writable(path, setting)
-    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-    if entries and not overwrite:
-        raise InputError(f"{option(setting)} {path} is not empty; {how_to_allow}, or choose another folder")
-    if entries:
-        _check_own_output(path, setting, own, entries)
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise InputError(f"{option(setting)} {path} is not empty; {how_to_allow}, or choose another folder")
+        check_own_output(path, setting, command)
 
 
-def _check_own_output(path: Path, setting: str, own: OwnFiles, entries: list[str]) -> None:
-    foreign = [name for name in entries if not own.owns(name)]
-    if foreign or not any((path / marker).is_file() for marker in own.marker):
-        example = f" (e.g. {foreign[0]})" if foreign else f" (it has no {' or '.join(own.marker)})"
+def check_own_output(path: Path, setting: str, command: str) -> None:
+    """InputError naming the first file in `path` that `command` did not write there (or that changed since)."""
+    why = not_written(path, command)
+    if why:
         raise InputError(
-            f"{option(setting)} {path} holds files {own.command} did not write{example}; overwriting replaces only "
-            "an earlier output of the same command, so choose another folder or move those files away"
+            f"{option(setting)} {path} holds files {command} did not write: {why}; overwriting replaces only "
+            "the files an earlier run of the same command recorded, so choose another folder or move that away"
         )
-
-
-def remove_own_output(path: Path, own: OwnFiles) -> list[str]:
-    """Delete this command's earlier output in `path` (only names it owns); return what was removed."""
-    removed = []
-    for entry in sorted(path.iterdir()) if path.is_dir() else []:
-        if own.owns(entry.name):
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-            removed.append(entry.name)
-    return removed
 
 
 # ----------------------------------------------------------------------------- the lock

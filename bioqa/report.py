@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bioqa.bootstrap import MIN_EXAMPLES
 from bioqa.errors import InputError
 from bioqa.files import read_json
 from bioqa.predictions import PredictionRow
@@ -22,12 +23,28 @@ def scores_table(result: dict, names: tuple[str, str], scales: bool = True) -> s
     for metric, row in result["metrics"].items():
         digits = 2 if metric == "bleu" else 4
         label = f"{metric} ({SCALE.get(metric, '0-1')})" if scales else metric
+        tested = row["p_value"] is not None  # None: too few examples for a bootstrap (bootstrap.MIN_EXAMPLES)
+        interval = f"[{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]" if tested else "n/a"
+        p_value = f"{row['p_value']:.3g}" if tested else "n/a"
         lines.append(
             f"| {label} | {row['baseline']:.{digits}f} | {row['candidate']:.{digits}f} | "
-            f"{row['difference']:+.{digits}f} | [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}] | "
-            f"{row['p_value']:.3g} |"
+            f"{row['difference']:+.{digits}f} | {interval} | {p_value} |"
         )
     return "\n".join(lines)
+
+
+def _how_tested(result: dict) -> str:
+    boot = result["bootstrap"]
+    if result["num_examples"] < MIN_EXAMPLES:
+        return (
+            f"no interval or p-value: a bootstrap over {result['num_examples']} paired examples (fewer than "
+            f"{MIN_EXAMPLES}) repeats a handful of resamples and would mean nothing; compare on more questions."
+        )
+    return (
+        f"intervals and p-values from a paired bootstrap ({boot['samples']} resamples, seed {boot['seed']}; BLEU "
+        "recomputed per resample from sacreBLEU statistics, macro-F1 from each resample's confusion counts, the "
+        "others as means of per-example scores)."
+    )
 
 
 def _examples_section(
@@ -35,12 +52,16 @@ def _examples_section(
 ) -> str:
     a, b = result["scores"]["baseline"].per_example["rougeL"], result["scores"]["candidate"].per_example["rougeL"]
     order = sorted(range(len(a)), key=lambda i: b[i] - a[i])
+    gains = [i for i in order[::-1] if b[i] > a[i]][:shown]  # a section lists only what its title says
+    losses = [i for i in order if b[i] < a[i]][:shown]
     parts = []
-    for title, indices in (
-        (f"Largest gains of {names[1]}", order[::-1][:shown]),
-        (f"Largest losses of {names[1]}", order[:shown]),
+    for title, indices, moved in (
+        (f"Largest gains of {names[1]}", gains, "rose"),
+        (f"Largest losses of {names[1]}", losses, "fell"),
     ):
         parts.append(f"### {title} (ROUGE-L difference)\n")
+        if not indices:
+            parts.append(f"None: ROUGE-L {moved} on no example.")
         for i in indices:
             parts.append(
                 f"- **{baseline[i]['id']}** ({b[i] - a[i]:+.3f}): {_quote(baseline[i].get('question', ''))}\n"
@@ -249,13 +270,10 @@ def write_report(
         plot_confusions(folder / "confusion.png", result, names)
     curves = trainer_state is not None and plot_training_curves(folder / "training_curves.png", trainer_state)
     table = scores_table(result, names)
-    boot = result["bootstrap"]
     text = [
         f"# {names[1]} against {names[0]}\n",
         f"{result['num_examples']} examples, scored with metrics_utils (ROUGE, METEOR, accuracy and macro-F1 0-1, "
-        f"BLEU 0-100). Differences are {names[1]} minus {names[0]}; intervals and p-values from a paired bootstrap "
-        f"({boot['samples']} resamples, seed {boot['seed']}; BLEU recomputed per resample from sacreBLEU "
-        "statistics, macro-F1 from each resample's confusion counts, the others as means of per-example scores).\n",
+        f"BLEU 0-100). Differences are {names[1]} minus {names[0]}; {_how_tested(result)}\n",
         "## Scores\n",
         table,
         "",

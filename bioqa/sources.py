@@ -9,13 +9,14 @@ and the fix.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
 from typing import Any
 
 from bioqa.errors import InputError, option, short
-from bioqa.files import file_sha256, parse_jsonl
+from bioqa.files import parse_jsonl
 
 FORMATS = ("auto", "jsonl", "json", "csv", "parquet")
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -24,6 +25,12 @@ Records = list[dict[str, Any]]  # rows as a file or dataset holds them, before t
 
 def read_records(path: Path, fmt: str = "auto") -> Records:
     """Records of a local data file; InputError naming the file (and line) for anything unreadable."""
+    return read_source(path, fmt)[0]
+
+
+def read_source(path: Path, fmt: str = "auto") -> tuple[Records, dict[str, Any]]:
+    """Records of a local data file and where they came from: its path and the SHA-256 of the very bytes parsed
+    (read once: a pipe such as <(cat data.jsonl) cannot be read twice, a file may change in between)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file {path} does not exist; check the path")
@@ -36,17 +43,24 @@ def read_records(path: Path, fmt: str = "auto") -> Records:
             f".parquet, or pass {option('data_format')}"
         )
     try:
-        if fmt == "parquet":
-            import pyarrow.parquet
-
-            return pyarrow.parquet.read_table(path).to_pylist()
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
-    except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        raise InputError(f"cannot read {path} as Parquet: {exc}") from None
+    return _parse(data, path, fmt), {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _parse(data: bytes, path: Path, fmt: str) -> Records:
+    if fmt == "parquet":
+        import pyarrow.parquet
+
+        try:
+            return pyarrow.parquet.read_table(io.BytesIO(data)).to_pylist()
+        except Exception as exc:  # pyarrow raises its own error types for corrupt files
+            raise InputError(f"cannot read {path} as Parquet: {exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
     return {"jsonl": _jsonl, "json": _json, "csv": _csv}[fmt](text, path)
 
 
@@ -89,10 +103,6 @@ def load_hub_dataset(name: str, config: str | None) -> dict[str, Records]:
     return {split: dataset[split].to_list() for split in dataset}
 
 
-def describe_source(path: Path) -> dict[str, Any]:
-    return {"path": str(path), "sha256": file_sha256(path)}
-
-
 def raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
     """Records per split as given (files or hub), before any splitting; plus where each came from."""
     if args.dataset_name:
@@ -112,5 +122,5 @@ def raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
             f"no data: give {option('train_file')} (to train and split), {option('test_file')} (to predict) or "
             f"{option('dataset_name')}"
         )
-    records = {name: read_records(Path(path), args.data_format) for name, path in files.items() if path}
-    return records, {name: describe_source(Path(path)) for name, path in files.items() if path}
+    read = {name: read_source(Path(path), args.data_format) for name, path in files.items() if path}
+    return {name: records for name, (records, _) in read.items()}, {name: source for name, (_, source) in read.items()}

@@ -10,7 +10,7 @@ It batches examples of similar length (`bioqa.sampler`); the loss on answer toke
 own loss over the same positions: `AnswerOnlyCollator(shift_labels=True)`). On a CPU under mixed precision
 its forward skips PEFT's float32 copies of LoRA inputs (`compute_loss_context_manager`). The checks of the loss
 (`training_step`) and of the gradient norm the Trainer computes anyway (`_get_grad_norm`) stop at the
-first NaN or infinity; `StopOnSignal` turns SIGINT / SIGTERM into a checkpoint and a clean stop.
+first NaN or infinity; `StopOnSignal` turns SIGINT / SIGTERM / SIGHUP into a checkpoint and a clean stop.
 
 A process trains on one GPU: several processes come from torchrun / accelerate launch, never from
 `nn.DataParallel` (`one_gpu_per_process`). An evaluation that runs out of memory even one prompt at a time saves
@@ -31,6 +31,8 @@ from bioqa.batches import OutOfMemory
 from bioqa.errors import InputError, RunError, option
 from bioqa.evaluator import GenerationEvaluator
 from bioqa.files import write_text_atomic
+from bioqa.inventory import record
+from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.sampler import LengthGroupedBatches
 
 log = logging.getLogger("bioqa")
@@ -104,7 +106,26 @@ class BioQATrainer(Trainer):
         if self.is_world_process_zero():
             out = Path(self.args.output_dir)
             write_text_atomic(out / final, (out / predictions).read_text(encoding="utf-8"))
+            record(out, TRAINING_OUTPUT, final)
         return final
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.accelerator.num_processes > 1:  # every process writes its own RNG state into the checkpoint
+            self.accelerator.wait_for_everyone()
+        if self.is_world_process_zero():
+            self.record_written(f"checkpoint-{self.state.global_step}")
+
+    def record_written(self, *paths: str) -> None:
+        """Record `paths` and the TensorBoard logs of this run in the output folder's inventory (bioqa.inventory):
+        what --overwrite_output_dir may later delete."""
+        out = Path(self.args.output_dir)
+        logs = [
+            Path(cb.logging_dir).resolve().relative_to(out.resolve()).as_posix()
+            for cb in self.callback_handler.callbacks
+            if getattr(cb, "logging_dir", None) and out.resolve() in Path(cb.logging_dir).resolve().parents
+        ]
+        record(out, TRAINING_OUTPUT, *paths, *logs)
 
     def compute_loss_context_manager(self):
         stack = super().compute_loss_context_manager()
@@ -223,9 +244,9 @@ def non_finite_message(what: str, step: int, output_dir: str) -> str:
 
 
 class StopOnSignal(TrainerCallback):
-    """SIGINT or SIGTERM: finish the current step, save a checkpoint, and stop training cleanly."""
+    """SIGINT, SIGTERM or SIGHUP: finish the current step, save a checkpoint, and stop training cleanly."""
 
-    SIGNALS = ("SIGINT", "SIGTERM")
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the terminal was closed
 
     def __init__(self):
         self.received: str | None = None
@@ -237,7 +258,8 @@ class StopOnSignal(TrainerCallback):
 
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there
             for name in self.SIGNALS:
-                self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+                if hasattr(signal, name):  # Windows has no SIGHUP
+                    self._previous[name] = signal.signal(getattr(signal, name), self._handle)
 
     def _handle(self, signum, frame):
         import signal

@@ -273,8 +273,9 @@ class RunArguments:
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
-            "help": "Replace an earlier run's own output in --output_dir (a folder holding other files is still "
-            "refused; so is one that is or holds an input)."
+            "help": "Replace an earlier run's output in --output_dir: exactly the files it recorded in "
+            "written_files.json; a folder holding any other file, or one changed since, is refused, as is one that "
+            "is or holds an input."
         },
     )
     early_stopping_patience: int | None = field(

@@ -24,7 +24,15 @@ from bioqa.cli.runner import run_main
 from bioqa.comparison import aligned, compare, label_set_of
 from bioqa.errors import InputError, raise_problems
 from bioqa.files import read_json, staged_folder, write_json_atomic
-from bioqa.outputs import COMPARISON_OUTPUT, check_not_an_input, check_output_folder, output_lock, run_folder
+from bioqa.inventory import file_records, write_inventory
+from bioqa.outputs import (
+    COMPARISON_OUTPUT,
+    check_not_an_input,
+    check_output_folder,
+    check_own_output,
+    output_lock,
+    run_folder,
+)
 from bioqa.predictions import read_prediction_file
 
 
@@ -55,7 +63,8 @@ class CompareArguments:
     overwrite: bool = field(
         default=False,
         metadata={
-            "help": "Replace an earlier comparison in --output_dir (a folder holding other files is still refused)."
+            "help": "Replace an earlier comparison in --output_dir (only the files it recorded in written_files.json; "
+            "a folder holding any other file, or one changed since, is refused)."
         },
     )
 
@@ -118,13 +127,14 @@ def run(argv: list[str] | None) -> int:
     with output_lock(out, "output_dir"):
         check_output_folder(out, "output_dir", COMPARISON_OUTPUT, args.overwrite, "pass --overwrite to replace it")
         result = compare(baseline, candidate, args.bootstrap_samples, args.seed, label_set(args, baseline, candidate))
-        with staged_folder(out) as staging:
+        with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
             table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)
             write_json_atomic(
                 staging / "comparison.json",
                 {k: v for k, v in result.items() if k != "scores"}
                 | {"baseline": args.baseline, "candidate": args.candidate, "names": list(names)},
             )
+            write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
     print(f"{table}\n\nreport: {out / 'report.md'}")
     return 0
 

@@ -11,13 +11,14 @@ import dataclasses
 import difflib
 import enum
 import json
+import math
 import sys
 from argparse import Action, ArgumentTypeError
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bioqa.errors import InputError, short, shown
+from bioqa.errors import InputError, raise_problems, short, shown
 from bioqa.files import read_text
 
 
@@ -78,7 +79,29 @@ def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
     if remaining:
         flag = next((t for t in remaining if t.startswith("--")), remaining[0])
         raise InputError(f"unrecognized arguments: {' '.join(remaining)}; {_suggest(flag.lstrip('-'), parser)}")
+    raise_problems(number_problems(objects, config))
     return tuple(objects)
+
+
+# Counts, sizes and seeds fit a C int: past it torch, numpy and tokenizers fail deep inside (one with a C++ stack).
+LARGEST_COUNT = 2**31 - 1
+
+
+def number_problems(objects: Sequence[Any], config: Path | None) -> list[str]:
+    """Every number option that is not a number: a NaN or infinite float, a count beyond LARGEST_COUNT (from the
+    command line or from the YAML file, whose `.nan` and `.inf` are floats too); all of them, at once."""
+    where = f" (in {config} or on the command line)" if config else ""
+    problems = []
+    for obj in objects:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            shown_value = " ".join(short(str(v), 40) for v in values)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                problems.append(f"--{f.name} must be a finite number, got {shown_value}{where}")
+            elif any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > LARGEST_COUNT for v in values):
+                problems.append(f"--{f.name} {shown_value} is out of range (at most {LARGEST_COUNT}){where}")
+    return problems
 
 
 def _options(parser) -> dict[str, Action]:

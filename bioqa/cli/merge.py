@@ -30,7 +30,6 @@ from bioqa.devices import available_device
 from bioqa.errors import InputError, RunError, raise_problems
 from bioqa.files import (
     damaged_files,
-    file_records,
     file_sha256,
     parse_jsonl,
     read_json,
@@ -41,6 +40,7 @@ from bioqa.files import (
     write_text_atomic,
 )
 from bioqa.hub import MERGED_FILES, hub_problems, push_folder, token_available
+from bioqa.inventory import file_record, file_records, write_inventory
 from bioqa.merging import (
     DTYPES,
     base_dtype,
@@ -48,6 +48,7 @@ from bioqa.merging import (
     check_device_memory,
     check_disk_space,
     check_shapes,
+    copy_tokenizer_files,
     estimated_output_bytes,
     fits_in_memory,
     load_peft_model,
@@ -63,7 +64,7 @@ from bioqa.merging import (
 )
 from bioqa.model_card import merged_card
 from bioqa.modeling import hub_reachable, resolve_model_name
-from bioqa.outputs import MERGE_OUTPUT, TOKENIZER_PATTERNS, check_not_an_input, check_output_folder, output_lock
+from bioqa.outputs import MERGE_OUTPUT, check_not_an_input, check_output_folder, check_own_output, output_lock
 from bioqa.provenance import peak_device_memory_mb, peak_memory_mb, utc_now
 from bioqa.verification import compare_logits, probe_model, weightwise_summary
 
@@ -110,8 +111,8 @@ class MergeArguments:
     overwrite: bool = field(
         default=False,
         metadata={
-            "help": "Replace an earlier merge in --output_dir (a folder holding files the merge did not write is "
-            "still refused)."
+            "help": "Replace an earlier merge in --output_dir (only the files it recorded in written_files.json; a "
+            "folder holding any other file, or one changed since, is refused)."
         },
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run."})
@@ -158,7 +159,9 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
     try:
         previous = json.loads(report.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
-        raise InputError(f"{report} is damaged (not valid JSON); pass --overwrite to merge again") from None
+        raise InputError(
+            f"{report} is damaged (not valid JSON); remove the damaged merge (rm -r {out}) and merge again"
+        ) from None
     if not isinstance(previous, dict) or (
         previous.get("adapter", {}).get("sha256"),
         previous.get("base_model"),
@@ -168,7 +171,8 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
     damaged = damaged_files(out, previous.get("files"), report.name)
     if damaged:
         raise InputError(
-            f"{out} holds this merge, but {damaged}; the merged model is damaged: pass --overwrite to merge again"
+            f"{out} holds this merge, but {damaged}; the merged model is damaged: remove it (rm -r {out}) and "
+            "merge again"
         )
     return True
 
@@ -176,13 +180,6 @@ def already_merged(out: Path, adapter_hash: str, base: str, dtype: str) -> bool:
 def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
     """Where the tokenizer lives: the adapter's (saved by training, chat template included), else the base's."""
     return adapter.path if (adapter.path / "tokenizer_config.json").is_file() else folder
-
-
-def copy_tokenizer_files(source: Path, staging: Path) -> None:
-    """The tokenizer files as they are (copying, not loading: a tokenizer can take 150 MB of memory)."""
-    for pattern in TOKENIZER_PATTERNS:
-        for file in source.glob(pattern):
-            shutil.copy2(file, staging / file.name)
 
 
 def probe_prompts(adapter: Adapter, tokenizer: PreTrainedTokenizerBase, count: int = 4) -> list[list[int]]:
@@ -293,7 +290,9 @@ def finish_folder(staging: Path, adapter: Adapter, folder: Path, report: dict, o
     card = adapter.path / "README.md"
     adapter_card = read_text(card, "the adapter's model card") if card.is_file() else None
     write_text_atomic(staging / "README.md", merged_card(str(out), report, adapter_card))
-    write_json_atomic(staging / "merge_report.json", {**report, "files": file_records(staging)})
+    records = file_records(staging)
+    write_json_atomic(staging / "merge_report.json", {**report, "files": records})
+    write_inventory(staging, MERGE_OUTPUT, {**records, "merge_report.json": file_record(staging / "merge_report.json")})
 
 
 def merge(argv: list[str] | None) -> int:
@@ -352,7 +351,7 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         "started_at": utc_now(),
         "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights",
     }
-    with staged_folder(out) as staging:
+    with staged_folder(out, lambda: check_own_output(out, "output_dir", MERGE_OUTPUT)) as staging:
         result = (
             run_streaming(args, adapter, tensors, folder, shards, (source_dtype, dtype), staging)
             if streaming

@@ -19,8 +19,10 @@ from bioqa.devices import DeviceChoice
 from bioqa.errors import InputError
 from bioqa.files import write_json_atomic, write_jsonl_atomic
 from bioqa.generation import Answering, GenerationSettings, answer_prompts
+from bioqa.inventory import record
 from bioqa.metrics import Scores
 from bioqa.modeling import load_adapter, load_model
+from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, label_continuations
 from bioqa.provenance import utc_now
@@ -125,8 +127,10 @@ def predict(
     out = Path(opts.training.output_dir)
     write_jsonl_atomic(out / "predictions.jsonl", scored.rows)
     write_json_atomic(out / "predict_metrics.json", summary)
+    record(out, TRAINING_OUTPUT, "predictions.jsonl", "predict_metrics.json")
     table = ", ".join(
-        f"{name} {s['score']:.4g} [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" for name, s in summary["scores"].items()
+        f"{name} {s['score']:.4g}" + (f" [{s['ci95'][0]:.4g}, {s['ci95'][1]:.4g}]" if s["ci95"] else "")
+        for name, s in summary["scores"].items()
     )
     log.info("predict: %d examples: %s; wrote %s", len(scored.rows), table, out / "predictions.jsonl")
     return summary
@@ -166,4 +170,6 @@ def predict_stage(
         if trained is not None and summary is not None:  # the card of the adapter just trained gains its test scores
             write_model_card(Path(opts.training.output_dir), opts, manifest, test=summary)
     if trained is None and not resume and opts.training.process_index == 0:  # a finished run keeps its own manifest
-        write_json_atomic(Path(opts.training.output_dir) / "run_manifest.json", {**manifest, "finished_at": utc_now()})
+        out = Path(opts.training.output_dir)
+        write_json_atomic(out / "run_manifest.json", {**manifest, "finished_at": utc_now()})
+        record(out, TRAINING_OUTPUT, "run_manifest.json")

@@ -16,9 +16,10 @@ from bioqa.data import Splits
 from bioqa.devices import DeviceChoice
 from bioqa.files import write_json_atomic, write_text_atomic, write_yaml_atomic
 from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
+from bioqa.inventory import record, remove_recorded
 from bioqa.model_card import adapter_card, evaluation_of
 from bioqa.modeling import hub_reachable
-from bioqa.outputs import TRAINING_OUTPUT, remove_own_output
+from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import read_prediction_file
 from bioqa.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
 
@@ -62,16 +63,16 @@ def start_writing(opts: Options, resume: Path | None, training_manifest: dict | 
     resume is checked against). Until here a failing run leaves the output folder as it was."""
     wait_for_every_process()
     if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
-        removed = remove_own_output(Path(opts.training.output_dir), TRAINING_OUTPUT)
+        removed = remove_recorded(Path(opts.training.output_dir))
         if removed:
-            log.info("--overwrite_output_dir: removed the earlier run's %s", ", ".join(removed))
+            log.info("--overwrite_output_dir: removed the %d files the earlier run wrote", len(removed))
     wait_for_every_process()
     if opts.training.process_index == 0:
-        write_yaml_atomic(Path(opts.training.output_dir) / "run_config.yaml", config_dict(*opts))
+        out = Path(opts.training.output_dir)
+        write_yaml_atomic(out / "run_config.yaml", config_dict(*opts))
         if training_manifest is not None:
-            write_json_atomic(
-                Path(opts.training.output_dir) / "run_manifest.json", {**training_manifest, "status": "training"}
-            )
+            write_json_atomic(out / "run_manifest.json", {**training_manifest, "status": "training"})
+        record(out, TRAINING_OUTPUT, "run_config.yaml", "run_manifest.json")
 
 
 def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | None = None) -> None:
@@ -84,6 +85,8 @@ def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | N
     )
     card = adapter_card(opts.training.output_dir, config_dict(*opts), manifest, validation, test)
     write_text_atomic(folder / "README.md", card)
+    if folder == Path(opts.training.output_dir):  # else the staging folder, recorded when its files move in
+        record(folder, TRAINING_OUTPUT, "README.md")
 
 
 def push_problems(opts: Options) -> list[str]:
@@ -119,11 +122,13 @@ def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: 
         trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
         manifest["final_evaluation"] = trainer.last_predictions
         write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
-        for file in staging.iterdir():
-            os.replace(file, out / file.name)
+        names = sorted(file.name for file in staging.iterdir())
+        for name in names:
+            os.replace(staging / name, out / name)
         staging.rmdir()
         write_json_atomic(out / "metrics.json", metrics)
         peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
         finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}
         write_json_atomic(out / "run_manifest.json", {**manifest, **finished})
+        trainer.record_written(*names, "metrics.json", "run_manifest.json")
         log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)

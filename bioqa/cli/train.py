@@ -62,6 +62,7 @@ from bioqa.modeling import (
     load_config,
     load_model,
     load_tokenizer,
+    lora_rank_problem,
     resolve_model_name,
 )
 from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
@@ -322,6 +323,7 @@ def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_nam
             Path(opts.training.output_dir) / "run_manifest.json",
             {**manifest, "interrupted_at": utc_now(), "status": f"stopped by {signal_name}", "checkpoint": checkpoint},
         )
+        trainer.record_written("run_manifest.json")
     return Interrupted(
         f"stopped by {signal_name} at step {trainer.state.global_step}; checkpoint saved in {checkpoint}; "
         "continue with the same command plus --resume_from_checkpoint latest"
@@ -336,7 +338,8 @@ def run(argv: list[str] | None) -> int:
     out = Path(opts.training.output_dir)
     check_not_an_input(out, "output_dir", run_inputs(opts))
     config = load_config(opts.model)
-    raise_problems([p for p in [check_target_modules(config, opts.lora.lora_target_modules)] if p])
+    shape = [check_target_modules(config, opts.lora.lora_target_modules), lora_rank_problem(config, opts.lora.lora_r)]
+    raise_problems([p for p in shape if p])
     choice = choose_device(
         opts.model.device,
         resolve_precision(opts.model, opts.training),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bioqa.inventory import record
 from helpers import ROOT, fake_nvidia_smi, run_cli
 from tiny_models import make_adapter, make_base
 
@@ -391,7 +392,47 @@ def promise_rows(env) -> dict:
         "overwrite-foreign-files": (
             LOAD + train + ["--output_dir", env["full"], "--overwrite_output_dir"],
             2,
-            "holds files load_models.py did not write (e.g. keep.txt)",
+            "holds files load_models.py did not write: it has no written_files.json",
+        ),
+        "overwrite-user-file-deep": (
+            LOAD + train + ["--output_dir", env["earlier_run"], "--overwrite_output_dir"],
+            2,
+            "holds files load_models.py did not write: predictions/my_error_analysis.md is not one of the files "
+            "it wrote",
+        ),
+        "overwrite-changed-file": (
+            LOAD
+            + ["--model_name_or_path", model, "--do_predict", "--test_file", data]
+            + ["--output_dir", env["edited_run"], "--overwrite_output_dir"],
+            2,
+            "run_config.yaml was changed after it was written",
+        ),
+        "non-finite-numbers": (
+            LOAD
+            + train
+            + ["--output_dir", out, "--learning_rate", "nan", "--num_train_epochs", "inf"]
+            + ["--split_ratios", "nan", "nan", "nan", "--warmup_steps", "nan"],
+            2,
+            "4 problems: --split_ratios must be a finite number, got nan nan nan | --num_train_epochs must be a "
+            "finite number, got inf | --learning_rate must be a finite number, got nan | --warmup_steps must be a "
+            "finite number, got nan",
+        ),
+        "yaml-nan-and-huge-count": (
+            LOAD
+            + train
+            + [
+                "--output_dir",
+                out,
+                "--config",
+                write(t / "nan.yaml", "learning_rate: .nan\nlora_r: 1" + "0" * 30 + "\n"),
+            ],
+            2,
+            "--lora_r 1000000000000000000000000000000 is out of range (at most 2147483647)",
+        ),
+        "compare-count-out-of-range": (
+            COMPARE + ["--baseline", "a.jsonl", "--candidate", "b.jsonl", "--bootstrap_samples", "99999999999"],
+            2,
+            "--bootstrap_samples 99999999999 is out of range (at most 2147483647)",
         ),
         "output-is-a-symlink": (LOAD + train + ["--output_dir", env["link"]], 2, "is a symbolic link"),
         "output-dangling-symlink": (LOAD + train + ["--output_dir", env["dangling"]], 2, "is a symbolic link"),
@@ -496,7 +537,7 @@ def promise_rows(env) -> dict:
         "merge-damaged-report": (
             MERGE + ["--adapter_dir", adapter, "--output_dir", env["damaged_merge"]],
             2,
-            "merge_report.json is damaged (not valid JSON); pass --overwrite to merge again",
+            "merge_report.json is damaged (not valid JSON); remove the damaged merge (rm -r",
         ),
         "compare-damaged-trainer-state": (
             COMPARE
@@ -674,6 +715,16 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
     run.mkdir()
     (run / "run_manifest.json").write_text("{}")
     prediction_file(run / "predictions.jsonl", ["1", "2"])
+    for name, user_file in (("earlier-run", "predictions/my_error_analysis.md"), ("edited-run", None)):
+        earlier = t / name  # an earlier run's output as the command recorded it
+        (earlier / "predictions").mkdir(parents=True)
+        (earlier / "run_config.yaml").write_text("seed: 7\n")
+        (earlier / "predictions" / "eval-step-8.jsonl").write_text("{}\n")
+        record(earlier, "load_models.py", "run_config.yaml", "predictions")
+        if user_file:
+            (earlier / user_file).write_text("the user's notes")
+        else:
+            (earlier / "run_config.yaml").write_text("seed: 8\n")  # the same size, edited by hand
     damaged_merge = t / "damaged-merge"
     damaged_merge.mkdir()
     (damaged_merge / "merge_report.json").write_text("{ oops")
@@ -703,6 +754,8 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
         "adapter": str(adapter),
         "corrupt": str(corrupt),
         "full": str(t / "full"),
+        "earlier_run": str(t / "earlier-run"),
+        "edited_run": str(t / "edited-run"),
         "wide": str(make_base(t / "wide", hidden=48)),
         "nvidia_bin": str(t / "nvidia-bin"),
     }
@@ -764,6 +817,11 @@ ALL_ROWS = [
     "output-contains-the-data",
     "output-inside-the-adapter",
     "overwrite-foreign-files",
+    "overwrite-user-file-deep",
+    "overwrite-changed-file",
+    "non-finite-numbers",
+    "yaml-nan-and-huge-count",
+    "compare-count-out-of-range",
     "output-is-a-symlink",
     "output-dangling-symlink",
     "output-locked",

@@ -26,6 +26,7 @@ def labelled_run(tiny_model_dir, tmp_path_factory):
         "eval_accuracy",
         "--do_train",
         "--do_predict",
+        *("--split_ratios", "0.7", "0.1", "0.2"),  # 12 test questions: enough for a bootstrap (at least 10)
         *TRAIN,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -40,7 +41,7 @@ def test_label_metrics_are_logged_at_every_evaluation(labelled_run):
     out, result = labelled_run
     assert "labels: yes, no (from --labels)" in result.stderr and "train labels: yes " in result.stderr
     counts = json.loads((out / "run_manifest.json").read_text())["label_counts"]
-    assert sum(counts["train"].values()) == 48 and sum(counts["test"].values()) == 6
+    assert sum(counts["train"].values()) == 42 and sum(counts["test"].values()) == 12
     state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
     evals = [entry for entry in state["log_history"] if "eval_loss" in entry]
     assert [e["step"] for e in evals] == [8, 16, 24]
@@ -117,7 +118,7 @@ def test_comparison_tests_accuracy_and_lists_flipped_questions(labelled_run, tin
     flags = ["--test_file", str(out.parent / "yes_no.jsonl"), *LABELS, "--label_scoring", "both"]
     result = run_cli("--model_name_or_path", str(tiny_model_dir), *flags, "--output_dir", str(zero), "--do_predict")
     assert result.returncode == 0, result.stderr[-3000:]
-    # the trained run predicted on its own test split; the zero-shot run on all 60: compare on the same 6
+    # the trained run predicted on its own test split; the zero-shot run on all 60: compare on the same 12
     test_ids = {r["id"] for r in _rows(out / "predictions.jsonl")}
     baseline = [r for r in _rows(zero / "predictions.jsonl") if r["id"] in test_ids]
     write_jsonl(zero / "predictions.jsonl", baseline)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 import bioqa.cli.merge as merge_script
 from bioqa import merging
+from bioqa.inventory import file_records, write_inventory
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
 
@@ -189,6 +191,7 @@ def test_failure_mid_write_keeps_nothing_and_leaves_old_output(base_and_adapter,
     out.mkdir()
     (out / "merge_report.json").write_text("{}")  # an earlier merge's output: --overwrite may replace it
     (out / "config.json").write_text("previous merge")
+    write_inventory(out, "merge_base_and_adapt_ft_models.py", file_records(out))
 
     def broken_save(*args, **kwargs):
         raise OSError("disk went away")
@@ -197,7 +200,7 @@ def test_failure_mid_write_keeps_nothing_and_leaves_old_output(base_and_adapter,
     with pytest.raises(OSError):
         merge_script.merge(["--adapter_dir", str(adapter), "--output_dir", str(out), "--overwrite"])
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder, no lock left
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "merge_report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "merge_report.json", "written_files.json"]
     assert (out / "config.json").read_text() == "previous merge"
 
 
@@ -277,7 +280,10 @@ def test_a_damaged_merged_output_is_not_trusted(base_and_adapter, tmp_path, caps
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(out)]) == 2
     assert "model.safetensors differs from merge_report.json" in capsys.readouterr().err
-    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(out), "--overwrite"]) == 0
+    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(out), "--overwrite"]) == 2
+    assert "model.safetensors was changed after it was written" in capsys.readouterr().err  # damage or edit: kept
+    shutil.rmtree(out)  # as the message says
+    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(out)]) == 0
     capsys.readouterr()
     assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(out)]) == 0
     assert "every file intact" in capsys.readouterr().out

@@ -100,8 +100,8 @@ def test_rows_gain_gold_and_predicted_labels_and_the_scores_add_up():
     assert metrics["accuracy"] == pytest.approx(2 / 3) and metrics["unparsed"] == pytest.approx(1 / 3)
     assert metrics["loglik_accuracy"] == pytest.approx(2 / 3) and metrics["rougeL"] == scored.text.corpus()["rougeL"]
     summary = scored.summary(200, seed=0)
-    low, high = summary["scores"]["accuracy"]["ci95"]
-    assert low <= 2 / 3 <= high and summary["labels"]["generated"]["confusion"]["no"]["unparsed"] == 1
+    assert summary["scores"]["accuracy"]["ci95"] is None  # three questions: too few for a bootstrap
+    assert summary["labels"]["generated"]["confusion"]["no"]["unparsed"] == 1
     again = rescored(scored.rows, ["yes", "no"]).summary(200, seed=0)  # what the model card reads back
     assert again["scores"] == summary["scores"]
 

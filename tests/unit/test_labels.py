@@ -192,7 +192,13 @@ def test_yes_no_labels_normalise_case_and_booleans():
 
 @pytest.mark.parametrize(
     ("labels", "message"),
-    [([], "0 label"), (["yes"], "1 label"), (["yes", " "], "an empty label"), (["yes", "Yes"], "given twice")],
+    [
+        ([], "0 label"),
+        (["yes"], "1 label"),
+        (["yes", " "], "an empty label"),
+        (["yes", "Yes"], "read the same"),
+        (["no", "no"], "given twice"),
+    ],
 )
 def test_bad_label_sets_are_refused(labels, message):
     with pytest.raises(ValueError, match=message):
@@ -216,3 +222,31 @@ def test_importing_labels_loads_no_numpy_or_torch():
 
     code = "import sys, bioqa.labels; print(any(m.split('.')[0] in ('numpy', 'torch') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("answer", "labels", "expected"),
+    [
+        ("+", ["+", "-"], "+"),  # punctuation a label starts with is never stripped from the answer
+        ("**-**", ["+", "-"], "-"),
+        ("- because the test was negative", ["+", "-"], "-"),
+        (">5 years", [">5 years", "<5 years"], ">5 years"),
+        ("Answer: <5 years.", [">5 years", "<5 years"], "<5 years"),
+        ("STRASSE", ["Straße", "Weg"], "Straße"),  # compared Unicode case-folded
+        ("ｙｅｓ", YES_NO_MAYBE, "yes"),  # full-width letters: the same after NFKC
+        ("No-one knows.", YES_NO_MAYBE, None),  # a hyphen joining letters continues the word
+        ("No—the data say otherwise", YES_NO_MAYBE, "no"),  # a dash between words does not
+        ("No - it does not", YES_NO_MAYBE, "no"),
+        ("Yes'm", YES_NO_MAYBE, None),
+    ],
+)
+def test_labels_and_answers_are_read_in_the_same_normal_form(answer, labels, expected):
+    assert L.extract_label(answer, labels) == expected
+
+
+def test_a_label_set_the_reader_cannot_tell_apart_is_refused():
+    with pytest.raises(ValueError, match="'STRASSE' and 'Straße' read the same"):
+        L.check_label_set(["STRASSE", "Straße"])
+    assert L.check_label_set(["+", "-"]) == ("+", "-")
+    assert L.normalise_label("STRASSE", ["Straße", "Weg"]) == "Straße"
+    assert L.strip_label("Straße, the old road", ["Straße", "Weg"]) == "the old road"

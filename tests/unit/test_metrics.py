@@ -162,10 +162,18 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_score():
 
 
 def test_bootstrap_bleu_is_recomputed_from_resampled_statistics():
-    scores = metrics_utils.score_predictions(["a b c d", "e f g h"], ["a b c d", "x y z w"], metrics=("bleu",))
+    import numpy as np
+    import sacrebleu
+
+    predictions = ["a b c d", "e f g h"] * 5
+    references = ["a b c d", "x y z w"] * 5
+    scores = metrics_utils.score_predictions(predictions, references, metrics=("bleu",))
     low, high = metrics_utils.bootstrap_intervals(scores, samples=300, seed=0)["bleu"]
-    # resamples hold only the perfect pair (100), only the wrong one (0), or both (corpus BLEU of both)
-    assert (low, high) == pytest.approx((0.0, 100.0))
+    rng, corpus = np.random.default_rng(0), []  # the same draws, each resample's corpus BLEU from sacreBLEU itself
+    for _ in range(300):
+        idx = rng.integers(0, 10, size=10)
+        corpus.append(sacrebleu.corpus_bleu([predictions[i] for i in idx], [[references[i] for i in idx]]).score)
+    assert (low, high) == pytest.approx(tuple(np.percentile(corpus, [2.5, 97.5])))
     with pytest.raises(ValueError, match="confidence"):
         metrics_utils.bootstrap_intervals(scores, confidence=95)
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from bioqa.errors import InputError
+from bioqa.inventory import INVENTORY, file_records, write_inventory
 from bioqa.outputs import (
     COMPARISON_OUTPUT,
     MERGE_OUTPUT,
@@ -19,7 +20,6 @@ from bioqa.outputs import (
     check_output_folder,
     lock_path,
     output_lock,
-    remove_own_output,
     run_folder,
 )
 from helpers import TRAIN, run_cli, run_flags
@@ -67,30 +67,17 @@ def test_overwrite_accepts_only_the_commands_own_earlier_output(tmp_path):
     out.mkdir()
     for name in ("merge_report.json", "config.json", "model.safetensors", "tokenizer.json"):
         (out / name).write_text("x")
+    with pytest.raises(InputError, match=f"it has no {INVENTORY}"):  # files alone prove nothing
+        check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
+    write_inventory(out, MERGE_OUTPUT, file_records(out))
     check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
     with pytest.raises(InputError, match="is not empty"):
         check_output_folder(out, "--output_dir", MERGE_OUTPUT, False, "pass --overwrite")
     with pytest.raises(InputError, match="bioqa.comparison did not write"):  # another command's output
         check_output_folder(out, "--output_dir", COMPARISON_OUTPUT, True, "")
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match=r"did not write \(e.g. notes.txt\)"):
+    (out / "model-notes.safetensors").write_text("mine")  # a name the merge might write: still not written by it
+    with pytest.raises(InputError, match="model-notes.safetensors is not one of the files it wrote"):
         check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
-    (out / "notes.txt").unlink()
-    (out / "merge_report.json").unlink()
-    with pytest.raises(InputError, match="it has no merge_report.json"):  # a folder of tokenizer files is no merge
-        check_output_folder(out, "--output_dir", MERGE_OUTPUT, True, "")
-
-
-def test_removing_an_earlier_run_keeps_every_file_it_did_not_write(tmp_path):
-    for name in ("run_config.yaml", "adapter_model.safetensors", "notes.txt"):
-        (tmp_path / name).write_text("x")
-    (tmp_path / "checkpoint-8").mkdir()
-    assert remove_own_output(tmp_path, TRAINING_OUTPUT) == [
-        "adapter_model.safetensors",
-        "checkpoint-8",
-        "run_config.yaml",
-    ]
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_a_symlinked_output_folder_is_refused(tmp_path):
