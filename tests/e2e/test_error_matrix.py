@@ -429,6 +429,11 @@ def promise_rows(env) -> dict:
             2,
             "--lora_r 1000000000000000000000000000000 is out of range (at most 2147483647)",
         ),
+        "lora-rank-above-hidden-size": (
+            LOAD + train + ["--output_dir", out, "--lora_r", "100000"],
+            2,
+            "--lora_r 100000 exceeds the model's hidden size 32; choose at most 32",
+        ),
         "compare-count-out-of-range": (
             COMPARE + ["--baseline", "a.jsonl", "--candidate", "b.jsonl", "--bootstrap_samples", "99999999999"],
             2,
@@ -822,6 +827,7 @@ ALL_ROWS = [
     "non-finite-numbers",
     "yaml-nan-and-huge-count",
     "compare-count-out-of-range",
+    "lora-rank-above-hidden-size",
     "output-is-a-symlink",
     "output-dangling-symlink",
     "output-locked",

@@ -445,3 +445,19 @@ def test_a_question_with_one_option_is_refused_naming_the_row(tmp_path):
                 target="label",
             )
         )
+
+
+def test_a_piped_file_is_hashed_from_the_bytes_that_were_parsed(tmp_path):
+    """`--test_file <(cat data.jsonl)`: a pipe can be read once; the recorded hash is of the bytes parsed."""
+    import hashlib
+    import os
+    import threading
+
+    content = b'{"question": "What does insulin do?", "answer": "It lowers glucose."}\n' * 3
+    pipe = tmp_path / "fifo.jsonl"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_bytes, args=(content,))
+    writer.start()
+    records, source = sources.read_source(pipe)
+    writer.join()
+    assert len(records) == 3 and source["sha256"] == hashlib.sha256(content).hexdigest()
