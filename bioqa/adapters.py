@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bioqa.errors import InputError, option, short
+from bioqa.files import wrong_kind
 
 PREFIX = "base_model.model."
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -58,7 +59,9 @@ def read_adapter(path: str | Path) -> Adapter:
     """The adapter folder at `path`; InputError if it is missing or is not a LoRA adapter."""
     path = Path(path)
     if not path.is_dir():
-        raise InputError(f"{option('adapter_dir')} {path} does not exist; give the output folder of a training run")
+        raise InputError(
+            f"{option('adapter_dir')} {wrong_kind(path, 'a folder')}; give the output folder of a training run"
+        )
     config_file = path / "adapter_config.json"
     if not config_file.is_file():
         raise InputError(

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,6 +49,29 @@ def write_yaml_atomic(path: Path, data: dict) -> None:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def path_kind(path: str | Path) -> str | None:
+    """What is at `path`: "a folder", "a file", "a pipe", "a character device" (/dev/null), ...; None if nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a broken symbolic link" if Path(path).is_symlink() else None
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISFIFO, "a pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a file or folder")
+
+
+def wrong_kind(path: str | Path, expected: str) -> str:
+    """`path` is missing, or what it is instead of `expected`: the first half of an error line."""
+    kind = path_kind(path)
+    return f"{path} does not exist" if kind is None else f"{path} is {kind}, not {expected}"
 
 
 def read_text(path: Path, what: str = "the file") -> str:
@@ -126,13 +150,30 @@ def staged_folder(target: Path, before_replace: Callable[[], None] | None = None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if target.exists():
-        previous = target.parent / f".{target.name}.previous-{os.getpid()}"
-        os.replace(target, previous)
-        os.replace(staging, target)
-        shutil.rmtree(previous, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    with signals_deferred():  # a signal between the two renames would leave neither the old output nor the new
+        if target.exists():
+            previous = target.parent / f".{target.name}.previous-{os.getpid()}"
+            os.replace(target, previous)
+            os.replace(staging, target)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done (their handlers run right after it)."""
+    import signal
+
+    deferred = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def file_sha256(path: Path) -> str:

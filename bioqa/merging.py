@@ -329,13 +329,20 @@ def estimated_output_bytes(shards: list[Path], source_dtype: str, dtype: str) ->
     return math.ceil(sum(s.stat().st_size for s in shards) * bytes_per_element(dtype) / bytes_per_element(source_dtype))
 
 
+# Besides weights and tokenizer: config, generation config, model card, manifest and report (a few kB each), and
+# the file system's own blocks; a margin, so that the check is never the one that passes and the write that fails.
+WRITE_MARGIN_BYTES = 4 * 2**20
+
+
 def check_disk_space(out: Path, needed: int) -> None:
+    """Free space for `needed` bytes plus WRITE_MARGIN_BYTES where `out` will be written, or InputError."""
+    needed += WRITE_MARGIN_BYTES
     parent = next(p for p in [out, *out.parents] if p.exists())
     free = shutil.disk_usage(parent).free
     if needed * 1.05 > free:
         raise InputError(
-            f"not enough disk space for the merged model in {parent}: it needs about {needed / 1e9:.2f} GB and "
-            f"{free / 1e9:.2f} GB are free; free space or choose another {option('output_dir')}"
+            f"not enough disk space for the merged model in {parent}: it needs about {needed / 1e6:,.1f} MB and "
+            f"{free / 1e6:,.1f} MB are free; free space or choose another {option('output_dir')}"
         )
 
 
@@ -386,6 +393,11 @@ TOKENIZER_FILES = (
     "spiece.model",
     "sentencepiece.bpe.model",
 )
+
+
+def tokenizer_bytes(source: Path) -> int:
+    """What copy_tokenizer_files will write: Llama 3's tokenizer.json alone is 17 MB."""
+    return sum((source / name).stat().st_size for name in TOKENIZER_FILES if (source / name).is_file())
 
 
 def copy_tokenizer_files(source: Path, staging: Path) -> None:

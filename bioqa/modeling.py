@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 
 from bioqa.devices import DeviceChoice, four_bit_compute_dtype
 from bioqa.errors import InputError, option, short
-from bioqa.paths import local_default_model
+from bioqa.paths import local_default_model, looked_in
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -50,8 +50,9 @@ def resolve_model_name(name: str) -> str:
             local,
         )
         return str(local)
+    where = looked_in(local, "BIOQA_MODELS_DIR", f"models/{local.name}")
     raise InputError(
-        f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy; "
+        f"{name} cannot be downloaded (the Hugging Face Hub is unreachable) and there is no local copy in {where}; "
         f"run `make model`, or pass a local folder with {option('model_name_or_path')}"
     )
 

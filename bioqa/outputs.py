@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bioqa.errors import InputError, option
+from bioqa.files import signals_deferred
 from bioqa.inventory import not_written
 from bioqa.provenance import utc_now
 
@@ -162,14 +163,8 @@ def _refusal(lock: Path, setting: str, out: Path) -> InputError:
     )
 
 
-@contextlib.contextmanager
-def output_lock(out: Path, setting: str, enabled: bool = True) -> Iterator[None]:
-    """Hold the exclusive lock of output folder `out` for the duration of the block."""
-    if not enabled:
-        yield
-        return
-    check_writable(out, setting)
-    lock = lock_path(out)
+def _take_lock(lock: Path, setting: str, out: Path) -> None:
+    """Create `lock` atomically with its owner's record; a write that fails (a full disk) leaves no lock."""
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -179,17 +174,36 @@ def output_lock(out: Path, setting: str, enabled: bool = True) -> Iterator[None]
         raise InputError(
             f"{option(setting)} {out} is not writable ({exc.strerror}); choose a folder you can write to"
         ) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started_at": utc_now(),
-                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
-            },
-            handle,
-        )
+    owner = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started_at": utc_now(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+    }
     try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(owner, handle)
+    except OSError as exc:
+        lock.unlink(missing_ok=True)
+        raise InputError(
+            f"{option(setting)} {out}: cannot write the lock {lock} ({exc.strerror}); free some space on that "
+            "device or choose another folder"
+        ) from None
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, setting: str, enabled: bool = True) -> Iterator[None]:
+    """Hold the exclusive lock of output folder `out` for the duration of the block."""
+    if not enabled:
+        yield
+        return
+    check_writable(out, setting)
+    lock, taken = lock_path(out), False
+    try:
+        with signals_deferred():  # never a lock without its owner's record, nor one a signal here would leave
+            _take_lock(lock, setting, out)
+            taken = True
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        if taken:
+            lock.unlink(missing_ok=True)

@@ -35,3 +35,13 @@ def models_dir() -> Path:
 def local_default_model() -> Path:
     """The offline copy of the default model that `make model` writes."""
     return models_dir() / DEFAULT_MODEL_FOLDER
+
+
+def looked_in(folder: Path, variable: str, below_home: str) -> str:
+    """Where the toolkit looked for a local file and why, for an error that says it is missing: the environment
+    variable that chose `folder` (a bogus value must be visible), or the repository's own folder."""
+    if os.environ.get(variable):
+        return f"{folder} (from {variable}; unset it, or point it to the folder that holds them)"
+    if os.environ.get("BIOQA_HOME"):
+        return f"{folder} (BIOQA_HOME/{below_home}, from BIOQA_HOME; unset it, or point it to the right folder)"
+    return f"{folder}"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 from bioqa.bootstrap import Resamplable, bootstrap_intervals
 from bioqa.data import Example
 from bioqa.errors import InputError, option, shown
-from bioqa.files import parse_jsonl, read_text
+from bioqa.files import parse_jsonl, path_kind, read_text, wrong_kind
 from bioqa.labels import LabelScores, extract_label
 from bioqa.metrics import SCORES_OF, Scores, score_predictions
 from bioqa.prompts import PromptFormat, fit_prompt
@@ -166,9 +166,9 @@ def rescored(rows: list[PredictionRow], labels: Sequence[str] | None, metrics: S
 def read_prediction_file(path: str | Path) -> list[PredictionRow]:
     """Rows of a predictions .jsonl; InputError naming the file, row and field for anything malformed."""
     path = Path(path)
-    if not path.is_file():
+    if path_kind(path) not in ("a file", "a pipe"):  # a pipe, <(zcat run.jsonl.gz), is read once like a file
         raise InputError(
-            f"prediction file {path} does not exist; give a predictions.jsonl written by {option('do_predict')}"
+            f"prediction file {wrong_kind(path, 'a file')}; give a predictions.jsonl written by {option('do_predict')}"
         )
     rows = parse_jsonl(read_text(path, "the prediction file"), path, "the file is damaged")
     for number, row in enumerate(rows, start=1):

@@ -8,12 +8,15 @@ is a finished training: resuming it trains nothing more, it only evaluates and s
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from bioqa.errors import InputError, option, short
 from bioqa.files import file_sha256, read_json, read_run_config
 from bioqa.trainer import complete_checkpoints
+
+log = logging.getLogger("bioqa")
 
 # Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
 # change on resume.
@@ -73,18 +76,42 @@ TRAINING_SETTINGS = (
 )
 
 
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
+
+
+def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """checkpoint-N folders without trainer_state.json, which the Trainer writes last: a save cut short."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and p.is_dir()]
+    return sorted((p for p in found if not (p / "trainer_state.json").is_file()), key=_step)
+
+
+def _latest(wanted: str, output_dir: str) -> Path:
+    """The newest complete checkpoint; newer incomplete ones are named (in the refusal, or in a warning)."""
+    found = next(reversed(complete_checkpoints(output_dir)), None)
+    newer = [p.name for p in incomplete_checkpoints(output_dir) if found is None or _step(p) > _step(found)]
+    incomplete = f"{', '.join(newer)} is incomplete (no trainer_state.json: its save was cut short)"
+    if found is None and newer:
+        raise InputError(
+            f"{option('resume_from_checkpoint')} {wanted}: no complete checkpoint in {output_dir}; {incomplete}; "
+            f"remove it and start again without {option('resume_from_checkpoint')}, or give a checkpoint path"
+        )
+    if found is None:
+        raise InputError(
+            f"{option('resume_from_checkpoint')} {wanted}: no checkpoint-* folder in {output_dir}; "
+            "start without it or give the checkpoint path"
+        )
+    if newer:
+        log.warning("resuming from %s, the last complete checkpoint; %s", found, incomplete)
+    return found
+
+
 def resume_checkpoint(wanted: str | None, output_dir: str) -> Path | None:
     """--resume_from_checkpoint: a checkpoint folder, or `latest` for the newest complete one in --output_dir."""
     if wanted in (None, "", "false", "False"):
         return None
     if wanted in ("latest", "true", "True"):
-        found = next(reversed(complete_checkpoints(output_dir)), None)
-        if found is None:
-            raise InputError(
-                f"{option('resume_from_checkpoint')} {wanted}: no checkpoint-* folder in {output_dir}; "
-                "start without it or give the checkpoint path"
-            )
-        return found
+        return _latest(wanted, output_dir)
     if not Path(wanted).is_dir():
         raise InputError(
             f"{option('resume_from_checkpoint')} {wanted} is not a folder; give a checkpoint-* folder or `latest`"

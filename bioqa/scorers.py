@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bioqa.paths import nltk_data_dir
+from bioqa.paths import looked_in, nltk_data_dir
 
 NLTK_DATA_DIR = nltk_data_dir()  # as at import; METEOR looks in nltk_data_dir() as it is when first computed
 SETUP_HINT = "run `make setup` (or `python tools/setup_nltk_data.py`)"
@@ -57,9 +57,10 @@ def nltk_data_available() -> bool:
 
 def require_nltk_data() -> None:
     if not nltk_data_available():
+        where = looked_in(nltk_data_dir(), "BIOQA_NLTK_DATA", "nltk_data")
         raise MissingNLTKDataError(
-            f"METEOR needs NLTK's WordNet and punkt_tab, which are not installed; {SETUP_HINT}, "
-            f"or leave METEOR out with metrics=('rouge', 'bleu')"
+            f"METEOR needs NLTK's WordNet and punkt_tab, which are not in {where} nor on NLTK's own path; "
+            f"{SETUP_HINT}, or leave METEOR out with metrics=('rouge', 'bleu')"
         )
 
 

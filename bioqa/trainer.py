@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,13 @@ class BioQATrainer(Trainer):
         return final
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException:  # a full disk, a signal: a half-written checkpoint must not pass for one
+            if self.is_world_process_zero() and folder.is_dir() and not (folder / "trainer_state.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         if self.accelerator.num_processes > 1:  # every process writes its own RNG state into the checkpoint
             self.accelerator.wait_for_everyone()
         if self.is_world_process_zero():

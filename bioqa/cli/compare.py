@@ -23,7 +23,7 @@ from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.comparison import aligned, compare, label_set_of
 from bioqa.errors import InputError, raise_problems
-from bioqa.files import read_json, staged_folder, write_json_atomic
+from bioqa.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
 from bioqa.inventory import file_records, write_inventory
 from bioqa.outputs import (
     COMPARISON_OUTPUT,
@@ -71,8 +71,8 @@ class CompareArguments:
 
 def find_trainer_state(args: CompareArguments) -> Path | None:
     if args.trainer_state:
-        if not Path(args.trainer_state).is_file():
-            raise InputError(f"--trainer_state {args.trainer_state} does not exist; give a trainer_state.json")
+        if path_kind(args.trainer_state) != "a file":
+            raise InputError(f"--trainer_state {wrong_kind(args.trainer_state, 'a file')}; give a trainer_state.json")
         return Path(args.trainer_state)
     candidate = Path(args.candidate).parent / "trainer_state.json"
     return candidate if candidate.is_file() else None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bioqa.errors import InputError, raise_problems, short, shown
-from bioqa.files import read_text
+from bioqa.files import path_kind, read_text, wrong_kind
 
 
 def _parser_class():
@@ -127,8 +127,8 @@ def _config_path(argv: list[str]) -> Path | None:
 def _yaml_to_argv(path: Path, parser) -> list[str]:
     import yaml
 
-    if not path.is_file():
-        raise InputError(f"config file {path} not found; check the --config path")
+    if path_kind(path) not in ("a file", "a pipe"):
+        raise InputError(f"--config {wrong_kind(path, 'a YAML file')}; check the --config path")
     try:
         data = load_yaml(read_text(path, "the config file"))
     except yaml.YAMLError as exc:
@@ -157,6 +157,11 @@ def load_yaml(text: str) -> Any:
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # a config's keys are flags: nothing to merge into
+                    raise yaml.YAMLError(
+                        f"line {key_node.start_mark.line + 1} is a YAML merge key (<<:), which a config file does "
+                        "not use (its keys are the options themselves); write the options out"
+                    )
                 key = self.construct_object(key_node, deep=True)
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     break  # an unhashable key: SafeLoader's own error names it

@@ -58,6 +58,7 @@ from bioqa.merging import (
     stream_merge,
     streaming_refusal,
     tensor_shapes,
+    tokenizer_bytes,
     vocabulary_grows,
     with_tied_head,
     write_streamed_config,
@@ -337,7 +338,8 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
     # in memory, the merge and its reference run on the device; streaming, only a reference that fits in RAM does
     if not streaming or (args.verify and fits_in_memory(shards, source_dtype, copies=1)):
         check_device_memory(args.device, estimated_output_bytes(shards, source_dtype, "float32"))
-    check_disk_space(out, estimated_output_bytes(shards, source_dtype, dtype))
+    written = estimated_output_bytes(shards, source_dtype, dtype) + tokenizer_bytes(tokenizer_folder(adapter, folder))
+    check_disk_space(out, written)
     log.info("merging %s into %s as %s (%s)", adapter.path, base, dtype, "streaming" if streaming else "in memory")
     if run_config(adapter).get("load_in_4bit"):
         log.info(

@@ -5,6 +5,7 @@ with a line that says how to go on. Only `main` functions of bioqa.cli return ex
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from collections.abc import Callable
 
@@ -19,9 +20,11 @@ def exit_code(exc: BaseException) -> int:
 
 
 def run_main(main: Callable[[], int]) -> int:
-    """Run a command's body; expected errors become one `error:` line and an exit code."""
+    """Run a command's body; expected errors become one `error:` line and an exit code. SIGTERM and SIGHUP (a
+    closed terminal) end it as SIGINT does, by an exception: staged folders, temporary files and the lock are
+    removed on the way out (stages that can do better, such as training's checkpoint, set their own handlers)."""
     try:
-        with options_spelled_as_flags():
+        with options_spelled_as_flags(), stop_on_signal("the run", resumable=False):
             return main()
     except (InputError, RunError) as exc:
         close_progress_bars()
@@ -29,21 +32,35 @@ def run_main(main: Callable[[], int]) -> int:
         return exit_code(exc)
     except KeyboardInterrupt:
         close_progress_bars()
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted; nothing partial was kept; run the same command again", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused a write: a full disk, a quota, a vanished mount
+        close_progress_bars()
+        print(f"error: {short(file_system_error(exc), ERROR_LINE_LIMIT)}", file=sys.stderr)
+        return 1
+
+
+def file_system_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on the device{where}; the partial files were removed and earlier outputs are as they "
+            "were: free some space (or choose another --output_dir) and run the same command again"
+        )
+    return f"{exc.strerror or exc}{where}; the partial files were removed; fix that and run the same command again"
 
 
 @contextlib.contextmanager
 def stop_on_signal(stage: str, resumable: bool):
-    """SIGINT / SIGTERM during `stage` stop it at once with Interrupted (exit 130): nothing of the stage is
-    written (its files are written atomically at its end), and the line says how to go on."""
+    """SIGINT / SIGTERM / SIGHUP during `stage` stop it at once with Interrupted (exit 130): nothing of the stage
+    is written (its files are written atomically at its end), and the line says how to go on."""
     import signal
     import threading
 
     how = (
         "continue with the same command plus --resume_from_checkpoint latest"
         if resumable
-        else "nothing was written; run the same command again"
+        else "nothing partial was kept; run the same command again"
     )
 
     def handle(signum, frame):
@@ -52,7 +69,8 @@ def stop_on_signal(stage: str, resumable: bool):
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
         yield
         return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    caught = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {sig: signal.signal(sig, handle) for sig in caught}
     try:
         yield
     finally:

@@ -429,6 +429,33 @@ def promise_rows(env) -> dict:
             2,
             "--lora_r 1000000000000000000000000000000 is out of range (at most 2147483647)",
         ),
+        "compare-baseline-is-a-folder": (
+            COMPARE + ["--baseline", str(t), "--candidate", prediction_file(t / "c.jsonl", ["1"])],
+            2,
+            "is a folder, not a file; give a predictions.jsonl",
+        ),
+        "merge-adapter-is-a-file": (
+            MERGE + ["--adapter_dir", data, "--output_dir", out],
+            2,
+            "is a file, not a folder; give the output folder of a training run",
+        ),
+        "config-is-dev-null": (
+            LOAD + train + ["--output_dir", out, "--config", "/dev/null"],
+            2,
+            "--config /dev/null is a character device, not a YAML file; check the --config path",
+        ),
+        "config-is-a-folder": (
+            LOAD + train + ["--output_dir", out, "--config", str(t)],
+            2,
+            "is a folder, not a YAML file",
+        ),
+        "yaml-merge-key": (
+            LOAD
+            + train
+            + ["--output_dir", out, "--config", write(t / "merge.yaml", "lora_r: 4\n<<: {lora_alpha: 8}\n")],
+            2,
+            "line 2 is a YAML merge key (<<:), which a config file does not use",
+        ),
         "lora-rank-above-hidden-size": (
             LOAD + train + ["--output_dir", out, "--lora_r", "100000"],
             2,
@@ -828,6 +855,11 @@ ALL_ROWS = [
     "yaml-nan-and-huge-count",
     "compare-count-out-of-range",
     "lora-rank-above-hidden-size",
+    "compare-baseline-is-a-folder",
+    "merge-adapter-is-a-file",
+    "config-is-dev-null",
+    "config-is-a-folder",
+    "yaml-merge-key",
     "output-is-a-symlink",
     "output-dangling-symlink",
     "output-locked",

@@ -86,7 +86,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_saves_a_checkpoint_and_stops_cleanly(signal_name, tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "out"
     steps = [a if a != "40" else "400" for a in STEPS] + ["--save_steps", "1000"]
@@ -102,6 +102,7 @@ def test_signal_saves_a_checkpoint_and_stops_cleanly(signal_name, tiny_model_dir
     assert (out / f"checkpoint-{step}" / "trainer_state.json").is_file() and step < 400
     manifest = json.loads((out / "run_manifest.json").read_text())
     assert manifest["status"] == f"stopped by {signal_name}" and not (out / "metrics.json").exists()
+    assert not (tmp_path / ".out.lock").exists()
 
 
 def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tiny_model_dir, qa_file, tmp_path):
@@ -268,7 +269,9 @@ def test_sigterm_during_prediction_exits_130_with_one_line_and_writes_nothing(ti
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 130
     errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
-    assert errors == ["error: stopped by SIGTERM during prediction; nothing was written; run the same command again"]
+    assert errors == [
+        "error: stopped by SIGTERM during prediction; nothing partial was kept; run the same command again"
+    ]
     assert not (out / "predictions.jsonl").exists() and not (tmp_path / ".out.lock").exists()
 
 

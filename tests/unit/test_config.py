@@ -81,7 +81,7 @@ def test_error_lines_are_cut_to_a_readable_length(capsys):
 
 
 def test_missing_config_and_bad_flag():
-    with pytest.raises(InputError, match="config file nope.yaml not found"):
+    with pytest.raises(InputError, match="--config nope.yaml does not exist"):
         load_models.parse(["--config", "nope.yaml"])
     with pytest.raises(InputError, match="unrecognized arguments: --lora_rank 8; did you mean"):
         load_models.parse(["--lora_rank", "8"])

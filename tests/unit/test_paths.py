@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bioqa import modeling, paths
 from bioqa.modeling import DEFAULT_MODEL
 from helpers import ROOT
@@ -55,3 +57,24 @@ def test_meteor_reads_nltk_data_from_bioqa_nltk_data(tmp_path):
     )
     assert found.stdout.strip() not in ("", "missing") and float(found.stdout) > 0.9, found.stderr[-2000:]
     assert missing.stdout.strip() == "missing", missing.stderr[-2000:]
+
+
+@pytest.mark.parametrize("variable", ["BIOQA_NLTK_DATA", "BIOQA_HOME"])
+def test_missing_nltk_data_names_the_variable_and_where_it_looked(variable, tmp_path, monkeypatch):
+    from bioqa import scorers
+
+    monkeypatch.setenv(variable, str(tmp_path / "bogus"))
+    monkeypatch.setattr(scorers, "nltk_data_available", lambda: False)
+    with pytest.raises(scorers.MissingNLTKDataError, match=f"{tmp_path / 'bogus'}.* \\(.*from {variable}; unset it"):
+        scorers.require_nltk_data()
+
+
+@pytest.mark.parametrize("variable", ["BIOQA_MODELS_DIR", "BIOQA_HOME"])
+def test_a_missing_default_model_names_the_variable_and_where_it_looked(variable, tmp_path, monkeypatch):
+    from bioqa import modeling
+    from bioqa.errors import InputError
+
+    monkeypatch.setenv(variable, str(tmp_path / "bogus"))
+    monkeypatch.setattr(modeling, "hub_reachable", lambda: False)
+    with pytest.raises(InputError, match=f"no local copy in {tmp_path / 'bogus'}.*from {variable}; unset it"):
+        modeling.resolve_model_name(modeling.DEFAULT_MODEL)
