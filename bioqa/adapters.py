@@ -55,6 +55,28 @@ def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
     return default
 
 
+def same_base(trained_on: str | None, base: str) -> bool:
+    """Whether `base` is the model the adapter names as its base (`trained_on`): the same name, the same folder
+    (links resolved), or a local copy of the Hub model of that name (models/SmolLM2-135M-Instruct for
+    HuggingFaceTB/SmolLM2-135M-Instruct). An adapter that names none is given the benefit of the doubt."""
+    if not trained_on or trained_on == base:
+        return True
+    if Path(trained_on).exists() and Path(base).exists():
+        return Path(trained_on).resolve() == Path(base).resolve()
+    return Path(trained_on.rstrip("/")).name == Path(base.rstrip("/")).name
+
+
+def other_base_warning(adapter: str | Path, trained_on: str | None, base: str) -> str | None:
+    """A warning line for an adapter used on another base than the one it was trained on, else None: the shapes
+    may match (a fine-tune of the same architecture) while the weights it adapts are not the ones it learnt on."""
+    if same_base(trained_on, base):
+        return None
+    return (
+        f"the adapter {adapter} was trained on {trained_on} (its adapter_config.json) but is used with {base}; "
+        "the shapes fit, the weights it adapts are not the ones it learnt on"
+    )
+
+
 def read_adapter(path: str | Path) -> Adapter:
     """The adapter folder at `path`; InputError if it is missing or is not a LoRA adapter."""
     path = Path(path)

@@ -145,7 +145,8 @@ def adapter_card(
 ) -> str:
     """The card of a training output folder: a LoRA adapter of `config["model_name_or_path"]`."""
     base = config["model_name_or_path"]
-    datasets = [config["dataset_name"]] if config.get("dataset_name") else []
+    sources = manifest.get("data_sources", {})  # a Hub dataset; a local folder given as --dataset_name is files
+    datasets = [sources["dataset"]] if sources.get("dataset") else []
     evaluation = evaluation_section(
         "Validation", validation, "Generated answers to the validation questions the evaluation during training used"
     ) + evaluation_section("Test", test, "Generated answers to the test split (`--do_predict`)")

@@ -103,8 +103,43 @@ def load_hub_dataset(name: str, config: str | None) -> dict[str, Records]:
     return {split: dataset[split].to_list() for split in dataset}
 
 
+SPLIT_FILE_NAMES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
+
+
+def local_dataset_files(folder: Path) -> dict[str, Path]:
+    """The split files of a local dataset folder given as --dataset_name: `<split>.<ext>` or `<split>-*.<ext>`
+    (as the Hub lays them out), at its top or in its data/ folder; one file per split."""
+    found: dict[str, Path] = {}
+    for split, names in SPLIT_FILE_NAMES.items():
+        matches = sorted(
+            path
+            for place in (folder, folder / "data")
+            for name in names
+            for pattern in (f"{name}.*", f"{name}-*.*")
+            for path in place.glob(pattern)
+            if path.suffix.lower() in SUFFIX_FORMATS and path.is_file()
+        )
+        if len(matches) > 1:
+            raise InputError(
+                f"{option('dataset_name')} {folder}: the {split} split has {len(matches)} files "
+                f"({', '.join(p.name for p in matches[:4])}); keep one, or give it with {option(split + '_file')}"
+            )
+        if matches:
+            found[split] = matches[0]
+    if "train" not in found and "test" not in found:
+        raise InputError(
+            f"{option('dataset_name')} {folder} is a local folder without train.* or test.* files (.jsonl, .json, "
+            f".csv or .parquet); give the files with {option('train_file')} / {option('test_file')}"
+        )
+    return found
+
+
 def raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
     """Records per split as given (files or hub), before any splitting; plus where each came from."""
+    if args.dataset_name and Path(args.dataset_name).is_dir():  # a local folder: its files, hashed like any file
+        files = local_dataset_files(Path(args.dataset_name))
+        read = {name: read_source(path, args.data_format) for name, path in files.items()}
+        return {name: records for name, (records, _) in read.items()}, {name: src for name, (_, src) in read.items()}
     if args.dataset_name:
         hub = load_hub_dataset(args.dataset_name, args.dataset_config_name)
         aliases = {

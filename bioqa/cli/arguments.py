@@ -71,7 +71,12 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     dataset_name: str | None = field(
-        default=None, metadata={"help": "Hugging Face Hub dataset name (instead of local files)."}
+        default=None,
+        metadata={
+            "help": "Hugging Face Hub dataset name (instead of local files); a local folder is read as its files "
+            "train.*, validation.* (or valid.*, dev.*) and test.* (.jsonl, .json, .csv, .parquet; also train-*.* and "
+            "data/), hashed like --train_file."
+        },
     )
     dataset_config_name: str | None = field(
         default=None, metadata={"help": "Configuration of --dataset_name, e.g. pqa_labeled."}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bioqa.adapters import Adapter, adapter_tensors, check_tensors, read_adapter
+from bioqa.adapters import Adapter, adapter_tensors, check_tensors, other_base_warning, read_adapter, same_base
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.devices import available_device
@@ -305,6 +305,8 @@ def merge(argv: list[str] | None) -> int:
     base = args.base_model or adapter.base_model
     if not base:
         raise InputError(f"{adapter.path}/adapter_config.json names no base model; pass --base_model")
+    if warning := other_base_warning(adapter.path, adapter.base_model, base):
+        log.warning("%s", warning)
     if args.push_to_hub:
         raise_problems(hub_problems(offline=not hub_reachable(), has_token=token_available(None)))
     base = resolve_model_name(base)
@@ -348,7 +350,8 @@ def merge_locked(args: MergeArguments, adapter: Adapter, base: str, folder: Path
         )
     report = {
         "base_model": base,
-        "adapter": {"path": str(adapter.path), "sha256": adapter_hash},
+        "adapter": {"path": str(adapter.path), "sha256": adapter_hash, "trained_on": adapter.base_model},
+        "base_is_the_adapters_own": same_base(adapter.base_model, base),
         "dtype": dtype,
         "started_at": utc_now(),
         "note": "the base is loaded unquantized: a QLoRA adapter merges into full-precision weights",

@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from bioqa.adapters import other_base_warning
 from bioqa.attention import use_cpu_attention
 from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.cli.options import Options
@@ -68,11 +69,17 @@ def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
     loaded in the generation dtype."""
     model = load_model(opts.model, replace(choice, weights_dtype=choice.generation_dtype))
     use_cpu_attention(model, choice.device)
+    identity = {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.model.adapter_name_or_path}
     if opts.model.adapter_name_or_path:
         model = load_adapter(model, opts.model.adapter_name_or_path)
+        trained_on = getattr(model.peft_config.get("default"), "base_model_name_or_path", None)
+        warning = other_base_warning(opts.model.adapter_name_or_path, trained_on, opts.model.model_name_or_path)
+        if warning:
+            log.warning("%s", warning)
+            identity["adapter_trained_on_another_base"] = trained_on
     if not opts.model.load_in_4bit:  # bitsandbytes places a 4-bit model itself
         model = model.to(choice.device)
-    return model, {"model_name_or_path": opts.model.model_name_or_path, "adapter": opts.model.adapter_name_or_path}
+    return model, identity
 
 
 class TestPrompts(NamedTuple):
@@ -164,6 +171,7 @@ def predict_stage(
         )
     else:
         model, identity = prediction_model(opts, choice)
+        manifest["prediction_model"] = identity  # with the base an adapter was trained on, when it is another
         start_writing(opts, resume)
     with stop_on_signal("prediction", resumable=False):
         summary = predict(opts, model, tokenizer, test, identity, manifest["data_sources"])

@@ -158,13 +158,14 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
 
 
 def encode_splits(
-    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits, max_seq_length: int
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits, max_seq_length: int, evaluating: bool
 ) -> tuple[dict, dict]:
-    """Tokenised train and validation sets (datasets.Dataset or None), and their truncation counts."""
+    """Tokenised train and validation sets (datasets.Dataset or None: no validation set when nothing evaluates),
+    and their truncation counts."""
     from datasets import Dataset
 
-    datasets, counts = {}, {}
-    for name in ("train", "validation"):
+    datasets, counts = {"validation": None}, {}
+    for name in ("train", "validation") if evaluating else ("train",):
         features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
         if counts[name]["truncated"] or counts[name]["dropped"]:
             log.warning(
@@ -234,9 +235,11 @@ def build_trainer(
 
 
 def final_metrics(trainer: BioQATrainer, train_metrics: dict) -> dict:
-    """Train metrics plus the evaluation of the final (or best) adapter."""
+    """Train metrics plus the evaluation of the final (or best) adapter; none when no evaluation was asked for
+    (--eval_strategy no and --no_generation_eval: a pass over a large validation split can take minutes)."""
     metrics = dict(train_metrics)
-    if trainer.eval_dataset is not None:
+    asked = trainer.args.eval_strategy != "no" or trainer.generation_evaluator is not None
+    if trainer.eval_dataset is not None and asked:
         evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
         current = (
             evals and evals[-1].get("step") == trainer.state.global_step and not trainer.args.load_best_model_at_end
@@ -276,7 +279,8 @@ def train(
         enable_full_determinism(opts.training.seed)
     else:
         set_seed(opts.training.seed)
-    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length)
+    evaluating = opts.training.eval_strategy != "no" or opts.generation.generation_eval
+    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length, evaluating)
     base = load_model(opts.model, choice)
     use_cpu_attention(base, choice.device)
     model = apply_lora(base, opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)

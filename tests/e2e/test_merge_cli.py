@@ -314,3 +314,29 @@ def test_a_damaged_adapter_config_is_one_line(base_and_adapter, tmp_path, capsys
     (copy / "adapter_config.json").write_text(config, encoding="utf-8")
     assert merge_script.main(["--adapter_dir", str(copy), "--output_dir", str(tmp_path / "out")]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_an_adapter_on_another_base_of_the_same_shape_is_named_in_the_log_and_the_outputs(
+    base_and_adapter, tmp_path, caplog, qa_file
+):
+    import bioqa.cli.train as train_script
+
+    base, adapter = base_and_adapter
+    other = make_base(tmp_path / "other-base", init_range=0.3)  # the same shapes, other weights
+    caplog.set_level("WARNING", logger="bioqa")
+    flags = ["--adapter_dir", str(adapter), "--base_model", str(other), "--output_dir", str(tmp_path / "m")]
+    assert merge_script.main(flags) == 0
+    assert f"was trained on {base} (its adapter_config.json) but is used with {other}" in caplog.text
+    report = json.loads((tmp_path / "m" / "merge_report.json").read_text())
+    assert report["base_is_the_adapters_own"] is False and report["adapter"]["trained_on"] == str(base)
+    caplog.clear()
+    out = tmp_path / "p"
+    predict = ["--model_name_or_path", str(other), "--adapter_name_or_path", str(adapter), "--test_file", str(qa_file)]
+    assert (
+        train_script.main([*predict, "--output_dir", str(out), "--do_predict", "--generation_max_new_tokens", "2"]) == 0
+    )
+    assert "but is used with" in caplog.text
+    assert json.loads((out / "run_manifest.json").read_text())["prediction_model"]["adapter_trained_on_another_base"]
+    caplog.clear()
+    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "own")]) == 0
+    assert "but is used with" not in caplog.text

@@ -195,3 +195,22 @@ def test_padding_free_training_follows_the_padded_run(tiny_model_dir, qa_file, t
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         losses[name] = [entry["loss"] for entry in history if "loss" in entry]
     assert len(losses["packed"]) == 4 and losses["packed"] == pytest.approx(losses["padded"], rel=1e-3)
+
+
+def test_no_validation_pass_that_was_not_asked_for(tiny_model_dir, qa_file, tmp_path, monkeypatch):
+    """--eval_strategy no --no_generation_eval: the validation split is neither tokenised nor evaluated at the end."""
+    import bioqa.cli.train as train_script
+    from bioqa.trainer import BioQATrainer
+
+    def evaluate(*args, **kwargs):
+        raise AssertionError("an evaluation that was not asked for")
+
+    monkeypatch.setattr(BioQATrainer, "evaluate", evaluate)
+    out = tmp_path / "out"
+    flags = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out)]
+    steps = ["--max_steps", "2", "--eval_strategy", "no", "--no_generation_eval", "--report_to", "none"]
+    assert train_script.main([*flags, *steps, "--do_train"]) == 0
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    assert set(manifest["truncation"]) == {"train"} and not any(
+        k.startswith("eval_") for k in manifest["final_metrics"]
+    )

@@ -1,5 +1,6 @@
 """bioqa.data: every file format, field mapping, splits, drops, leaks, and bad files; the benchmark's held-out folds."""
 
+import hashlib
 import importlib
 import json
 import re
@@ -461,3 +462,25 @@ def test_a_piped_file_is_hashed_from_the_bytes_that_were_parsed(tmp_path):
     records, source = sources.read_source(pipe)
     writer.join()
     assert len(records) == 3 and source["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_a_local_folder_given_as_dataset_name_is_read_as_local_files(tmp_path):
+    line = b'{"question": "What does insulin do?", "answer": "It lowers glucose."}\n'
+    (tmp_path / "data").mkdir()
+    (tmp_path / "train.jsonl").write_bytes(line * 4)
+    (tmp_path / "data" / "test-00000-of-00001.jsonl").write_bytes(line * 2)
+    args = SimpleNamespace(dataset_name=str(tmp_path), dataset_config_name=None, data_format="auto")
+    records, origin = sources.raw_splits(args)
+    assert {name: len(rows) for name, rows in records.items()} == {"train": 4, "test": 2}
+    assert "dataset" not in origin  # not a Hub dataset: files with their hashes
+    assert origin["train"] == {"path": str(tmp_path / "train.jsonl"), "sha256": hashlib.sha256(line * 4).hexdigest()}
+    (tmp_path / "dev.csv").write_text("question,answer\nq,a\n")
+    (tmp_path / "validation.jsonl").write_bytes(line)
+    with pytest.raises(InputError, match="the validation split has 2 files"):
+        sources.raw_splits(args)
+    (tmp_path / "dev.csv").unlink()
+    assert sources.raw_splits(args)[0].keys() == {"train", "validation", "test"}
+    for path in tmp_path.rglob("*.jsonl"):
+        path.unlink()
+    with pytest.raises(InputError, match="is a local folder without train.. or test.. files"):
+        sources.raw_splits(args)
