@@ -13,7 +13,7 @@ MODEL_STAMP := models/.default-model-complete
 # once); tests/conftest.py gives each worker its share of the cores' threads.
 PARALLEL := -n auto --dist loadfile
 
-.PHONY: setup model test test-fast lint demo doctor bench bench-train bench-generation bench-gpu bench-merge bench-recipes clean
+.PHONY: setup model test test-fast lint demo doctor bench bench-train bench-generation bench-gpu bench-merge bench-recipes bench-scale clean
 
 setup: $(DEPS_STAMP) $(NLTK_STAMP)
 
@@ -71,6 +71,9 @@ bench-generation: setup model
 # Liger; on the bundled data (no ../shared needed).
 bench-gpu: setup model
 	$(PY) bench/bench_gpu.py
+
+bench-scale: setup model
+	$(PY) bench/bench_scale.py
 
 bench-merge: setup model
 	$(PY) bench/bench_merge.py

@@ -20,14 +20,16 @@ from bioqa.errors import InputError, short
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    tmp = None
+    try:  # created inside: a signal right after mkstemp must still remove it
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -141,23 +143,32 @@ def staged_folder(target: Path, before_replace: Callable[[], None] | None = None
     On any failure the folder is removed and `target` is left as it was: never a half-written output.
     """
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    try:  # created inside: a signal right after the mkdir must still remove it
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         yield staging
         if before_replace is not None and target.exists():
             before_replace()
+        with signals_deferred():  # a signal between the two renames would leave neither the old output nor the new
+            _swap(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    with signals_deferred():  # a signal between the two renames would leave neither the old output nor the new
-        if target.exists():
-            previous = target.parent / f".{target.name}.previous-{os.getpid()}"
-            os.replace(target, previous)
-            os.replace(staging, target)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """`staging` becomes `target`; an earlier `target` is removed only once the new one is in place."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    previous = target.parent / f".{target.name}.previous-{os.getpid()}"
+    os.replace(target, previous)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(previous, target)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 @contextlib.contextmanager

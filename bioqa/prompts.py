@@ -208,12 +208,23 @@ def encode_for_training(
     return features, truncated
 
 
+# A split at least this large shows a progress bar while it is tokenised (200,000 examples take minutes on a CPU).
+PROGRESS_FROM = 10_000
+
+
 def encode_dataset(
-    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, examples: list[Example], max_seq_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    examples: list[Example],
+    max_seq_length: int,
+    name: str = "examples",
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Encode every example; return the features and counts of truncated and dropped examples."""
+    from tqdm.auto import tqdm
+
     features, counts = [], {"truncated": 0, "dropped": 0}
-    for example in examples:
+    shown = tqdm(examples, desc=f"tokenising {name}", unit=" examples", disable=len(examples) < PROGRESS_FROM)
+    for example in shown:
         encoded, truncated = encode_for_training(tokenizer, fmt, example, max_seq_length)
         if encoded is None:
             counts["dropped"] += 1

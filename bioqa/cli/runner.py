@@ -34,10 +34,33 @@ def run_main(main: Callable[[], int]) -> int:
         close_progress_bars()
         print("error: interrupted; nothing partial was kept; run the same command again", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        if not peer_lost(exc):
+            raise
+        close_progress_bars()
+        print(
+            f"error: another process of this distributed run ended ({short(str(exc), 160)}); this one stopped too: "
+            "the first error above is the cause; fix it and go on with the same command plus "
+            "--resume_from_checkpoint latest",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:  # the file system refused a write: a full disk, a quota, a vanished mount
         close_progress_bars()
         print(f"error: {short(file_system_error(exc), ERROR_LINE_LIMIT)}", file=sys.stderr)
         return 1
+
+
+# What gloo and NCCL raise (as plain RuntimeError) in a collective whose peer process is gone (torch 2.13).
+PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "remote process exited")
+
+
+def peer_lost(exc: RuntimeError) -> bool:
+    """A collective failed because another process of the distributed run died (torchrun / accelerate launch)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return False
+    return isinstance(exc, getattr(dist, "DistError", ())) or any(text in str(exc) for text in PEER_LOST)
 
 
 def file_system_error(exc: OSError) -> str:

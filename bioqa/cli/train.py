@@ -166,7 +166,7 @@ def encode_splits(
 
     datasets, counts = {"validation": None}, {}
     for name in ("train", "validation") if evaluating else ("train",):
-        features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length)
+        features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length, name)
         if counts[name]["truncated"] or counts[name]["dropped"]:
             log.warning(
                 "%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even without "

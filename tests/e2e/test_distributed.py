@@ -102,3 +102,40 @@ def test_two_processes(kind, single, tiny_model_dir, qa_file, tmp_path):
     for name in ("eval_rougeL", "eval_bleu", "eval_meteor"):
         assert metrics[name] == pytest.approx(expected[name], abs=1e-6), name
     assert (out / "adapter_model.safetensors").is_file() and not list(out.glob(".*"))  # no staging or temporary left
+
+
+PEER_DIES = """
+import os, sys
+import torch, torch.distributed as dist
+from bioqa.cli.runner import run_main
+
+def body():
+    dist.init_process_group("gloo")
+    tensor = torch.ones(4)
+    dist.all_reduce(tensor)
+    if dist.get_rank() == 1:
+        os._exit(3)  # a process that dies (killed, out of memory) without a word
+    for _ in range(100000):
+        dist.all_reduce(tensor)
+    return 0
+
+sys.exit(run_main(body))
+"""
+
+
+def test_a_peer_that_dies_ends_the_other_process_with_one_line(tmp_path):
+    """Under torchrun, the process left in a collective with a dead peer prints one error line, not gloo's
+    "Connection reset" traceback."""
+    script = tmp_path / "peer.py"
+    script.write_text(PEER_DIES)
+    torchrun = [shutil.which("torchrun", path=str(Path(sys.executable).parent)), "--nproc_per_node", "2"]
+    result = subprocess.run(
+        [*torchrun, "--master_port", "29521", str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    # the collective's error, or, when torchrun's SIGTERM comes first, that signal: one line either way
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "another process of this distributed run ended" in lines[0] or "stopped by SIGTERM" in lines[0]
+    # before the line, nothing from the process itself; after it, torchrun reports the dead one (its own traceback)
+    assert "Traceback" not in result.stderr.split(lines[0])[0] and "RuntimeError" not in result.stderr
