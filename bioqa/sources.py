@@ -134,6 +134,15 @@ def local_dataset_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def training_file(args) -> str | None:
+    """The file the training split is read from: --train_file, or the train file of a local --dataset_name folder
+    (what a resumed run checks is unchanged)."""
+    if args.train_file or not (args.dataset_name and Path(args.dataset_name).is_dir()):
+        return args.train_file
+    found = local_dataset_files(Path(args.dataset_name)).get("train")
+    return str(found) if found else None
+
+
 def raw_splits(args) -> tuple[dict[str, Records], dict[str, Any]]:
     """Records per split as given (files or hub), before any splitting; plus where each came from."""
     if args.dataset_name and Path(args.dataset_name).is_dir():  # a local folder: its files, hashed like any file

@@ -76,6 +76,7 @@ from bioqa.resume import (
     finished_step,
     resume_checkpoint,
 )
+from bioqa.sources import training_file
 from bioqa.trainer import BioQATrainer, StopOnSignal
 
 if TYPE_CHECKING:
@@ -384,7 +385,7 @@ def check_resume(opts: Options, resume: Path) -> bool:
     """Whether there is training to do from `resume`: the same settings are required; a run that is complete
     has none (a --do_predict then uses its adapter)."""
     check_same_settings(resume, config_dict(*opts))
-    check_same_data(resume, opts.data.train_file)
+    check_same_data(resume, training_file(opts.data))
     if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
         log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)
         opts.model.adapter_name_or_path = opts.training.output_dir

@@ -484,3 +484,21 @@ def test_a_local_folder_given_as_dataset_name_is_read_as_local_files(tmp_path):
         path.unlink()
     with pytest.raises(InputError, match="is a local folder without train.. or test.. files"):
         sources.raw_splits(args)
+
+
+def test_a_resumed_run_checks_the_train_file_of_a_local_dataset_folder(tmp_path):
+    from bioqa.resume import check_same_data
+
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    args = SimpleNamespace(train_file=None, dataset_name=str(folder))
+    assert sources.training_file(args) == str(folder / "train.jsonl")
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)
+    digest = hashlib.sha256((folder / "train.jsonl").read_bytes()).hexdigest()
+    (run / "run_manifest.json").write_text(json.dumps({"data_sources": {"train": {"sha256": digest}}}))
+    check_same_data(run / "checkpoint-2", sources.training_file(args))
+    (folder / "train.jsonl").write_text('{"question": "q", "answer": "another"}\n')
+    with pytest.raises(InputError, match="changed since the run"):
+        check_same_data(run / "checkpoint-2", sources.training_file(args))
