@@ -29,6 +29,17 @@ class RunError(BioqaError):
     """A failure while running, after the input was accepted."""
 
 
+# The signals that stop a command cleanly (SIGHUP: its terminal was closed); Windows has no SIGHUP.
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def stop_signals() -> list:
+    """The STOP_SIGNALS this platform has, as signal numbers."""
+    import signal
+
+    return [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+
+
 class Interrupted(RunError):
     """Stopped on SIGINT / SIGTERM after saving what can be resumed."""
 

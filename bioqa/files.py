@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bioqa.errors import InputError, short
+from bioqa.errors import InputError, short, stop_signals
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -176,7 +176,7 @@ def signals_deferred():
     """SIGINT, SIGTERM and SIGHUP wait until the block is done (their handlers run right after it)."""
     import signal
 
-    deferred = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+    deferred = set(stop_signals())
     if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
         yield
         return

@@ -29,7 +29,7 @@ from transformers import Trainer, TrainerCallback
 
 from bioqa import backends
 from bioqa.batches import OutOfMemory
-from bioqa.errors import InputError, RunError, option
+from bioqa.errors import InputError, RunError, option, stop_signals
 from bioqa.evaluator import GenerationEvaluator
 from bioqa.files import write_text_atomic
 from bioqa.inventory import record
@@ -253,8 +253,6 @@ def non_finite_message(what: str, step: int, output_dir: str) -> str:
 class StopOnSignal(TrainerCallback):
     """SIGINT, SIGTERM or SIGHUP: finish the current step, save a checkpoint, and stop training cleanly."""
 
-    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the terminal was closed
-
     def __init__(self):
         self.received: str | None = None
         self._previous: dict = {}
@@ -264,9 +262,8 @@ class StopOnSignal(TrainerCallback):
         import threading
 
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there
-            for name in self.SIGNALS:
-                if hasattr(signal, name):  # Windows has no SIGHUP
-                    self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+            for sig in stop_signals():
+                self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
         import signal
@@ -282,6 +279,6 @@ class StopOnSignal(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         import signal
 
-        for name, handler in self._previous.items():
-            signal.signal(getattr(signal, name), handler)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
         self._previous.clear()

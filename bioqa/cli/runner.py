@@ -9,7 +9,7 @@ import errno
 import sys
 from collections.abc import Callable
 
-from bioqa.errors import InputError, Interrupted, RunError, options_spelled_as_flags, short
+from bioqa.errors import InputError, Interrupted, RunError, options_spelled_as_flags, short, stop_signals
 
 ERROR_LINE_LIMIT = 2000  # an error line quotes input; whatever it quotes, the line stays readable
 EXIT_CODES = ((Interrupted, 130), (InputError, 2), (RunError, 1))  # most specific first
@@ -92,8 +92,7 @@ def stop_on_signal(stage: str, resumable: bool):
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
         yield
         return
-    caught = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {sig: signal.signal(sig, handle) for sig in caught}
+    previous = {sig: signal.signal(sig, handle) for sig in stop_signals()}
     try:
         yield
     finally:
