@@ -14,6 +14,7 @@ it is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +213,29 @@ def encode_for_training(
 PROGRESS_FROM = 10_000
 
 
+def encode_examples(
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    examples: list[Example],
+    max_seq_length: int,
+    counts: dict[str, int],
+    name: str = "examples",
+) -> Iterator[dict[str, list[int]]]:
+    """The features of each example that fits, one at a time (a caller can store them compactly as they come);
+    counts the truncated and dropped examples in `counts`."""
+    from tqdm.auto import tqdm
+
+    counts.update(truncated=0, dropped=0)
+    shown = tqdm(examples, desc=f"tokenising {name}", unit=" examples", disable=len(examples) < PROGRESS_FROM)
+    for example in shown:
+        encoded, truncated = encode_for_training(tokenizer, fmt, example, max_seq_length)
+        if encoded is None:
+            counts["dropped"] += 1
+            continue
+        counts["truncated"] += truncated
+        yield encoded
+
+
 def encode_dataset(
     tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
@@ -220,15 +244,5 @@ def encode_dataset(
     name: str = "examples",
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Encode every example; return the features and counts of truncated and dropped examples."""
-    from tqdm.auto import tqdm
-
-    features, counts = [], {"truncated": 0, "dropped": 0}
-    shown = tqdm(examples, desc=f"tokenising {name}", unit=" examples", disable=len(examples) < PROGRESS_FROM)
-    for example in shown:
-        encoded, truncated = encode_for_training(tokenizer, fmt, example, max_seq_length)
-        if encoded is None:
-            counts["dropped"] += 1
-            continue
-        counts["truncated"] += truncated
-        features.append(encoded)
-    return features, counts
+    counts: dict[str, int] = {}
+    return list(encode_examples(tokenizer, fmt, examples, max_seq_length, counts, name)), counts

@@ -54,6 +54,7 @@ from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 from bioqa.errors import InputError, Interrupted, raise_problems
 from bioqa.evaluator import GenerationEvaluator
+from bioqa.features import encode_splits
 from bioqa.files import write_json_atomic
 from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
 from bioqa.modeling import (
@@ -66,7 +67,7 @@ from bioqa.modeling import (
     resolve_model_name,
 )
 from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
-from bioqa.prompts import PromptFormat, encode_dataset, prompt_format
+from bioqa.prompts import PromptFormat, prompt_format
 from bioqa.provenance import utc_now
 from bioqa.resume import (
     check_checkpoint_files,
@@ -156,31 +157,6 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
     if predicting and not splits.examples["test"]:
         problems.append("--do_predict: the test split is empty; give --test_file, or a --train_file to split")
     raise_problems(problems)
-
-
-def encode_splits(
-    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits, max_seq_length: int, evaluating: bool
-) -> tuple[dict, dict]:
-    """Tokenised train and validation sets (datasets.Dataset or None: no validation set when nothing evaluates),
-    and their truncation counts."""
-    from datasets import Dataset
-
-    datasets, counts = {"validation": None}, {}
-    for name in ("train", "validation") if evaluating else ("train",):
-        features, counts[name] = encode_dataset(tokenizer, fmt, splits.examples[name], max_seq_length, name)
-        if counts[name]["truncated"] or counts[name]["dropped"]:
-            log.warning(
-                "%s: %d examples had their context cut to fit --max_seq_length %d; %d did not fit even without "
-                "context and were dropped",
-                name,
-                counts[name]["truncated"],
-                max_seq_length,
-                counts[name]["dropped"],
-            )
-        datasets[name] = Dataset.from_list(features) if features else None
-    if datasets["train"] is None:
-        raise InputError(f"no training example fits --max_seq_length {max_seq_length}; raise it")
-    return datasets, counts
 
 
 def build_evaluator(
