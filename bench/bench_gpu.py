@@ -82,9 +82,9 @@ def run_arm(arm: str, examples: int, tokenizer_path: str) -> dict:
     from peft import get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainingArguments
 
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
     from bioqa.prompts import encode_dataset, prompt_format
+    from bioqa.settings import PromptArguments
     from bioqa.trainer import BioQATrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)

@@ -106,10 +106,10 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
     from transformers import AutoModelForCausalLM, TrainingArguments
 
     from bioqa.attention import use_cpu_attention
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.loss import AnswerOnlyCollator, answer_only_loss
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import encode_dataset, prompt_format
+    from bioqa.settings import PromptArguments
     from bioqa.trainer import BioQATrainer
 
     tokenizer = load_tokenizer(
@@ -162,8 +162,8 @@ def run_trl(arm: str, examples: list[dict]) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import prompt_format, user_text
+    from bioqa.settings import PromptArguments
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     fmt = prompt_format(tokenizer, PromptArguments())
@@ -202,9 +202,9 @@ def run_trl(arm: str, examples: list[dict]) -> dict:
 
 def run_generation(questions: int) -> dict:
     """Prefill and decode tokens/s, before (float32, dynamic cache) and with the auto settings."""
-    from bioqa.cli.arguments import GenerationEvalArguments
     from bioqa.cli.predict import generation_settings
     from bioqa.devices import choose_device
+    from bioqa.settings import GenerationEvalArguments
 
     tokenizer, prompts = pubmedqa_prompts(questions)
     choice = choose_device("cpu")
@@ -221,9 +221,9 @@ def run_generation(questions: int) -> dict:
 
 
 def pubmedqa_prompts(questions: int):
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import prompt_format, prompt_ids
+    from bioqa.settings import PromptArguments
 
     tokenizer = load_tokenizer(
         SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)

@@ -11,21 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bioqa.settings import recipe_settings
+
 TAGS = ["bioqa-lora", "biomedical", "question-answering", "lora"]
-RECIPE_SETTINGS = (
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "max_seq_length",
-    "use_chat_template",
-    "seed",
-)
 METRIC_NAMES = {
     "rouge1": "ROUGE-1",
     "rouge2": "ROUGE-2",
@@ -107,9 +95,15 @@ def data_table(sources: dict[str, Any], sizes: dict[str, int], config: dict[str,
     return "\n".join(lines)
 
 
+def _cell(value: Any) -> str:
+    """A value as inline code in a table cell: a line break or a bar would end the cell or the row."""
+    text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return "`" + text.replace("\n", "\\n").replace("|", "\\|").replace("`", "'") + "`"
+
+
 def recipe_table(config: dict[str, Any], device: dict[str, Any]) -> str:
     lines = ["| setting | value |", "|---|---|"]
-    lines += [f"| {name} | `{config[name]}` |" for name in RECIPE_SETTINGS if name in config]
+    lines += [f"| {name} | {_cell(config[name])} |" for name in recipe_settings() if config.get(name) is not None]
     lines.append(f"| device, precision | {device.get('device')}, {device.get('precision')} |")
     if device.get("generation_dtype"):  # evaluations generate in their own dtype
         lines.append(f"| generation dtype | {device['generation_dtype']} |")

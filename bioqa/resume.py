@@ -1,8 +1,9 @@
 """Resuming a run: which checkpoint, whether its settings are the ones asked for, whether it is finished.
 
-A resumed run must be the run it continues: every setting that changes what is trained (model,
-data, prompt, LoRA, optimizer, schedule, batch, seed, precision) is compared with the run's own
-run_config.yaml and a difference is refused, naming the settings. A checkpoint at the last step
+A resumed run must be the run it continues: every setting whose role is training, data or example
+(`bioqa.roles.RESUMED`: model, data and its split, fields and labels, prompt and target, LoRA, optimizer,
+schedule, batch, seed, precision) is compared with the run's own run_config.yaml and a difference is
+refused, naming the settings. A checkpoint at the last step
 is a finished training: resuming it trains nothing more, it only evaluates and saves what is missing.
 """
 
@@ -14,66 +15,10 @@ from typing import Any
 
 from bioqa.errors import InputError, option, short
 from bioqa.files import file_sha256, read_json, read_run_config
+from bioqa.settings import resumed_settings
 from bioqa.trainer import complete_checkpoints
 
 log = logging.getLogger("bioqa")
-
-# Settings that change the adapter a run trains; the others (evaluation, logging, saving, generation) may
-# change on resume.
-TRAINING_SETTINGS = (
-    "model_name_or_path",
-    "tokenizer_name",
-    "load_in_4bit",
-    "precision",
-    "attn_implementation",
-    "dataset_name",
-    "dataset_config_name",
-    "train_file",
-    "data_format",
-    "question_field",
-    "context_field",
-    "answer_field",
-    "field_separator",
-    "split_ratios",
-    "split_seed",
-    "max_train_samples",
-    "max_seq_length",
-    "use_chat_template",
-    "system_prompt",
-    "question_template",
-    "context_template",
-    "answer_prefix",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
-    "modules_to_save",
-    "use_rslora",
-    "use_dora",
-    "learning_rate",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "num_train_epochs",
-    "max_steps",
-    "lr_scheduler_type",
-    "lr_scheduler_kwargs",
-    "warmup_steps",
-    "weight_decay",
-    "adam_beta1",
-    "adam_beta2",
-    "adam_epsilon",
-    "max_grad_norm",
-    "optim",
-    "optim_args",
-    "seed",
-    "data_seed",
-    "train_sampling_strategy",
-    "bf16",
-    "fp16",
-    "label_smoothing_factor",
-    "neftune_noise_alpha",
-    "activation_checkpointing",
-)
 
 
 def _step(checkpoint: Path) -> int:
@@ -135,7 +80,7 @@ def check_same_settings(checkpoint: Path, current: dict[str, Any]) -> None:
     saved = read_run_config(config_file)
     changed = [
         f"{option(key)} {_shown(saved.get(key))} -> {_shown(current.get(key))}"
-        for key in TRAINING_SETTINGS
+        for key in resumed_settings()
         if key in current and _normal(saved.get(key)) != _normal(current.get(key))
     ]
     if changed:

@@ -20,6 +20,7 @@ from typing import Any
 
 from bioqa.errors import InputError, raise_problems, short, shown
 from bioqa.files import path_kind, read_text, wrong_kind
+from bioqa.settings import answer_settings
 
 
 def _parser_class():
@@ -30,6 +31,11 @@ def _parser_class():
 
         def error(self, message: str):
             raise InputError(f"{message}; see --help")
+
+        def add_argument(self, *names, **kwargs):
+            # HfArgumentParser hands a field's whole metadata to argparse; a setting's role is not argparse's
+            kwargs.pop("role", None)
+            return super().add_argument(*names, **kwargs)
 
     return Parser
 
@@ -228,32 +234,11 @@ def flag_tokens(key: str, value: Any) -> list[str]:
     return [f"--{key}", str(value)]
 
 
-# Besides the generation_* options, the settings that shape an answer: prompt, fields, prompt length, labels.
-ANSWER_SETTINGS = (
-    "max_seq_length",
-    "system_prompt",
-    "context_template",
-    "question_field",
-    "context_field",
-    "answer_field",
-    "label_field",
-    "labels",
-    "options_field",
-    "target",
-    "label_scoring",
-)
-
-
 def answer_flags(recipe: Path) -> list[str]:
-    """The flags of a recipe YAML that shape the answers, so that a zero-shot run (`--do_predict` alone)
-    answers the way the recipe's fine-tuned model is asked to."""
+    """The flags of a recipe YAML that shape the answers (roles example and generation), so that a zero-shot run
+    (`--do_predict` alone) answers the way the recipe's fine-tuned model is asked to."""
     settings = load_yaml(read_text(recipe, "the recipe"))
-    return [
-        token
-        for key, value in settings.items()
-        if key.startswith("generation_") or key in ANSWER_SETTINGS
-        for token in flag_tokens(key, value)
-    ]
+    return [token for key, value in settings.items() if key in answer_settings() for token in flag_tokens(key, value)]
 
 
 def config_dict(*objects: Any) -> dict[str, Any]:

@@ -185,8 +185,8 @@ def tokenizer_folder(adapter: Adapter, folder: Path) -> Path:
 
 def probe_prompts(adapter: Adapter, tokenizer: PreTrainedTokenizerBase, count: int = 4) -> list[list[int]]:
     """Questions from the adapter's latest validation predictions if any, else built-in ones, as prompts."""
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import prompt_format, prompt_ids
+    from bioqa.settings import PromptArguments
     from bioqa.verification import BUILT_IN_PROBES
 
     files = sorted(adapter.path.glob("predictions/eval-step-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
@@ -209,7 +209,7 @@ def run_config(adapter: Adapter) -> dict[str, Any]:
 def _prompt_options(adapter: Adapter) -> dict[str, Any]:
     from dataclasses import fields
 
-    from bioqa.cli.arguments import PromptArguments
+    from bioqa.settings import PromptArguments
 
     config = run_config(adapter)
     return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in config}

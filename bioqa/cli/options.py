@@ -13,7 +13,9 @@ from typing import Any, NamedTuple
 import transformers
 from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.cli.arguments import (
+from bioqa.cli.config import build_parser, parse_arguments
+from bioqa.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
+from bioqa.settings import (
     DataArguments,
     GenerationEvalArguments,
     LoraArguments,
@@ -21,8 +23,6 @@ from bioqa.cli.arguments import (
     PromptArguments,
     RunArguments,
 )
-from bioqa.cli.config import build_parser, parse_arguments
-from bioqa.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.adapters import other_base_warning
 from bioqa.attention import use_cpu_attention
-from bioqa.cli.arguments import GenerationEvalArguments
 from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
 from bioqa.cli.runner import stop_on_signal
@@ -27,6 +26,7 @@ from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, label_continuations
 from bioqa.provenance import utc_now
+from bioqa.settings import GenerationEvalArguments
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import transformers
 
 from bioqa.attention import use_cpu_attention
-from bioqa.cli.arguments import ModelArguments, RunArguments
 from bioqa.cli.config import config_dict
 from bioqa.cli.options import (
     Options,
@@ -77,6 +76,7 @@ from bioqa.resume import (
     finished_step,
     resume_checkpoint,
 )
+from bioqa.settings import ModelArguments, RunArguments
 from bioqa.sources import training_file
 from bioqa.trainer import BioQATrainer, StopOnSignal
 

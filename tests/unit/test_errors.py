@@ -3,9 +3,9 @@
 import pytest
 
 from bioqa import data
-from bioqa.cli.arguments import DataArguments
 from bioqa.cli.runner import exit_code, run_main
 from bioqa.errors import InputError, Interrupted, RunError, option, options_spelled_as_flags
+from bioqa.settings import DataArguments
 
 
 def test_a_setting_is_spelled_as_a_flag_only_inside_a_command():

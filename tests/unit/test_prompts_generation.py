@@ -189,9 +189,9 @@ def test_length_grouped_batches_cut_padding_for_small_datasets():
 
 @pytest.mark.parametrize("style", ["gemma", "llama3"])
 def test_chat_targets_end_with_the_templates_end_of_turn_not_the_eos(style):
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.generation import stop_token_ids
     from bioqa.prompts import encode_for_training, prompt_format
+    from bioqa.settings import PromptArguments
     from tiny_models import TEMPLATE_STYLES, build_styled_tokenizer
 
     tokenizer = build_styled_tokenizer(style)
@@ -223,8 +223,8 @@ def test_chat_targets_end_with_the_templates_end_of_turn_not_the_eos(style):
 def test_text_that_cannot_fit_is_cut_before_tokenising_and_the_result_is_unchanged(tokenizer):
     from dataclasses import replace
 
-    from bioqa.cli.arguments import PromptArguments
     from bioqa.prompts import encode_for_training, prompt_format
+    from bioqa.settings import PromptArguments
 
     class Spy:  # the tokenizer, recording the longest text it was asked to tokenise
         longest = 0
