@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bioqa import backends
+from bioqa import backends, compat
 
 NAME = "bioqa_cpu_sdpa"
 SDPA_ONLY = ("position_bias", "softcap", "s_aux", "cache")  # keyword arguments the decoding product does not handle
@@ -86,7 +86,7 @@ def reads_whole_buffers(model: Any, keys: Any) -> bool:
     tokens), so a reserved cache should hand it the whole buffers (`bioqa.kv_cache.ReservedLayer`)."""
     import torch
 
-    implementation = getattr(model.config, "_attn_implementation", None)
+    implementation = compat.attention_implementation(model.config)
     return implementation == NAME and keys.device.type == "cpu" and keys.dtype == torch.bfloat16
 
 
@@ -96,7 +96,7 @@ def use_cpu_attention(model: Any, device: str) -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    if not backends.backend_for(device).cpu_attention or getattr(model.config, "_attn_implementation", None) != "sdpa":
+    if not backends.backend_for(device).cpu_attention or compat.attention_implementation(model.config) != "sdpa":
         return
     AttentionInterface.register(NAME, cpu_sdpa)
     AttentionMaskInterface.register(NAME, sdpa_mask)

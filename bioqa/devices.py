@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bioqa import hardware
+from bioqa import compat, hardware
 from bioqa.errors import InputError, option
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -61,10 +61,7 @@ def mps_available() -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    import torch
-
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return compat.cpu_has_bf16_instructions()
 
 
 def cuda_has_native_bf16() -> bool:

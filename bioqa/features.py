@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bioqa.data import Splits
 from bioqa.errors import InputError, option
@@ -29,7 +29,7 @@ log = logging.getLogger("bioqa")
 CHUNK = 4096
 
 
-def _chunk_table(rows: list[dict[str, list[int]]], digest: hashlib._Hash) -> pyarrow.Table:
+def _chunk_table(rows: list[dict[str, list[int]]], digest: Any) -> pyarrow.Table:
     """The rows as int32 list columns; their bytes go into `digest`."""
     import pyarrow as pa
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bioqa import backends
+from bioqa import backends, compat
 from bioqa.batches import by_length_in_batches, contiguous_head_input, left_padded, pad_id_of
 from bioqa.loglik import choose_labels
 from bioqa.postprocess import postprocess_text
@@ -91,7 +91,7 @@ def cache_kwargs(cache: str) -> dict[str, Any]:
     from transformers import CompileConfig
 
     config = CompileConfig(mode="default")
-    config._compile_all_devices = True  # transformers' own switch for compiling off the GPU
+    compat.compile_on_every_device(config)
     return {"cache_implementation": "static", "compile_config": config}
 
 
@@ -164,7 +164,7 @@ def _generate_batch(
     return [_until_stop(ids, stop_ids) for ids in generated[:, input_ids.shape[1] :].tolist()]
 
 
-FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers' sdpa attention at every call
+FORCE_GQA = compat.SDPA_FORCE_GQA
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from typing import Any
 
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from bioqa import compat
 from bioqa.attention import reads_whole_buffers
 
 
@@ -107,7 +108,7 @@ def reserved_cache(model: Any, reserve: int) -> DynamicCache | None:
     tokens; None (let generate build its own) for a model whose layers are not all plain DynamicLayers (sliding
     windows, linear attention, shared KV) or that has a cache of its own kind, which this does not reproduce."""
     config = model.config
-    if config.is_encoder_decoder or not model._supports_default_dynamic_cache():
+    if config.is_encoder_decoder or not compat.supports_default_dynamic_cache(model):
         return None
     cache = DynamicCache(config=config.get_text_config(decoder=True))
     if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
@@ -128,7 +129,7 @@ def prefilled_cache(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, r
     if cache is None or length == 0:
         return None
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's LoRA layers are inside
-    logits = {"logits_to_keep": 1} if base._supports_logits_to_keep() else {}
+    logits = {"logits_to_keep": 1} if compat.supports_logits_to_keep(base) else {}
     buffers: list[tuple[Any, Any]] = []
     for rows in length_groups(cached):
         part = DynamicCache(config=model.config.get_text_config(decoder=True))

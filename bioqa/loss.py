@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bioqa import compat
 from bioqa.prompts import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def only_right_padding(attention_mask: Any) -> bool:
 
 def needs_attention_mask(model: Any) -> bool:
     """Flash-attention uses the mask to skip padded positions (varlen kernels), so it should always get one."""
-    return (getattr(model.config, "_attn_implementation", None) or "").startswith("flash")
+    return (compat.attention_implementation(model.config) or "").startswith("flash")
 
 
 def answer_only_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None):

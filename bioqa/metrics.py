@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bioqa import compat
 from bioqa.bootstrap import bootstrap_intervals
 from bioqa.scorers import Job, RougeScorer, bleu_metric, require_nltk_data, score_all, worker_count
 
@@ -140,7 +141,7 @@ class Scores:
 
     def bleu_from_totals(self, totals: Sequence[int]) -> float:
         """Corpus BLEU from summed sacreBLEU statistics (of all examples, or of a resample)."""
-        return bleu_metric(self.bleu_options)._compute_score_from_stats(list(totals)).score
+        return compat.bleu_from_statistics(bleu_metric(self.bleu_options), list(totals)).score
 
     def corpus(self) -> dict[str, Any]:
         """Corpus scores: mean ROUGE F1 and METEOR, corpus BLEU, and length statistics in words."""
@@ -197,7 +198,7 @@ def score_predictions(
     signature = ""
     if "bleu" in metrics:
         sentence_bleu = bleu_metric(options, sentence_level=True)
-        per_example["bleu"] = [sentence_bleu._compute_score_from_stats(row).score for row in raw["bleu_stats"]]
+        per_example["bleu"] = [compat.bleu_from_statistics(sentence_bleu, row).score for row in raw["bleu_stats"]]
         signature = _bleu_signature(options, refs)
     if "meteor" in metrics:
         per_example["meteor"] = raw["meteor"]

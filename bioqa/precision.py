@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from bioqa import compat
 from bioqa.hardware import free_memory_bytes
 
 log = logging.getLogger("bioqa")
@@ -42,7 +43,7 @@ def without_training_autocast(model: Any) -> Iterator[None]:
     """The model's own forward inside the block. accelerate wraps the forward of a model the Trainer prepared in
     the training precision's autocast; a direct call (log-likelihood scoring) would run in it, not in the
     generation dtype (`generate` calls the inner model and never met the wrapper)."""
-    original = getattr(model, "_original_forward", None)
+    original = compat.forward_without_autocast(model)
     if original is None:
         yield
         return
@@ -134,9 +135,9 @@ def lora_folded(model: Any, dtype: str | None) -> Iterator[None]:
                     merged += module.get_delta_weight(name).float()
                 kept.append((module, weight, weight.data))
                 weight.data = merged.to(getattr(torch, dtype) if dtype else weight.dtype)
-                module._disable_adapters = True  # PEFT's enable_adapters() would also flip requires_grad
+                compat.set_lora_layer_disabled(module, True)
         yield
     finally:
         for module, weight, original in kept:
             weight.data = original
-            module._disable_adapters = False
+            compat.set_lora_layer_disabled(module, False)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bioqa import compat
 from bioqa.paths import looked_in, nltk_data_dir
 
 NLTK_DATA_DIR = nltk_data_dir()  # as at import; METEOR looks in nltk_data_dir() as it is when first computed
@@ -123,8 +124,8 @@ class _MemoWordNet:
 
         names: set[str] = set()
         for pos in POS_LIST:
-            for form in self.reader._morphy(word.lower(), pos, True):
-                for offset in self.reader._lemma_pos_offset_map.get(form, {}).get(pos, []):
+            for form in compat.wordnet_forms(self.reader, word.lower(), pos):
+                for offset in compat.wordnet_offsets(self.reader, form, pos):
                     names.update(self._lemma_names(pos, offset))
         return [_SynonymSet(sorted(name for name in names if "_" not in name))]
 
@@ -132,7 +133,7 @@ class _MemoWordNet:
     def _lemma_names(self, pos: str, offset: int) -> tuple[str, ...]:
         """Lemma names on the data line at `offset`: `offset lexfile pos count (name lex_id)*count ...`."""
         if pos not in self._data:  # whole file in memory: no file handle shared with forked workers
-            with self.reader.abspath(f"data.{self.reader._FILEMAP[pos]}").open() as stream:
+            with self.reader.abspath(f"data.{compat.wordnet_data_file(self.reader, pos)}").open() as stream:
                 self._data[pos] = stream.read()
         data = self._data[pos]
         fields = data[offset : data.index(b"\n", offset)].decode("utf-8").split("|", 1)[0].split()
@@ -270,12 +271,7 @@ def _reference_streams(references: list[list[str]]) -> list[list[str | None]]:
 
 
 def _bleu_statistics(predictions: Sequence[str], references: list[list[str]], options: tuple) -> list[list[int]]:
-    return bleu_metric(options)._extract_corpus_statistics(predictions, _reference_streams(references))
-
-
-def _untimed(pattern):
-    """The compiled `regex` pattern inside NLTK's ReDoS wrapper (same engine and pattern, no timer)."""
-    return getattr(pattern, "_rx", pattern)
+    return compat.bleu_corpus_statistics(bleu_metric(options), predictions, _reference_streams(references))
 
 
 @lru_cache(maxsize=1)
@@ -290,12 +286,12 @@ def _word_tokenizer():
     _add_project_nltk_path()  # for the punkt sentence model word_tokenize loads
     tokenizer = NLTKWordTokenizer()
     for name in ("STARTING_QUOTES", "PUNCTUATION", "ENDING_QUOTES", "CONVERT_PARENTHESES"):
-        setattr(tokenizer, name, [(_untimed(p), sub) for p, sub in getattr(tokenizer, name)])
+        setattr(tokenizer, name, [(compat.untimed_pattern(p), sub) for p, sub in getattr(tokenizer, name)])
     for name in ("PARENS_BRACKETS", "DOUBLE_DASHES"):
         pattern, sub = getattr(tokenizer, name)
-        setattr(tokenizer, name, (_untimed(pattern), sub))
+        setattr(tokenizer, name, (compat.untimed_pattern(pattern), sub))
     for name in ("CONTRACTIONS2", "CONTRACTIONS3"):
-        setattr(tokenizer, name, [_untimed(p) for p in getattr(tokenizer, name)])
+        setattr(tokenizer, name, [compat.untimed_pattern(p) for p in getattr(tokenizer, name)])
     return tokenizer
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from bioqa import backends
+from bioqa import backends, compat
 from bioqa.batches import OutOfMemory
 from bioqa.errors import InputError, RunError, option, stop_signals
 from bioqa.evaluator import GenerationEvaluator
@@ -212,7 +212,7 @@ def one_gpu_per_process(args: Any) -> None:
     scores. Several GPUs are used through torchrun / accelerate launch (DDP, FSDP, DeepSpeed) instead."""
     gpus = args.n_gpu
     if gpus > 1:
-        args._n_gpu = 1  # as transformers' own Trainer does for a model spread over GPUs (transformers 5.23)
+        compat.use_one_gpu(args)
         log.warning(
             "%d GPUs are visible but this process was not launched distributed: it trains on %s only; to train "
             "on all %d, start it with torchrun or accelerate launch, one process per GPU (docs/DISTRIBUTED.md)",

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bioqa import compat
 from bioqa.errors import InputError, raise_problems, short, shown
 from bioqa.files import path_kind, read_text, wrong_kind
 from bioqa.settings import answer_settings
@@ -42,8 +43,9 @@ def _parser_class():
 
 def build_parser(dataclass_types: Sequence[type], description: str):
     parser = _parser_class()(dataclass_types, description=description)
-    for action in parser._actions:  # HfArgumentParser gives dict options (liger_kernel_config) dict(), which no
-        # text passes; they take a JSON object instead, which is also how a YAML mapping reaches them
+    # HfArgumentParser gives dict options (liger_kernel_config) dict(), which no text passes; they take a JSON
+    # object instead, which is also how a YAML mapping reaches them
+    for action in compat.parser_actions(parser):
         if getattr(action.type, "__origin__", action.type) is dict:
             action.type = json_object
     parser.add_argument(
@@ -111,7 +113,7 @@ def number_problems(objects: Sequence[Any], config: Path | None) -> list[str]:
 
 
 def _options(parser) -> dict[str, Action]:
-    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    return {a.dest: a for a in compat.parser_actions(parser) if a.option_strings and a.dest not in ("help", "config")}
 
 
 def _suggest(name: str, parser) -> str:

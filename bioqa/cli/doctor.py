@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioqa import backends, hardware
+from bioqa import backends, compat, hardware
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
 from bioqa.devices import DEVICES, DeviceChoice, choose_device, cpu_has_native_bf16, mps_available
@@ -140,6 +140,17 @@ def kernel_lines(device: str | None) -> list[tuple[str, str]]:
     return lines
 
 
+def compat_lines(moved: list[str]) -> list[tuple[str, str]]:
+    """The pinned libraries whose private names bioqa/compat.py uses: as written for, or which differ and what moved."""
+    differ = compat.version_differences()
+    pins = (
+        ", ".join(f"{name} {installed} (written for {pinned})" for name, (installed, pinned) in differ.items())
+        if differ
+        else "the versions bioqa/compat.py was written for"
+    )
+    return [("pins", pins)] + [("private API", line) for line in moved]
+
+
 def installed_version(module: str) -> str:
     for name in (module, module.replace("_", "-")):
         try:
@@ -233,7 +244,10 @@ def doctor(argv: list[str] | None) -> int:
         raise InputError(f"--keep_dir {keep} exists; give a new folder for the smoke run's files")
     print("bioqa-doctor: can this machine fine-tune?")
     lines, choice, problem = choice_lines(args.device)
-    show(machine_lines() + lines + kernel_lines(choice.device if choice else None))
+    moved = compat.problems()
+    show(machine_lines() + lines + kernel_lines(choice.device if choice else None) + compat_lines(moved))
+    if moved and choice is not None:
+        choice, problem = None, moved[0]
     steps = None
     if args.smoke and choice is not None:
         folder = keep or Path(tempfile.mkdtemp(prefix="bioqa-doctor-"))

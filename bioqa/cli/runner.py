@@ -9,6 +9,7 @@ import errno
 import sys
 from collections.abc import Callable
 
+from bioqa import compat
 from bioqa.errors import InputError, Interrupted, RunError, options_spelled_as_flags, short, stop_signals
 
 ERROR_LINE_LIMIT = 2000  # an error line quotes input; whatever it quotes, the line stays readable
@@ -102,6 +103,5 @@ def stop_on_signal(stage: str, resumable: bool):
 
 def close_progress_bars() -> None:
     """An exception leaves tqdm bars open mid-line; closing them ends the line, so `error:` starts its own."""
-    tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+    for bar in compat.open_progress_bars():
         bar.close()
