@@ -21,7 +21,7 @@ from bioqa.labels import (
     render_options,
     strip_label,
 )
-from bioqa.metrics import ALL_METRICS, ROUGE_TYPES, Scores, compute_metrics, per_example_scores, score_predictions
+from bioqa.metrics import ALL_METRICS, ROUGE_TYPES, TextScores, compute_metrics, per_example_scores, score_predictions
 from bioqa.postprocess import postprocess_text
 from bioqa.scorers import NLTK_DATA_DIR, MissingNLTKDataError, nltk_data_available
 from bioqa.trainer_metrics import trainer_compute_metrics
@@ -31,7 +31,7 @@ __all__ = [
     "ROUGE_TYPES",
     "NLTK_DATA_DIR",
     "MissingNLTKDataError",
-    "Scores",
+    "TextScores",
     "compute_metrics",
     "score_predictions",
     "per_example_scores",

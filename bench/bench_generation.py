@@ -58,7 +58,7 @@ def predict(arm: str, paths: dict[str, Path], adapter: str | None) -> tuple[floa
     return seconds, out
 
 
-def scores_of(out: Path) -> tuple[list[str], metrics_utils.Scores]:
+def scores_of(out: Path) -> tuple[list[str], metrics_utils.TextScores]:
     rows = read_rows(out / "predictions.jsonl")
     predictions = [r["prediction"] for r in rows]
     return predictions, metrics_utils.score_predictions(predictions, [r["reference"] for r in rows])

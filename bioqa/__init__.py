@@ -1,2 +1,35 @@
-"""The toolkit as a package: library modules (data, prompts, metrics, merging, ...) and the command-line layer
-(`bioqa.cli`); `metrics_utils` re-exports `bioqa.metrics`. Importing the package loads nothing."""
+"""Fine-tune language models for biomedical question answering with LoRA, score their answers, compare, merge.
+
+The Python API (bioqa/api.py) from a notebook:
+
+    import bioqa
+    result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
+    bioqa.score(["Metformin lowers glucose."], ["Metformin lowers blood glucose."])
+
+Below it, library modules (data, prompts, metrics, merging, ...) and the command-line layer (`bioqa.cli`);
+`metrics_utils` re-exports `bioqa.metrics`. Importing the package loads nothing: each name loads on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for a reader's editor; at run time each name is loaded on first use
+    from bioqa.api import Comparison, compare, score
+    from bioqa.errors import InputError, RunError
+
+_EXPORTS = {
+    "compare": "bioqa.api",
+    "score": "bioqa.api",
+    "Comparison": "bioqa.api",
+    "InputError": "bioqa.errors",
+    "RunError": "bioqa.errors",
+}
+__all__ = ["compare", "score", "Comparison", "InputError", "RunError"]  # = _EXPORTS (a test checks)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bioqa' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

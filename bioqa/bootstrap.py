@@ -1,7 +1,7 @@
 """Bootstrap statistics over per-example scores: seeded percentile intervals of each corpus metric,
 and the paired test of two systems on the same examples (sacreBLEU's, after Koehn 2004).
 
-Both work on any `Resamplable`: the text metrics' `metrics.Scores` and the label metrics' `labels.LabelScores`.
+Both work on any `Resamplable`: the text metrics' `metrics.TextScores` and the label metrics' `labels.LabelScores`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Did fine-tuning help? Two prediction files over the same examples, paired by id and checked to
 answer the same questions, re-scored with the toolkit's metrics, and compared with a paired bootstrap
 per metric; with labels also by accuracy and macro-F1, McNemar's exact test and the questions that
-flipped. The command around it is bioqa/cli/compare.py (`bioqa-compare`, `python -m bioqa.comparison`).
+flipped. `bioqa.compare` (bioqa/api.py) reads the files and writes the report; the command around it is
+bioqa/cli/compare.py (`bioqa-compare`, `python -m bioqa.comparison`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def aligned(
     return paired
 
 
-def compare(
+def compare_rows(
     baseline: list[PredictionRow],
     candidate: list[PredictionRow],
     samples: int,

@@ -234,7 +234,7 @@ def label_metrics(predicted: Sequence[str | None], gold: Sequence[str], labels: 
 
 @dataclass
 class LabelScores:
-    """Predicted and gold labels of one system, resampled by `bioqa.bootstrap` like the text `Scores`."""
+    """Predicted and gold labels of one system, resampled by `bioqa.bootstrap` like the text `TextScores`."""
 
     predicted: list[str | None]
     gold: list[str]

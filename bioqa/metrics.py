@@ -94,7 +94,7 @@ def _check_metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
 
 
 @dataclass
-class Scores:
+class TextScores:
     """Per-example scores of one system, with what corpus BLEU and resampling need.
 
     `per_example` maps each metric (rouge types, "bleu", "meteor") to one score per example; BLEU
@@ -184,7 +184,7 @@ def score_predictions(
     meteor_beta: float = 3.0,
     meteor_gamma: float = 0.5,
     num_workers: int | None = None,
-) -> Scores:
+) -> TextScores:
     """Score every prediction against its reference(s); see `compute_metrics` for the arguments."""
     refs = _check_inputs(predictions, references)
     metrics = _check_metric_names(metrics)
@@ -202,7 +202,7 @@ def score_predictions(
         signature = _bleu_signature(options, refs)
     if "meteor" in metrics:
         per_example["meteor"] = raw["meteor"]
-    return Scores(
+    return TextScores(
         per_example,
         raw.get("bleu_stats", []),
         options,

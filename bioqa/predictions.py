@@ -18,7 +18,7 @@ from bioqa.data import Example
 from bioqa.errors import InputError, option, shown
 from bioqa.files import parse_jsonl, path_kind, read_text, wrong_kind
 from bioqa.labels import LabelScores, extract_label
-from bioqa.metrics import SCORES_OF, Scores, score_predictions
+from bioqa.metrics import SCORES_OF, TextScores, score_predictions
 from bioqa.prompts import PromptFormat, fit_prompt
 
 if TYPE_CHECKING:
@@ -62,11 +62,11 @@ def generation_prompts(
     return [row for row, _ in kept], [ids for _, ids in kept]
 
 
-class Scored(NamedTuple):
+class ScoredAnswers(NamedTuple):
     """What one set of answers scored: the text metrics, the labels read from the answers and the labels chosen
     by log-likelihood (each None when not computed), and one file row per example."""
 
-    text: Scores | None
+    text: TextScores | None
     generated: LabelScores | None
     loglik: LabelScores | None
     rows: list[PredictionRow]
@@ -108,7 +108,7 @@ class Scored(NamedTuple):
 
 def score_rows(
     examples: Sequence[Example], answers: Answers, metrics: Sequence[str], labels: tuple[str, ...] | None = None
-) -> Scored:
+) -> ScoredAnswers:
     """Score answers against the examples (text metrics on generated answers, accuracy and macro-F1 of their
     labels with a label set); return the scores and one file row per example."""
     rows = [
@@ -138,10 +138,12 @@ def score_rows(
                 row["loglik_label"] = label
                 if answers.texts is None:
                     row["prediction"] = label
-    return Scored(text, generated, loglik, rows)
+    return ScoredAnswers(text, generated, loglik, rows)
 
 
-def rescored(rows: list[PredictionRow], labels: Sequence[str] | None, metrics: Sequence[str] | None = None) -> Scored:
+def rescored(
+    rows: list[PredictionRow], labels: Sequence[str] | None, metrics: Sequence[str] | None = None
+) -> ScoredAnswers:
     """A prediction file's rows scored again: the text `metrics` (default: those the rows carry), and with a label
     set the labels they hold (read from the predictions, and chosen by log-likelihood)."""
     if metrics is None:
@@ -160,7 +162,7 @@ def rescored(rows: list[PredictionRow], labels: Sequence[str] | None, metrics: S
             generated = LabelScores([r.get("predicted_label") for r in rows], gold, tuple(labels))
         if "loglik_label" in rows[0]:
             loglik = LabelScores([r["loglik_label"] for r in rows], gold, tuple(labels))
-    return Scored(text, generated, loglik, rows)
+    return ScoredAnswers(text, generated, loglik, rows)
 
 
 def read_prediction_file(path: str | Path) -> list[PredictionRow]:

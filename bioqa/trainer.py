@@ -10,7 +10,7 @@ It batches examples of similar length (`bioqa.sampler`); the loss on answer toke
 own loss over the same positions: `AnswerOnlyCollator(shift_labels=True)`). On a CPU under mixed precision
 its forward skips PEFT's float32 copies of LoRA inputs (`compute_loss_context_manager`). The checks of the loss
 (`training_step`) and of the gradient norm the Trainer computes anyway (`_get_grad_norm`) stop at the
-first NaN or infinity; `StopOnSignal` turns SIGINT / SIGTERM / SIGHUP into a checkpoint and a clean stop.
+first NaN or infinity; `CheckpointOnSignal` turns SIGINT / SIGTERM / SIGHUP into a checkpoint and a clean stop.
 
 A process trains on one GPU: several processes come from torchrun / accelerate launch, never from
 `nn.DataParallel` (`one_gpu_per_process`). An evaluation that runs out of memory even one prompt at a time saves
@@ -250,7 +250,7 @@ def non_finite_message(what: str, step: int, output_dir: str) -> str:
     )
 
 
-class StopOnSignal(TrainerCallback):
+class CheckpointOnSignal(TrainerCallback):
     """SIGINT, SIGTERM or SIGHUP: finish the current step, save a checkpoint, and stop training cleanly."""
 
     def __init__(self):

@@ -19,21 +19,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bioqa.api import compare
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
-from bioqa.comparison import aligned, compare, label_set_of
-from bioqa.errors import InputError, raise_problems
-from bioqa.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
-from bioqa.inventory import file_records, write_inventory
-from bioqa.outputs import (
-    COMPARISON_OUTPUT,
-    check_not_an_input,
-    check_output_folder,
-    check_own_output,
-    output_lock,
-    run_folder,
-)
-from bioqa.predictions import read_prediction_file
 
 
 @dataclass
@@ -69,73 +57,21 @@ class CompareArguments:
     )
 
 
-def find_trainer_state(args: CompareArguments) -> Path | None:
-    if args.trainer_state:
-        if path_kind(args.trainer_state) != "a file":
-            raise InputError(f"--trainer_state {wrong_kind(args.trainer_state, 'a file')}; give a trainer_state.json")
-        return Path(args.trainer_state)
-    candidate = Path(args.candidate).parent / "trainer_state.json"
-    return candidate if candidate.is_file() else None
-
-
-def label_set(args: CompareArguments, baseline: list, candidate: list) -> tuple[str, ...] | None:
-    """--labels, else the label set of the runs the files come from, else the labels the files hold."""
-    if "label" not in baseline[0]:
-        return None
-    if args.labels:
-        return tuple(args.labels)
-    for file in (args.candidate, args.baseline):
-        folder = run_folder(file)
-        manifest = folder / "run_manifest.json" if folder else None
-        if manifest and manifest.is_file():
-            content = read_json(manifest, "the run manifest")
-            declared = content.get("labels") if isinstance(content, dict) else None
-            if isinstance(declared, list) and declared:
-                return tuple(declared)
-    return label_set_of(baseline + candidate)
-
-
-def argument_problems(args: CompareArguments) -> list[str]:
-    problems = []
-    if args.bootstrap_samples <= 0:
-        problems.append(f"--bootstrap_samples must be positive, got {args.bootstrap_samples}")
-    if args.examples_shown < 0:
-        problems.append(f"--examples_shown must be 0 or more, got {args.examples_shown}")
-    return problems
-
-
 def run(argv: list[str] | None) -> int:
-    from bioqa.report import write_report  # matplotlib: only once the arguments are known to be good
-
     args = parse_arguments(build_parser([CompareArguments], description=__doc__.split("\n\n")[0]), argv)[0]
-    raise_problems(argument_problems(args))
-    out, state = Path(args.output_dir), find_trainer_state(args)
-    check_not_an_input(
-        out,
-        "output_dir",
-        {
-            "baseline predictions": args.baseline,
-            "candidate predictions": args.candidate,
-            "trainer state": state,
-            "baseline's run": run_folder(args.baseline),
-            "candidate's run": run_folder(args.candidate),
-        },
+    result = compare(
+        args.baseline,
+        args.candidate,
+        args.output_dir,
+        names=(args.baseline_name, args.candidate_name),
+        labels=args.labels,
+        bootstrap_samples=args.bootstrap_samples,
+        seed=args.seed,
+        examples_shown=args.examples_shown,
+        trainer_state=args.trainer_state,
+        overwrite=args.overwrite,
     )
-    names = (args.baseline_name, args.candidate_name)
-    baseline = read_prediction_file(args.baseline)
-    candidate = aligned(baseline, read_prediction_file(args.candidate), names)
-    with output_lock(out, "output_dir"):
-        check_output_folder(out, "output_dir", COMPARISON_OUTPUT, args.overwrite, "pass --overwrite to replace it")
-        result = compare(baseline, candidate, args.bootstrap_samples, args.seed, label_set(args, baseline, candidate))
-        with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
-            table = write_report(staging, result, baseline, candidate, names, state, args.examples_shown)
-            write_json_atomic(
-                staging / "comparison.json",
-                {k: v for k, v in result.items() if k != "scores"}
-                | {"baseline": args.baseline, "candidate": args.candidate, "names": list(names)},
-            )
-            write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
-    print(f"{table}\n\nreport: {out / 'report.md'}")
+    print(f"{result.table}\n\nreport: {Path(args.output_dir) / 'report.md'}")
     return 0
 
 

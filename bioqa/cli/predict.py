@@ -13,14 +13,14 @@ from bioqa.adapters import other_base_warning
 from bioqa.attention import use_cpu_attention
 from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
-from bioqa.cli.runner import stop_on_signal
+from bioqa.cli.runner import interrupt_on_signal
 from bioqa.data import Example, Splits
 from bioqa.devices import DeviceChoice
 from bioqa.errors import InputError
 from bioqa.files import write_json_atomic, write_jsonl_atomic
 from bioqa.generation import Answering, GenerationSettings, answer_prompts
 from bioqa.inventory import record
-from bioqa.metrics import Scores
+from bioqa.metrics import TextScores
 from bioqa.modeling import load_adapter, load_model
 from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import generation_prompts, score_rows
@@ -143,7 +143,7 @@ def predict(
     return summary
 
 
-def text_details(scores: Scores) -> dict[str, Any]:
+def text_details(scores: TextScores) -> dict[str, Any]:
     """Answer lengths and the BLEU signature, beside the text metrics."""
     corpus = scores.corpus()
     lengths = ("pred_words_mean", "pred_words_max", "ref_words_mean", "empty_predictions")
@@ -173,7 +173,7 @@ def predict_stage(
         model, identity = prediction_model(opts, choice)
         manifest["prediction_model"] = identity  # with the base an adapter was trained on, when it is another
         start_writing(opts, resume)
-    with stop_on_signal("prediction", resumable=False):
+    with interrupt_on_signal("prediction", resumable=False):
         summary = predict(opts, model, tokenizer, test, identity, manifest["data_sources"])
         if trained is not None and summary is not None:  # the card of the adapter just trained gains its test scores
             write_model_card(Path(opts.training.output_dir), opts, manifest, test=summary)

@@ -25,7 +25,7 @@ def run_main(main: Callable[[], int]) -> int:
     closed terminal) end it as SIGINT does, by an exception: staged folders, temporary files and the lock are
     removed on the way out (stages that can do better, such as training's checkpoint, set their own handlers)."""
     try:
-        with options_spelled_as_flags(), stop_on_signal("the run", resumable=False):
+        with options_spelled_as_flags(), interrupt_on_signal("the run", resumable=False):
             return main()
     except (InputError, RunError) as exc:
         close_progress_bars()
@@ -75,7 +75,7 @@ def file_system_error(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def stop_on_signal(stage: str, resumable: bool):
+def interrupt_on_signal(stage: str, resumable: bool):
     """SIGINT / SIGTERM / SIGHUP during `stage` stop it at once with Interrupted (exit 130): nothing of the stage
     is written (its files are written atomically at its end), and the line says how to go on."""
     import signal

@@ -48,7 +48,7 @@ from bioqa.cli.run_files import (
     save_outputs,
     start_writing,
 )
-from bioqa.cli.runner import run_main, stop_on_signal
+from bioqa.cli.runner import interrupt_on_signal, run_main
 from bioqa.data import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 from bioqa.errors import InputError, Interrupted, raise_problems
@@ -78,7 +78,7 @@ from bioqa.resume import (
 )
 from bioqa.settings import ModelArguments, RunArguments
 from bioqa.sources import training_file
-from bioqa.trainer import BioQATrainer, StopOnSignal
+from bioqa.trainer import BioQATrainer, CheckpointOnSignal
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -184,7 +184,7 @@ def build_trainer(
 ) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
-    callbacks = [StopOnSignal()]
+    callbacks = [CheckpointOnSignal()]
     if opts.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
     half = opts.training.bf16 or opts.training.fp16
@@ -267,10 +267,10 @@ def train(
         train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
     else:
         train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
-    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, CheckpointOnSignal))
     if stop.received:
         raise interrupted(trainer, opts, manifest, stop.received)
-    with stop_on_signal("the final evaluation and saving", resumable=True):
+    with interrupt_on_signal("the final evaluation and saving", resumable=True):
         save_outputs(trainer, opts, manifest, final_metrics(trainer, train_metrics))
     return trainer.model
 

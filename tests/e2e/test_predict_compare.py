@@ -270,7 +270,7 @@ def test_ten_paired_examples_are_enough_for_a_bootstrap():
 
 
 def test_a_report_section_lists_only_what_its_title_says(tmp_path):
-    from bioqa.comparison import compare
+    from bioqa.comparison import compare_rows as compare
     from bioqa.report import write_report
 
     rows = [

@@ -1,0 +1,180 @@
+"""The Python API: what a notebook calls, with the same outputs on disk and the same errors as the commands.
+
+    import bioqa
+    result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
+    print(result)                      # the scores table
+    result.metrics["rougeL"]["p_value"]
+
+Errors are `bioqa.InputError` (the input can be fixed: the message says how) and `bioqa.RunError`; settings are
+named as the keyword arguments are (`bootstrap_samples`), not as flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bioqa.comparison import aligned, compare_rows, label_set_of
+from bioqa.errors import InputError, option, raise_problems
+from bioqa.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
+from bioqa.inventory import file_records, write_inventory
+from bioqa.metrics import Reference, compute_metrics
+from bioqa.outputs import (
+    COMPARISON_OUTPUT,
+    check_not_an_input,
+    check_output_folder,
+    check_own_output,
+    output_lock,
+    run_folder,
+)
+from bioqa.predictions import PredictionRow, read_prediction_file
+
+
+def score(
+    predictions: Sequence[str],
+    references: Sequence[Reference],
+    *,
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
+    **options: Any,
+) -> dict[str, Any]:
+    """Corpus ROUGE, BLEU and METEOR of `predictions` against `references`, each with its bootstrap 95% interval
+    (`bootstrap_samples=0`: none); `options` as `metrics_utils.compute_metrics` takes them.
+
+        >>> bioqa.score(["Metformin lowers glucose."], ["Metformin lowers blood glucose."])["rougeL"]
+    """
+    return compute_metrics(predictions, references, bootstrap_samples=bootstrap_samples, seed=seed, **options)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two systems' answers to the same questions, compared pairwise.
+
+    `metrics` maps each metric to both scores, the difference (candidate minus baseline), its paired bootstrap
+    95% interval (`ci_low`, `ci_high`) and `p_value` (None below `bioqa.bootstrap.MIN_EXAMPLES` examples);
+    `labels` holds McNemar's test, the confusion matrices and the flipped ids when the files have labels;
+    `output_dir` the folder with report.md, comparison.json and the plots (None when none was asked for).
+    """
+
+    num_examples: int
+    names: tuple[str, str]
+    metrics: dict[str, dict[str, Any]]
+    labels: dict[str, Any]
+    details: dict[str, Any] = field(repr=False)  # everything comparison.json holds
+    table: str = field(repr=False)
+    output_dir: Path | None = None
+
+    def __str__(self) -> str:
+        return self.table
+
+
+def _rows(source: str | Path | list[PredictionRow], name: str) -> list[PredictionRow]:
+    """The prediction rows of a file, or the rows given."""
+    if isinstance(source, (str, Path)):
+        return read_prediction_file(str(source))
+    if not source:
+        raise InputError(f"{name} has no rows; give a predictions.jsonl or its rows")
+    return list(source)
+
+
+def _trainer_state(trainer_state: str | Path | None, candidate: str | None) -> Path | None:
+    """The candidate run's trainer_state.json for the training curves: the one given, else the one beside it."""
+    if trainer_state is not None:
+        if path_kind(str(trainer_state)) != "a file":
+            raise InputError(
+                f"{option('trainer_state')} {wrong_kind(str(trainer_state), 'a file')}; give a trainer_state.json"
+            )
+        return Path(trainer_state)
+    beside = Path(candidate).parent / "trainer_state.json" if candidate else None
+    return beside if beside is not None and beside.is_file() else None
+
+
+def _label_set(labels: Sequence[str] | None, files: list[str | None], rows: list[PredictionRow]):
+    """The labels given, else those of the runs the files come from, else those the rows hold."""
+    if "label" not in rows[0]:
+        return None
+    if labels:
+        return tuple(labels)
+    for file in files:
+        folder = run_folder(file) if file else None
+        manifest = folder / "run_manifest.json" if folder else None
+        if manifest and manifest.is_file():
+            content = read_json(manifest, "the run manifest")
+            declared = content.get("labels") if isinstance(content, dict) else None
+            if isinstance(declared, list) and declared:
+                return tuple(declared)
+    return label_set_of(rows)
+
+
+def _problems(bootstrap_samples: int, examples_shown: int) -> list[str]:
+    problems = []
+    if bootstrap_samples <= 0:
+        problems.append(f"{option('bootstrap_samples')} must be positive, got {bootstrap_samples}")
+    if examples_shown < 0:
+        problems.append(f"{option('examples_shown')} must be 0 or more, got {examples_shown}")
+    return problems
+
+
+def compare(
+    baseline: str | Path | list[PredictionRow],
+    candidate: str | Path | list[PredictionRow],
+    output_dir: str | Path | None = None,
+    *,
+    names: tuple[str, str] = ("zero-shot", "fine-tuned"),
+    labels: Sequence[str] | None = None,
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
+    examples_shown: int = 5,
+    trainer_state: str | Path | None = None,
+    overwrite: bool = False,
+) -> Comparison:
+    """Compare two prediction files (or their rows) over the same examples, as `bioqa-compare` does; with
+    `output_dir`, write report.md, comparison.json and the plots there (an earlier comparison is replaced only
+    with `overwrite`, and only the files it recorded).
+
+        >>> result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
+        >>> result.metrics["rougeL"]["difference"], result.metrics["rougeL"]["p_value"]
+    """
+    raise_problems(_problems(bootstrap_samples, examples_shown))
+    files = [str(s) if isinstance(s, (str, Path)) else None for s in (baseline, candidate)]
+    state = _trainer_state(trainer_state, files[1])
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None:
+        inputs = {"baseline predictions": files[0], "candidate predictions": files[1], "trainer state": state}
+        inputs |= {f"{side}'s run": run_folder(f) for side, f in zip(("baseline", "candidate"), files) if f}
+        check_not_an_input(out, "output_dir", inputs)
+    base_rows = _rows(baseline, names[0])
+    cand_rows = aligned(base_rows, _rows(candidate, names[1]), names)
+    label_set = _label_set(labels, [files[1], files[0]], base_rows + cand_rows)
+    if out is None:
+        result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
+        return _comparison(result, names, _table(result, names), None)
+    with output_lock(out, "output_dir"):
+        check_output_folder(
+            out, "output_dir", COMPARISON_OUTPUT, overwrite, f"pass {option('overwrite')} to replace it"
+        )
+        result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
+        with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
+            from bioqa.report import write_report  # matplotlib: only when there is a report to write
+
+            table = write_report(staging, result, base_rows, cand_rows, names, state, examples_shown)
+            details = _details(result) | {"baseline": files[0], "candidate": files[1], "names": list(names)}
+            write_json_atomic(staging / "comparison.json", details)
+            write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
+    return _comparison(result, names, table, out)
+
+
+def _details(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "scores"}  # per-example score objects: not JSON
+
+
+def _table(result: dict[str, Any], names: tuple[str, str]) -> str:
+    from bioqa.report import scores_table
+
+    return scores_table(result, names)
+
+
+def _comparison(result: dict[str, Any], names: tuple[str, str], table: str, out: Path | None) -> Comparison:
+    return Comparison(result["num_examples"], names, result["metrics"], result["labels"], _details(result), table, out)

@@ -1,0 +1,90 @@
+"""The Python API: `import bioqa` loads nothing; `bioqa.compare` and `bioqa.score` give what the commands give."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import bioqa
+import metrics_utils
+from helpers import ROOT
+
+QUESTIONS = [f"Does drug {i} lower glucose?" for i in range(12)]
+REFERENCES = [f"Drug {i} lowers fasting glucose by {i % 5} percent in adults." for i in range(12)]
+
+
+def rows(predictions):
+    return [
+        {"id": str(i), "question": q, "reference": r, "prediction": p}
+        for i, (q, r, p) in enumerate(zip(QUESTIONS, REFERENCES, predictions))
+    ]
+
+
+BASELINE = rows([f"Drug {i} may help." for i in range(12)])
+CANDIDATE = rows([f"Drug {i} lowers glucose by {i % 5} percent." for i in range(12)])
+
+
+@pytest.fixture
+def files(tmp_path):
+    paths = []
+    for name, data in (("baseline", BASELINE), ("candidate", CANDIDATE)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in data))
+        paths.append(path)
+    return paths
+
+
+def test_importing_the_package_loads_nothing_and_names_resolve():
+    code = "import sys, bioqa; print(sorted(m for m in ('torch', 'transformers', 'bioqa.api') if m in sys.modules))"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "[]"
+    assert set(bioqa.__all__) == set(bioqa._EXPORTS) and all(getattr(bioqa, name) for name in bioqa.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'finetune_everything'"):
+        bioqa.finetune_everything  # noqa: B018
+
+
+def test_compare_writes_what_the_command_writes(files, tmp_path):
+    baseline, candidate = files
+    result = bioqa.compare(baseline, candidate, tmp_path / "api", bootstrap_samples=200, seed=3)
+    command = [sys.executable, "-m", "bioqa.comparison", "--baseline", str(baseline), "--candidate", str(candidate)]
+    command += ["--output_dir", str(tmp_path / "cli"), "--bootstrap_samples", "200", "--seed", "3"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads((tmp_path / "api" / "comparison.json").read_text())
+    assert written == json.loads((tmp_path / "cli" / "comparison.json").read_text())
+    assert result.metrics == written["metrics"] and result.num_examples == 12
+    assert result.output_dir == tmp_path / "api" and str(result) in done.stdout
+    report = (tmp_path / "api" / "report.md").read_text()
+    assert result.table in report and result.metrics["rougeL"]["difference"] > 0
+
+
+def test_rows_in_memory_compare_the_same_and_write_nothing(files, tmp_path):
+    in_memory = bioqa.compare(BASELINE, CANDIDATE, bootstrap_samples=200, seed=3)
+    from_files = bioqa.compare(*files, bootstrap_samples=200, seed=3)
+    assert in_memory.metrics == from_files.metrics and in_memory.output_dir is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.jsonl", "candidate.jsonl"]
+    rouge = metrics_utils.compute_metrics([r["prediction"] for r in CANDIDATE], REFERENCES)["rougeL"]
+    assert in_memory.metrics["rougeL"]["candidate"] == pytest.approx(rouge)
+
+
+def test_every_bad_setting_is_named_at_once_as_a_python_caller_spells_it(files):
+    with pytest.raises(bioqa.InputError) as caught:
+        bioqa.compare(*files, bootstrap_samples=0, examples_shown=-1)
+    message = str(caught.value)
+    assert "bootstrap_samples must be positive, got 0" in message and "examples_shown must be 0 or more" in message
+    assert "--" not in message
+
+
+def test_compare_refuses_files_about_other_questions(files):
+    other = [{**row, "question": "Another question?"} if row["id"] == "4" else row for row in CANDIDATE]
+    with pytest.raises(bioqa.InputError, match="id '4' has another question"):
+        bioqa.compare(files[0], other)
+
+
+def test_score_is_compute_metrics_with_intervals():
+    predictions = [(c if i % 2 else b)["prediction"] for i, (b, c) in enumerate(zip(BASELINE, CANDIDATE))]
+    scores = bioqa.score(predictions, REFERENCES, bootstrap_samples=100, seed=1)
+    expected = metrics_utils.compute_metrics(predictions, REFERENCES, bootstrap_samples=100, seed=1)
+    assert scores == expected
+    assert scores["rougeL_ci_low"] < scores["rougeL"] < scores["rougeL_ci_high"]
