@@ -4,6 +4,7 @@
     result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
     print(result)                      # the scores table
     result.metrics["rougeL"]["p_value"]
+    bioqa.merge("outputs/run1")        # -> outputs/run1-merged, verified
 
 Errors are `bioqa.InputError` (the input can be fixed: the message says how) and `bioqa.RunError`; settings are
 named as the keyword arguments are (`bootstrap_samples`), not as flags.
@@ -12,7 +13,7 @@ named as the keyword arguments are (`bootstrap_samples`), not as flags.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from bioqa.comparison import aligned, compare_rows, label_set_of
 from bioqa.errors import InputError, option, raise_problems
 from bioqa.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
 from bioqa.inventory import file_records, write_inventory
+from bioqa.merge_run import MergeReport, MergeSettings
+from bioqa.merge_run import run as run_merge
 from bioqa.metrics import Reference, compute_metrics
 from bioqa.outputs import (
     COMPARISON_OUTPUT,
@@ -164,6 +167,24 @@ def compare(
             write_json_atomic(staging / "comparison.json", details)
             write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
     return _comparison(result, names, table, out)
+
+
+def merge(adapter_dir: str | Path, output_dir: str | Path | None = None, **settings: Any) -> MergeReport:
+    """Merge the adapter in `adapter_dir` into its base, verify the merged model against base + adapter and write
+    it to `output_dir` (default: `<adapter_dir>-merged`), as `bioqa-merge` does; `settings` are its other options
+    (`dtype`, `low_memory`, `verify`, `overwrite`, `device`, `base_model`, `push_to_hub`, ...).
+
+        >>> report = bioqa.merge("outputs/run1", dtype="bf16")
+        >>> report.output_dir, report.verification["passed"]
+    """
+    known = {f.name for f in fields(MergeSettings)} - {"adapter_dir", "output_dir"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise InputError(
+            f"bioqa.merge has no setting {', '.join(unknown)}; the settings are {', '.join(sorted(known))}"
+        )
+    target = str(output_dir) if output_dir is not None else None
+    return run_merge(MergeSettings(str(adapter_dir), output_dir=target, **settings))
 
 
 def _details(result: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bioqa.adapters import Adapter
+from bioqa.files import parse_jsonl, read_run_config, read_text
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -103,3 +106,34 @@ def weightwise_summary(errors: dict[str, float], dtype: str) -> dict[str, Any]:
         "tolerance": {"max_relative_error": tolerance},
         "passed": all(error <= tolerance for error in errors.values()),
     }
+
+
+def probe_prompts(adapter: Adapter, tokenizer: PreTrainedTokenizerBase, count: int = 4) -> list[list[int]]:
+    """Questions from the adapter's latest validation predictions if any, else built-in ones, as prompts."""
+    from bioqa.prompts import prompt_format, prompt_ids
+    from bioqa.settings import PromptArguments
+
+    files = sorted(adapter.path.glob("predictions/eval-step-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    rows = (
+        parse_jsonl(read_text(files[-1]), files[-1], "the adapter's predictions are damaged")[:count] if files else []
+    )
+    questions = [row["question"] for row in rows if isinstance(row.get("question"), str)] or list(
+        BUILT_IN_PROBES[:count]
+    )
+    fmt = prompt_format(tokenizer, PromptArguments(**_prompt_options(adapter)))
+    return [prompt_ids(tokenizer, fmt, question, "") for question in questions]
+
+
+def run_config(adapter: Adapter) -> dict[str, Any]:
+    """The options the adapter was trained with (run_config.yaml written by load_models.py), if any."""
+    config_file = adapter.path / "run_config.yaml"
+    return read_run_config(config_file) if config_file.is_file() else {}
+
+
+def _prompt_options(adapter: Adapter) -> dict[str, Any]:
+    from dataclasses import fields
+
+    from bioqa.settings import PromptArguments
+
+    config = run_config(adapter)
+    return {f.name: config[f.name] for f in fields(PromptArguments) if f.name in config}

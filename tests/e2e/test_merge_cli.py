@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bioqa.cli.merge as merge_script
-from bioqa import merging
+from bioqa import merge_run, merging
 from bioqa.inventory import file_records, write_inventory
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
@@ -104,7 +104,7 @@ def test_streaming_merge_equals_merge_and_unload(base_and_adapter, tmp_path):
 
 def test_streaming_checks_weight_by_weight_when_the_base_fits_no_second_time(base_and_adapter, tmp_path, monkeypatch):
     base, adapter = base_and_adapter
-    for where in (merge_script, merging):  # the choice to stream, and the choice of verification
+    for where in (merge_run, merging):  # the choice to stream, and the choice of verification
         monkeypatch.setattr(where, "fits_in_memory", lambda *args, **kwargs: False)
     assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "merge_report.json").read_text())

@@ -96,12 +96,13 @@ class FakeHub:
 def fake_hub(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from bioqa.cli import merge, run_files
+    from bioqa import merge_run
+    from bioqa.cli import run_files
 
     FakeHub.calls, FakeHub.fail = [], False
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
     monkeypatch.setattr(run_files, "hub_reachable", lambda: True)
-    monkeypatch.setattr(merge, "hub_reachable", lambda: True)
+    monkeypatch.setattr(merge_run, "hub_reachable", lambda: True)
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     return FakeHub
 

@@ -88,3 +88,39 @@ def test_score_is_compute_metrics_with_intervals():
     expected = metrics_utils.compute_metrics(predictions, REFERENCES, bootstrap_samples=100, seed=1)
     assert scores == expected
     assert scores["rougeL_ci_low"] < scores["rougeL"] < scores["rougeL_ci_high"]
+
+
+@pytest.fixture(scope="module")
+def base_and_adapter(tmp_path_factory):
+    from tiny_models import make_adapter, make_base
+
+    root = tmp_path_factory.mktemp("merge")
+    base = make_base(root / "base")
+    return base, make_adapter(base, root / "adapter")
+
+
+def test_merge_writes_a_verified_model_and_finds_it_intact_the_second_time(base_and_adapter, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, adapter = base_and_adapter
+    report = bioqa.merge(adapter, tmp_path / "merged")
+    assert report.output_dir == tmp_path / "merged" and report.verification["passed"] is True
+    assert report.report == json.loads((tmp_path / "merged" / "merge_report.json").read_text())
+    assert report.summary().startswith(f"merged model: {tmp_path / 'merged'} (in memory")
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter)
+    torch.testing.assert_close(merged(input_ids=ids).logits, reference.eval()(input_ids=ids).logits, atol=1e-4, rtol=0)
+    again = bioqa.merge(adapter, tmp_path / "merged")
+    assert again.already_merged and "every file intact; nothing to do (overwrite to redo)" in again.summary()
+
+
+def test_merge_names_a_setting_it_does_not_have_and_a_bad_value_as_python_spells_it(base_and_adapter, tmp_path):
+    _, adapter = base_and_adapter
+    with pytest.raises(bioqa.InputError, match="bioqa.merge has no setting low_mem; the settings are base_model, "):
+        bioqa.merge(adapter, tmp_path / "m", low_mem=True)
+    with pytest.raises(bioqa.InputError, match="^max_shard_size lots is not a size"):
+        bioqa.merge(adapter, tmp_path / "m", max_shard_size="lots")
+    assert not (tmp_path / "m").exists()
