@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import enum
 import json
 import math
 import sys
@@ -241,27 +240,3 @@ def answer_flags(recipe: Path) -> list[str]:
     (`--do_predict` alone) answers the way the recipe's fine-tuned model is asked to."""
     settings = load_yaml(read_text(recipe, "the recipe"))
     return [token for key, value in settings.items() if key in answer_settings() for token in flag_tokens(key, value)]
-
-
-def config_dict(*objects: Any) -> dict[str, Any]:
-    """Every option of the parsed dataclasses, as plain YAML-able values (reusable as --config)."""
-    result: dict[str, Any] = {}
-    for obj in objects:
-        for field in dataclasses.fields(obj):
-            if field.init and not field.name.startswith("_"):
-                result[field.name] = _plain(getattr(obj, field.name))
-    return result
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):  # TrainingArguments' strategies and scheduler types
-        return _plain(value.value)
-    if dataclasses.is_dataclass(value):  # e.g. TrainingArguments.accelerator_config
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, (list, tuple)):  # empty: a default such as TrainingArguments' debug, written as null
-        return [_plain(v) for v in value] or None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

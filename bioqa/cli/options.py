@@ -1,20 +1,16 @@
-"""The options of load_models.py: the typed dataclasses of bioqa.arguments plus transformers'
-TrainingArguments with this toolkit's defaults, parsed together (with --config YAML underneath), and
-every check of their values, reported together before anything loads.
+"""The options of load_models.py: its flags (with --config YAML underneath) parsed into a `bioqa.recipe.Recipe`
+(the sections of bioqa/settings.py plus TrainingArguments with this toolkit's defaults), and every check of their
+values, reported together before anything loads.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-import transformers
-from transformers.training_args import IntervalStrategy, SaveStrategy
 
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
+from bioqa.recipe import Recipe, TrainingArguments
 from bioqa.settings import (
     DataArguments,
     GenerationEvalArguments,
@@ -27,36 +23,7 @@ from bioqa.settings import (
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 
 
-def _default(name: str, value: Any, why: str):
-    """A TrainingArguments field with this toolkit's default; the help says what changed and why."""
-    original = transformers.TrainingArguments.__dataclass_fields__[name]
-    help_text = f"{original.metadata.get('help', '')} [here default {value!r}: {why}]"
-    return field(default=value, metadata={**original.metadata, "help": help_text})
-
-
-@dataclass
-class TrainingArguments(transformers.TrainingArguments):
-    output_dir: str | None = _default("output_dir", "outputs/bioqa-lora", "one folder per run")
-    learning_rate: float = _default("learning_rate", 2e-4, "a LoRA learning rate, not a full fine-tuning one")
-    warmup_steps: float = _default("warmup_steps", 0.03, "a fraction of the steps")
-    logging_steps: float = _default("logging_steps", 10, "see the loss early on short runs")
-    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch", "generation metrics every epoch")
-    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch", "a checkpoint per evaluation")
-    train_sampling_strategy: str = _default("train_sampling_strategy", "group_by_length", "less padding, faster steps")
-    report_to: None | str | list[str] = _default("report_to", "tensorboard", "curves in <output_dir>/runs")
-
-
-class Options(NamedTuple):
-    model: ModelArguments
-    data: DataArguments
-    prompt: PromptArguments
-    lora: LoraArguments
-    generation: GenerationEvalArguments
-    run: RunArguments
-    training: TrainingArguments
-
-
-def parse(argv: list[str] | None) -> Options:
+def parse(argv: list[str] | None) -> Recipe:
     types = (
         ModelArguments,
         DataArguments,
@@ -73,7 +40,7 @@ def parse(argv: list[str] | None) -> Options:
     previous = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        return Options(*parse_arguments(parser, argv))
+        return Recipe(*parse_arguments(parser, argv))
     finally:
         quiet.setLevel(previous)
 
@@ -83,7 +50,7 @@ def wants_training(training: TrainingArguments) -> bool:
     return training.do_train or not training.do_predict
 
 
-def argument_problems(opts: Options) -> list[str]:
+def argument_problems(opts: Recipe) -> list[str]:
     """Every invalid value, found together before anything loads: counts and sizes are checked with each other."""
     problems = []
     if opts.model.adapter_name_or_path and wants_training(opts.training):
@@ -101,7 +68,7 @@ def argument_problems(opts: Options) -> list[str]:
     return problems
 
 
-def device_problems(opts: Options, device: str) -> list[str]:
+def device_problems(opts: Recipe, device: str) -> list[str]:
     """Options the chosen device cannot run, found before any weights load."""
     problems = []
     if opts.training.use_liger_kernel:
@@ -117,7 +84,7 @@ def device_problems(opts: Options, device: str) -> list[str]:
 LABEL_METRICS = ("accuracy", "macro_f1", "unparsed", "loglik_accuracy", "loglik_macro_f1")
 
 
-def label_problems(opts: Options) -> list[str]:
+def label_problems(opts: Recipe) -> list[str]:
     """Label options that need --label_field (checked against the data once it loads)."""
     data, best = opts.data, (opts.training.metric_for_best_model or "").removeprefix("eval_")
     if data.label_field:
@@ -136,7 +103,7 @@ def label_problems(opts: Options) -> list[str]:
     ]
 
 
-def logged_metrics(opts: Options) -> set[str]:
+def logged_metrics(opts: Recipe) -> set[str]:
     """The answer metrics each evaluation logs (without the eval_ prefix), given the metrics and label scoring."""
     scoring = opts.generation.label_scoring if opts.data.label_field else "generate"
     generated = scoring != "loglik" and opts.generation.generation_eval
@@ -150,7 +117,7 @@ def logged_metrics(opts: Options) -> set[str]:
     return logged
 
 
-def best_metric_problems(opts: Options) -> list[str]:
+def best_metric_problems(opts: Recipe) -> list[str]:
     """--metric_for_best_model naming an answer metric this run will not log (the Trainer would fail at the first
     checkpoint). Label metrics without --label_field are reported by label_problems."""
     name = opts.training.metric_for_best_model or ""
@@ -165,7 +132,7 @@ def best_metric_problems(opts: Options) -> list[str]:
     ]
 
 
-def count_problems(opts: Options) -> list[str]:
+def count_problems(opts: Recipe) -> list[str]:
     """Counts and sizes: a zero that would divide, a negative that would silently drop examples."""
     t, gen, data = opts.training, opts.generation, opts.data
     training = wants_training(t)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.adapters import other_base_warning
 from bioqa.attention import use_cpu_attention
-from bioqa.cli.options import Options
 from bioqa.cli.run_files import start_writing, write_model_card
 from bioqa.cli.runner import interrupt_on_signal
 from bioqa.data import Example, Splits
@@ -26,6 +25,7 @@ from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, label_continuations
 from bioqa.provenance import utc_now
+from bioqa.recipe import Recipe
 from bioqa.settings import GenerationEvalArguments
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ log = logging.getLogger("bioqa")
 
 
 def answering(
-    opts: Options,
+    opts: Recipe,
     choice: DeviceChoice,
     tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
@@ -64,7 +64,7 @@ def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice) -> G
     ).for_device(choice.device)  # auto settings made the device's now: they are recorded as they run
 
 
-def prediction_model(opts: Options, choice: DeviceChoice) -> tuple[Any, dict]:
+def prediction_model(opts: Recipe, choice: DeviceChoice) -> tuple[Any, dict]:
     """The model to predict with (base, base + --adapter_name_or_path, or a merged checkpoint) and its identity,
     loaded in the generation dtype."""
     model = load_model(opts.model, replace(choice, weights_dtype=choice.generation_dtype))
@@ -90,7 +90,7 @@ class TestPrompts(NamedTuple):
 
 
 def test_prompts(
-    opts: Options, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
+    opts: Recipe, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
 ) -> TestPrompts:
     """The prompts --do_predict will answer, built before any weights load: none fitting is a usage error."""
     test, gen = splits.examples["test"], opts.generation
@@ -112,7 +112,7 @@ def test_prompts(
 
 
 def predict(
-    opts: Options, model: Any, tokenizer: PreTrainedTokenizerBase, test: TestPrompts, identity: dict, sources: dict
+    opts: Recipe, model: Any, tokenizer: PreTrainedTokenizerBase, test: TestPrompts, identity: dict, sources: dict
 ) -> dict | None:
     """Answer the test split; write predictions.jsonl and predict_metrics.json, and return what
     predict_metrics.json holds (main process; None in the others)."""
@@ -151,7 +151,7 @@ def text_details(scores: TextScores) -> dict[str, Any]:
 
 
 def predict_stage(
-    opts: Options,
+    opts: Recipe,
     choice: DeviceChoice,
     trained: Any,
     tokenizer: PreTrainedTokenizerBase,

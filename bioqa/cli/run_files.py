@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bioqa.cli.config import config_dict
-from bioqa.cli.options import Options, wants_training
+from bioqa.cli.options import wants_training
 from bioqa.data import Splits
 from bioqa.devices import DeviceChoice
 from bioqa.files import write_json_atomic, write_text_atomic, write_yaml_atomic
@@ -22,6 +21,7 @@ from bioqa.modeling import hub_reachable
 from bioqa.outputs import TRAINING_OUTPUT
 from bioqa.predictions import read_prediction_file
 from bioqa.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
+from bioqa.recipe import Recipe
 
 if TYPE_CHECKING:
     from bioqa.trainer import BioQATrainer
@@ -41,7 +41,7 @@ def wait_for_every_process() -> None:
     PartialState().wait_for_everyone()
 
 
-def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
+def begin_run(opts: Recipe, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
     """The manifest so far (written with the final files, or when a run is interrupted)."""
     return {
         **base_manifest(argv),
@@ -57,7 +57,7 @@ def begin_run(opts: Options, argv: list[str] | None, choice: DeviceChoice, split
     }
 
 
-def start_writing(opts: Options, resume: Path | None, training_manifest: dict | None = None) -> None:
+def start_writing(opts: Recipe, resume: Path | None, training_manifest: dict | None = None) -> None:
     """The run really starts (its inputs checked, its weights loaded): with --overwrite_output_dir the earlier run's
     own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
     resume is checked against). Until here a failing run leaves the output folder as it was."""
@@ -69,13 +69,13 @@ def start_writing(opts: Options, resume: Path | None, training_manifest: dict | 
     wait_for_every_process()
     if opts.training.process_index == 0:
         out = Path(opts.training.output_dir)
-        write_yaml_atomic(out / "run_config.yaml", config_dict(*opts))
+        write_yaml_atomic(out / "run_config.yaml", opts.settings())
         if training_manifest is not None:
             write_json_atomic(out / "run_manifest.json", {**training_manifest, "status": "training"})
         record(out, TRAINING_OUTPUT, "run_config.yaml", "run_manifest.json")
 
 
-def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | None = None) -> None:
+def write_model_card(folder: Path, opts: Recipe, manifest: dict, test: dict | None = None) -> None:
     """README.md, the model card of the training output, into `folder` (the staging folder of the final files,
     or the output folder once --do_predict has scored the test split)."""
     final = manifest.get("final_evaluation")
@@ -83,13 +83,13 @@ def write_model_card(folder: Path, opts: Options, manifest: dict, test: dict | N
     validation = (
         evaluation_of(rows, opts.run.bootstrap_samples, opts.training.seed, manifest.get("labels")) if rows else None
     )
-    card = adapter_card(opts.training.output_dir, config_dict(*opts), manifest, validation, test)
+    card = adapter_card(opts.training.output_dir, opts.settings(), manifest, validation, test)
     write_text_atomic(folder / "README.md", card)
     if folder == Path(opts.training.output_dir):  # else the staging folder, recorded when its files move in
         record(folder, TRAINING_OUTPUT, "README.md")
 
 
-def push_problems(opts: Options) -> list[str]:
+def push_problems(opts: Recipe) -> list[str]:
     """--push_to_hub uploads the finished adapter: a run that trains none, or cannot reach the Hub, is refused now."""
     if not opts.training.push_to_hub:
         return []
@@ -98,7 +98,7 @@ def push_problems(opts: Options) -> list[str]:
     return hub_problems(offline=not hub_reachable(), has_token=token_available(opts.training.hub_token))
 
 
-def push_output(opts: Options) -> None:
+def push_output(opts: Recipe) -> None:
     out = Path(opts.training.output_dir)
     repo = opts.training.hub_model_id or out.resolve().name
     url = push_folder(
@@ -112,7 +112,7 @@ def push_output(opts: Options) -> None:
     log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
 
 
-def save_outputs(trainer: BioQATrainer, opts: Options, manifest: dict, metrics: dict) -> None:
+def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: dict) -> None:
     """The adapter, tokenizer, model card, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
     written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
     out = Path(opts.training.output_dir)

@@ -30,10 +30,7 @@ from typing import TYPE_CHECKING, Any
 import transformers
 
 from bioqa.attention import use_cpu_attention
-from bioqa.cli.config import config_dict
 from bioqa.cli.options import (
-    Options,
-    TrainingArguments,
     argument_problems,
     device_problems,
     parse,
@@ -68,6 +65,7 @@ from bioqa.modeling import (
 from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
 from bioqa.prompts import PromptFormat, prompt_format
 from bioqa.provenance import utc_now
+from bioqa.recipe import Recipe, TrainingArguments
 from bioqa.resume import (
     check_checkpoint_files,
     check_same_data,
@@ -115,7 +113,7 @@ def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Pat
     )
 
 
-def run_inputs(opts: Options) -> dict[str, str | None]:
+def run_inputs(opts: Recipe) -> dict[str, str | None]:
     """Everything the run reads: the output folder may be none of these, nor inside or around one."""
     inputs = {
         "base model": opts.model.model_name_or_path,
@@ -160,7 +158,7 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
 
 
 def build_evaluator(
-    opts: Options, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
+    opts: Recipe, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
 ) -> GenerationEvaluator | None:
     gen = opts.generation
     if not (gen.generation_eval and splits.examples["validation"]):
@@ -180,7 +178,7 @@ def build_evaluator(
 
 
 def build_trainer(
-    opts: Options, model: Any, tokenizer: PreTrainedTokenizerBase, datasets: dict, evaluator: GenerationEvaluator | None
+    opts: Recipe, model: Any, tokenizer: PreTrainedTokenizerBase, datasets: dict, evaluator: GenerationEvaluator | None
 ) -> BioQATrainer:
     from transformers import EarlyStoppingCallback
 
@@ -240,7 +238,7 @@ def configure_logging(training: TrainingArguments) -> None:
 
 
 def train(
-    opts: Options,
+    opts: Recipe,
     choice: DeviceChoice,
     tokenizer: PreTrainedTokenizerBase,
     fmt: PromptFormat,
@@ -296,7 +294,7 @@ def restore_finished(trainer: BioQATrainer, checkpoint: Path) -> dict:
     return {"resumed_finished_run_from": str(checkpoint), "global_step": trainer.state.global_step}
 
 
-def interrupted(trainer: BioQATrainer, opts: Options, manifest: dict, signal_name: str) -> Interrupted:
+def interrupted(trainer: BioQATrainer, opts: Recipe, manifest: dict, signal_name: str) -> Interrupted:
     """Record the interruption (the checkpoint of this step is saved) and say how to resume."""
     checkpoint = f"{opts.training.output_dir}/checkpoint-{trainer.state.global_step}"
     if trainer.is_world_process_zero():
@@ -334,7 +332,7 @@ def run(argv: list[str] | None) -> int:
         return run_locked(opts, argv, choice)
 
 
-def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> int:
+def run_locked(opts: Recipe, argv: list[str] | None, choice: DeviceChoice) -> int:
     """The run, once this process holds the output folder's lock."""
     training, predicting = wants_training(opts.training), opts.training.do_predict
     resume = resume_checkpoint(opts.training.resume_from_checkpoint, opts.training.output_dir) if training else None
@@ -357,10 +355,10 @@ def run_locked(opts: Options, argv: list[str] | None, choice: DeviceChoice) -> i
     return 0
 
 
-def check_resume(opts: Options, resume: Path) -> bool:
+def check_resume(opts: Recipe, resume: Path) -> bool:
     """Whether there is training to do from `resume`: the same settings are required; a run that is complete
     has none (a --do_predict then uses its adapter)."""
-    check_same_settings(resume, config_dict(*opts))
+    check_same_settings(resume, opts.settings())
     check_same_data(resume, training_file(opts.data))
     if finished_step(resume) is not None and completed_run(Path(opts.training.output_dir)):
         log.info("the run in %s is complete (%s is its last step); nothing to train", opts.training.output_dir, resume)

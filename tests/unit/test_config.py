@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 import bioqa.cli.train as load_models
-from bioqa.cli.config import config_dict
 from bioqa.errors import InputError
+from bioqa.recipe import config_dict
 from helpers import ROOT
 
 

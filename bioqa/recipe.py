@@ -1,0 +1,106 @@
+"""A recipe: every setting of a training run in one typed value, the sections of bioqa/settings.py plus
+transformers' TrainingArguments with this toolkit's defaults. `load_models.py` parses its flags into one,
+writes it beside every output as run_config.yaml, and a resume compares against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import transformers
+from transformers.training_args import IntervalStrategy, SaveStrategy
+
+from bioqa.errors import InputError
+from bioqa.files import write_yaml_atomic
+from bioqa.settings import (
+    DataArguments,
+    GenerationEvalArguments,
+    LoraArguments,
+    ModelArguments,
+    PromptArguments,
+    RunArguments,
+)
+
+
+def _default(name: str, value: Any, why: str):
+    """A TrainingArguments field with this toolkit's default; the help says what changed and why."""
+    original = transformers.TrainingArguments.__dataclass_fields__[name]
+    help_text = f"{original.metadata.get('help', '')} [here default {value!r}: {why}]"
+    return field(default=value, metadata={**original.metadata, "help": help_text})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    output_dir: str | None = _default("output_dir", "outputs/bioqa-lora", "one folder per run")
+    learning_rate: float = _default("learning_rate", 2e-4, "a LoRA learning rate, not a full fine-tuning one")
+    warmup_steps: float = _default("warmup_steps", 0.03, "a fraction of the steps")
+    logging_steps: float = _default("logging_steps", 10, "see the loss early on short runs")
+    eval_strategy: IntervalStrategy | str = _default("eval_strategy", "epoch", "generation metrics every epoch")
+    save_strategy: SaveStrategy | str = _default("save_strategy", "epoch", "a checkpoint per evaluation")
+    train_sampling_strategy: str = _default("train_sampling_strategy", "group_by_length", "less padding, faster steps")
+    report_to: None | str | list[str] = _default("report_to", "tensorboard", "curves in <output_dir>/runs")
+
+
+class Recipe(NamedTuple):
+    """Every setting of a training run, by section; the commands' flags, `--config` YAML and run_config.yaml
+    are these fields."""
+
+    model: ModelArguments
+    data: DataArguments
+    prompt: PromptArguments
+    lora: LoraArguments
+    generation: GenerationEvalArguments
+    run: RunArguments
+    training: TrainingArguments
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting as a plain YAML-able value, by name (what run_config.yaml holds)."""
+        return config_dict(*self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write the settings as YAML that `--config` reads back."""
+        write_yaml_atomic(Path(path), self.settings())
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A recipe with the named settings changed (`recipe.replace(learning_rate=1e-3, lora_r=8)`); a name no
+        section has is an InputError naming the close ones."""
+        sections = dict(zip(self._fields, self))
+        owner = {f.name: key for key, section in sections.items() for f in dataclasses.fields(section) if f.init}
+        unknown = [name for name in changes if name not in owner]
+        if unknown:
+            close = {n: difflib.get_close_matches(n, owner, n=2) for n in unknown}
+            shown = "; ".join(f"{n} (did you mean {' or '.join(c)}?)" if c else n for n, c in close.items())
+            raise InputError(f"a recipe has no setting {shown}")
+        for key in dict.fromkeys(owner[name] for name in changes):
+            mine = {name: value for name, value in changes.items() if owner[name] == key}
+            sections[key] = dataclasses.replace(sections[key], **mine)
+        return Recipe(**sections)
+
+
+def config_dict(*objects: Any) -> dict[str, Any]:
+    """Every option of the parsed dataclasses, as plain YAML-able values (reusable as --config)."""
+    result: dict[str, Any] = {}
+    for obj in objects:
+        for setting in dataclasses.fields(obj):
+            if setting.init and not setting.name.startswith("_"):
+                result[setting.name] = _plain(getattr(obj, setting.name))
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):  # TrainingArguments' strategies and scheduler types
+        return _plain(value.value)
+    if dataclasses.is_dataclass(value):  # e.g. TrainingArguments.accelerator_config
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, (list, tuple)):  # empty: a default such as TrainingArguments' debug, written as null
+        return [_plain(v) for v in value] or None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
