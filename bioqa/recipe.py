@@ -18,6 +18,7 @@ from transformers.training_args import IntervalStrategy, SaveStrategy
 from bioqa.errors import InputError
 from bioqa.files import write_yaml_atomic
 from bioqa.settings import (
+    OWN_SECTIONS,
     DataArguments,
     GenerationEvalArguments,
     LoraArguments,
@@ -104,3 +105,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+# The section types in the order of Recipe's fields: what the command's parser is built from.
+SECTIONS = (*OWN_SECTIONS, TrainingArguments)

@@ -268,19 +268,22 @@ class RunArguments:
     )
 
 
+# The toolkit's own sections, in the order the command parses them (TrainingArguments comes last).
+OWN_SECTIONS = (
+    ModelArguments,
+    DataArguments,
+    PromptArguments,
+    LoraArguments,
+    GenerationEvalArguments,
+    RunArguments,
+)
+
+
 def sections() -> tuple[type, ...]:
     """The option types a training run is made of, in the order the command parses them."""
     import transformers
 
-    return (
-        ModelArguments,
-        DataArguments,
-        PromptArguments,
-        LoraArguments,
-        GenerationEvalArguments,
-        RunArguments,
-        transformers.TrainingArguments,
-    )
+    return (*OWN_SECTIONS, transformers.TrainingArguments)
 
 
 def role_of(setting: dataclasses.Field) -> Role:

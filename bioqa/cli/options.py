@@ -10,30 +10,13 @@ import logging
 
 from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
-from bioqa.recipe import Recipe, TrainingArguments
-from bioqa.settings import (
-    DataArguments,
-    GenerationEvalArguments,
-    LoraArguments,
-    ModelArguments,
-    PromptArguments,
-    RunArguments,
-)
+from bioqa.recipe import SECTIONS, Recipe, TrainingArguments
 
 DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
 
 
 def parse(argv: list[str] | None) -> Recipe:
-    types = (
-        ModelArguments,
-        DataArguments,
-        PromptArguments,
-        LoraArguments,
-        GenerationEvalArguments,
-        RunArguments,
-        TrainingArguments,
-    )
-    parser = build_parser(types, description=DESCRIPTION)
+    parser = build_parser(SECTIONS, description=DESCRIPTION)
     # Parsing sets up the devices of TrainingArguments before --device is applied (with_device
     # replaces them); under torchrun on a CPU that first set-up warns, wrongly, that DDP is off.
     quiet = logging.getLogger("transformers.training_args")
