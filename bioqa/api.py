@@ -55,19 +55,29 @@ def score(
 class Comparison:
     """Two systems' answers to the same questions, compared pairwise.
 
-    `metrics` maps each metric to both scores, the difference (candidate minus baseline), its paired bootstrap
-    95% interval (`ci_low`, `ci_high`) and `p_value` (None below `bioqa.bootstrap.MIN_EXAMPLES` examples);
-    `labels` holds McNemar's test, the confusion matrices and the flipped ids when the files have labels;
-    `output_dir` the folder with report.md, comparison.json and the plots (None when none was asked for).
+    `details` is what comparison.json holds; `metrics` maps each metric to both scores, the difference (candidate
+    minus baseline), its paired bootstrap 95% interval (`ci_low`, `ci_high`) and `p_value` (None below
+    `bioqa.bootstrap.MIN_EXAMPLES` examples); `labels` holds McNemar's test, the confusion matrices and the
+    flipped ids when the files have labels; `output_dir` the folder with report.md, comparison.json and the plots
+    (None when none was asked for).
     """
 
-    num_examples: int
     names: tuple[str, str]
-    metrics: dict[str, dict[str, Any]]
-    labels: dict[str, Any]
-    details: dict[str, Any] = field(repr=False)  # everything comparison.json holds
+    details: dict[str, Any] = field(repr=False)
     table: str = field(repr=False)
     output_dir: Path | None = None
+
+    @property
+    def num_examples(self) -> int:
+        return self.details["num_examples"]
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.details["metrics"]
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        return self.details["labels"]
 
     def __str__(self) -> str:
         return self.table
@@ -152,8 +162,10 @@ def compare(
     cand_rows = aligned(base_rows, _rows(candidate, names[1]), names)
     label_set = _label_set(labels, [files[1], files[0]], base_rows + cand_rows)
     if out is None:
+        from bioqa.report import scores_table
+
         result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
-        return _comparison(result, names, _table(result, names), None)
+        return Comparison(names, _details(result), scores_table(result, names))
     with output_lock(out, "output_dir"):
         check_output_folder(
             out, "output_dir", COMPARISON_OUTPUT, overwrite, f"pass {option('overwrite')} to replace it"
@@ -166,7 +178,7 @@ def compare(
             details = _details(result) | {"baseline": files[0], "candidate": files[1], "names": list(names)}
             write_json_atomic(staging / "comparison.json", details)
             write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
-    return _comparison(result, names, table, out)
+    return Comparison(names, details, table, out)
 
 
 def merge(adapter_dir: str | Path, output_dir: str | Path | None = None, **settings: Any) -> MergeReport:
@@ -189,13 +201,3 @@ def merge(adapter_dir: str | Path, output_dir: str | Path | None = None, **setti
 
 def _details(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "scores"}  # per-example score objects: not JSON
-
-
-def _table(result: dict[str, Any], names: tuple[str, str]) -> str:
-    from bioqa.report import scores_table
-
-    return scores_table(result, names)
-
-
-def _comparison(result: dict[str, Any], names: tuple[str, str], table: str, out: Path | None) -> Comparison:
-    return Comparison(result["num_examples"], names, result["metrics"], result["labels"], _details(result), table, out)

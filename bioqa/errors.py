@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 
@@ -61,6 +61,14 @@ def options_spelled_as_flags() -> Iterator[None]:
         yield
     finally:
         _option_prefix = previous
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str | None:
+    """ "did you mean 'a' or 'b'?" for the one or two known names closest to a mistyped one; None if none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=2)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None
 
 
 def raise_problems(problems: list[str]) -> None:

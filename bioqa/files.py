@@ -125,7 +125,7 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def read_run_config(path: Path) -> dict[str, Any]:
-    """A run_config.yaml that config_dict() wrote (the options of a run); a damaged one is a InputError."""
+    """A run_config.yaml that Recipe.settings() wrote (the options of a run); a damaged one is a InputError."""
     import yaml
 
     try:

@@ -6,7 +6,6 @@ writes it beside every output as run_config.yaml, and a resume compares against 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, NamedTuple
 import transformers
 from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.errors import InputError
+from bioqa.errors import InputError, did_you_mean
 from bioqa.files import write_yaml_atomic
 from bioqa.settings import (
     OWN_SECTIONS,
@@ -74,8 +73,8 @@ class Recipe(NamedTuple):
         owner = {f.name: key for key, section in sections.items() for f in dataclasses.fields(section) if f.init}
         unknown = [name for name in changes if name not in owner]
         if unknown:
-            close = {n: difflib.get_close_matches(n, owner, n=2) for n in unknown}
-            shown = "; ".join(f"{n} (did you mean {' or '.join(c)}?)" if c else n for n, c in close.items())
+            hints = {name: did_you_mean(name, owner) for name in unknown}
+            shown = "; ".join(f"{name} ({hint})" if hint else name for name, hint in hints.items())
             raise InputError(f"a recipe has no setting {shown}")
         for key in dict.fromkeys(owner[name] for name in changes):
             mine = {name: value for name, value in changes.items() if owner[name] == key}

@@ -2,13 +2,12 @@
 
 A YAML key is exactly a command-line flag name; the file is read as if its flags came first, so
 flags on the command line override it. Unknown keys and ill-typed values are errors that name the
-file. `config_dict` turns the parsed options back into the YAML written beside every output.
+file. `bioqa.recipe.Recipe.settings()` turns the parsed options back into the YAML written beside every output.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bioqa import compat
-from bioqa.errors import InputError, raise_problems, short, shown
+from bioqa.errors import InputError, did_you_mean, raise_problems, short, shown
 from bioqa.files import path_kind, read_text, wrong_kind
 from bioqa.settings import answer_settings
 
@@ -116,8 +115,7 @@ def _options(parser) -> dict[str, Action]:
 
 
 def _suggest(name: str, parser) -> str:
-    close = difflib.get_close_matches(name.split("=")[0], _options(parser), n=2)
-    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see --help for the options"
+    return did_you_mean(name.split("=")[0], _options(parser)) or "see --help for the options"
 
 
 def _config_path(argv: list[str]) -> Path | None:
