@@ -29,10 +29,10 @@ from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
-import bioqa.cli.predict as prediction
 import bioqa.cli.train as load_models
+import bioqa.prediction as prediction
 from bench_recipes import WORK  # beside this script, so on sys.path when it runs
-from bioqa.cli.config import answer_flags
+from bioqa.config import answer_flags
 from bioqa.predictions import read_prediction_file
 
 ROOT = Path(__file__).resolve().parent.parent

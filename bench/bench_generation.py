@@ -21,7 +21,7 @@ from pathlib import Path
 
 import metrics_utils
 from bench_recipes import WORK, read_rows, run, split_source  # beside this script, so on sys.path when it runs
-from bioqa.cli.config import answer_flags
+from bioqa.config import answer_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "pubmedqa-smollm2.yaml"

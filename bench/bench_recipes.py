@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import metrics_utils
-from bioqa.cli.config import answer_flags, load_yaml
+from bioqa.config import answer_flags, load_yaml
 from bioqa.files import read_text, text_lines
 from bioqa.report import scores_table
 

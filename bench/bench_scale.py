@@ -59,11 +59,11 @@ def measured(command: list[str]) -> dict:
 
 def loading_and_tokenising(argv: list[str]) -> None:
     """In this process: the training command's steps up to the tokenised training set, then the peak memory."""
-    from bioqa.cli.options import parse
     from bioqa.data import load_splits
     from bioqa.features import encode_splits
     from bioqa.modeling import load_tokenizer
     from bioqa.prompts import prompt_format
+    from bioqa.recipe import parse_recipe as parse
 
     opts = parse(argv)
     splits = load_splits(opts.data)

@@ -202,8 +202,8 @@ def run_trl(arm: str, examples: list[dict]) -> dict:
 
 def run_generation(questions: int) -> dict:
     """Prefill and decode tokens/s, before (float32, dynamic cache) and with the auto settings."""
-    from bioqa.cli.predict import generation_settings
     from bioqa.devices import choose_device
+    from bioqa.prediction import generation_settings
     from bioqa.settings import GenerationEvalArguments
 
     tokenizer, prompts = pubmedqa_prompts(questions)

@@ -1,11 +1,14 @@
 """Fine-tune language models for biomedical question answering with LoRA, score their answers, compare, merge.
 
-The Python API (bioqa/api.py) from a notebook:
+The Python API from a notebook (examples/notebook.py runs the whole pipeline):
 
     import bioqa
-    result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
+    recipe = bioqa.Recipe.from_yaml("configs/demo-smollm2-cpu.yaml", output_dir="outputs/run1")
+    zero_shot = bioqa.predict(recipe.replace(output_dir="outputs/zero-shot"))
+    run = bioqa.finetune(recipe.replace(do_predict=True))   # run.metrics, run.validation, run.predictions
+    result = bioqa.compare(zero_shot, run.predictions, "outputs/report")
+    bioqa.merge(run)  # the adapter merged into its base, verified, in outputs/run1-merged
     bioqa.score(["Metformin lowers glucose."], ["Metformin lowers blood glucose."])
-    bioqa.merge("outputs/run1")  # the adapter merged into its base, verified, in outputs/run1-merged
 
 Below it, library modules (data, prompts, metrics, merging, ...) and the command-line layer (`bioqa.cli`);
 `metrics_utils` re-exports `bioqa.metrics`. Importing the package loads nothing: each name loads on first use.
@@ -19,9 +22,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for a reader's editor; at run time each name is loaded on first use
     from bioqa.api import Comparison, compare, merge, score
     from bioqa.errors import InputError, RunError
+    from bioqa.finetuning import finetune, predict
     from bioqa.merge_run import MergeReport
+    from bioqa.recipe import Recipe
+    from bioqa.results import Predictions, Run
 
 _EXPORTS = {
+    "Recipe": "bioqa.recipe",
+    "finetune": "bioqa.finetuning",
+    "Run": "bioqa.results",
+    "predict": "bioqa.finetuning",
+    "Predictions": "bioqa.results",
     "compare": "bioqa.api",
     "score": "bioqa.api",
     "Comparison": "bioqa.api",
@@ -31,6 +42,11 @@ _EXPORTS = {
     "RunError": "bioqa.errors",
 }
 __all__ = [
+    "Recipe",
+    "finetune",
+    "Run",
+    "predict",
+    "Predictions",
     "compare",
     "score",
     "Comparison",

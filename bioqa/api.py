@@ -12,6 +12,7 @@ named as the keyword arguments are (`bootstrap_samples`), not as flags.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -83,10 +84,10 @@ class Comparison:
         return self.table
 
 
-def _rows(source: str | Path | list[PredictionRow], name: str) -> list[PredictionRow]:
-    """The prediction rows of a file, or the rows given."""
-    if isinstance(source, (str, Path)):
-        return read_prediction_file(str(source))
+def _rows(source: str | os.PathLike | list[PredictionRow], name: str) -> list[PredictionRow]:
+    """The prediction rows of a file (a path, or what `bioqa.predict` returned), or the rows given."""
+    if isinstance(source, (str, os.PathLike)):
+        return read_prediction_file(os.fspath(source))
     if not source:
         raise InputError(f"{name} has no rows; give a predictions.jsonl or its rows")
     return list(source)
@@ -131,8 +132,8 @@ def _problems(bootstrap_samples: int, examples_shown: int) -> list[str]:
 
 
 def compare(
-    baseline: str | Path | list[PredictionRow],
-    candidate: str | Path | list[PredictionRow],
+    baseline: str | os.PathLike | list[PredictionRow],
+    candidate: str | os.PathLike | list[PredictionRow],
     output_dir: str | Path | None = None,
     *,
     names: tuple[str, str] = ("zero-shot", "fine-tuned"),
@@ -143,15 +144,15 @@ def compare(
     trainer_state: str | Path | None = None,
     overwrite: bool = False,
 ) -> Comparison:
-    """Compare two prediction files (or their rows) over the same examples, as `bioqa-compare` does; with
-    `output_dir`, write report.md, comparison.json and the plots there (an earlier comparison is replaced only
-    with `overwrite`, and only the files it recorded).
+    """Compare two prediction files (or their rows, or what `bioqa.predict` returned) over the same examples, as
+    `bioqa-compare` does; with `output_dir`, write report.md, comparison.json and the plots there (an earlier
+    comparison is replaced only with `overwrite`, and only the files it recorded).
 
         >>> result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
         >>> result.metrics["rougeL"]["difference"], result.metrics["rougeL"]["p_value"]
     """
     raise_problems(_problems(bootstrap_samples, examples_shown))
-    files = [str(s) if isinstance(s, (str, Path)) else None for s in (baseline, candidate)]
+    files = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else None for s in (baseline, candidate)]
     state = _trainer_state(trainer_state, files[1])
     out = Path(output_dir) if output_dir is not None else None
     if out is not None:
@@ -181,10 +182,11 @@ def compare(
     return Comparison(names, details, table, out)
 
 
-def merge(adapter_dir: str | Path, output_dir: str | Path | None = None, **settings: Any) -> MergeReport:
-    """Merge the adapter in `adapter_dir` into its base, verify the merged model against base + adapter and write
-    it to `output_dir` (default: `<adapter_dir>-merged`), as `bioqa-merge` does; `settings` are its other options
-    (`dtype`, `low_memory`, `verify`, `overwrite`, `device`, `base_model`, `push_to_hub`, ...).
+def merge(adapter_dir: str | os.PathLike, output_dir: str | Path | None = None, **settings: Any) -> MergeReport:
+    """Merge the adapter in `adapter_dir` (a folder, or the `Run` that `bioqa.finetune` returned) into its base,
+    verify the merged model against base + adapter and write it to `output_dir` (default: `<adapter_dir>-merged`),
+    as `bioqa-merge` does; `settings` are its other options (`dtype`, `low_memory`, `verify`, `overwrite`,
+    `device`, `base_model`, `push_to_hub`, ...).
 
         >>> report = bioqa.merge("outputs/run1", dtype="bf16")
         >>> report.output_dir, report.verification["passed"]
@@ -196,7 +198,7 @@ def merge(adapter_dir: str | Path, output_dir: str | Path | None = None, **setti
             f"bioqa.merge has no setting {', '.join(unknown)}; the settings are {', '.join(sorted(known))}"
         )
     target = str(output_dir) if output_dir is not None else None
-    return run_merge(MergeSettings(str(adapter_dir), output_dir=target, **settings))
+    return run_merge(MergeSettings(os.fspath(adapter_dir), output_dir=target, **settings))
 
 
 def _details(result: dict[str, Any]) -> dict[str, Any]:

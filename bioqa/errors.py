@@ -63,6 +63,42 @@ def options_spelled_as_flags() -> Iterator[None]:
         _option_prefix = previous
 
 
+@contextlib.contextmanager
+def interrupt_on_signal(stage: str, resumable: bool):
+    """SIGINT / SIGTERM / SIGHUP during `stage` stop it at once with Interrupted (exit 130): nothing of the stage
+    is written (its files are written atomically at its end), and the line says how to go on."""
+    import signal
+    import threading
+
+    how = resume_hint() if resumable else "nothing partial was kept; run the same command again"
+
+    def handle(signum, frame):
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} during {stage}; {how}")
+
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in stop_signals()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_hint() -> str:
+    """How to continue an interrupted training run, as the caller would: the same command with a flag, or the same
+    call with a setting."""
+    if _option_prefix:
+        return f"continue with the same command plus {option('resume_from_checkpoint')} latest"
+    return "continue with the same call and resume_from_checkpoint='latest'"
+
+
+def help_hint() -> str:
+    """Where the caller finds every setting and its help: `--help` on the command line, `Recipe.help()` in Python."""
+    return f"see {option('help')}" if _option_prefix else "see bioqa.Recipe.help()"
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     """ "did you mean 'a' or 'b'?" for the one or two known names closest to a mistyped one; None if none is close."""
     import difflib

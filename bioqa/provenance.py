@@ -82,9 +82,14 @@ def git_commit() -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def base_manifest(argv: Sequence[str] | None) -> dict[str, Any]:
+def command_line(argv: Sequence[str] | None) -> list[str]:
+    """The command as it was typed: the script's name and its arguments (default: this process's)."""
+    return [Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]
+
+
+def base_manifest(command: Sequence[str]) -> dict[str, Any]:
     return {
-        "command": [Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)],
+        "command": list(command),
         "started_at": utc_now(),
         "toolkit_commit": git_commit(),
         "python": platform.python_version(),

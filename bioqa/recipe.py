@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,7 +16,8 @@ from typing import Any, NamedTuple
 import transformers
 from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.errors import InputError, did_you_mean
+from bioqa.config import build_parser, number_problems, parse_arguments
+from bioqa.errors import InputError, did_you_mean, raise_problems
 from bioqa.files import write_yaml_atomic
 from bioqa.settings import (
     OWN_SECTIONS,
@@ -48,7 +51,12 @@ class TrainingArguments(transformers.TrainingArguments):
 
 class Recipe(NamedTuple):
     """Every setting of a training run, by section; the commands' flags, `--config` YAML and run_config.yaml
-    are these fields."""
+    are these fields. The toolkit's sections are frozen: change a recipe with `replace`, which returns a new one.
+
+        >>> recipe = bioqa.Recipe.from_yaml("configs/demo-smollm2-cpu.yaml", output_dir="outputs/run1")
+        >>> recipe.lora.lora_r, recipe.replace(lora_r=16).lora.lora_r
+        >>> print(bioqa.Recipe.help())   # every setting with its help, as --help shows them
+    """
 
     model: ModelArguments
     data: DataArguments
@@ -57,6 +65,21 @@ class Recipe(NamedTuple):
     generation: GenerationEvalArguments
     run: RunArguments
     training: TrainingArguments
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> Recipe:
+        """The recipe a config YAML describes (as `load_models.py --config path` reads it), with `overrides`."""
+        return parse_recipe(["--config", str(path)]).replace(**overrides)
+
+    @classmethod
+    def defaults(cls, **settings: Any) -> Recipe:
+        """The toolkit's default recipe with `settings` changed (`Recipe.defaults(train_file="qa.jsonl")`)."""
+        return parse_recipe([]).replace(**settings)
+
+    @classmethod
+    def help(cls) -> str:
+        """Every setting with its type, default and help text: what `load_models.py --help` prints."""
+        return build_parser(SECTIONS, description=DESCRIPTION, prog="load_models.py").format_help()
 
     def settings(self) -> dict[str, Any]:
         """Every setting as a plain YAML-able value, by name (what run_config.yaml holds)."""
@@ -79,7 +102,9 @@ class Recipe(NamedTuple):
         for key in dict.fromkeys(owner[name] for name in changes):
             mine = {name: value for name, value in changes.items() if owner[name] == key}
             sections[key] = dataclasses.replace(sections[key], **mine)
-        return Recipe(**sections)
+        recipe = Recipe(**sections)
+        raise_problems(number_problems(list(recipe), None))
+        return recipe
 
 
 def config_dict(*objects: Any) -> dict[str, Any]:
@@ -108,3 +133,19 @@ def _plain(value: Any) -> Any:
 
 # The section types in the order of Recipe's fields: what the command's parser is built from.
 SECTIONS = (*OWN_SECTIONS, TrainingArguments)
+
+DESCRIPTION = "Fine-tune a causal language model with LoRA on biomedical question answering, and predict."
+
+
+def parse_recipe(argv: Sequence[str] | None) -> Recipe:
+    """The recipe of command-line arguments (default: this process's), with `--config` YAML underneath."""
+    parser = build_parser(SECTIONS, description=DESCRIPTION)
+    # Parsing sets up the devices of TrainingArguments before the device setting is applied (a run replaces
+    # them); under torchrun on a CPU that first set-up warns, wrongly, that DDP is off.
+    quiet = logging.getLogger("transformers.training_args")
+    previous = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return Recipe(*parse_arguments(parser, argv))
+    finally:
+        quiet.setLevel(previous)

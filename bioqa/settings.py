@@ -32,7 +32,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelArguments:
     model_name_or_path: str = setting(
         Role.TRAINING, "Base model: a Hugging Face Hub id or a local folder.", DEFAULT_MODEL
@@ -74,7 +74,7 @@ class ModelArguments:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataArguments:
     dataset_name: str | None = setting(
         Role.DATA,
@@ -143,7 +143,7 @@ class DataArguments:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class PromptArguments:
     use_chat_template: str = setting(
         Role.EXAMPLE,
@@ -167,7 +167,7 @@ class PromptArguments:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraArguments:
     lora_r: int = setting(Role.TRAINING, "LoRA rank.", 16)
     lora_alpha: int = setting(
@@ -190,7 +190,7 @@ class LoraArguments:
     use_dora: bool = setting(Role.TRAINING, "DoRA: weight-decomposed LoRA.", False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationEvalArguments:
     generation_eval: bool = setting(
         Role.SCORING, "At each evaluation, generate answers and log ROUGE/BLEU/METEOR; false skips it.", True
@@ -249,7 +249,7 @@ class GenerationEvalArguments:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunArguments:
     overwrite_output_dir: bool = setting(
         Role.RUN,

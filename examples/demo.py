@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bioqa.cli.config import answer_flags
+from bioqa.config import answer_flags
 from bioqa.report import scores_table
 
 ROOT = Path(__file__).resolve().parent.parent

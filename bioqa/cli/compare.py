@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bioqa.api import compare
-from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
+from bioqa.config import build_parser, parse_arguments
 
 
 @dataclass

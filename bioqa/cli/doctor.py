@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bioqa import backends, compat, hardware
-from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
+from bioqa.config import build_parser, parse_arguments
 from bioqa.devices import DEVICES, DeviceChoice, choose_device, cpu_has_native_bf16, mps_available
 from bioqa.errors import InputError, short
 

@@ -17,8 +17,8 @@ import logging
 import sys
 
 from bioqa import merge_run
-from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
+from bioqa.config import build_parser, parse_arguments
 
 
 def merge(argv: list[str] | None) -> int:

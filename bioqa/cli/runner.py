@@ -4,13 +4,19 @@ with a line that says how to go on. Only `main` functions of bioqa.cli return ex
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import sys
 from collections.abc import Callable
 
 from bioqa import compat
-from bioqa.errors import InputError, Interrupted, RunError, options_spelled_as_flags, short, stop_signals
+from bioqa.errors import (
+    InputError,
+    Interrupted,
+    RunError,
+    interrupt_on_signal,
+    options_spelled_as_flags,
+    short,
+)
 
 ERROR_LINE_LIMIT = 2000  # an error line quotes input; whatever it quotes, the line stays readable
 EXIT_CODES = ((Interrupted, 130), (InputError, 2), (RunError, 1))  # most specific first
@@ -72,33 +78,6 @@ def file_system_error(exc: OSError) -> str:
             "were: free some space (or choose another --output_dir) and run the same command again"
         )
     return f"{exc.strerror or exc}{where}; the partial files were removed; fix that and run the same command again"
-
-
-@contextlib.contextmanager
-def interrupt_on_signal(stage: str, resumable: bool):
-    """SIGINT / SIGTERM / SIGHUP during `stage` stop it at once with Interrupted (exit 130): nothing of the stage
-    is written (its files are written atomically at its end), and the line says how to go on."""
-    import signal
-    import threading
-
-    how = (
-        "continue with the same command plus --resume_from_checkpoint latest"
-        if resumable
-        else "nothing partial was kept; run the same command again"
-    )
-
-    def handle(signum, frame):
-        raise Interrupted(f"stopped by {signal.Signals(signum).name} during {stage}; {how}")
-
-    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
-        yield
-        return
-    previous = {sig: signal.signal(sig, handle) for sig in stop_signals()}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def close_progress_bars() -> None:

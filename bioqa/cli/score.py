@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioqa.cli.config import build_parser, parse_arguments
 from bioqa.cli.runner import run_main
+from bioqa.config import build_parser, parse_arguments
 from bioqa.errors import InputError
 from bioqa.files import read_text, text_lines
 from bioqa.metrics import ALL_METRICS, compute_metrics

@@ -45,8 +45,8 @@ def test_bundled_data_fields_sizes_and_no_leaks():
 def test_multiple_choice_set_balanced_distinct_and_split_without_leaks():
     from collections import Counter
 
-    from bioqa.cli.options import parse
     from bioqa.data import count_leaked_questions, load_splits
+    from bioqa.recipe import parse_recipe as parse
 
     mcq = ROOT / "data" / "mcq"
     files = {name: mcq / f"{name}.jsonl" for name in ("train", "validation", "test")}

@@ -96,8 +96,7 @@ class FakeHub:
 def fake_hub(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from bioqa import merge_run
-    from bioqa.cli import run_files
+    from bioqa import merge_run, run_files
 
     FakeHub.calls, FakeHub.fail = [], False
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)

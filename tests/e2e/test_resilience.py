@@ -276,15 +276,18 @@ def test_sigterm_during_prediction_exits_130_with_one_line_and_writes_nothing(ti
 
 
 def test_a_signal_during_a_stage_becomes_interrupted_and_the_handlers_come_back():
-    from bioqa.cli.runner import exit_code, interrupt_on_signal
-    from bioqa.errors import Interrupted
+    from bioqa.cli.runner import exit_code
+    from bioqa.errors import Interrupted, interrupt_on_signal, options_spelled_as_flags
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(
-        Interrupted,
-        match="stopped by SIGTERM during the final evaluation and saving; continue with the "
-        "same command plus --resume_from_checkpoint latest",
-    ) as info:
+    with (
+        options_spelled_as_flags(),
+        pytest.raises(
+            Interrupted,
+            match="stopped by SIGTERM during the final evaluation and saving; continue with the "
+            "same command plus --resume_from_checkpoint latest",
+        ) as info,
+    ):
         with interrupt_on_signal("the final evaluation and saving", resumable=True):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler raises before this ends

@@ -90,7 +90,7 @@ def test_saved_adapter_reloads_with_peft(trained, tiny_model_dir):
 
 
 def test_manifest_and_resolved_config(trained, qa_file):
-    import bioqa.cli.train as load_models
+    from bioqa.recipe import parse_recipe
 
     out, _ = trained
     manifest = json.loads((out / "run_manifest.json").read_text())
@@ -101,7 +101,7 @@ def test_manifest_and_resolved_config(trained, qa_file):
     assert manifest["split_sizes"] == {"train": 48, "validation": 6, "test": 6}
     assert manifest["data_sources"]["train"]["sha256"] and manifest["packages"]["transformers"]
     assert manifest["started_at"] <= manifest["finished_at"] and manifest["final_metrics"]["eval_rougeL"] >= 0
-    opts = load_models.parse(["--config", str(out / "run_config.yaml")])
+    opts = parse_recipe(["--config", str(out / "run_config.yaml")])
     assert opts.data.train_file == str(qa_file) and opts.training.max_steps == 24 and opts.lora.lora_r == 8
 
 

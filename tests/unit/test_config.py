@@ -4,10 +4,18 @@ from pathlib import Path
 
 import pytest
 
-import bioqa.cli.train as load_models
-from bioqa.errors import InputError
+from bioqa.checks import argument_problems
+from bioqa.errors import InputError, options_spelled_as_flags, raise_problems
 from bioqa.recipe import config_dict
+from bioqa.recipe import parse_recipe as parse
 from helpers import ROOT
+
+
+@pytest.fixture(autouse=True)
+def as_the_command_spells_settings():
+    """These are load_models.py's parses: its messages name settings by their flags."""
+    with options_spelled_as_flags():
+        yield
 
 
 def write(path: Path, text: str) -> Path:
@@ -21,7 +29,7 @@ def test_yaml_values_and_command_line_override(tmp_path):
         "lora_r: 8\nlearning_rate: 1.0e-3\nlora_target_modules: [q_proj, v_proj]\n"
         "generation_eval: false\nsplit_ratios: [0.7, 0.2, 0.1]\noutput_dir: out\n",
     )
-    opts = load_models.parse(["--config", str(config), "--lora_r", "4"])
+    opts = parse(["--config", str(config), "--lora_r", "4"])
     assert opts.lora.lora_r == 4  # the command line wins
     assert opts.training.learning_rate == 1e-3 and opts.training.output_dir == "out"
     assert opts.lora.lora_target_modules == ["q_proj", "v_proj"]
@@ -29,7 +37,7 @@ def test_yaml_values_and_command_line_override(tmp_path):
 
 
 def test_toolkit_defaults_on_training_arguments():
-    opts = load_models.parse([])
+    opts = parse([])
     assert opts.training.learning_rate == 2e-4 and opts.training.train_sampling_strategy == "group_by_length"
     assert opts.training.eval_strategy == "epoch" and opts.model.model_name_or_path.endswith("SmolLM2-135M-Instruct")
 
@@ -55,7 +63,7 @@ def test_toolkit_defaults_on_training_arguments():
 def test_bad_yaml_names_the_file_and_key(tmp_path, text, fragment):
     config = write(tmp_path / "run.yaml", text)
     with pytest.raises(InputError) as info:
-        load_models.parse(["--config", str(config)])
+        parse(["--config", str(config)])
     assert fragment in str(info.value)
 
 
@@ -64,10 +72,10 @@ def test_quoted_choice_and_small_aliases_are_fine_and_config_twice_is_refused(tm
         tmp_path / "run.yaml",
         'use_chat_template: "no"\ntargets: &t [q_proj, v_proj]\n'.replace("targets", "lora_target_modules"),
     )
-    opts = load_models.parse(["--config", str(config)])
+    opts = parse(["--config", str(config)])
     assert opts.prompt.use_chat_template == "no" and opts.lora.lora_target_modules == ["q_proj", "v_proj"]
     with pytest.raises(InputError, match="--config given 2 times"):
-        load_models.parse(["--config", str(config), "--config=" + str(config)])
+        parse(["--config", str(config), "--config=" + str(config)])
 
 
 def test_error_lines_are_cut_to_a_readable_length(capsys):
@@ -82,33 +90,33 @@ def test_error_lines_are_cut_to_a_readable_length(capsys):
 
 def test_missing_config_and_bad_flag():
     with pytest.raises(InputError, match="--config nope.yaml does not exist"):
-        load_models.parse(["--config", "nope.yaml"])
+        parse(["--config", "nope.yaml"])
     with pytest.raises(InputError, match="unrecognized arguments: --lora_rank 8; did you mean"):
-        load_models.parse(["--lora_rank", "8"])
+        parse(["--lora_rank", "8"])
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_parse(recipe):
-    opts = load_models.parse(["--config", str(recipe)])
+    opts = parse(["--config", str(recipe)])
     assert opts.model.model_name_or_path and opts.training.output_dir.startswith("outputs/")
-    assert not load_models.argument_problems(opts)
+    assert not argument_problems(opts)
 
 
 def test_resolved_config_round_trips(tmp_path):
     import yaml
 
-    opts = load_models.parse(["--lora_r", "4", "--max_steps", "7", "--eval_metrics", "rouge", "bleu"])
+    opts = parse(["--lora_r", "4", "--max_steps", "7", "--eval_metrics", "rouge", "bleu"])
     saved = write(tmp_path / "run_config.yaml", yaml.safe_dump(config_dict(*opts)))
-    again = load_models.parse(["--config", str(saved)])
+    again = parse(["--config", str(saved)])
     assert config_dict(*again) == config_dict(*opts)
 
 
 def test_argument_problems_are_reported_together():
-    opts = load_models.parse(["--lora_r", "0", "--learning_rate", "-1", "--per_device_train_batch_size", "0"])
-    problems = load_models.argument_problems(opts)
+    opts = parse(["--lora_r", "0", "--learning_rate", "-1", "--per_device_train_batch_size", "0"])
+    problems = argument_problems(opts)
     assert len(problems) == 3
     with pytest.raises(InputError, match="3 problems: --lora_r must be positive, got 0 | --learning_rate"):
-        load_models.raise_problems(problems)
+        raise_problems(problems)
 
 
 def test_atomic_writes_leave_a_normal_file_and_no_temporary(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bioqa.cli.options import parse
 from bioqa.errors import InputError
+from bioqa.recipe import parse_recipe as parse
 from helpers import ROOT
 
 

@@ -8,10 +8,10 @@ import pytest
 import transformers
 
 from bioqa import settings
-from bioqa.cli.options import parse
 from bioqa.errors import InputError
 from bioqa.files import write_yaml_atomic
 from bioqa.recipe import config_dict
+from bioqa.recipe import parse_recipe as parse
 from bioqa.resume import check_same_settings
 from bioqa.roles import TRAINER_ROLES, Role
 

@@ -9,10 +9,10 @@ from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments
 
 from bioqa import prompts
-from bioqa.cli.options import parse
-from bioqa.cli.train import build_trainer
 from bioqa.loss import AnswerOnlyCollator
+from bioqa.recipe import parse_recipe as parse
 from bioqa.trainer import BioQATrainer
+from bioqa.training import build_trainer
 from helpers import prompt_args
 from tiny_models import build_model, qa_rows
 

@@ -1,8 +1,9 @@
-"""Options from typed dataclasses and YAML: `HfArgumentParser` plus `--config run.yaml`.
+"""Settings from typed dataclasses and YAML: `HfArgumentParser` plus a config file (`--config run.yaml`).
 
-A YAML key is exactly a command-line flag name; the file is read as if its flags came first, so
-flags on the command line override it. Unknown keys and ill-typed values are errors that name the
-file. `bioqa.recipe.Recipe.settings()` turns the parsed options back into the YAML written beside every output.
+A YAML key is exactly a setting's name (a command-line flag without its dashes); the file is read as if its
+flags came first, so flags on the command line override it. Unknown keys and ill-typed values are errors that
+name the file. `bioqa.recipe.Recipe.settings()` turns the parsed settings back into the YAML written beside
+every output, and `Recipe.from_yaml` reads one through this parser.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bioqa import compat
-from bioqa.errors import InputError, did_you_mean, raise_problems, short, shown
+from bioqa.errors import InputError, did_you_mean, help_hint, option, raise_problems, short, shown
 from bioqa.files import path_kind, read_text, wrong_kind
 from bioqa.settings import answer_settings
 
@@ -29,7 +30,7 @@ def _parser_class():
         """HfArgumentParser whose errors raise InputError instead of printing usage and exiting."""
 
         def error(self, message: str):
-            raise InputError(f"{message}; see --help")
+            raise InputError(f"{message}; {help_hint()}")
 
         def add_argument(self, *names, **kwargs):
             # HfArgumentParser hands a field's whole metadata to argparse; a setting's role is not argparse's
@@ -39,8 +40,8 @@ def _parser_class():
     return Parser
 
 
-def build_parser(dataclass_types: Sequence[type], description: str):
-    parser = _parser_class()(dataclass_types, description=description)
+def build_parser(dataclass_types: Sequence[type], description: str, prog: str | None = None):
+    parser = _parser_class()(dataclass_types, description=description, prog=prog)
     # HfArgumentParser gives dict options (liger_kernel_config) dict(), which no text passes; they take a JSON
     # object instead, which is also how a YAML mapping reaches them
     for action in compat.parser_actions(parser):
@@ -81,7 +82,7 @@ def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
             args=file_argv + argv, return_remaining_strings=True
         )
     except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
-        raise InputError(f"{short(str(exc), 500)}; see --help") from None
+        raise InputError(f"{short(str(exc), 500)}; {help_hint()}") from None
     if remaining:
         flag = next((t for t in remaining if t.startswith("--")), remaining[0])
         raise InputError(f"unrecognized arguments: {' '.join(remaining)}; {_suggest(flag.lstrip('-'), parser)}")
@@ -104,9 +105,9 @@ def number_problems(objects: Sequence[Any], config: Path | None) -> list[str]:
             values = value if isinstance(value, (list, tuple)) else [value]
             shown_value = " ".join(short(str(v), 40) for v in values)
             if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-                problems.append(f"--{f.name} must be a finite number, got {shown_value}{where}")
+                problems.append(f"{option(f.name)} must be a finite number, got {shown_value}{where}")
             elif any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > LARGEST_COUNT for v in values):
-                problems.append(f"--{f.name} {shown_value} is out of range (at most {LARGEST_COUNT}){where}")
+                problems.append(f"{option(f.name)} {shown_value} is out of range (at most {LARGEST_COUNT}){where}")
     return problems
 
 
@@ -115,7 +116,7 @@ def _options(parser) -> dict[str, Action]:
 
 
 def _suggest(name: str, parser) -> str:
-    return did_you_mean(name.split("=")[0], _options(parser)) or "see --help for the options"
+    return did_you_mean(name.split("=")[0], _options(parser)) or f"{help_hint()} for the options"
 
 
 def _config_path(argv: list[str]) -> Path | None:
@@ -123,7 +124,7 @@ def _config_path(argv: list[str]) -> Path | None:
     found += [token.split("=", 1)[1] for token in argv if token.startswith("--config=")]
     if len(found) > 1:
         raise InputError(
-            f"--config given {len(found)} times ({', '.join(found)}); give one file (put the options of "
+            f"{option('config')} given {len(found)} times ({', '.join(found)}); give one file (put the options of "
             "both in it), and override single options with flags"
         )
     return Path(found[0]) if found else None
@@ -133,7 +134,7 @@ def _yaml_to_argv(path: Path, parser) -> list[str]:
     import yaml
 
     if path_kind(path) not in ("a file", "a pipe"):
-        raise InputError(f"--config {wrong_kind(path, 'a YAML file')}; check the --config path")
+        raise InputError(f"{option('config')} {wrong_kind(path, 'a YAML file')}; check the {option('config')} path")
     try:
         data = load_yaml(read_text(path, "the config file"))
     except yaml.YAMLError as exc:
@@ -210,14 +211,14 @@ def _check_yaml_value(path: Path, key: str, action: Action, value: Any) -> None:
         else f"{'a list of ' if many else 'one '}{getattr(action.type, '__name__', 'text')} value{'s' if many else ''}"
     )
     if isinstance(value, (list, tuple)) and len(value) > 1 and not many:  # [x] is x (report_to: [tensorboard])
-        raise InputError(f"{path}: key {key!r} is a list ({shown(value)}), but it takes {expected}; see --help")
+        raise InputError(f"{path}: key {key!r} is a list ({shown(value)}), but it takes {expected}; {help_hint()}")
     values = value if isinstance(value, (list, tuple)) else [value]
     boolean = " (YAML reads unquoted yes, no, on, off, true, false as booleans: quote the word)"
     if action.choices and value is not None and str(value) not in map(str, action.choices):
         hint = boolean if isinstance(value, bool) else ""
-        raise InputError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; see --help")
+        raise InputError(f"{path}: key {key!r} is {shown(value)}{hint}, but it takes {expected}; {help_hint()}")
     if action.type is str and any(isinstance(v, bool) for v in values):  # labels: [yes, no] would be True, False
-        raise InputError(f"{path}: key {key!r} is {shown(value)}{boolean}, but it takes {expected}; see --help")
+        raise InputError(f"{path}: key {key!r} is {shown(value)}{boolean}, but it takes {expected}; {help_hint()}")
 
 
 def flag_tokens(key: str, value: Any) -> list[str]:

@@ -11,11 +11,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.adapters import other_base_warning
 from bioqa.attention import use_cpu_attention
-from bioqa.cli.run_files import start_writing, write_model_card
-from bioqa.cli.runner import interrupt_on_signal
 from bioqa.data import Example, Splits
 from bioqa.devices import DeviceChoice
-from bioqa.errors import InputError
+from bioqa.errors import InputError, interrupt_on_signal, option
 from bioqa.files import write_json_atomic, write_jsonl_atomic
 from bioqa.generation import Answering, GenerationSettings, answer_prompts
 from bioqa.inventory import record
@@ -26,6 +24,7 @@ from bioqa.predictions import generation_prompts, score_rows
 from bioqa.prompts import PromptFormat, label_continuations
 from bioqa.provenance import utc_now
 from bioqa.recipe import Recipe
+from bioqa.run_files import start_writing, write_model_card
 from bioqa.settings import GenerationEvalArguments
 
 if TYPE_CHECKING:
@@ -99,13 +98,13 @@ def test_prompts(
     )
     if not examples:
         raise InputError(
-            f"--do_predict: none of the {len(test)} test examples fits --max_seq_length "
+            f"{option('do_predict')}: none of the {len(test)} test examples fits {option('max_seq_length')} "
             f"{opts.data.max_seq_length} even without its context (the prompt also leaves room for "
-            f"--generation_max_new_tokens {gen.generation_max_new_tokens}); raise --max_seq_length"
+            f"{option('generation_max_new_tokens')} {gen.generation_max_new_tokens}); raise {option('max_seq_length')}"
         )
     if len(examples) < len(test):
         log.warning(
-            "predict: %d test examples do not fit --max_seq_length even without context; left out",
+            f"predict: %d test examples do not fit {option('max_seq_length')} even without context; left out",
             len(test) - len(examples),
         )
     return TestPrompts(examples, prompts, answering(opts, choice, tokenizer, fmt, splits.labels), splits.labels)

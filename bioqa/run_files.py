@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bioqa.cli.options import wants_training
+from bioqa.checks import wants_training
 from bioqa.data import Splits
 from bioqa.devices import DeviceChoice
+from bioqa.errors import option
 from bioqa.files import write_json_atomic, write_text_atomic, write_yaml_atomic
 from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
 from bioqa.inventory import record, remove_recorded
@@ -41,10 +43,10 @@ def wait_for_every_process() -> None:
     PartialState().wait_for_everyone()
 
 
-def begin_run(opts: Recipe, argv: list[str] | None, choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
+def begin_run(opts: Recipe, command: Sequence[str], choice: DeviceChoice, splits: Splits, resume: Path | None) -> dict:
     """The manifest so far (written with the final files, or when a run is interrupted)."""
     return {
-        **base_manifest(argv),
+        **base_manifest(command),
         "device": choice.__dict__,
         "data_sources": splits.sources,
         "split_sizes": splits.sizes(),
@@ -65,7 +67,7 @@ def start_writing(opts: Recipe, resume: Path | None, training_manifest: dict | N
     if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
         removed = remove_recorded(Path(opts.training.output_dir))
         if removed:
-            log.info("--overwrite_output_dir: removed the %d files the earlier run wrote", len(removed))
+            log.info(f"{option('overwrite_output_dir')}: removed the %d files the earlier run wrote", len(removed))
     wait_for_every_process()
     if opts.training.process_index == 0:
         out = Path(opts.training.output_dir)
@@ -94,7 +96,10 @@ def push_problems(opts: Recipe) -> list[str]:
     if not opts.training.push_to_hub:
         return []
     if not wants_training(opts.training):
-        return ["--push_to_hub uploads the adapter a run trains; add --do_train, or drop --push_to_hub"]
+        return [
+            f"{option('push_to_hub')} uploads the adapter a run trains; add {option('do_train')}, or drop "
+            f"{option('push_to_hub')}"
+        ]
     return hub_problems(offline=not hub_reachable(), has_token=token_available(opts.training.hub_token))
 
 
@@ -109,7 +114,7 @@ def push_output(opts: Recipe) -> None:
         private=opts.training.hub_private_repo,
         message=f"bioqa-lora: the LoRA adapter of {out.name}",
     )
-    log.info("--push_to_hub: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
+    log.info(f"{option('push_to_hub')}: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
 
 
 def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: dict) -> None:

@@ -1,0 +1,104 @@
+"""What `bioqa.finetune` and `bioqa.predict` return: views of the files a run wrote (the same files the commands
+write), read when first asked for, so a result stays true to its folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bioqa.files import read_json, read_run_config
+from bioqa.predictions import PredictionRow, read_prediction_file
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A model's answers to the test split: `rows` (predictions.jsonl), `summary` (predict_metrics.json) and
+    `scores`, each metric's corpus score with its bootstrap 95% interval. `bioqa.compare` takes it as a file.
+
+        >>> zero_shot.scores["rougeL"]   # {"score": 0.21, "ci95": [0.19, 0.23]}
+        >>> bioqa.compare(zero_shot, fine_tuned)
+    """
+
+    output_dir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.output_dir / "predictions.jsonl"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @cached_property
+    def rows(self) -> list[PredictionRow]:
+        return read_prediction_file(self.path)
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.output_dir / "predict_metrics.json", "the prediction metrics")
+
+    @property
+    def scores(self) -> dict[str, dict[str, Any]]:
+        return self.summary["scores"]
+
+    def __str__(self) -> str:
+        from bioqa.model_card import scores_table
+
+        return f"{self.summary['num_examples']} test examples, {self.path}\n{scores_table(self.scores)}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A training run's folder: `metrics` (metrics.json: the final train and eval_* metrics), `validation` (the
+    final evaluation's generated answers scored with bootstrap 95% intervals), `best_checkpoint`, `manifest`
+    (run_manifest.json), `config` (run_config.yaml) and, when the run answered the test split, `predictions`.
+    `bioqa.merge` takes it as the adapter's folder.
+
+        >>> run.metrics["eval_rougeL"], run.validation["scores"]["rougeL"]["ci95"], run.best_checkpoint
+    """
+
+    output_dir: Path
+
+    def __fspath__(self) -> str:
+        return str(self.output_dir)
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.output_dir / "metrics.json", "the run's metrics")
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.output_dir / "run_manifest.json", "the run manifest")
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        return read_run_config(self.output_dir / "run_config.yaml")
+
+    @property
+    def best_checkpoint(self) -> str | None:
+        """The checkpoint the metric_for_best_model chose (None without one)."""
+        return read_json(self.output_dir / "trainer_state.json", "the trainer state").get("best_model_checkpoint")
+
+    @cached_property
+    def validation(self) -> dict[str, Any] | None:
+        """{"num_examples": n, "scores": {metric: {"score": x, "ci95": [low, high] or None}}} of the answers the
+        final evaluation generated (None when the run generated none)."""
+        from bioqa.model_card import evaluation_of
+
+        final = self.manifest.get("final_evaluation")
+        if not final:
+            return None
+        rows = read_prediction_file(self.output_dir / final)
+        return evaluation_of(rows, self.config["bootstrap_samples"], self.config["seed"], self.manifest.get("labels"))
+
+    @property
+    def predictions(self) -> Predictions | None:
+        found = Predictions(self.output_dir)
+        return found if found.path.is_file() else None
+
+    def __repr__(self) -> str:
+        if not (self.output_dir / "metrics.json").is_file():  # a run stopped early, or another process's view
+            return f"Run({str(self.output_dir)!r})"
+        shown = {k: round(v, 4) for k, v in self.metrics.items() if k.startswith("eval_") and isinstance(v, float)}
+        return f"Run({str(self.output_dir)!r}, {', '.join(f'{k}={v}' for k, v in shown.items())})"
