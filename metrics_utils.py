@@ -4,15 +4,15 @@
     metrics_utils.compute_metrics(["IL-6 is a cytokine."], ["Interleukin 6 (IL-6) is a cytokine."])
     metrics_utils.label_metrics([metrics_utils.extract_label("Yes, it does.", ["yes", "no"])], ["yes"], ["yes", "no"])
 
-The functions live in the package: scoring in `bioqa.metrics` (its docstring gives the definitions),
-labels of yes/no/maybe and multiple-choice answers in `bioqa.labels`,
-intervals and the paired test in `bioqa.bootstrap`, answer clean-up in `bioqa.postprocess`, Trainer
-glue in `bioqa.trainer_metrics`. This module is the name people import in notebooks and scripts,
+The functions live in the package: scoring in `bioqa.evaluate.metrics` (its docstring gives the definitions),
+labels of yes/no/maybe and multiple-choice answers in `bioqa.evaluate.labels`,
+intervals and the paired test in `bioqa.evaluate.bootstrap`, answer clean-up in `bioqa.generate.postprocess`, Trainer
+glue in `bioqa.train.trainer_metrics`. This module is the name people import in notebooks and scripts,
 installed with the package. Importing it loads only the standard library.
 """
 
-from bioqa.bootstrap import bootstrap_intervals, paired_bootstrap
-from bioqa.labels import (
+from bioqa.evaluate.bootstrap import bootstrap_intervals, paired_bootstrap
+from bioqa.evaluate.labels import (
     LabelScores,
     extract_label,
     label_metrics,
@@ -21,10 +21,17 @@ from bioqa.labels import (
     render_options,
     strip_label,
 )
-from bioqa.metrics import ALL_METRICS, ROUGE_TYPES, TextScores, compute_metrics, per_example_scores, score_predictions
-from bioqa.postprocess import postprocess_text
-from bioqa.scorers import NLTK_DATA_DIR, MissingNLTKDataError, nltk_data_available
-from bioqa.trainer_metrics import trainer_compute_metrics
+from bioqa.evaluate.metrics import (
+    ALL_METRICS,
+    ROUGE_TYPES,
+    TextScores,
+    compute_metrics,
+    per_example_scores,
+    score_predictions,
+)
+from bioqa.evaluate.scorers import NLTK_DATA_DIR, MissingNLTKDataError, nltk_data_available
+from bioqa.generate.postprocess import postprocess_text
+from bioqa.train.trainer_metrics import trainer_compute_metrics
 
 __all__ = [
     "ALL_METRICS",

@@ -33,7 +33,7 @@ import bioqa.cli.train as load_models
 import bioqa.prediction as prediction
 from bench_recipes import WORK  # beside this script, so on sys.path when it runs
 from bioqa.config import answer_flags
-from bioqa.predictions import read_prediction_file
+from bioqa.evaluate.predictions import read_prediction_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ RUN_SCOPE = ExitStack()  # what one prediction run changes, undone when it ends
 
 def with_negatives(tokenizer, fmt, examples, *rest):
     """The prediction stage's generation_prompts, also recording each prompt's context-free twin and tokens to boost."""
-    from bioqa.prompts import prompt_ids
+    from bioqa.data.prompts import prompt_ids
 
     kept, prompts = ORIGINAL["generation_prompts"](tokenizer, fmt, examples, *rest)
     special = set(tokenizer.all_special_ids)
@@ -62,7 +62,7 @@ def guided_generate(generate, args: argparse.Namespace):
     import torch
     from transformers import EncoderRepetitionPenaltyLogitsProcessor
 
-    from bioqa.batches import left_padded
+    from bioqa.generate.batches import left_padded
 
     def generate_with_change(input_ids, attention_mask, **kwargs):
         rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]

@@ -22,7 +22,7 @@ import time
 
 from bench_train import ROOT, CountingCollator, lora_config, training_arguments  # beside this script
 
-from bioqa.paths import local_default_model
+from bioqa.io.paths import local_default_model
 
 SHAPE = dict(
     hidden_size=2048,
@@ -39,8 +39,8 @@ SHAPE = dict(
 def long_examples(n: int) -> list:
     """`n` examples of PubMedQA's shape from the bundled QA set: each question with the answers of the ten records
     after it as its context (about 250 words), and its own answer."""
-    from bioqa.data import FieldMap, to_examples
-    from bioqa.sources import read_records
+    from bioqa.data.sources import read_records
+    from bioqa.data.splits import FieldMap, to_examples
 
     records = read_records(ROOT / "data" / "bioqa" / "train.jsonl")
     rows = [
@@ -82,10 +82,10 @@ def run_arm(arm: str, examples: int, tokenizer_path: str) -> dict:
     from peft import get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainingArguments
 
-    from bioqa.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
-    from bioqa.prompts import encode_dataset, prompt_format
+    from bioqa.data.prompts import encode_dataset, prompt_format
     from bioqa.settings import PromptArguments
-    from bioqa.trainer import BioQATrainer
+    from bioqa.train.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
+    from bioqa.train.trainer import BioQATrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import metrics_utils
 from bioqa.config import answer_flags, load_yaml
-from bioqa.files import read_text, text_lines
-from bioqa.report import scores_table
+from bioqa.evaluate.report import scores_table
+from bioqa.io.files import read_text, text_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bioqa.paths import local_default_model
+from bioqa.io.paths import local_default_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,11 +59,11 @@ def measured(command: list[str]) -> dict:
 
 def loading_and_tokenising(argv: list[str]) -> None:
     """In this process: the training command's steps up to the tokenised training set, then the peak memory."""
-    from bioqa.data import load_splits
-    from bioqa.features import encode_splits
-    from bioqa.modeling import load_tokenizer
-    from bioqa.prompts import prompt_format
+    from bioqa.data.features import encode_splits
+    from bioqa.data.prompts import prompt_format
+    from bioqa.data.splits import load_splits
     from bioqa.recipe import parse_recipe as parse
+    from bioqa.train.modeling import load_tokenizer
 
     opts = parse(argv)
     splits = load_splits(opts.data)

@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from bioqa.paths import local_default_model
+from bioqa.io.paths import local_default_model
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = local_default_model()
@@ -44,8 +44,8 @@ DECODE_TOKENS = 32
 
 
 def pubmedqa_examples(n: int) -> list[dict]:
-    from bioqa.data import FieldMap, to_examples
-    from bioqa.sources import read_records
+    from bioqa.data.sources import read_records
+    from bioqa.data.splits import FieldMap, to_examples
 
     records = read_records(SHARED / "pubmedqa" / "ori_pqal_train.json")
     fields = FieldMap(question="QUESTION", answer="LONG_ANSWER", context="CONTEXTS")
@@ -60,7 +60,7 @@ class CountingCollator:
 
     def __call__(self, features):
         batch = self.inner(features)
-        # from the examples: a right-padded batch comes without its attention mask (bioqa.loss)
+        # from the examples: a right-padded batch comes without its attention mask (bioqa.train.loss)
         self.real += sum(len(feature["input_ids"]) for feature in features)
         self.padded += batch["input_ids"].numel()
         return batch
@@ -105,12 +105,12 @@ def run_ours(arm: str, examples: list[dict]) -> dict:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from bioqa.attention import use_cpu_attention
-    from bioqa.loss import AnswerOnlyCollator, answer_only_loss
-    from bioqa.modeling import load_tokenizer
-    from bioqa.prompts import encode_dataset, prompt_format
+    from bioqa.data.prompts import encode_dataset, prompt_format
+    from bioqa.generate.attention import use_cpu_attention
     from bioqa.settings import PromptArguments
-    from bioqa.trainer import BioQATrainer
+    from bioqa.train.loss import AnswerOnlyCollator, answer_only_loss
+    from bioqa.train.modeling import load_tokenizer
+    from bioqa.train.trainer import BioQATrainer
 
     tokenizer = load_tokenizer(
         SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)
@@ -162,7 +162,7 @@ def run_trl(arm: str, examples: list[dict]) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from bioqa.prompts import prompt_format, user_text
+    from bioqa.data.prompts import prompt_format, user_text
     from bioqa.settings import PromptArguments
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
@@ -221,9 +221,9 @@ def run_generation(questions: int) -> dict:
 
 
 def pubmedqa_prompts(questions: int):
-    from bioqa.modeling import load_tokenizer
-    from bioqa.prompts import prompt_format, prompt_ids
+    from bioqa.data.prompts import prompt_format, prompt_ids
     from bioqa.settings import PromptArguments
+    from bioqa.train.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(
         SimpleNamespace(model_name_or_path=str(MODEL), tokenizer_name=None, trust_remote_code=False)
@@ -237,8 +237,8 @@ def timed_generation(tokenizer, prompts: list[list[int]], settings) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from bioqa.attention import use_cpu_attention
-    from bioqa.generation import Answering, answer_prompts
+    from bioqa.generate.attention import use_cpu_attention
+    from bioqa.generate.generation import Answering, answer_prompts
 
     # frozen, as a prediction's or an evaluation's base is, so the settings' dtype casts its weights (a weight that
     # requires gradients keeps its dtype, and bf16 would then be autocast over float32 weights)

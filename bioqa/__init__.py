@@ -11,7 +11,7 @@ The Python API from a notebook (examples/notebook.py runs the whole pipeline):
     bioqa.score(["Metformin lowers glucose."], ["Metformin lowers blood glucose."])
 
 Below it, library modules (data, prompts, metrics, merging, ...) and the command-line layer (`bioqa.cli`);
-`metrics_utils` re-exports `bioqa.metrics`. Importing the package loads nothing: each name loads on first use.
+`metrics_utils` re-exports `bioqa.evaluate.metrics`. Importing the package loads nothing: each name loads on first use.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # for a reader's editor; at run time each name is loaded on f
     from bioqa.api import Comparison, compare, merge, score
     from bioqa.errors import InputError, RunError
     from bioqa.finetuning import finetune, predict
-    from bioqa.merge_run import MergeReport
+    from bioqa.merging.run import MergeReport
     from bioqa.recipe import Recipe
     from bioqa.results import Predictions, Run
 
@@ -37,7 +37,7 @@ _EXPORTS = {
     "score": "bioqa.api",
     "Comparison": "bioqa.api",
     "merge": "bioqa.api",
-    "MergeReport": "bioqa.merge_run",
+    "MergeReport": "bioqa.merging.run",
     "InputError": "bioqa.errors",
     "RunError": "bioqa.errors",
 }

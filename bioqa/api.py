@@ -18,14 +18,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bioqa.comparison import aligned, compare_rows, label_set_of
 from bioqa.errors import InputError, option, raise_problems
-from bioqa.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
-from bioqa.inventory import file_records, write_inventory
-from bioqa.merge_run import MergeReport, MergeSettings
-from bioqa.merge_run import run as run_merge
-from bioqa.metrics import Reference, compute_metrics
-from bioqa.outputs import (
+from bioqa.evaluate.comparison import aligned, compare_rows, label_set_of
+from bioqa.evaluate.metrics import Reference, compute_metrics
+from bioqa.evaluate.predictions import PredictionRow, read_prediction_file
+from bioqa.io.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
+from bioqa.io.inventory import file_records, write_inventory
+from bioqa.io.outputs import (
     COMPARISON_OUTPUT,
     check_not_an_input,
     check_output_folder,
@@ -33,7 +32,8 @@ from bioqa.outputs import (
     output_lock,
     run_folder,
 )
-from bioqa.predictions import PredictionRow, read_prediction_file
+from bioqa.merging.run import MergeReport, MergeSettings
+from bioqa.merging.run import run as run_merge
 
 
 def score(
@@ -58,7 +58,7 @@ class Comparison:
 
     `details` is what comparison.json holds; `metrics` maps each metric to both scores, the difference (candidate
     minus baseline), its paired bootstrap 95% interval (`ci_low`, `ci_high`) and `p_value` (None below
-    `bioqa.bootstrap.MIN_EXAMPLES` examples); `labels` holds McNemar's test, the confusion matrices and the
+    `bioqa.evaluate.bootstrap.MIN_EXAMPLES` examples); `labels` holds McNemar's test, the confusion matrices and the
     flipped ids when the files have labels; `output_dir` the folder with report.md, comparison.json and the plots
     (None when none was asked for).
     """
@@ -163,7 +163,7 @@ def compare(
     cand_rows = aligned(base_rows, _rows(candidate, names[1]), names)
     label_set = _label_set(labels, [files[1], files[0]], base_rows + cand_rows)
     if out is None:
-        from bioqa.report import scores_table
+        from bioqa.evaluate.report import scores_table
 
         result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
         return Comparison(names, _details(result), scores_table(result, names))
@@ -173,7 +173,7 @@ def compare(
         )
         result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
         with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
-            from bioqa.report import write_report  # matplotlib: only when there is a report to write
+            from bioqa.evaluate.report import write_report  # matplotlib: only when there is a report to write
 
             table = write_report(staging, result, base_rows, cand_rows, names, state, examples_shown)
             details = _details(result) | {"baseline": files[0], "candidate": files[1], "names": list(names)}

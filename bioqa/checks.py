@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 from bioqa.errors import option
-from bioqa.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
+from bioqa.evaluate.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
 from bioqa.recipe import Recipe, TrainingArguments
 
 

@@ -32,7 +32,7 @@ WRITTEN_FOR = {
 # under a padding mask too, not only without one.
 SDPA_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
-# Trainer methods `bioqa.trainer.BioQATrainer` overrides: the checkpoint it records, the gradient norm it checks,
+# Trainer methods `bioqa.train.trainer.BioQATrainer` overrides: the checkpoint it records, the gradient norm it checks,
 # the length-grouped sampler it gives. transformers has no public hook for any of the three.
 OVERRIDDEN = ("_save_checkpoint", "_get_grad_norm", "_get_train_sampler")
 

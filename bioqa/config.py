@@ -19,7 +19,7 @@ from typing import Any
 
 from bioqa import compat
 from bioqa.errors import InputError, did_you_mean, help_hint, option, raise_problems, short, shown
-from bioqa.files import path_kind, read_text, wrong_kind
+from bioqa.io.files import path_kind, read_text, wrong_kind
 from bioqa.settings import answer_settings
 
 

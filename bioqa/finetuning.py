@@ -17,16 +17,25 @@ from dataclasses import replace
 from pathlib import Path
 
 from bioqa.checks import argument_problems, device_problems, wants_training
-from bioqa.data import Splits, load_splits
+from bioqa.data.prompts import prompt_format
+from bioqa.data.sources import training_file
+from bioqa.data.splits import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 from bioqa.errors import InputError, option, raise_problems
-from bioqa.modeling import check_target_modules, load_config, load_tokenizer, lora_rank_problem, resolve_model_name
-from bioqa.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
+from bioqa.io.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
 from bioqa.prediction import predict_stage, test_prompts
-from bioqa.prompts import prompt_format
 from bioqa.recipe import Recipe, TrainingArguments
 from bioqa.results import Predictions, Run
-from bioqa.resume import (
+from bioqa.run_files import begin_run, is_main_launch_process, push_output, push_problems
+from bioqa.settings import ModelArguments, RunArguments
+from bioqa.train.modeling import (
+    check_target_modules,
+    load_config,
+    load_tokenizer,
+    lora_rank_problem,
+    resolve_model_name,
+)
+from bioqa.train.resume import (
     check_checkpoint_files,
     check_same_data,
     check_same_settings,
@@ -34,10 +43,7 @@ from bioqa.resume import (
     finished_step,
     resume_checkpoint,
 )
-from bioqa.run_files import begin_run, is_main_launch_process, push_output, push_problems
-from bioqa.settings import ModelArguments, RunArguments
-from bioqa.sources import training_file
-from bioqa.training import train
+from bioqa.train.stage import train
 
 log = logging.getLogger("bioqa")
 

@@ -9,23 +9,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bioqa.adapters import other_base_warning
-from bioqa.attention import use_cpu_attention
-from bioqa.data import Example, Splits
+from bioqa.data.prompts import PromptFormat, label_continuations
+from bioqa.data.splits import Example, Splits
 from bioqa.devices import DeviceChoice
 from bioqa.errors import InputError, interrupt_on_signal, option
-from bioqa.files import write_json_atomic, write_jsonl_atomic
-from bioqa.generation import Answering, GenerationSettings, answer_prompts
-from bioqa.inventory import record
-from bioqa.metrics import TextScores
-from bioqa.modeling import load_adapter, load_model
-from bioqa.outputs import TRAINING_OUTPUT
-from bioqa.predictions import generation_prompts, score_rows
-from bioqa.prompts import PromptFormat, label_continuations
-from bioqa.provenance import utc_now
+from bioqa.evaluate.metrics import TextScores
+from bioqa.evaluate.predictions import generation_prompts, score_rows
+from bioqa.generate.attention import use_cpu_attention
+from bioqa.generate.generation import Answering, GenerationSettings, answer_prompts
+from bioqa.io.files import write_json_atomic, write_jsonl_atomic
+from bioqa.io.inventory import record
+from bioqa.io.outputs import TRAINING_OUTPUT
+from bioqa.io.provenance import utc_now
+from bioqa.merging.adapters import other_base_warning
 from bioqa.recipe import Recipe
 from bioqa.run_files import start_writing, write_model_card
 from bioqa.settings import GenerationEvalArguments
+from bioqa.train.modeling import load_adapter, load_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

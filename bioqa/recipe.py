@@ -18,7 +18,7 @@ from transformers.training_args import IntervalStrategy, SaveStrategy
 
 from bioqa.config import build_parser, number_problems, parse_arguments
 from bioqa.errors import InputError, did_you_mean, raise_problems
-from bioqa.files import write_yaml_atomic
+from bioqa.io.files import write_yaml_atomic
 from bioqa.settings import (
     OWN_SECTIONS,
     DataArguments,

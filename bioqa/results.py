@@ -8,8 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bioqa.files import read_json, read_run_config
-from bioqa.predictions import PredictionRow, read_prediction_file
+from bioqa.evaluate.predictions import PredictionRow, read_prediction_file
+from bioqa.io.files import read_json, read_run_config
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Predictions:
         return self.summary["scores"]
 
     def __str__(self) -> str:
-        from bioqa.model_card import scores_table
+        from bioqa.io.model_card import scores_table
 
         return f"{self.summary['num_examples']} test examples, {self.path}\n{scores_table(self.scores)}"
 
@@ -84,7 +84,7 @@ class Run:
     def validation(self) -> dict[str, Any] | None:
         """{"num_examples": n, "scores": {metric: {"score": x, "ci95": [low, high] or None}}} of the answers the
         final evaluation generated (None when the run generated none)."""
-        from bioqa.model_card import evaluation_of
+        from bioqa.io.model_card import evaluation_of
 
         final = self.manifest.get("final_evaluation")
         if not final:

@@ -12,21 +12,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bioqa.checks import wants_training
-from bioqa.data import Splits
+from bioqa.data.splits import Splits
 from bioqa.devices import DeviceChoice
 from bioqa.errors import option
-from bioqa.files import write_json_atomic, write_text_atomic, write_yaml_atomic
-from bioqa.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
-from bioqa.inventory import record, remove_recorded
-from bioqa.model_card import adapter_card, evaluation_of
-from bioqa.modeling import hub_reachable
-from bioqa.outputs import TRAINING_OUTPUT
-from bioqa.predictions import read_prediction_file
-from bioqa.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
+from bioqa.evaluate.predictions import read_prediction_file
+from bioqa.io.files import write_json_atomic, write_text_atomic, write_yaml_atomic
+from bioqa.io.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
+from bioqa.io.inventory import record, remove_recorded
+from bioqa.io.model_card import adapter_card, evaluation_of
+from bioqa.io.outputs import TRAINING_OUTPUT
+from bioqa.io.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
 from bioqa.recipe import Recipe
+from bioqa.train.modeling import hub_reachable
 
 if TYPE_CHECKING:
-    from bioqa.trainer import BioQATrainer
+    from bioqa.train.trainer import BioQATrainer
 
 log = logging.getLogger("bioqa")
 

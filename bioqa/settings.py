@@ -13,11 +13,11 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from bioqa.labels import TARGETS
-from bioqa.metrics import ALL_METRICS
-from bioqa.modeling import DEFAULT_MODEL
+from bioqa.data.sources import FORMATS
+from bioqa.evaluate.labels import TARGETS
+from bioqa.evaluate.metrics import ALL_METRICS
 from bioqa.roles import ANSWER_SHAPING, RECIPE, RESUMED, TRAINER_ROLES, Role
-from bioqa.sources import FORMATS
+from bioqa.train.modeling import DEFAULT_MODEL
 
 
 def setting(role: Role, help: str, default: Any = dataclasses.MISSING, **more: Any) -> Any:
@@ -69,7 +69,7 @@ class ModelArguments:
     attn_implementation: str | None = setting(
         Role.TRAINING,
         "Attention kernel (eager, sdpa, flash_attention_2); default: the model's. On a CPU, sdpa in bf16 "
-        "trains in float32 and decodes one-token steps as matrix products (bioqa/attention.py).",
+        "trains in float32 and decodes one-token steps as matrix products (bioqa/generate/attention.py).",
         None,
     )
 

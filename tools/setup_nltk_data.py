@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from bioqa.paths import nltk_data_dir  # BIOQA_NLTK_DATA / BIOQA_HOME move it
+from bioqa.io.paths import nltk_data_dir  # BIOQA_NLTK_DATA / BIOQA_HOME move it
 
 DEFAULT_DIR = nltk_data_dir()
 WORDNET = "corpora/wordnet"

@@ -27,11 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioqa import backends, compat, hardware
+from bioqa import compat, hardware
 from bioqa.cli.runner import run_main
 from bioqa.config import build_parser, parse_arguments
 from bioqa.devices import DEVICES, DeviceChoice, choose_device, cpu_has_native_bf16, mps_available
 from bioqa.errors import InputError, short
+from bioqa.generate import backends
 
 KERNELS = {  # optional package -> (what it is for, how to install it)
     "bitsandbytes": ("4-bit QLoRA, --load_in_4bit (CUDA)", "pip install -e '.[gpu]'"),
@@ -173,7 +174,7 @@ def smoke_run(folder: Path, device: str) -> list[Step]:
     as the command a user runs; stop at the first step that fails."""
     from transformers.utils import logging as transformers_logging
 
-    from bioqa.files import write_jsonl_atomic
+    from bioqa.io.files import write_jsonl_atomic
     from bioqa.smoke import qa_rows, save_tiny_model
 
     transformers_logging.disable_progress_bar()  # saving the tiny model would draw one into the report

@@ -18,9 +18,9 @@ from pathlib import Path
 from bioqa.cli.runner import run_main
 from bioqa.config import build_parser, parse_arguments
 from bioqa.errors import InputError
-from bioqa.files import read_text, text_lines
-from bioqa.metrics import ALL_METRICS, compute_metrics
-from bioqa.scorers import MissingNLTKDataError
+from bioqa.evaluate.metrics import ALL_METRICS, compute_metrics
+from bioqa.evaluate.scorers import MissingNLTKDataError
+from bioqa.io.files import read_text, text_lines
 
 
 @dataclass

@@ -28,7 +28,7 @@ import transformers
 
 from bioqa.cli.runner import run_main
 from bioqa.finetuning import execute
-from bioqa.provenance import command_line
+from bioqa.io.provenance import command_line
 from bioqa.recipe import TrainingArguments
 from bioqa.recipe import parse_recipe as parse
 from bioqa.run_files import is_main_launch_process

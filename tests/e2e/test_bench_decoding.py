@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-from bioqa import prompts
-from bioqa.generation import GenerationSettings, generate_token_ids
+from bioqa.data import prompts
+from bioqa.generate.generation import GenerationSettings, generate_token_ids
 from helpers import ROOT, prompt_args
 from tiny_models import build_model, qa_rows
 

@@ -27,7 +27,7 @@ def split(name: str) -> list[dict]:
 
 
 def test_bundled_data_fields_sizes_and_no_leaks():
-    from bioqa.data import count_leaked_questions
+    from bioqa.data.splits import count_leaked_questions
 
     splits = {name: split(name) for name in ("train", "validation", "test")}
     assert {name: len(rows) for name, rows in splits.items()} == {"train": 240, "validation": 32, "test": 48}
@@ -45,7 +45,7 @@ def test_bundled_data_fields_sizes_and_no_leaks():
 def test_multiple_choice_set_balanced_distinct_and_split_without_leaks():
     from collections import Counter
 
-    from bioqa.data import count_leaked_questions, load_splits
+    from bioqa.data.splits import count_leaked_questions, load_splits
     from bioqa.recipe import parse_recipe as parse
 
     mcq = ROOT / "data" / "mcq"

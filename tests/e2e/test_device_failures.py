@@ -69,7 +69,8 @@ def test_an_evaluation_out_of_memory_saves_the_step_then_stops_and_the_run_resum
 
 
 def test_a_merge_on_a_gpu_without_room_for_the_base_in_float32_is_refused(tmp_path, capfd, monkeypatch):
-    from bioqa import devices, merging
+    from bioqa import devices
+    from bioqa.merging import merge as merging
     from tiny_models import make_base
 
     base = make_base(tmp_path / "base")

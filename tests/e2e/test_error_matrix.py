@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bioqa.inventory import record
+from bioqa.io.inventory import record
 from helpers import ROOT, fake_nvidia_smi, run_cli
 from tiny_models import make_adapter, make_base
 
@@ -974,7 +974,7 @@ def run_in_this_process(command: list[str], environment: dict, capfd, monkeypatc
     """The command's `main` called here, offline, from the repository root; its exit status as Python's."""
     import huggingface_hub.constants
 
-    from bioqa.modeling import hub_reachable
+    from bioqa.train.modeling import hub_reachable
 
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

@@ -16,7 +16,7 @@ import pytest
 import bioqa.cli.merge as merge_script
 import bioqa.cli.train as train_script
 from bioqa.errors import InputError
-from bioqa.outputs import output_lock
+from bioqa.io.outputs import output_lock
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
 
@@ -114,7 +114,7 @@ def test_a_full_disk_during_a_merge_keeps_the_earlier_merge(wide, tmp_path, monk
 
 
 def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr("bioqa.outputs.json.dump", no_space)
+    monkeypatch.setattr("bioqa.io.outputs.json.dump", no_space)
     with pytest.raises(InputError, match="cannot write the lock .* free some space"):
         with output_lock(tmp_path / "out", "output_dir"):
             pass
@@ -132,7 +132,7 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_removed(tiny_model_dir, qa_fil
 
 
 def test_latest_names_an_incomplete_checkpoint_and_resumes_from_the_last_complete_one(tmp_path, caplog):
-    from bioqa.resume import resume_checkpoint
+    from bioqa.train.resume import resume_checkpoint
 
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")

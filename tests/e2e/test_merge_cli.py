@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import bioqa.cli.merge as merge_script
-from bioqa import merge_run, merging
-from bioqa.inventory import file_records, write_inventory
+from bioqa.io.inventory import file_records, write_inventory
+from bioqa.merging import merge as merging
+from bioqa.merging import run as merge_run
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
 
@@ -112,11 +113,11 @@ def test_streaming_checks_weight_by_weight_when_the_base_fits_no_second_time(bas
 
 
 def test_a_pair_the_merge_misses_fails_verification(base_and_adapter, tmp_path, monkeypatch, capsys):
-    from bioqa import adapters
+    from bioqa.merging import adapters
 
     base, adapter = base_and_adapter
     real_pairs = adapters.lora_pairs
-    monkeypatch.setattr("bioqa.merging.lora_pairs", lambda tensors: dict(list(real_pairs(tensors).items())[1:]))
+    monkeypatch.setattr("bioqa.merging.merge.lora_pairs", lambda tensors: dict(list(real_pairs(tensors).items())[1:]))
     assert (
         merge_script.main(["--adapter_dir", str(adapter), "--low_memory", "--output_dir", str(tmp_path / "out")]) == 1
     )
@@ -205,7 +206,7 @@ def test_failure_mid_write_keeps_nothing_and_leaves_old_output(base_and_adapter,
 
 
 def test_failed_verification_exits_1_and_keeps_nothing(base_and_adapter, tmp_path, monkeypatch, capsys):
-    from bioqa import verification
+    from bioqa.merging import verification
 
     base, adapter = base_and_adapter
     monkeypatch.setitem(verification.TOLERANCES, "float32", (-1.0, 1.0, 1e-5))  # nothing can pass

@@ -5,7 +5,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from bioqa import model_card
+from bioqa.io import model_card
 from helpers import TRAIN, run_cli, run_flags
 
 
@@ -30,8 +30,8 @@ def test_a_training_output_has_a_hub_model_card_with_recipe_data_and_intervals(t
 
 
 def test_validation_intervals_are_the_bootstrap_of_the_final_evaluation(trained):
-    from bioqa.bootstrap import bootstrap_intervals
-    from bioqa.metrics import score_predictions
+    from bioqa.evaluate.bootstrap import bootstrap_intervals
+    from bioqa.evaluate.metrics import score_predictions
 
     out, _ = trained
     rows = [
@@ -96,7 +96,8 @@ class FakeHub:
 def fake_hub(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from bioqa import merge_run, run_files
+    from bioqa import run_files
+    from bioqa.merging import run as merge_run
 
     FakeHub.calls, FakeHub.fail = [], False
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)

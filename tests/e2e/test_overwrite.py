@@ -9,7 +9,7 @@ import pytest
 import bioqa.cli.compare as compare_script
 import bioqa.cli.merge as merge_script
 import bioqa.cli.train as train_script
-from bioqa.inventory import not_written, read_inventory
+from bioqa.io.inventory import not_written, read_inventory
 from helpers import TRAIN
 
 

@@ -178,7 +178,7 @@ def test_paired_bootstrap_better_on_every_example():
 
 
 def test_the_final_evaluation_is_its_own_marker_not_a_line_back_to_the_last_step(tmp_path):
-    from bioqa.report import plot_training_curves, split_history
+    from bioqa.evaluate.report import plot_training_curves, split_history
 
     history = [
         {"loss": 2.0, "step": 4},
@@ -204,7 +204,7 @@ def test_each_metric_is_a_line_of_its_evaluations_and_a_star_for_the_final_adapt
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bioqa.report import plot_metric
+    from bioqa.evaluate.report import plot_metric
 
     evals = [{"eval_rougeL": 0.3, "step": 8}, {"eval_rougeL": 0.2, "eval_bleu": 5.0, "step": 16}]
     final = [{"eval_rougeL": 0.3, "step": 16}]
@@ -232,7 +232,7 @@ def test_each_metric_is_a_line_of_its_evaluations_and_a_star_for_the_final_adapt
     ],
 )
 def test_prediction_rows_that_are_not_texts_are_refused(tmp_path, row, fragment):
-    from bioqa.predictions import read_prediction_file
+    from bioqa.evaluate.predictions import read_prediction_file
 
     (tmp_path / "p.jsonl").write_text(row + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=re.escape(fragment)):
@@ -240,7 +240,7 @@ def test_prediction_rows_that_are_not_texts_are_refused(tmp_path, row, fragment)
 
 
 def test_prediction_files_keep_unusual_line_separators_inside_texts(tmp_path):
-    from bioqa.predictions import read_prediction_file
+    from bioqa.evaluate.predictions import read_prediction_file
 
     rows = [
         {"id": 7, "question": "Q\u2028?", "reference": "a\u2029b", "prediction": "c\x85d\x0ce"},
@@ -270,8 +270,8 @@ def test_ten_paired_examples_are_enough_for_a_bootstrap():
 
 
 def test_a_report_section_lists_only_what_its_title_says(tmp_path):
-    from bioqa.comparison import compare_rows as compare
-    from bioqa.report import write_report
+    from bioqa.evaluate.comparison import compare_rows as compare
+    from bioqa.evaluate.report import write_report
 
     rows = [
         {

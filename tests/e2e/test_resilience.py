@@ -133,7 +133,7 @@ def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tiny_model_dir
 
 
 def test_latest_resumes_only_complete_checkpoints(tmp_path):
-    from bioqa.trainer import complete_checkpoints
+    from bioqa.train.trainer import complete_checkpoints
 
     for step, complete in ((4, True), (8, True), (12, False)):  # 12: a save that crashed half-way
         folder = tmp_path / f"checkpoint-{step}"

@@ -200,7 +200,7 @@ def test_padding_free_training_follows_the_padded_run(tiny_model_dir, qa_file, t
 def test_no_validation_pass_that_was_not_asked_for(tiny_model_dir, qa_file, tmp_path, monkeypatch):
     """--eval_strategy no --no_generation_eval: the validation split is neither tokenised nor evaluated at the end."""
     import bioqa.cli.train as train_script
-    from bioqa.trainer import BioQATrainer
+    from bioqa.train.trainer import BioQATrainer
 
     def evaluate(*args, **kwargs):
         raise AssertionError("an evaluation that was not asked for")

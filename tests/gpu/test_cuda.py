@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from bioqa import prompts
+from bioqa.data import prompts
 from bioqa.devices import choose_device
-from bioqa.generation import Answering, GenerationSettings, answer_prompts, generate_token_ids
-from bioqa.loss import AnswerOnlyCollator
-from bioqa.precision import computing_in
+from bioqa.generate.generation import Answering, GenerationSettings, answer_prompts, generate_token_ids
+from bioqa.generate.precision import computing_in
+from bioqa.train.loss import AnswerOnlyCollator
 from helpers import TRAIN, prompt_args, run_cli, run_flags
 from tiny_models import build_model, lora_model, qa_rows
 
@@ -39,7 +39,7 @@ def prompt_batch(tokenizer):
 @pytest.mark.parametrize("cache", ["reserved", "static", "compiled"])
 def test_each_cache_answers_as_the_dynamic_one(tokenizer, prompt_batch, cache):
     """Exactly in float32 (compiled: inductor fuses the float32 sums another way, so most); in bf16 the rounding
-    follows each cache's shapes, so a near-tied greedy choice may flip (bioqa.kv_cache): most answers agree."""
+    follows each cache's shapes, so a near-tied greedy choice may flip (bioqa.generate.kv_cache): most answers agree."""
     model = build_model(tokenizer, seed=3).to("cuda")
     for dtype, agreeing in (("float32", 0.75 if cache == "compiled" else 1.0), ("bfloat16", 0.75)):
         answers = {}

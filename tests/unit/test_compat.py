@@ -67,7 +67,7 @@ def test_the_scan_sees_private_uses():
 
 
 def test_the_trainer_overrides_exactly_the_private_methods_compat_checks():
-    from bioqa.trainer import BioQATrainer
+    from bioqa.train.trainer import BioQATrainer
 
     overridden = {
         name

@@ -122,7 +122,7 @@ def test_argument_problems_are_reported_together():
 def test_atomic_writes_leave_a_normal_file_and_no_temporary(tmp_path):
     import os
 
-    from bioqa.files import write_json_atomic
+    from bioqa.io.files import write_json_atomic
 
     write_json_atomic(tmp_path / "m.json", {"a": 1})
     mask = os.umask(0)

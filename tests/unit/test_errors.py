@@ -2,8 +2,8 @@
 
 import pytest
 
-from bioqa import data
 from bioqa.cli.runner import exit_code, run_main
+from bioqa.data import splits as data
 from bioqa.errors import InputError, Interrupted, RunError, option, options_spelled_as_flags
 from bioqa.settings import DataArguments
 

@@ -9,11 +9,11 @@ import transformers
 
 from bioqa import settings
 from bioqa.errors import InputError
-from bioqa.files import write_yaml_atomic
+from bioqa.io.files import write_yaml_atomic
 from bioqa.recipe import config_dict
 from bioqa.recipe import parse_recipe as parse
-from bioqa.resume import check_same_settings
 from bioqa.roles import TRAINER_ROLES, Role
+from bioqa.train.resume import check_same_settings
 
 
 def test_every_setting_of_the_training_command_has_a_role():

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, labels, bootstrap statistics, prediction files, comparison and report."""

@@ -1,0 +1,1 @@
+"""Generation: batched answers, log-likelihood label choice, post-processing, device speed-ups."""

@@ -1,0 +1,1 @@
+"""Files and folders: atomic writes, output folders and their inventory, provenance, model cards, Hub."""
