@@ -5,14 +5,13 @@
     metrics_utils.label_metrics([metrics_utils.extract_label("Yes, it does.", ["yes", "no"])], ["yes"], ["yes", "no"])
 
 The functions live in the package: scoring in `bioqa.evaluate.metrics` (its docstring gives the definitions),
-labels of yes/no/maybe and multiple-choice answers in `bioqa.evaluate.labels`,
+labels of yes/no/maybe and multiple-choice answers in `bioqa.data.labels`,
 intervals and the paired test in `bioqa.evaluate.bootstrap`, answer clean-up in `bioqa.generate.postprocess`, Trainer
 glue in `bioqa.train.trainer_metrics`. This module is the name people import in notebooks and scripts,
 installed with the package. Importing it loads only the standard library.
 """
 
-from bioqa.evaluate.bootstrap import bootstrap_intervals, paired_bootstrap
-from bioqa.evaluate.labels import (
+from bioqa.data.labels import (
     LabelScores,
     extract_label,
     label_metrics,
@@ -21,6 +20,7 @@ from bioqa.evaluate.labels import (
     render_options,
     strip_label,
 )
+from bioqa.evaluate.bootstrap import bootstrap_intervals, paired_bootstrap
 from bioqa.evaluate.metrics import (
     ALL_METRICS,
     ROUGE_TYPES,

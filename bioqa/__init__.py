@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # for a reader's editor; at run time each name is loaded on f
     from bioqa.api import Comparison, compare, merge, score
     from bioqa.errors import InputError, RunError
     from bioqa.finetuning import finetune, predict
-    from bioqa.merging.run import MergeReport
+    from bioqa.merge_run import MergeReport
     from bioqa.recipe import Recipe
     from bioqa.results import Predictions, Run
 
@@ -37,7 +37,7 @@ _EXPORTS = {
     "score": "bioqa.api",
     "Comparison": "bioqa.api",
     "merge": "bioqa.api",
-    "MergeReport": "bioqa.merging.run",
+    "MergeReport": "bioqa.merge_run",
     "InputError": "bioqa.errors",
     "RunError": "bioqa.errors",
 }

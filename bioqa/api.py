@@ -32,8 +32,8 @@ from bioqa.io.outputs import (
     output_lock,
     run_folder,
 )
-from bioqa.merging.run import MergeReport, MergeSettings
-from bioqa.merging.run import run as run_merge
+from bioqa.merge_run import MergeReport, MergeSettings
+from bioqa.merge_run import run as run_merge
 
 
 def score(

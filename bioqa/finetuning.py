@@ -43,7 +43,7 @@ from bioqa.train.resume import (
     finished_step,
     resume_checkpoint,
 )
-from bioqa.train.stage import train
+from bioqa.training import train
 
 log = logging.getLogger("bioqa")
 

@@ -43,7 +43,7 @@ class Predictions:
         return self.summary["scores"]
 
     def __str__(self) -> str:
-        from bioqa.io.model_card import scores_table
+        from bioqa.model_card import scores_table
 
         return f"{self.summary['num_examples']} test examples, {self.path}\n{scores_table(self.scores)}"
 
@@ -84,7 +84,7 @@ class Run:
     def validation(self) -> dict[str, Any] | None:
         """{"num_examples": n, "scores": {metric: {"score": x, "ci95": [low, high] or None}}} of the answers the
         final evaluation generated (None when the run generated none)."""
-        from bioqa.io.model_card import evaluation_of
+        from bioqa.model_card import evaluation_of
 
         final = self.manifest.get("final_evaluation")
         if not final:

@@ -19,9 +19,9 @@ from bioqa.evaluate.predictions import read_prediction_file
 from bioqa.io.files import write_json_atomic, write_text_atomic, write_yaml_atomic
 from bioqa.io.hub import ADAPTER_FILES, hub_problems, push_folder, token_available
 from bioqa.io.inventory import record, remove_recorded
-from bioqa.io.model_card import adapter_card, evaluation_of
 from bioqa.io.outputs import TRAINING_OUTPUT
 from bioqa.io.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
+from bioqa.model_card import adapter_card, evaluation_of
 from bioqa.recipe import Recipe
 from bioqa.train.modeling import hub_reachable
 

@@ -13,11 +13,11 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from bioqa.data.labels import TARGETS
 from bioqa.data.sources import FORMATS
-from bioqa.evaluate.labels import TARGETS
 from bioqa.evaluate.metrics import ALL_METRICS
+from bioqa.io.paths import DEFAULT_MODEL
 from bioqa.roles import ANSWER_SHAPING, RECIPE, RESUMED, TRAINER_ROLES, Role
-from bioqa.train.modeling import DEFAULT_MODEL
 
 
 def setting(role: Role, help: str, default: Any = dataclasses.MISSING, **more: Any) -> Any:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from bioqa import merge_run
 from bioqa.cli.runner import run_main
 from bioqa.config import build_parser, parse_arguments
-from bioqa.merging import run as merge_run
 
 
 def merge(argv: list[str] | None) -> int:

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bioqa.data.labels import target_text
 from bioqa.data.splits import Example
 from bioqa.errors import InputError, option
-from bioqa.evaluate.labels import target_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

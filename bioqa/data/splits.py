@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
-from bioqa.data.sources import Records, raw_splits
-from bioqa.errors import InputError, option, shown
-from bioqa.evaluate.labels import (
+from bioqa.data.labels import (
     as_options,
     check_label_set,
     fold,
@@ -30,6 +28,8 @@ from bioqa.evaluate.labels import (
     question_with_options,
     target_text,
 )
+from bioqa.data.sources import Records, raw_splits
+from bioqa.errors import InputError, option, shown
 
 SPLITS = ("train", "validation", "test")
 

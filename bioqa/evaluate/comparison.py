@@ -10,9 +10,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from bioqa.data.labels import LabelScores, mcnemar_exact
 from bioqa.errors import InputError, option
 from bioqa.evaluate.bootstrap import paired_bootstrap
-from bioqa.evaluate.labels import LabelScores, mcnemar_exact
 from bioqa.evaluate.metrics import ALL_METRICS, SCORE_NAMES
 from bioqa.evaluate.predictions import PredictionRow, rescored
 

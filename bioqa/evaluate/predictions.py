@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
+from bioqa.data.labels import LabelScores, extract_label
 from bioqa.data.prompts import PromptFormat, fit_prompt
 from bioqa.data.splits import Example
 from bioqa.errors import InputError, option, shown
 from bioqa.evaluate.bootstrap import Resamplable, bootstrap_intervals
-from bioqa.evaluate.labels import LabelScores, extract_label
 from bioqa.evaluate.metrics import SCORES_OF, TextScores, score_predictions
 from bioqa.io.files import parse_jsonl, path_kind, read_text, wrong_kind
 

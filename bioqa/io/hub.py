@@ -9,7 +9,23 @@ from pathlib import Path
 
 from bioqa.errors import InputError, RunError, option, short
 from bioqa.io.inventory import read_inventory
-from bioqa.merging.merge import TOKENIZER_FILES
+
+# The files a tokenizer is saved in (transformers' names for them): copied by name, so that a user's
+# tokenizer.bak or tokenizer_notes.txt beside the adapter never travels into the merged model.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 # What makes each kind of output; checkpoints, prediction files and the trainer's state stay local.
 ADAPTER_FILES = (

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the repository, above bioqa/io/ (an editable install points here)
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the embedded default: offline, its copy in models/
 DEFAULT_MODEL_FOLDER = "SmolLM2-135M-Instruct"
 
 

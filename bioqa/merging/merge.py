@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bioqa.errors import InputError, RunError, option, short
 from bioqa.hardware import free_memory_bytes
 from bioqa.io.files import read_json
+from bioqa.io.hub import TOKENIZER_FILES
 from bioqa.merging.adapters import Adapter, full_tensors, lora_biases, lora_pairs
 from bioqa.merging.verification import weight_probe_error
 from bioqa.train.modeling import load_error
@@ -375,24 +376,6 @@ def needs_streaming(low_memory: bool, shards: list[Path], source_dtype: str) -> 
         log.info("merge: base + merged copy would not fit in RAM; streaming shard by shard")
         return True
     return False
-
-
-# The files a tokenizer is saved in (transformers' names for them): copied by name, so that a user's
-# tokenizer.bak or tokenizer_notes.txt beside the adapter never travels into the merged model.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-)
 
 
 def tokenizer_bytes(source: Path) -> int:

@@ -18,9 +18,7 @@ from safetensors import SafetensorError
 
 from bioqa.devices import DeviceChoice, four_bit_compute_dtype
 from bioqa.errors import InputError, option, short
-from bioqa.io.paths import local_default_model, looked_in
-
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from bioqa.io.paths import DEFAULT_MODEL, local_default_model, looked_in
 
 log = logging.getLogger("bioqa")
 

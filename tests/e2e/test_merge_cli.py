@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import bioqa.cli.merge as merge_script
+from bioqa import merge_run
 from bioqa.io.inventory import file_records, write_inventory
 from bioqa.merging import merge as merging
-from bioqa.merging import run as merge_run
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
 

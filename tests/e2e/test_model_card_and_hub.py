@@ -5,7 +5,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from bioqa.io import model_card
+from bioqa import model_card
 from helpers import TRAIN, run_cli, run_flags
 
 
@@ -96,8 +96,7 @@ class FakeHub:
 def fake_hub(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from bioqa import run_files
-    from bioqa.merging import run as merge_run
+    from bioqa import merge_run, run_files
 
     FakeHub.calls, FakeHub.fail = [], False
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)

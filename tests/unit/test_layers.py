@@ -84,3 +84,52 @@ def test_the_checks_see_what_they_look_for():
     )
     assert [name for name, _ in imported_modules(tree)] == ["bioqa.cli.runner"]
     assert [FLAG.search(text).group() for text, _ in message_strings(tree) if FLAG.search(text)] == ["--lr"]
+
+
+# Each package imports only those before it (and the foundation); the top-level modules that compose a run
+# (finetuning, training, prediction, run_files, merge_run, model_card, checks, results, api) import anything.
+ORDER = ("foundation", "io", "data", "generate", "evaluate", "settings", "train", "merging")
+FOUNDATION = {"errors", "compat", "hardware", "devices", "roles"}
+SETTINGS = {"settings", "config", "recipe"}
+
+
+def layer_of(name: str) -> int | None:
+    """The place of a top-level name of the package in ORDER (None: a module that composes the rest)."""
+    if name in FOUNDATION:
+        return 0
+    if name in SETTINGS:
+        return ORDER.index("settings")
+    return ORDER.index(name) if name in ORDER else None
+
+
+def bioqa_imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """The first name under bioqa of every bioqa import (`from bioqa import x` names x)."""
+    found = []
+    for name, line in imported_modules(tree):
+        parts = name.split(".")
+        if parts[0] == "bioqa" and len(parts) > 1:
+            found.append((parts[1], line))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "bioqa":
+            found += [(alias.name, node.lineno) for alias in node.names]
+    return sorted(found, key=lambda found_at: found_at[1])
+
+
+@pytest.mark.parametrize("path", [p for p in LIBRARY if len(p.relative_to(PACKAGE).parts) > 1], ids=shown)
+def test_packages_import_only_the_layers_below_them(path):
+    mine = layer_of(path.relative_to(PACKAGE).parts[0])
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    upward = [
+        (name, line)
+        for name, line in bioqa_imports(tree)
+        if name != path.relative_to(PACKAGE).parts[0] and (layer_of(name) is None or layer_of(name) >= mine)
+    ]
+    assert not upward, f"{shown(path)} imports from its own layer or above: {upward}"
+
+
+def test_the_layer_check_sees_an_upward_import():
+    tree = ast.parse(
+        "from bioqa.train.modeling import load_model\nfrom bioqa import finetuning\nimport bioqa.io.files\n"
+    )
+    assert bioqa_imports(tree) == [("train", 1), ("finetuning", 2), ("io", 3)]
+    assert [layer_of(name) for name, _ in bioqa_imports(tree)] == [6, None, 1]

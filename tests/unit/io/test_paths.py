@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from bioqa.io import paths
+from bioqa.io.paths import DEFAULT_MODEL
 from bioqa.train import modeling
-from bioqa.train.modeling import DEFAULT_MODEL
 from helpers import ROOT
 
 

@@ -11,8 +11,8 @@ from transformers import TrainingArguments
 from bioqa.data import prompts
 from bioqa.recipe import parse_recipe as parse
 from bioqa.train.loss import AnswerOnlyCollator
-from bioqa.train.stage import build_trainer
 from bioqa.train.trainer import BioQATrainer
+from bioqa.training import build_trainer
 from helpers import prompt_args
 from tiny_models import build_model, qa_rows
 

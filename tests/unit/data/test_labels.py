@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 import metrics_utils
-from bioqa.evaluate import labels as L
+from bioqa.data import labels as L
 from bioqa.evaluate.bootstrap import bootstrap_intervals, paired_bootstrap
 
 YES_NO_MAYBE = ["yes", "no", "maybe"]
@@ -220,7 +220,7 @@ def test_importing_labels_loads_no_numpy_or_torch():
     import subprocess
     import sys
 
-    code = "import sys, bioqa.evaluate.labels; print(any(m.split('.')[0] in ('numpy', 'torch') for m in sys.modules))"
+    code = "import sys, bioqa.data.labels; print(any(m.split('.')[0] in ('numpy', 'torch') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

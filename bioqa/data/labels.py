@@ -18,7 +18,7 @@ as that option's letter. An answer that starts with none of them is *unparsed*: 
 
 Accuracy and macro-F1 equal scikit-learn's `accuracy_score` and `f1_score(average="macro",
 labels=<the declared labels>, zero_division=0)`, an unparsed answer being a prediction outside the
-labels (tests/unit/evaluate/test_labels.py checks both on random labels).
+labels (tests/unit/data/test_labels.py checks both on random labels).
 """
 
 from __future__ import annotations

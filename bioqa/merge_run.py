@@ -32,7 +32,6 @@ from bioqa.io.files import (
 )
 from bioqa.io.hub import MERGED_FILES, hub_problems, push_folder, token_available
 from bioqa.io.inventory import file_record, file_records, write_inventory
-from bioqa.io.model_card import merged_card
 from bioqa.io.outputs import MERGE_OUTPUT, check_not_an_input, check_output_folder, check_own_output, output_lock
 from bioqa.io.provenance import peak_device_memory_mb, peak_memory_mb, utc_now
 from bioqa.merging.adapters import Adapter, adapter_tensors, check_tensors, other_base_warning, read_adapter, same_base
@@ -59,6 +58,7 @@ from bioqa.merging.merge import (
     write_streamed_config,
 )
 from bioqa.merging.verification import compare_logits, probe_model, probe_prompts, run_config, weightwise_summary
+from bioqa.model_card import merged_card
 from bioqa.train.modeling import hub_reachable, resolve_model_name
 
 if TYPE_CHECKING:
