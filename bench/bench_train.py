@@ -204,11 +204,11 @@ def run_generation(questions: int) -> dict:
     """Prefill and decode tokens/s, before (float32, dynamic cache) and with the auto settings."""
     from bioqa.devices import choose_device
     from bioqa.prediction import generation_settings
-    from bioqa.settings import GenerationEvalArguments
+    from bioqa.settings import GenerationArguments
 
     tokenizer, prompts = pubmedqa_prompts(questions)
     choice = choose_device("cpu")
-    auto = generation_settings(GenerationEvalArguments(generation_batch_size=questions), choice)
+    auto = generation_settings(GenerationArguments(generation_batch_size=questions), choice)
     arms = {
         "fp32, dynamic cache": replace(auto, dtype="float32", cache="dynamic"),
         f"auto: {auto.dtype}, {auto.cache} cache": auto,

@@ -24,10 +24,10 @@ def argument_problems(opts: Recipe) -> list[str]:
             f"{option('adapter_name_or_path')} is for {option('do_predict')} alone; training starts a new adapter"
         )
     problems += count_problems(opts) + label_problems(opts) + best_metric_problems(opts)
-    unknown = sorted(set(opts.generation.eval_metrics) - set(ALL_METRICS))
+    unknown = sorted(set(opts.evaluation.eval_metrics) - set(ALL_METRICS))
     if unknown:
         problems.append(f"{option('eval_metrics')} {' '.join(unknown)} unknown; choose from {' '.join(ALL_METRICS)}")
-    if opts.run.early_stopping_patience is not None and not (
+    if opts.evaluation.early_stopping_patience is not None and not (
         opts.training.load_best_model_at_end and opts.training.metric_for_best_model
     ):
         problems.append(
@@ -78,13 +78,13 @@ def label_problems(opts: Recipe) -> list[str]:
 def logged_metrics(opts: Recipe) -> set[str]:
     """The answer metrics each evaluation logs (without the eval_ prefix), given the metrics and label scoring."""
     scoring = opts.generation.label_scoring if opts.data.label_field else "generate"
-    generated = scoring != "loglik" and opts.generation.generation_eval
+    generated = scoring != "loglik" and opts.evaluation.generation_eval
     logged = (
-        {name for metric in opts.generation.eval_metrics for name in SCORES_OF.get(metric, ())} if generated else set()
+        {name for metric in opts.evaluation.eval_metrics for name in SCORES_OF.get(metric, ())} if generated else set()
     )
     if opts.data.label_field and generated:
         logged |= {"accuracy", "macro_f1", "unparsed"}
-    if opts.data.label_field and scoring != "generate" and opts.generation.generation_eval:
+    if opts.data.label_field and scoring != "generate" and opts.evaluation.generation_eval:
         logged |= {"loglik_accuracy", "loglik_macro_f1"}
     return logged
 
@@ -111,8 +111,8 @@ def count_problems(opts: Recipe) -> list[str]:
     training = wants_training(t)
     positive = [
         (option("num_train_epochs"), t.num_train_epochs if training and t.max_steps <= 0 else 1),
-        (option("lora_r"), opts.lora.lora_r),
-        (option("lora_alpha"), opts.lora.lora_alpha),
+        (option("lora_r"), opts.adapter.lora_r),
+        (option("lora_alpha"), opts.adapter.lora_alpha),
         (option("learning_rate"), t.learning_rate),
         (option("per_device_train_batch_size"), t.per_device_train_batch_size),
         (option("per_device_eval_batch_size"), t.per_device_eval_batch_size),
@@ -122,15 +122,15 @@ def count_problems(opts: Recipe) -> list[str]:
         (option("generation_batch_size"), gen.generation_batch_size),
         (option("generation_num_beams"), gen.generation_num_beams),
         (option("generation_repetition_penalty"), gen.generation_repetition_penalty),
-        (option("bootstrap_samples"), opts.run.bootstrap_samples),
-        (option("early_stopping_patience"), opts.run.early_stopping_patience or 1),
+        (option("bootstrap_samples"), opts.evaluation.bootstrap_samples),
+        (option("early_stopping_patience"), opts.evaluation.early_stopping_patience or 1),
     ]
     not_negative = [
         (option("max_train_samples"), data.max_train_samples),
         (option("max_eval_samples"), data.max_eval_samples),
         (option("max_predict_samples"), data.max_predict_samples),
         (option("warmup_steps"), t.warmup_steps),
-        (option("generation_eval_samples"), gen.generation_eval_samples),
+        (option("generation_eval_samples"), opts.evaluation.generation_eval_samples),
         (option("generation_min_new_tokens"), gen.generation_min_new_tokens),
         (option("generation_no_repeat_ngram_size"), gen.generation_no_repeat_ngram_size),
     ]
@@ -142,8 +142,8 @@ def count_problems(opts: Recipe) -> list[str]:
         problems.append(
             f"{option('max_steps')} must be positive (or -1: train {option('num_train_epochs')}), got {t.max_steps}"
         )
-    if not 0 <= opts.lora.lora_dropout < 1:
-        problems.append(f"{option('lora_dropout')} must be at least 0 and below 1, got {opts.lora.lora_dropout}")
+    if not 0 <= opts.adapter.lora_dropout < 1:
+        problems.append(f"{option('lora_dropout')} must be at least 0 and below 1, got {opts.adapter.lora_dropout}")
     if gen.generation_min_new_tokens > gen.generation_max_new_tokens:
         problems.append(
             f"{option('generation_min_new_tokens')} {gen.generation_min_new_tokens} exceeds "

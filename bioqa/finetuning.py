@@ -27,7 +27,7 @@ from bioqa.prediction import predict_stage, test_prompts
 from bioqa.recipe import Recipe, TrainingArguments
 from bioqa.results import Predictions, Run
 from bioqa.run_files import begin_run, is_main_launch_process, push_output, push_problems
-from bioqa.settings import ModelArguments, RunArguments
+from bioqa.settings import ModelArguments, OutputArguments
 from bioqa.train.modeling import (
     check_target_modules,
     load_config,
@@ -49,10 +49,9 @@ log = logging.getLogger("bioqa")
 
 
 def finetune(recipe: Recipe, *, command: Sequence[str] = ("bioqa.finetune",)) -> Run:
-    """Train the recipe's adapter, as `load_models.py` does with the same settings, and return the run: its folder,
-    final metrics, best checkpoint and manifest (with `do_predict`, also its test predictions); it trains
-    whatever `do_train` says. `command` is what
-    run_manifest.json records as the command that made the run.
+    """Train the recipe's adapter, as `load_models.py --do_train` does with the same settings, and return the run:
+    its folder, final metrics, best checkpoint and manifest (with `do_predict`, also its test predictions).
+    `command` is what run_manifest.json records as the command that made the run.
 
         >>> run = bioqa.finetune(recipe.replace(max_steps=20))
         >>> run.metrics["eval_rougeL"], run.validation["scores"]["rougeL"]["ci95"]
@@ -84,14 +83,9 @@ def execute(recipe: Recipe, command: Sequence[str]) -> None:
     out = Path(recipe.training.output_dir)
     check_not_an_input(out, "output_dir", run_inputs(recipe))
     config = load_config(recipe.model)
-    lora = recipe.lora
-    raise_problems(
-        [
-            p
-            for p in (check_target_modules(config, lora.lora_target_modules), lora_rank_problem(config, lora.lora_r))
-            if p
-        ]
-    )
+    adapter = recipe.adapter
+    shape = (check_target_modules(config, adapter.lora_target_modules), lora_rank_problem(config, adapter.lora_r))
+    raise_problems([problem for problem in shape if problem])
     model = recipe.model
     choice = choose_device(
         model.device, resolve_precision(model, recipe.training), model.load_in_4bit, model.generation_dtype
@@ -113,7 +107,7 @@ def run_locked(recipe: Recipe, command: Sequence[str], choice: DeviceChoice) -> 
             if not predicting:
                 return
             recipe = recipe.replace(adapter_name_or_path=recipe.training.output_dir)  # the complete run's adapter
-    check_output_dir(recipe.training, recipe.run, resume)
+    check_output_dir(recipe.training, recipe.output, resume)
     splits = load_splits(recipe.data)
     report_splits(splits, recipe.training if training else None, predicting)
     tokenizer = load_tokenizer(recipe.model)
@@ -158,7 +152,7 @@ def with_device(training: TrainingArguments, choice: DeviceChoice) -> TrainingAr
     )
 
 
-def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Path | None) -> None:
+def check_output_dir(training: TrainingArguments, output: OutputArguments, resume: Path | None) -> None:
     """A resumed run writes into its own folder; otherwise the folder is new, empty, or (with
     --overwrite_output_dir) an earlier run's own output, which is cleared when the run starts."""
     if resume:
@@ -167,7 +161,7 @@ def check_output_dir(training: TrainingArguments, run: RunArguments, resume: Pat
         Path(training.output_dir),
         "output_dir",
         TRAINING_OUTPUT,
-        run.overwrite_output_dir,
+        output.overwrite_output_dir,
         f"pass {option('overwrite_output_dir')} to replace an earlier run's output, resume with "
         f"{option('resume_from_checkpoint')} latest",
     )

@@ -24,7 +24,7 @@ from bioqa.io.provenance import utc_now
 from bioqa.merging.adapters import other_base_warning
 from bioqa.recipe import Recipe
 from bioqa.run_files import start_writing, write_model_card
-from bioqa.settings import GenerationEvalArguments
+from bioqa.settings import GenerationArguments
 from bioqa.train.modeling import load_adapter, load_model
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def answering(
     return Answering(settings, scoring != "loglik", continuations)
 
 
-def generation_settings(gen: GenerationEvalArguments, choice: DeviceChoice) -> GenerationSettings:
+def generation_settings(gen: GenerationArguments, choice: DeviceChoice) -> GenerationSettings:
     """The generation options, with the device's dtype (for a 4-bit base, its layers' compute dtype: the
     parameters k-bit preparation left in float32, embeddings, norms and head, are cast to it while generating)."""
     return GenerationSettings(
@@ -118,15 +118,19 @@ def predict(
     answers = answer_prompts(model, tokenizer, test.prompts, test.how, progress=True)
     if answers is None:  # another process of a multi-process run: the main one writes the files
         return None
-    scored = score_rows(test.examples, answers, opts.generation.eval_metrics, test.labels)
+    scored = score_rows(test.examples, answers, opts.evaluation.eval_metrics, test.labels)
     summary = {
         "split": "test",
         "model": identity,
-        **scored.summary(opts.run.bootstrap_samples, opts.training.seed),
+        **scored.summary(opts.evaluation.bootstrap_samples, opts.training.seed),
         **(text_details(scored.text) if scored.text is not None else {}),
         "generation": {**asdict(test.how.settings), "generated": test.how.generate},
         "label_scoring": opts.generation.label_scoring if test.labels else None,
-        "bootstrap": {"samples": opts.run.bootstrap_samples, "seed": opts.training.seed, "interval": "percentile 95%"},
+        "bootstrap": {
+            "samples": opts.evaluation.bootstrap_samples,
+            "seed": opts.training.seed,
+            "interval": "percentile 95%",
+        },
         "data_sources": sources,
         "written_at": utc_now(),
     }

@@ -21,12 +21,13 @@ from bioqa.errors import InputError, did_you_mean, raise_problems
 from bioqa.io.files import write_yaml_atomic
 from bioqa.settings import (
     OWN_SECTIONS,
+    AdapterArguments,
     DataArguments,
-    GenerationEvalArguments,
-    LoraArguments,
+    EvaluationArguments,
+    GenerationArguments,
     ModelArguments,
+    OutputArguments,
     PromptArguments,
-    RunArguments,
 )
 
 
@@ -54,16 +55,17 @@ class Recipe(NamedTuple):
     are these fields. The toolkit's sections are frozen: change a recipe with `replace`, which returns a new one.
 
         >>> recipe = bioqa.Recipe.from_yaml("configs/demo-smollm2-cpu.yaml", output_dir="outputs/run1")
-        >>> recipe.lora.lora_r, recipe.replace(lora_r=16).lora.lora_r
+        >>> recipe.adapter.lora_r, recipe.replace(lora_r=16).adapter.lora_r
         >>> print(bioqa.Recipe.help())   # every setting with its help, as --help shows them
     """
 
     model: ModelArguments
     data: DataArguments
     prompt: PromptArguments
-    lora: LoraArguments
-    generation: GenerationEvalArguments
-    run: RunArguments
+    adapter: AdapterArguments
+    generation: GenerationArguments
+    evaluation: EvaluationArguments
+    output: OutputArguments
     training: TrainingArguments
 
     @classmethod

@@ -64,7 +64,7 @@ def start_writing(opts: Recipe, resume: Path | None, training_manifest: dict | N
     own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
     resume is checked against). Until here a failing run leaves the output folder as it was."""
     wait_for_every_process()
-    if opts.training.process_index == 0 and opts.run.overwrite_output_dir and not resume:
+    if opts.training.process_index == 0 and opts.output.overwrite_output_dir and not resume:
         removed = remove_recorded(Path(opts.training.output_dir))
         if removed:
             log.info(f"{option('overwrite_output_dir')}: removed the %d files the earlier run wrote", len(removed))
@@ -83,7 +83,9 @@ def write_model_card(folder: Path, opts: Recipe, manifest: dict, test: dict | No
     final = manifest.get("final_evaluation")
     rows = read_prediction_file(Path(opts.training.output_dir) / final) if final else []
     validation = (
-        evaluation_of(rows, opts.run.bootstrap_samples, opts.training.seed, manifest.get("labels")) if rows else None
+        evaluation_of(rows, opts.evaluation.bootstrap_samples, opts.training.seed, manifest.get("labels"))
+        if rows
+        else None
     )
     card = adapter_card(opts.training.output_dir, opts.settings(), manifest, validation, test)
     write_text_atomic(folder / "README.md", card)

@@ -168,7 +168,9 @@ class PromptArguments:
 
 
 @dataclass(frozen=True)
-class LoraArguments:
+class AdapterArguments:
+    """The adapter trained on the base: LoRA and its variants."""
+
     lora_r: int = setting(Role.TRAINING, "LoRA rank.", 16)
     lora_alpha: int = setting(
         Role.TRAINING, "LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rsLoRA).", 32
@@ -191,13 +193,9 @@ class LoraArguments:
 
 
 @dataclass(frozen=True)
-class GenerationEvalArguments:
-    generation_eval: bool = setting(
-        Role.SCORING, "At each evaluation, generate answers and log ROUGE/BLEU/METEOR; false skips it.", True
-    )
-    generation_eval_samples: int = setting(
-        Role.SCORING, "Validation examples to generate for (a fixed seeded subset; 0 = all).", 200
-    )
+class GenerationArguments:
+    """How the model answers, in evaluations and predictions alike."""
+
     generation_max_new_tokens: int = setting(Role.GENERATION, "Longest generated answer in tokens.", 128)
     generation_min_new_tokens: int = setting(
         Role.GENERATION, "Shortest generated answer in tokens (EOS is held back until then).", 0
@@ -242,21 +240,22 @@ class GenerationEvalArguments:
         "generate",
         choices=["generate", "loglik", "both"],
     )
+
+
+@dataclass(frozen=True)
+class EvaluationArguments:
+    """What is scored during training and prediction, and how it is summarised."""
+
+    generation_eval: bool = setting(
+        Role.SCORING, "At each evaluation, generate answers and log ROUGE/BLEU/METEOR; false skips it.", True
+    )
+    generation_eval_samples: int = setting(
+        Role.SCORING, "Validation examples to generate for (a fixed seeded subset; 0 = all).", 200
+    )
     eval_metrics: list[str] = setting(
         Role.SCORING,
         f"Metrics on generated answers: {', '.join(ALL_METRICS)}.",
         default_factory=lambda: list(ALL_METRICS),
-    )
-
-
-@dataclass(frozen=True)
-class RunArguments:
-    overwrite_output_dir: bool = setting(
-        Role.RUN,
-        "Replace an earlier run's output in output_dir: exactly the files it recorded in "
-        "written_files.json; a folder holding any other file, or one changed since, is refused, as is one that "
-        "is or holds an input.",
-        False,
     )
     early_stopping_patience: int | None = setting(
         Role.SCORING, "Stop after this many evaluations without improving metric_for_best_model.", None
@@ -268,14 +267,28 @@ class RunArguments:
     )
 
 
+@dataclass(frozen=True)
+class OutputArguments:
+    """What a run may do to its output folder (output_dir itself is a training argument)."""
+
+    overwrite_output_dir: bool = setting(
+        Role.RUN,
+        "Replace an earlier run's output in output_dir: exactly the files it recorded in "
+        "written_files.json; a folder holding any other file, or one changed since, is refused, as is one that "
+        "is or holds an input.",
+        False,
+    )
+
+
 # The toolkit's own sections, in the order the command parses them (TrainingArguments comes last).
 OWN_SECTIONS = (
     ModelArguments,
     DataArguments,
     PromptArguments,
-    LoraArguments,
-    GenerationEvalArguments,
-    RunArguments,
+    AdapterArguments,
+    GenerationArguments,
+    EvaluationArguments,
+    OutputArguments,
 )
 
 

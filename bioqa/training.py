@@ -34,18 +34,18 @@ log = logging.getLogger("bioqa")
 def build_evaluator(
     opts: Recipe, choice: DeviceChoice, tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits
 ) -> GenerationEvaluator | None:
-    gen = opts.generation
-    if not (gen.generation_eval and splits.examples["validation"]):
+    evaluation = opts.evaluation
+    if not (evaluation.generation_eval and splits.examples["validation"]):
         return None
     return GenerationEvaluator(
         tokenizer,
         fmt,
         splits.examples["validation"],
         answering(opts, choice, tokenizer, fmt, splits.labels),
-        samples=gen.generation_eval_samples,
+        samples=evaluation.generation_eval_samples,
         seed=opts.training.seed,
         max_seq_length=opts.data.max_seq_length,
-        metrics=gen.eval_metrics,
+        metrics=evaluation.eval_metrics,
         output_dir=Path(opts.training.output_dir),
         labels=splits.labels,
     )
@@ -57,8 +57,8 @@ def build_trainer(
     from transformers import EarlyStoppingCallback
 
     callbacks = [CheckpointOnSignal()]
-    if opts.run.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(opts.run.early_stopping_patience))
+    if opts.evaluation.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(opts.evaluation.early_stopping_patience))
     half = opts.training.bf16 or opts.training.fp16
     # Liger's fused linear cross-entropy runs inside the model's forward, so the model computes the loss there
     model_loss = opts.training.use_liger_kernel
@@ -115,11 +115,11 @@ def train(
         enable_full_determinism(opts.training.seed)
     else:
         set_seed(opts.training.seed)
-    evaluating = opts.training.eval_strategy != "no" or opts.generation.generation_eval
+    evaluating = opts.training.eval_strategy != "no" or opts.evaluation.generation_eval
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length, evaluating)
     base = load_model(opts.model, choice)
     use_cpu_attention(base, choice.device)
-    model = apply_lora(base, opts.lora, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    model = apply_lora(base, opts.adapter, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     start_writing(opts, resume, manifest)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, choice, tokenizer, fmt, splits))
     if resume is not None and finished_step(resume) is not None:

@@ -24,7 +24,7 @@ OUT = Path(os.environ.get("BIOQA_NOTEBOOK_OUTPUT", "outputs/notebook"))
 
 # The demo's recipe; every setting can be changed by name (print(bioqa.Recipe.help()) lists them).
 recipe = bioqa.Recipe.from_yaml(CONFIG, overwrite_output_dir=True)
-print(recipe.lora.lora_r, recipe.training.learning_rate, recipe.data.train_file)
+print(recipe.adapter.lora_r, recipe.training.learning_rate, recipe.data.train_file)
 
 # %% [markdown]
 # ## 1. Zero-shot: the base model answers the test questions

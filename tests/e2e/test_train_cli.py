@@ -102,7 +102,7 @@ def test_manifest_and_resolved_config(trained, qa_file):
     assert manifest["data_sources"]["train"]["sha256"] and manifest["packages"]["transformers"]
     assert manifest["started_at"] <= manifest["finished_at"] and manifest["final_metrics"]["eval_rougeL"] >= 0
     opts = parse_recipe(["--config", str(out / "run_config.yaml")])
-    assert opts.data.train_file == str(qa_file) and opts.training.max_steps == 24 and opts.lora.lora_r == 8
+    assert opts.data.train_file == str(qa_file) and opts.training.max_steps == 24 and opts.adapter.lora_r == 8
 
 
 def test_resume_from_latest_checkpoint(trained, tiny_model_dir, qa_file, tmp_path):

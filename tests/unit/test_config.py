@@ -30,10 +30,10 @@ def test_yaml_values_and_command_line_override(tmp_path):
         "generation_eval: false\nsplit_ratios: [0.7, 0.2, 0.1]\noutput_dir: out\n",
     )
     opts = parse(["--config", str(config), "--lora_r", "4"])
-    assert opts.lora.lora_r == 4  # the command line wins
+    assert opts.adapter.lora_r == 4  # the command line wins
     assert opts.training.learning_rate == 1e-3 and opts.training.output_dir == "out"
-    assert opts.lora.lora_target_modules == ["q_proj", "v_proj"]
-    assert opts.generation.generation_eval is False and opts.data.split_ratios == [0.7, 0.2, 0.1]
+    assert opts.adapter.lora_target_modules == ["q_proj", "v_proj"]
+    assert opts.evaluation.generation_eval is False and opts.data.split_ratios == [0.7, 0.2, 0.1]
 
 
 def test_toolkit_defaults_on_training_arguments():
@@ -73,7 +73,7 @@ def test_quoted_choice_and_small_aliases_are_fine_and_config_twice_is_refused(tm
         'use_chat_template: "no"\ntargets: &t [q_proj, v_proj]\n'.replace("targets", "lora_target_modules"),
     )
     opts = parse(["--config", str(config)])
-    assert opts.prompt.use_chat_template == "no" and opts.lora.lora_target_modules == ["q_proj", "v_proj"]
+    assert opts.prompt.use_chat_template == "no" and opts.adapter.lora_target_modules == ["q_proj", "v_proj"]
     with pytest.raises(InputError, match="--config given 2 times"):
         parse(["--config", str(config), "--config=" + str(config)])
 
