@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from bioqa.data.labels import LABEL_METRICS
 from bioqa.errors import option
 from bioqa.evaluate.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
 from bioqa.recipe import Recipe, TrainingArguments
@@ -51,9 +52,6 @@ def device_problems(opts: Recipe, device: str) -> list[str]:
                 f"{option('use_liger_kernel')} needs liger-kernel; pip install -e '.[gpu]' (liger-kernel 0.8.5)"
             )
     return problems
-
-
-LABEL_METRICS = ("accuracy", "macro_f1", "unparsed", "loglik_accuracy", "loglik_macro_f1")
 
 
 def label_problems(opts: Recipe) -> list[str]:

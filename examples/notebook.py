@@ -3,7 +3,7 @@
 #
 # `make demo` runs these steps as shell commands; here they are Python calls, with the same files on disk.
 # Open this file in VS Code or Jupyter (with jupytext) and run it cell by cell, or run it whole:
-# `python examples/notebook.py` (about 6 minutes on two CPU cores, offline once `make setup model` has run).
+# `python examples/notebook.py` (about 2 minutes on two CPU cores, offline once `make setup model` has run).
 # Set `BIOQA_NOTEBOOK_CONFIG` to another recipe YAML and `BIOQA_NOTEBOOK_OUTPUT` to another folder.
 
 # %%
@@ -54,9 +54,8 @@ rouge = comparison.metrics["rougeL"]
 if rouge["p_value"] is None:  # fewer than 10 questions (bioqa.evaluate.bootstrap.MIN_EXAMPLES): no interval
     print(f"ROUGE-L {rouge['difference']:+.3f} (too few questions for an interval)")
 else:
-    print(
-        f"ROUGE-L {rouge['difference']:+.3f} [{rouge['ci_low']:+.3f}, {rouge['ci_high']:+.3f}], p = {rouge['p_value']}"
-    )
+    interval = f"[{rouge['ci_low']:+.3f}, {rouge['ci_high']:+.3f}]"
+    print(f"ROUGE-L {rouge['difference']:+.3f} {interval}, p = {rouge['p_value']:.3g}")
 
 # %% [markdown]
 # ## 4. A plot: each system's scores with their 95% intervals

@@ -36,6 +36,9 @@ LETTERS = string.ascii_uppercase
 TARGETS = ("answer", "label", "label_then_answer")  # what the model learns to write (--target)
 UNPARSED = "unparsed"  # the confusion matrix's column for answers that name no label
 
+# What label scoring logs at each evaluation (eval_<name>): read from generated answers, or chosen by log-likelihood.
+LABEL_METRICS = ("accuracy", "macro_f1", "unparsed", "loglik_accuracy", "loglik_macro_f1")
+
 
 def fold(text: str) -> str:
     """The form labels and answers are compared in: Unicode-compatible (NFKC) and case-folded."""
