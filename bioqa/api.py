@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,22 +182,35 @@ def compare(
     return Comparison(names, details, table, out)
 
 
-def merge(adapter_dir: str | os.PathLike, output_dir: str | Path | None = None, **settings: Any) -> MergeReport:
+def merge(
+    adapter_dir: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    base_model: str | None = None,
+    dtype: str = "auto",
+    max_shard_size: str = "2GB",
+    device: str = "cpu",
+    low_memory: bool = False,
+    verify: bool = True,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    push_to_hub: bool = False,
+    hub_model_id: str | None = None,
+    **unknown: Any,
+) -> MergeReport:
     """Merge the adapter in `adapter_dir` (a folder, or the `Run` that `bioqa.finetune` returned) into its base,
     verify the merged model against base + adapter and write it to `output_dir` (default: `<adapter_dir>-merged`),
-    as `bioqa-merge` does; `settings` are its other options (`dtype`, `low_memory`, `verify`, `overwrite`,
-    `device`, `base_model`, `push_to_hub`, ...).
+    as `bioqa-merge` does; the other settings are its flags (`bioqa.merge_run.MergeSettings` says what each does).
 
         >>> report = bioqa.merge("outputs/run1", dtype="bf16")
         >>> report.output_dir, report.verification["passed"]
     """
-    known = {f.name for f in fields(MergeSettings)} - {"adapter_dir", "output_dir"}
-    unknown = sorted(set(settings) - known)
-    if unknown:
+    settings = {name: value for name, value in locals().items() if name not in ("adapter_dir", "output_dir", "unknown")}
+    if unknown:  # a mistyped name gets the list, as a mistyped flag does
         raise InputError(
-            f"bioqa.merge has no setting {', '.join(unknown)}; the settings are {', '.join(sorted(known))}"
+            f"bioqa.merge has no setting {', '.join(sorted(unknown))}; the settings are {', '.join(sorted(settings))}"
         )
-    target = str(output_dir) if output_dir is not None else None
+    target = os.fspath(output_dir) if output_dir is not None else None
     return run_merge(MergeSettings(os.fspath(adapter_dir), output_dir=target, **settings))
 
 

@@ -124,3 +124,21 @@ def test_merge_names_a_setting_it_does_not_have_and_a_bad_value_as_python_spells
     with pytest.raises(bioqa.InputError, match="^max_shard_size lots is not a size"):
         bioqa.merge(adapter, tmp_path / "m", max_shard_size="lots")
     assert not (tmp_path / "m").exists()
+
+
+def test_merge_keywords_are_the_merge_settings_with_their_defaults():
+    """bioqa.merge spells its settings out for a reader's editor; they must stay MergeSettings' own."""
+    import dataclasses
+    import inspect
+
+    from bioqa.merge_run import MergeSettings
+
+    keywords = {
+        name: parameter.default
+        for name, parameter in inspect.signature(bioqa.merge).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    declared = {
+        f.name: f.default for f in dataclasses.fields(MergeSettings) if f.name not in ("adapter_dir", "output_dir")
+    }
+    assert keywords == declared
