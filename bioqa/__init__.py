@@ -57,6 +57,10 @@ __all__ = [
 ]  # = _EXPORTS (a test checks)
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))  # the lazy names too, for a notebook's completion
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'bioqa' has no attribute {name!r}")

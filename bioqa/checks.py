@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 
 from bioqa.data.labels import LABEL_METRICS
-from bioqa.errors import option
+from bioqa.errors import option, option_off
 from bioqa.evaluate.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
 from bioqa.recipe import Recipe, TrainingArguments
 
@@ -99,7 +99,7 @@ def best_metric_problems(opts: Recipe) -> list[str]:
     return [
         f"{option('metric_for_best_model')} {name} is not logged by this run (it logs {shown}); "
         "choose one of those, or "
-        f"change {option('eval_metrics')} / {option('label_scoring')} / {option('no_generation_eval')}"
+        f"change {option('eval_metrics')} / {option('label_scoring')} / {option_off('generation_eval')}"
     ]
 
 

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from bioqa import compat
-from bioqa.errors import InputError, did_you_mean, help_hint, option, raise_problems, short, shown
+from bioqa.errors import (
+    InputError,
+    did_you_mean,
+    help_hint,
+    option,
+    raise_problems,
+    short,
+    shown,
+    spelled_for_the_caller,
+)
 from bioqa.io.files import path_kind, read_text, wrong_kind
 from bioqa.settings import answer_settings
 
@@ -30,7 +39,7 @@ def _parser_class():
         """HfArgumentParser whose errors raise InputError instead of printing usage and exiting."""
 
         def error(self, message: str):
-            raise InputError(f"{message}; {help_hint()}")
+            raise InputError(f"{spelled_for_the_caller(message)}; {help_hint()}")
 
         def add_argument(self, *names, **kwargs):
             # HfArgumentParser hands a field's whole metadata to argparse; a setting's role is not argparse's
@@ -82,7 +91,7 @@ def parse_arguments(parser, argv: Sequence[str] | None) -> tuple:
             args=file_argv + argv, return_remaining_strings=True
         )
     except ValueError as exc:  # a dataclass's own validation (e.g. TrainingArguments.__post_init__)
-        raise InputError(f"{short(str(exc), 500)}; {help_hint()}") from None
+        raise InputError(f"{spelled_for_the_caller(short(str(exc), 500))}; {help_hint()}") from None
     if remaining:
         flag = next((t for t in remaining if t.startswith("--")), remaining[0])
         raise InputError(f"unrecognized arguments: {' '.join(remaining)}; {_suggest(flag.lstrip('-'), parser)}")
@@ -239,3 +248,66 @@ def answer_flags(recipe: Path) -> list[str]:
     (`--do_predict` alone) answers the way the recipe's fine-tuned model is asked to."""
     settings = load_yaml(read_text(recipe, "the recipe"))
     return [token for key, value in settings.items() if key in answer_settings() for token in flag_tokens(key, value)]
+
+
+def value_problems(section: type, changes: dict[str, Any]) -> list[str]:
+    """Values a section's fields cannot take, for settings given from Python (the parser checks the command's):
+    a value of another type, or not one of the field's choices; every one of them at once."""
+    import typing
+
+    hints = typing.get_type_hints(section)
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    problems = []
+    for name, value in changes.items():
+        choices = fields[name].metadata.get("choices")
+        if choices and value is not None and (not isinstance(value, str) or value not in map(str, choices)):
+            problems.append(f"{option(name)} is {shown(value)}, but it takes one of {', '.join(map(str, choices))}")
+        elif not _fits(value, hints[name]):
+            problems.append(
+                f"{option(name)} is {shown(value)} ({type(value).__name__}), but it takes {_kind(hints[name])}"
+            )
+    return problems
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether `value` is of the annotated type (what HfArgumentParser would have made of its text); types this
+    does not know pass."""
+    import enum
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_fits(item, args[0]) for item in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, hint)
+    return True
+
+
+def _kind(hint: Any) -> str:
+    """A type annotation as a reader would say it: `int | None` is "int or null", `list[str]` "a list of str"."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in args)
+    if hint is type(None):
+        return "null"
+    if origin in (list, tuple):
+        return f"a list of {_kind(args[0])}" if args else "a list"
+    return getattr(hint, "__name__", str(hint))

@@ -70,7 +70,7 @@ def interrupt_on_signal(stage: str, resumable: bool):
     import signal
     import threading
 
-    how = resume_hint() if resumable else "nothing partial was kept; run the same command again"
+    how = resume_hint() if resumable else f"nothing partial was kept; {rerun_hint()}"
 
     def handle(signum, frame):
         raise Interrupted(f"stopped by {signal.Signals(signum).name} during {stage}; {how}")
@@ -84,6 +84,23 @@ def interrupt_on_signal(stage: str, resumable: bool):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def option_off(name: str) -> str:
+    """How the caller turns a true/false setting off: `--no_name` on the command line, `name=False` in Python."""
+    return f"{_option_prefix}no_{name}" if _option_prefix else f"{name}=False"
+
+
+def spelled_for_the_caller(text: str) -> str:
+    """Another library's message (argparse, transformers) names settings as flags; a Python caller sees the names."""
+    import re
+
+    return text if _option_prefix else re.sub(r"(?<![\w-])--([a-z][a-z0-9_]*)", r"\1", text)
+
+
+def rerun_hint() -> str:
+    """What to do after a stop that kept nothing: the same command again, or the same call."""
+    return "run the same command again" if _option_prefix else "make the same call again"
 
 
 def resume_hint() -> str:

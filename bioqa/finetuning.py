@@ -1,6 +1,6 @@
 """A run of the toolkit from a Recipe: `finetune` trains an adapter (and, with do_predict, answers the test split),
-`predict` answers the test split with a base model, an adapter or a merged checkpoint. Both write the same files
-as load_models.py, which is a thin command over them.
+`predict` answers the test split with a base model, an adapter or a merged checkpoint. Both run `execute`, as
+load_models.py does, so they write the same files.
 
     import bioqa
     recipe = bioqa.Recipe.from_yaml("configs/demo-smollm2-cpu.yaml", output_dir="outputs/run1")
@@ -26,7 +26,7 @@ from bioqa.io.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_f
 from bioqa.prediction import predict_stage, test_prompts
 from bioqa.recipe import Recipe, TrainingArguments
 from bioqa.results import Predictions, Run
-from bioqa.run_files import begin_run, is_main_launch_process, push_output, push_problems
+from bioqa.run_files import begin_run, is_main_launch_process, push_output, push_problems, wait_for_every_process
 from bioqa.settings import ModelArguments, OutputArguments
 from bioqa.train.modeling import (
     check_target_modules,
@@ -119,6 +119,7 @@ def run_locked(recipe: Recipe, command: Sequence[str], choice: DeviceChoice) -> 
         predict_stage(recipe, choice, trained, tokenizer, test, manifest, resume)
     if trained is not None and recipe.training.push_to_hub and recipe.training.process_index == 0:
         push_output(recipe)  # every final file is in place: the folder is complete
+    wait_for_every_process()  # the main process writes the files every process's Run and Predictions read
 
 
 def check_resume(recipe: Recipe, resume: Path) -> bool:

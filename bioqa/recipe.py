@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import transformers
 from transformers.training_args import IntervalStrategy, SaveStrategy
 
-from bioqa.config import build_parser, number_problems, parse_arguments
-from bioqa.errors import InputError, did_you_mean, raise_problems
+from bioqa.config import build_parser, number_problems, parse_arguments, value_problems
+from bioqa.errors import InputError, did_you_mean, help_hint, raise_problems, short, spelled_for_the_caller
 from bioqa.io.files import write_yaml_atomic
 from bioqa.settings import (
     OWN_SECTIONS,
@@ -92,8 +92,11 @@ class Recipe(NamedTuple):
         write_yaml_atomic(Path(path), self.settings())
 
     def replace(self, **changes: Any) -> Recipe:
-        """A recipe with the named settings changed (`recipe.replace(learning_rate=1e-3, lora_r=8)`); a name no
-        section has is an InputError naming the close ones."""
+        """A recipe with the named settings changed (`recipe.replace(learning_rate=1e-3, lora_r=8)`), checked as the
+        command checks its flags: a name no section has (the close ones named), a value of another type or not
+        one of the choices, all at once as one InputError. Training values transformers derives from others
+        (`greater_is_better` from `metric_for_best_model`, `eval_steps` from `logging_steps`, ...) follow a change
+        of what they derive from, unless they are changed too."""
         sections = dict(zip(self._fields, self))
         owner = {f.name: key for key, section in sections.items() for f in dataclasses.fields(section) if f.init}
         unknown = [name for name in changes if name not in owner]
@@ -101,12 +104,53 @@ class Recipe(NamedTuple):
             hints = {name: did_you_mean(name, owner) for name in unknown}
             shown = "; ".join(f"{name} ({hint})" if hint else name for name, hint in hints.items())
             raise InputError(f"a recipe has no setting {shown}")
-        for key in dict.fromkeys(owner[name] for name in changes):
-            mine = {name: value for name, value in changes.items() if owner[name] == key}
-            sections[key] = dataclasses.replace(sections[key], **mine)
+        by_section = {key: {n: v for n, v in changes.items() if owner[n] == key} for key in sections}
+        raise_problems([p for key, mine in by_section.items() for p in value_problems(type(sections[key]), mine)])
+        for key, mine in by_section.items():
+            if mine:
+                sections[key] = _replaced(sections[key], mine)
         recipe = Recipe(**sections)
         raise_problems(number_problems(list(recipe), None))
         return recipe
+
+
+# What transformers 5's TrainingArguments.__post_init__ fills in from other fields (a value equal to what it would
+# derive was derived), and the deprecated names it mirrors from the new ones: a copy that changes the inputs must
+# let it derive them again, or a recipe keeps, say, greater_is_better=False from metric "loss" for eval_rougeL.
+DERIVED = {
+    "do_eval": (("eval_strategy",), lambda t: t.do_eval and t.eval_strategy != "no"),
+    "eval_steps": (("eval_strategy", "logging_steps"), lambda t: t.eval_steps == t.logging_steps),
+    "metric_for_best_model": (
+        ("load_best_model_at_end", "lr_scheduler_type"),
+        lambda t: t.metric_for_best_model == "loss",
+    ),
+    "greater_is_better": (
+        ("metric_for_best_model", "load_best_model_at_end", "lr_scheduler_type"),
+        lambda t: (
+            t.metric_for_best_model is not None
+            and t.greater_is_better == (not t.metric_for_best_model.endswith("loss"))
+        ),
+    ),
+}
+ALIASES = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def _replaced(section: Any, changes: dict[str, Any]) -> Any:
+    """The section with `changes`; for the training arguments, derived values reset to be derived again, and a
+    deprecated name's change made to the name it stands for."""
+    if isinstance(section, transformers.TrainingArguments):
+        changes = {ALIASES.get(name, name): value for name, value in changes.items()}
+        for name, (inputs, was_derived) in DERIVED.items():
+            if name not in changes and any(i in changes for i in inputs) and was_derived(section):
+                changes[name] = section.__dataclass_fields__[name].default
+        changes |= {old: changes[new] for old, new in ALIASES.items() if new in changes}
+    try:
+        return dataclasses.replace(section, **changes)
+    except ValueError as exc:  # TrainingArguments' own checks (e.g. load_best_model_at_end without matching strategies)
+        raise InputError(f"{spelled_for_the_caller(short(str(exc), 500))}; {help_hint()}") from None
 
 
 def config_dict(*objects: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """What `bioqa.finetune` and `bioqa.predict` return: views of the files a run wrote (the same files the commands
-write), read when first asked for, so a result stays true to its folder."""
+write), each read when first asked for and then kept; a new call gives a new view."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class Run:
     def config(self) -> dict[str, Any]:
         return read_run_config(self.output_dir / "run_config.yaml")
 
-    @property
+    @cached_property
     def best_checkpoint(self) -> str | None:
         """The checkpoint the metric_for_best_model chose (None without one)."""
         return read_json(self.output_dir / "trainer_state.json", "the trainer state").get("best_model_checkpoint")
@@ -94,7 +94,7 @@ class Run:
         rows = read_prediction_file(self.output_dir / final)
         return evaluation_of(rows, self.config["bootstrap_samples"], self.config["seed"], self.manifest.get("labels"))
 
-    @property
+    @cached_property
     def predictions(self) -> Predictions | None:
         found = Predictions(self.output_dir)
         return found if found.path.is_file() else None

@@ -122,11 +122,14 @@ def train(
     model = apply_lora(base, opts.adapter, opts.model.load_in_4bit, opts.training.activation_checkpointing)
     start_writing(opts, resume, manifest)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, choice, tokenizer, fmt, splits))
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, CheckpointOnSignal))
     if resume is not None and finished_step(resume) is not None:
         train_metrics = restore_finished(trainer, resume)  # training is over: evaluate and save, train nothing
     else:
-        train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
-    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, CheckpointOnSignal))
+        try:
+            train_metrics = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
+        finally:  # the Trainer ends training callbacks only on success; a notebook's Ctrl-C must work after a failure
+            stop.restore_handlers()
     if stop.received:
         raise interrupted(trainer, opts, manifest, stop.received)
     with interrupt_on_signal("the final evaluation and saving", resumable=True):

@@ -7,6 +7,7 @@
 # Set `BIOQA_NOTEBOOK_CONFIG` to another recipe YAML and `BIOQA_NOTEBOOK_OUTPUT` to another folder.
 
 # %%
+import logging
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ if "ipykernel" not in sys.modules:  # run as a script: draw into a file, open no
 import matplotlib.pyplot as plt
 
 import bioqa
+
+logging.basicConfig(level=logging.INFO, format="[bioqa] %(message)s")  # the toolkit's progress lines
 
 CONFIG = os.environ.get("BIOQA_NOTEBOOK_CONFIG", "configs/demo-smollm2-cpu.yaml")
 OUT = Path(os.environ.get("BIOQA_NOTEBOOK_OUTPUT", "outputs/notebook"))
@@ -40,7 +43,7 @@ print(zero_shot)
 # %%
 run = bioqa.finetune(recipe.replace(output_dir=str(OUT / "fine-tuned"), do_predict=True))
 print(run)
-print("best checkpoint:", run.best_checkpoint)
+print("best checkpoint:", run.best_checkpoint)  # None unless the recipe sets metric_for_best_model
 print(run.predictions)
 
 # %% [markdown]

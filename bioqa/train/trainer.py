@@ -28,7 +28,7 @@ from typing import Any
 from transformers import Trainer, TrainerCallback
 
 from bioqa import compat
-from bioqa.errors import InputError, RunError, option, stop_signals
+from bioqa.errors import InputError, RunError, option, option_off, stop_signals
 from bioqa.generate import backends
 from bioqa.generate.batches import OutOfMemory
 from bioqa.io.files import write_text_atomic
@@ -55,7 +55,7 @@ class BioQATrainer(Trainer):
         if generation_evaluator is not None and self.shards_weights():
             raise InputError(
                 "generation-based evaluation needs whole weights in every process, but FSDP / DeepSpeed "
-                f"ZeRO-3 shards them; pass {option('no_generation_eval')} (and score with {option('do_predict')} "
+                f"ZeRO-3 shards them; pass {option_off('generation_eval')} (and score with {option('do_predict')} "
                 "after training), "
                 "or train with DDP or ZeRO-2 (docs/DISTRIBUTED.md)"
             )
@@ -278,6 +278,10 @@ class CheckpointOnSignal(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.restore_handlers()
+
+    def restore_handlers(self) -> None:
+        """The signal handlers as they were before training (again: nothing)."""
         import signal
 
         for sig, handler in self._previous.items():

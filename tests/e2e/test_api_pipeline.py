@@ -65,3 +65,29 @@ def test_python_callers_see_settings_by_name(tiny_model_dir, qa_file, tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_a_failed_training_gives_the_signal_handlers_back(tiny_model_dir, qa_file, tmp_path, monkeypatch):
+    """In a notebook the kernel lives on after a failure: Ctrl-C must interrupt again, not be swallowed."""
+    import signal
+
+    from bioqa.train.trainer import BioQATrainer
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a step that fails")
+
+    monkeypatch.setattr(BioQATrainer, "training_step", fails)
+    before = [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)]
+    recipe = recipe_for(tiny_model_dir, qa_file, tmp_path / "out", max_steps=2, eval_strategy="no", **ANSWERS)
+    with pytest.raises(RuntimeError, match="a step that fails"):
+        bioqa.finetune(recipe.replace(save_strategy="no", generation_eval=False))
+    assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)] == before
+
+
+def test_importing_the_score_module_leaves_bioqa_score_callable():
+    """`python -m bioqa.score` is a module of that name; imported, it replaces the function's attribute."""
+    import importlib
+
+    importlib.import_module("bioqa.score")
+    scores = bioqa.score(["Metformin lowers glucose."], ["Metformin lowers glucose."], metrics=("rouge",))
+    assert scores["rougeL"] == pytest.approx(1.0) and "finetune" in dir(bioqa)
