@@ -191,10 +191,11 @@ def encode_for_training(
     tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, max_seq_length: int
 ) -> tuple[dict[str, list[int]] | None, bool]:
     """input_ids / attention_mask / labels for one example; (None, False) if it cannot fit."""
+    target = example.get("target", example["answer"])  # what the model learns to write; the answer is the reference
     limit = fmt.char_budget(max_seq_length)
-    if limit is not None and len(example["answer"]) > limit:  # more tokens than fit: never tokenised
+    if limit is not None and len(target) > limit:  # more tokens than fit: never tokenised
         return None, False
-    answer = answer_ids(tokenizer, fmt, example["answer"])
+    answer = answer_ids(tokenizer, fmt, target)
     prompt, truncated = fit_prompt(
         tokenizer, fmt, example["question"], example["context"], max_seq_length - len(answer)
     )

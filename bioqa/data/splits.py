@@ -7,8 +7,9 @@ than one split is reported as a leak.
 
 Questions with a short answer (yes/no/maybe, or the correct option of a multiple-choice question) also
 get a `label`, checked against the label set; a multiple-choice question's lettered options are added
-to its question text, so every prompt built from it shows them. An example's `answer` is what the
-model learns to write (`labels.target_text`): the answer, the label, or the label then the answer.
+to its question text, so every prompt built from it shows them. An example's `answer` is the reference its
+answers are scored against, as the data gives it (the label, when the target is the label alone); its `target` is
+what the model learns to write (`labels.target_text`): the answer, the label, or the label then the answer.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class Example(TypedDict):
     id: str
     question: str
     context: str  # "" when the example has none
-    answer: str  # what the model learns to write (and the reference of the text metrics)
+    answer: str  # the reference of the text metrics, as the data gives it (with --target label: the label)
+    target: NotRequired[str]  # what the model learns to write, when it is not the answer (labels.target_text)
     label: NotRequired[str]  # one of the label set, with --label_field
     options: NotRequired[dict[str, str]]  # letter -> option text, with --options_field
 
@@ -234,7 +236,9 @@ def _with_label(example: Example, record: dict, fields: FieldMap, labels: tuple[
     options = record_options(record, fields, where)
     label = _record_label(record, fields, labels or (), options, where)
     example["question"] = question_with_options(example["question"], options)
-    example["answer"] = target_text(fields.target, label, example["answer"])
+    example["target"] = target_text(fields.target, label, example["answer"])
+    if fields.target == "label":  # no answer text was read: the label is the reference too
+        example["answer"] = label
     example["label"] = label
     if options:
         example["options"] = options

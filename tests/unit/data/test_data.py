@@ -308,10 +308,16 @@ def test_labels_come_from_the_training_split_and_are_normalised(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("target", "answer"),
-    [("label", "yes"), ("label_then_answer", "Yes. Trial 0 says so."), ("answer", "Trial 0 says so.")],
+    ("target", "written", "reference"),
+    [
+        ("label", "yes", "yes"),
+        ("label_then_answer", "Yes. Trial 0 says so.", "Trial 0 says so."),
+        ("answer", "Trial 0 says so.", "Trial 0 says so."),
+    ],
 )
-def test_the_target_decides_what_the_model_learns_to_write(tmp_path, target, answer):
+def test_the_target_decides_what_the_model_learns_to_write_and_the_reference_stays_the_data(
+    tmp_path, target, written, reference
+):
     file = jsonl(tmp_path / "d.jsonl", yes_no_rows())
     splits = data.load_splits(
         args(
@@ -322,7 +328,8 @@ def test_the_target_decides_what_the_model_learns_to_write(tmp_path, target, ans
             split_ratios=[1, 0, 0],
         )
     )
-    assert splits.examples["train"][0]["answer"] == answer and splits.labels == ("yes", "no", "maybe")
+    example = splits.examples["train"][0]
+    assert example["target"] == written and example["answer"] == reference and splits.labels == ("yes", "no", "maybe")
 
 
 def test_target_label_needs_no_answer_field(tmp_path):
@@ -503,3 +510,16 @@ def test_a_resumed_run_checks_the_train_file_of_a_local_dataset_folder(tmp_path)
     (folder / "train.jsonl").write_text('{"question": "q", "answer": "another"}\n')
     with pytest.raises(InputError, match="changed since the run"):
         check_same_data(run / "checkpoint-2", sources.training_file(args))
+
+
+def test_training_learns_the_target_while_the_answer_stays_the_reference(tmp_path, tokenizer):
+    from bioqa.data import prompts
+    from helpers import prompt_args
+
+    file = jsonl(tmp_path / "d.jsonl", yes_no_rows())
+    settings = args(train_file=file, label_field="decision", target="label_then_answer", split_ratios=[1, 0, 0])
+    example = data.load_splits(settings).examples["train"][0]
+    fmt = prompts.prompt_format(tokenizer, prompt_args())
+    features, _ = prompts.encode_for_training(tokenizer, fmt, example, 256)
+    learned = [token for token, label in zip(features["input_ids"], features["labels"]) if label != -100]
+    assert tokenizer.decode(learned).startswith("Yes. Trial 0 says so.") and example["answer"] == "Trial 0 says so."
