@@ -33,7 +33,7 @@ from pathlib import Path
 import metrics_utils
 from bioqa.config import answer_flags, load_yaml
 from bioqa.evaluate.report import scores_table
-from bioqa.io.files import read_text, text_lines
+from bioqa.io.files import read_run_config, read_text, text_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -237,7 +237,7 @@ def label_report(out: Path, name: str, comparison: dict) -> None:
         f"majority class ({majority!r} of the training split): accuracy {baseline['accuracy']:.4f}, "
         f"macro-F1 {baseline['macro_f1']:.4f}"
     )
-    if rows["fine-tuned"][0]["reference"].split(".")[0].lower() in labels:  # label_then_answer: score the answer part
+    if read_run_config(out / name / "run_config.yaml")["target"] == "label_then_answer":
         answer_part(rows, labels)
 
 
@@ -246,11 +246,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def answer_part(rows: dict[str, list[dict]], labels: list[str]) -> None:
-    """ROUGE-L and METEOR of the answer after its label (both sides stripped), zero-shot against fine-tuned."""
+    """ROUGE-L and METEOR of the answer after its label (the label stripped from the prediction; the reference is
+    the data's answer), zero-shot against fine-tuned."""
     stripped = {
         name: (
             [metrics_utils.strip_label(r["prediction"], labels) for r in part],
-            [metrics_utils.strip_label(r["reference"], labels) for r in part],
+            [r["reference"] for r in part],  # the data's answer: no label to strip (and "No change ..." keeps its No)
         )
         for name, part in rows.items()
     }
