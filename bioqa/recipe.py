@@ -97,6 +97,8 @@ class Recipe(NamedTuple):
         one of the choices, all at once as one InputError. Training values transformers derives from others
         (`greater_is_better` from `metric_for_best_model`, `eval_steps` from `logging_steps`, ...) follow a change
         of what they derive from, unless they are changed too."""
+        if not changes:  # from_yaml and defaults without changes: the parse has checked everything already
+            return self
         sections = dict(zip(self._fields, self))
         owner = {f.name: key for key, section in sections.items() for f in dataclasses.fields(section) if f.init}
         unknown = [name for name in changes if name not in owner]
