@@ -8,7 +8,7 @@ import importlib.util
 
 from bioqa.data.labels import LABEL_METRICS
 from bioqa.errors import option, option_off
-from bioqa.evaluate.metrics import ALL_METRICS, SCORE_NAMES, SCORES_OF
+from bioqa.evaluate.metrics import metric_names, score_names, unknown_metrics
 from bioqa.recipe import Recipe, TrainingArguments
 
 
@@ -25,9 +25,8 @@ def argument_problems(opts: Recipe) -> list[str]:
             f"{option('adapter_name_or_path')} is for {option('do_predict')} alone; training starts a new adapter"
         )
     problems += count_problems(opts) + label_problems(opts) + best_metric_problems(opts)
-    unknown = sorted(set(opts.evaluation.eval_metrics) - set(ALL_METRICS))
-    if unknown:
-        problems.append(f"{option('eval_metrics')} {' '.join(unknown)} unknown; choose from {' '.join(ALL_METRICS)}")
+    unknown = unknown_metrics(opts.evaluation.eval_metrics, option("eval_metrics"))
+    problems += [unknown] if unknown else []
     if opts.evaluation.early_stopping_patience is not None and not (
         opts.training.load_best_model_at_end and opts.training.metric_for_best_model
     ):
@@ -78,7 +77,9 @@ def logged_metrics(opts: Recipe) -> set[str]:
     scoring = opts.generation.label_scoring if opts.data.label_field else "generate"
     generated = scoring != "loglik" and opts.evaluation.generation_eval
     logged = (
-        {name for metric in opts.evaluation.eval_metrics for name in SCORES_OF.get(metric, ())} if generated else set()
+        {name for metric in opts.evaluation.eval_metrics if metric in metric_names() for name in score_names([metric])}
+        if generated
+        else set()
     )
     if opts.data.label_field and generated:
         logged |= {"accuracy", "macro_f1", "unparsed"}
@@ -92,7 +93,7 @@ def best_metric_problems(opts: Recipe) -> list[str]:
     checkpoint). Label metrics without --label_field are reported by label_problems."""
     name = opts.training.metric_for_best_model or ""
     bare, logged = name.removeprefix("eval_"), logged_metrics(opts)
-    known = bare in SCORE_NAMES or (bare in LABEL_METRICS and opts.data.label_field)
+    known = bare in score_names() or (bare in LABEL_METRICS and opts.data.label_field)
     if not known or bare in logged:
         return []
     shown = ", ".join(f"eval_{metric}" for metric in sorted(logged)) or "no answer metrics"

@@ -11,21 +11,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bioqa.evaluate.registry import score_info
 from bioqa.settings import recipe_settings
 
 TAGS = ["bioqa-lora", "biomedical", "question-answering", "lora"]
-METRIC_NAMES = {
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "rougeLsum": "ROUGE-Lsum",
-    "bleu": "BLEU",
-    "meteor": "METEOR",
-    "accuracy": "Accuracy",
-    "macro_f1": "Macro-F1",
-    "loglik_accuracy": "Accuracy (log-likelihood)",
-    "loglik_macro_f1": "Macro-F1 (log-likelihood)",
-}
 
 
 def base_license(base_model: str) -> str | None:
@@ -73,7 +62,8 @@ def scores_table(scores: dict[str, dict[str, Any]]) -> str:
     for name, entry in scores.items():
         interval = entry.get("ci95")
         shown = f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "n/a"
-        lines.append(f"| {METRIC_NAMES.get(name, name)} | {entry['score']:.4g} | {shown} |")
+        info = score_info(name)
+        lines.append(f"| {info.title if info else name} | {entry['score']:.4g} | {shown} |")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bioqa.data.labels import LABEL_METRICS
-from bioqa.evaluate.metrics import SCORE_NAMES
+from bioqa.evaluate.metrics import score_names
 from bioqa.evaluate.predictions import PredictionRow, read_prediction_file
 from bioqa.io.files import read_json, read_run_config
 
@@ -102,6 +102,6 @@ class Run:
     def __repr__(self) -> str:
         if not (self.output_dir / "metrics.json").is_file():  # a run stopped early, or another process's view
             return f"Run({str(self.output_dir)!r})"
-        scores = {"eval_loss", *(f"eval_{name}" for name in (*SCORE_NAMES, *LABEL_METRICS))}
+        scores = {"eval_loss", *(f"eval_{name}" for name in (*score_names(), *LABEL_METRICS))}
         shown = {k: round(v, 4) for k, v in self.metrics.items() if k in scores and isinstance(v, (int, float))}
         return f"Run({str(self.output_dir)!r}, {', '.join(f'{k}={v}' for k, v in shown.items())})"

@@ -15,7 +15,7 @@ from typing import Any
 
 from bioqa.data.labels import TARGETS
 from bioqa.data.sources import FORMATS
-from bioqa.evaluate.metrics import ALL_METRICS
+from bioqa.evaluate.metrics import DEFAULT_METRICS, metric_names
 from bioqa.io.paths import DEFAULT_MODEL
 from bioqa.roles import ANSWER_SHAPING, RECIPE, RESUMED, TRAINER_ROLES, Role
 
@@ -254,8 +254,9 @@ class EvaluationArguments:
     )
     eval_metrics: list[str] = setting(
         Role.SCORING,
-        f"Metrics on generated answers: {', '.join(ALL_METRICS)}.",
-        default_factory=lambda: list(ALL_METRICS),
+        f"Metrics on generated answers: {', '.join(metric_names())}, or one registered with "
+        "metrics_utils.register_metric.",
+        default_factory=lambda: list(DEFAULT_METRICS),
     )
     early_stopping_patience: int | None = setting(
         Role.SCORING, "Stop after this many evaluations without improving metric_for_best_model.", None

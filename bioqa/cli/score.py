@@ -18,7 +18,7 @@ from pathlib import Path
 from bioqa.cli.runner import run_main
 from bioqa.config import build_parser, parse_arguments
 from bioqa.errors import InputError
-from bioqa.evaluate.metrics import ALL_METRICS, compute_metrics
+from bioqa.evaluate.metrics import DEFAULT_METRICS, compute_metrics, metric_names, unknown_metrics
 from bioqa.evaluate.scorers import MissingNLTKDataError
 from bioqa.io.files import read_text, text_lines
 
@@ -30,7 +30,7 @@ class ScoreArguments:
         metadata={"help": "Text file(s) of references, one per line; several files = several references."}
     )
     metrics: list[str] = field(
-        default_factory=lambda: list(ALL_METRICS), metadata={"help": f"Any of {', '.join(ALL_METRICS)}."}
+        default_factory=lambda: list(DEFAULT_METRICS), metadata={"help": f"Any of {', '.join(metric_names())}."}
     )
     bootstrap_samples: int = field(
         default=0, metadata={"help": "Add seeded bootstrap 95 percent intervals with this many resamples."}
@@ -49,6 +49,9 @@ def run(argv: list[str] | None) -> int:
     args = parse_arguments(build_parser([ScoreArguments], description=__doc__.split("\n\n")[0]), argv)[0]
     if args.bootstrap_samples < 0:
         raise InputError(f"--bootstrap_samples must be 0 (no intervals) or more, got {args.bootstrap_samples}")
+    unknown = unknown_metrics(args.metrics, "--metrics")
+    if unknown:
+        raise InputError(unknown)
     predictions = read_lines(args.predictions)
     streams = [read_lines(path) for path in args.references]
     if any(len(stream) != len(predictions) for stream in streams):

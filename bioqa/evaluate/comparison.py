@@ -13,8 +13,9 @@ from typing import Any
 from bioqa.data.labels import LabelScores, mcnemar_exact
 from bioqa.errors import InputError, option
 from bioqa.evaluate.bootstrap import paired_bootstrap
-from bioqa.evaluate.metrics import ALL_METRICS, SCORE_NAMES
+from bioqa.evaluate.metrics import DEFAULT_METRICS, score_names
 from bioqa.evaluate.predictions import PredictionRow, rescored
+from bioqa.evaluate.registry import metrics_reporting
 
 
 def aligned(
@@ -55,9 +56,9 @@ def compare_rows(
     """Scores of both systems, and the paired bootstrap test of every metric both files allow: the text metrics
     of generated answers, and with a label set accuracy and macro-F1 (plus an exact McNemar test of accuracy,
     both confusion matrices and the questions that flipped)."""
+    metrics = text_metrics(baseline, candidate)
     scored = {
-        name: rescored(rows, labels, text_metrics(rows))
-        for name, rows in (("baseline", baseline), ("candidate", candidate))
+        name: rescored(rows, labels, metrics) for name, rows in (("baseline", baseline), ("candidate", candidate))
     }
     parts = {"text": ("", "text"), "generated": ("", "generated"), "loglik": ("loglik_", "loglik")}
     table, scores, label_results = {}, {}, {}
@@ -73,7 +74,7 @@ def compare_rows(
             scores = {"baseline": a, "candidate": b}
         else:
             label_results[kind] = label_comparison(a, b, [row["id"] for row in baseline])
-    order = [*SCORE_NAMES, "accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1"]
+    order = [*score_names(metrics), "accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1"]
     return {
         "num_examples": len(baseline),
         "metrics": {name: table[name] for name in order if name in table},
@@ -85,10 +86,14 @@ def compare_rows(
     }
 
 
-def text_metrics(rows: list[PredictionRow]) -> tuple[str, ...]:
-    """Every text metric for generated answers, whatever the file was scored with (so two files compare on the
-    same metrics); none for labels chosen by log-likelihood, which are not generated text."""
-    return () if "loglik_label" in rows[0] and "predicted_label" not in rows[0] else ALL_METRICS
+def text_metrics(baseline: list[PredictionRow], candidate: list[PredictionRow]) -> tuple[str, ...]:
+    """The text metrics both files are rescored with: the defaults and every registered metric either file was
+    scored with (so the two compare on the same metrics); none for labels chosen by log-likelihood alone, which
+    are not generated text."""
+    if any("loglik_label" in rows[0] and "predicted_label" not in rows[0] for rows in (baseline, candidate)):
+        return ()
+    carried = metrics_reporting([*baseline[0], *candidate[0]])
+    return tuple(dict.fromkeys([*DEFAULT_METRICS, *carried]))
 
 
 def label_comparison(baseline: LabelScores, candidate: LabelScores, ids: list[str]) -> dict[str, Any]:

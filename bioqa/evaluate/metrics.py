@@ -1,4 +1,5 @@
-"""ROUGE, BLEU and METEOR for generated answers: exact, offline and fast.
+"""Scores of generated answers: ROUGE, BLEU and METEOR by default, any registered metric on request; exact,
+offline and fast.
 
 Plain functions over lists of strings, for scripts and notebooks alike::
 
@@ -15,6 +16,11 @@ The definitions equal the Hugging Face `evaluate` 0.4.6 metric scripts and use t
   with its signature string. References may differ in count per prediction.
 * METEOR (0-1 scale): `nltk.translate.meteor_score` with alpha 0.9, beta 3, gamma 0.5 over
   `nltk.word_tokenize` tokens; multi-reference takes the maximum; the corpus score is the mean.
+* exact_match and token_f1 (0-100 scale): the SQuAD v1.1 definitions, as `evaluate`'s "squad" metric
+  (see bioqa.evaluate.builtin).
+
+Each metric is a plug-in (bioqa.evaluate.registry): `register_metric` adds one for every scoring in the
+process, and `metrics=` names which to compute.
 
 Speed comes from doing each piece of work once, never from changing a definition: each distinct
 text is tokenised once, rouge1/2 counts n-grams directly, rougeL uses a bit-parallel LCS that
@@ -25,7 +31,8 @@ a pool of forked worker processes.
 
 Text without ASCII letters or digits: rouge_score's tokenizer keeps only [a-z0-9] runs, so such a
 text has no ROUGE tokens and scores ROUGE 0 even against itself; BLEU and METEOR tokenise Unicode
-and still score it. Empty predictions or references score 0 on every metric.
+and still score it. Empty predictions or references score 0 on every metric (but two empty texts
+match exactly, as in SQuAD).
 
 Importing this module imports only the standard library; rouge-score, sacrebleu, nltk and numpy
 load on first use. METEOR needs NLTK's WordNet and punkt_tab: `make setup` installs them into
@@ -34,20 +41,41 @@ load on first use. METEOR needs NLTK's WordNet and punkt_tab: `make setup` insta
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bioqa import compat
+from bioqa.errors import did_you_mean
+from bioqa.evaluate import builtin
 from bioqa.evaluate.bootstrap import bootstrap_intervals
-from bioqa.evaluate.scorers import Job, RougeScorer, bleu_metric, require_nltk_data, score_all, worker_count
+from bioqa.evaluate.registry import Metric, MetricScores, get_metric, registered
 
 Reference = str | Sequence[str]
-ALL_METRICS = ("rouge", "bleu", "meteor")
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-SCORES_OF = {"rouge": ROUGE_TYPES, "bleu": ("bleu",), "meteor": ("meteor",)}  # what each metric adds, in order
-SCORE_NAMES = tuple(name for names in SCORES_OF.values() for name in names)
+ROUGE_TYPES = builtin.ROUGE_TYPES
+DEFAULT_METRICS = builtin.DEFAULT_METRICS
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every metric registered in this process (the built-ins first): what eval_metrics and metrics= take."""
+    return tuple(registered())
+
+
+def score_names(metrics: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The per-example scores the given metrics (default: all registered) report, in order."""
+    chosen = registered() if metrics is None else {name: get_metric(name) for name in metrics}
+    return tuple(score.name for metric in chosen.values() for score in metric.scores)
+
+
+def unknown_metrics(names: Sequence[str], setting: str) -> str | None:
+    """The problem with metric names nobody registered, for the setting that named them; None if all are known."""
+    unknown = [name for name in names if name not in registered()]
+    if not unknown:
+        return None
+    close = [hint for name in unknown if (hint := did_you_mean(name, registered()))]
+    return (
+        f"{setting} {' '.join(unknown)} unknown{' (' + '; '.join(close) + ')' if close else ''}; choose from "
+        f"{' '.join(registered())}, or register the metric first (from Python: metrics_utils.register_metric)"
+    )
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -83,11 +111,15 @@ def _reference_list(ref: Any, index: int) -> list[str]:
     return list(ref)
 
 
-def _check_metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
-    unknown = [m for m in metrics if m not in ALL_METRICS]
-    if unknown or not metrics:
-        raise ValueError(f"unknown metric(s) {unknown or list(metrics)}; choose from {list(ALL_METRICS)}")
-    return tuple(m for m in ALL_METRICS if m in metrics)
+def _chosen_metrics(metrics: Sequence[str | Metric]) -> list[Metric]:
+    """The metrics named (registered names, or Metric objects used as they are), in the order given, once each."""
+    if isinstance(metrics, str) or not metrics:
+        raise ValueError(f"metrics must be a non-empty list of metric names; registered: {list(registered())}")
+    unknown = [m for m in metrics if not isinstance(m, Metric) and m not in registered()]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(registered())} or register them first")
+    chosen = {m.name if isinstance(m, Metric) else m: m if isinstance(m, Metric) else get_metric(m) for m in metrics}
+    return list(chosen.values())
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -95,62 +127,37 @@ def _check_metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass
 class TextScores:
-    """Per-example scores of one system, with what corpus BLEU and resampling need.
+    """Per-example scores of one system, one `MetricScores` per metric, with the answers' lengths.
 
-    `per_example` maps each metric (rouge types, "bleu", "meteor") to one score per example; BLEU
-    there is sentence BLEU (sacreBLEU `sentence_bleu`, effective order). `bleu_stats` holds
-    sacreBLEU's sufficient statistics per example, from which corpus BLEU is exact for any subset.
+    `per_example` maps each score name (rouge types, "bleu" as sentence BLEU, "meteor", ...) to one score per
+    example; `resampled` gives every corpus score over a resample, each by its metric's own corpus rule.
     """
 
-    per_example: dict[str, list[float]]
-    bleu_stats: list[list[int]]
-    bleu_options: tuple
-    bleu_signature: str
+    parts: dict[str, MetricScores]
     prediction_words: list[int]
     reference_words: list[int]
 
     def __len__(self) -> int:
         return len(self.prediction_words)
 
-    def array(self, name: str):
-        """Per-example scores of `name` (or "bleu_stats": examples x sacreBLEU statistics) as a cached numpy array."""
-        import numpy as np
-
-        cache = self.__dict__.setdefault("_arrays", {})
-        if name not in cache:
-            cache[name] = (
-                np.asarray(self.bleu_stats, dtype=np.int64)
-                if name == "bleu_stats"
-                else np.asarray(self.per_example[name])
-            )
-        return cache[name]
+    @property
+    def per_example(self) -> dict[str, list[float]]:
+        return {name: values for part in self.parts.values() for name, values in part.per_example.items()}
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.per_example)
 
     def resampled(self, indices: Any) -> dict[str, float]:
-        """Every corpus metric over the examples at `indices` (repeats allowed): means, and BLEU from summed
-        statistics."""
-        return {
-            name: self.bleu_from_totals(self.array("bleu_stats")[indices].sum(axis=0).tolist())
-            if name == "bleu"
-            else float(self.array(name)[indices].mean())
-            for name in self.per_example
-        }
-
-    def bleu_from_totals(self, totals: Sequence[int]) -> float:
-        """Corpus BLEU from summed sacreBLEU statistics (of all examples, or of a resample)."""
-        return compat.bleu_from_statistics(bleu_metric(self.bleu_options), list(totals)).score
+        """Every corpus score over the examples at `indices` (repeats allowed)."""
+        return {name: value for part in self.parts.values() for name, value in part.corpus(indices).items()}
 
     def corpus(self) -> dict[str, Any]:
-        """Corpus scores: mean ROUGE F1 and METEOR, corpus BLEU, and length statistics in words."""
+        """Corpus scores (each metric's own rule over all examples), length statistics in words, and the
+        metrics' details (BLEU's signature)."""
         result: dict[str, Any] = {}
-        for name, values in self.per_example.items():
-            if name == "bleu":
-                result[name] = self.bleu_from_totals([sum(column) for column in zip(*self.bleu_stats)])
-            else:
-                result[name] = math.fsum(values) / len(values)
+        for part in self.parts.values():
+            result.update(part.corpus())
         n = len(self)
         result.update(
             {
@@ -161,63 +168,44 @@ class TextScores:
                 "empty_predictions": self.prediction_words.count(0),
             }
         )
-        if self.bleu_signature:
-            result["bleu_signature"] = self.bleu_signature
+        for part in self.parts.values():
+            result.update(part.details)
         return result
 
     def rows(self) -> list[dict[str, float]]:
         """One dict of scores per example, in input order."""
-        names = list(self.per_example)
-        return [dict(zip(names, values)) for values in zip(*self.per_example.values())]
+        per_example = self.per_example
+        return [dict(zip(per_example, values)) for values in zip(*per_example.values())]
 
 
 def score_predictions(
     predictions: Sequence[str],
     references: Sequence[Reference],
     *,
-    metrics: Sequence[str] = ALL_METRICS,
-    rouge_types: Sequence[str] = ROUGE_TYPES,
-    use_stemmer: bool = False,
-    rouge_tokenizer: Callable[[str], list[str]] | None = None,
-    bleu_options: Mapping[str, Any] | None = None,
-    meteor_alpha: float = 0.9,
-    meteor_beta: float = 3.0,
-    meteor_gamma: float = 0.5,
+    metrics: Sequence[str | Metric] = DEFAULT_METRICS,
     num_workers: int | None = None,
+    **options: Any,
 ) -> TextScores:
     """Score every prediction against its reference(s); see `compute_metrics` for the arguments."""
     refs = _check_inputs(predictions, references)
-    metrics = _check_metric_names(metrics)
-    if "meteor" in metrics:
-        require_nltk_data()
-    rouge = RougeScorer(rouge_types, use_stemmer, rouge_tokenizer) if "rouge" in metrics else None
-    options = tuple(sorted((bleu_options or {}).items()))
-    job = Job(metrics, rouge, options, (meteor_alpha, meteor_beta, meteor_gamma))
-    raw = score_all(job, predictions, refs, worker_count(num_workers, len(predictions)))
-    per_example = {name: raw[name] for name in (rouge.rouge_types if rouge else ())}
-    signature = ""
-    if "bleu" in metrics:
-        sentence_bleu = bleu_metric(options, sentence_level=True)
-        per_example["bleu"] = [compat.bleu_from_statistics(sentence_bleu, row).score for row in raw["bleu_stats"]]
-        signature = _bleu_signature(options, refs)
-    if "meteor" in metrics:
-        per_example["meteor"] = raw["meteor"]
+    chosen = _chosen_metrics(metrics)
+    readers = {name for metric in [*chosen, *registered().values()] for name in metric.options}
+    unread = sorted(set(options) - readers)
+    if unread:
+        raise TypeError(
+            f"score_predictions() got unexpected keyword argument(s) {', '.join(unread)}: no metric reads them"
+        )
+    for metric in chosen:
+        metric.check()
+    parts = {}
+    for metric in chosen:
+        own = {key: value for key, value in options.items() if key in metric.options}
+        parts[metric.name] = metric.score(list(predictions), refs, num_workers=num_workers, **own)
     return TextScores(
-        per_example,
-        raw.get("bleu_stats", []),
-        options,
-        signature,
+        parts,
         [len(p.split()) for p in predictions],
         [max(len(r.split()) for r in rs) for rs in refs],
     )
-
-
-def _bleu_signature(options: tuple, references: list[list[str]]) -> str:
-    """sacreBLEU's signature; nrefs is the reference count, or "var" when it differs per example."""
-    bleu = bleu_metric(options)
-    counts = {len(refs) for refs in references}
-    bleu.num_refs = counts.pop() if len(counts) == 1 else -1  # what sacreBLEU's reference cache sets
-    return str(bleu.get_signature())
 
 
 def compute_metrics(
@@ -229,12 +217,13 @@ def compute_metrics(
     seed: int = 0,
     **options: Any,
 ) -> dict[str, Any]:
-    """Corpus ROUGE, BLEU and METEOR of `predictions` against `references`.
+    """Corpus scores of `predictions` against `references`: ROUGE, BLEU and METEOR unless `metrics` says otherwise.
 
     Args:
         predictions: generated answers, one string each.
         references: for each prediction, a reference string or a list of reference strings.
-        metrics: any of "rouge", "bleu", "meteor" (default all; METEOR needs `make setup`'s NLTK data).
+        metrics: registered metric names or `Metric` objects (default rouge, bleu, meteor; also built in:
+            exact_match and token_f1, SQuAD's; METEOR needs `make setup`'s NLTK data).
         rouge_types: ROUGE variants (default rouge1, rouge2, rougeL, rougeLsum); use_stemmer: Porter
             stemming for ROUGE (default False, as evaluate); rouge_tokenizer: a callable text -> tokens
             replacing rouge_score's default tokenizer.
@@ -252,7 +241,7 @@ def compute_metrics(
         pred_words_max, ref_words_mean, empty_predictions), bleu_signature, and the intervals.
 
     Raises:
-        ValueError: lengths differ, no examples, an empty reference list or an unknown metric.
+        ValueError: lengths differ, no examples, an empty reference list or a metric nobody registered.
         TypeError: a prediction or reference that is not a string (the message names its index).
         MissingNLTKDataError: METEOR asked for without WordNet / punkt_tab installed.
     """
@@ -268,5 +257,5 @@ def compute_metrics(
 def per_example_scores(
     predictions: Sequence[str], references: Sequence[Reference], **options: Any
 ) -> list[dict[str, float]]:
-    """One dict of scores per example (ROUGE F1, sentence BLEU, METEOR), for error analysis."""
+    """One dict of scores per example (ROUGE F1, sentence BLEU, METEOR, or the chosen metrics'), for error analysis."""
     return score_predictions(predictions, references, **options).rows()

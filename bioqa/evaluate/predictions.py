@@ -2,7 +2,8 @@
 
 Written by every evaluation during training (predictions/eval-step-N.jsonl) and by --do_predict
 (predictions.jsonl); read by the comparison. A row: id, question, reference, prediction, and the
-per-example scores (rouge1 ... rougeLsum, bleu as sentence BLEU, meteor). With labels also: label (the
+per-example scores of each metric scored (rouge1 ... rougeLsum, bleu as sentence BLEU, meteor by default;
+any registered metric's scores under their own names). With labels also: label (the
 gold one), predicted_label (read from the prediction; null when it names none) and loglik_label (chosen
 by log-likelihood). Without generation (log-likelihood only) the prediction is the chosen label.
 """
@@ -18,7 +19,8 @@ from bioqa.data.prompts import PromptFormat, fit_prompt
 from bioqa.data.splits import Example
 from bioqa.errors import InputError, option, shown
 from bioqa.evaluate.bootstrap import Resamplable, bootstrap_intervals
-from bioqa.evaluate.metrics import SCORES_OF, TextScores, score_predictions
+from bioqa.evaluate.metrics import TextScores, score_predictions
+from bioqa.evaluate.registry import metrics_reporting
 from bioqa.io.files import parse_jsonl, path_kind, read_text, wrong_kind
 
 if TYPE_CHECKING:
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
 
 class PredictionRow(TypedDict, total=False):
-    """One row of a prediction file: the example, the answer, and its scores (those that were computed)."""
+    """One row of a prediction file: the example, the answer, and its scores (those that were computed; a
+    registered metric's scores under their own names, beside these)."""
 
     id: str
     question: str
@@ -147,7 +150,7 @@ def rescored(
     """A prediction file's rows scored again: the text `metrics` (default: those the rows carry), and with a label
     set the labels they hold (read from the predictions, and chosen by log-likelihood)."""
     if metrics is None:
-        metrics = tuple(metric for metric, names in SCORES_OF.items() if any(name in rows[0] for name in names))
+        metrics = metrics_reporting(list(rows[0]))
     text = (
         score_predictions(
             [r["prediction"] for r in rows], [r["reference"] for r in rows], metrics=metrics, num_workers=1

@@ -7,10 +7,28 @@ from pathlib import Path
 from bioqa.errors import InputError
 from bioqa.evaluate.bootstrap import MIN_EXAMPLES
 from bioqa.evaluate.predictions import PredictionRow
+from bioqa.evaluate.registry import get_metric, registered, score_info
 from bioqa.io.files import read_json
 
-SCALE = {"bleu": "0-100"}  # others are 0-1
-PLOTTED = ("rougeL", "meteor", "bleu")
+
+def top_of(name: str) -> float:
+    """The top of a score's scale (1 or 100; loglik_ names and unknown ones 0-1)."""
+    info = score_info(name)
+    return info.top if info else 1.0
+
+
+def title_of(name: str) -> str:
+    info = score_info(name)
+    return info.title if info else name
+
+
+def headlines(result: dict) -> list[str]:
+    """One score per metric the comparison rescored (ROUGE-L for ROUGE), in the table's order: what is plotted,
+    and the first of them ranks the report's examples."""
+    if not result["scores"]:
+        return []
+    scores = result["scores"]["baseline"]
+    return [get_metric(m).headline for m in scores.parts if get_metric(m).headline in scores.per_example]
 
 
 def scores_table(result: dict, names: tuple[str, str], scales: bool = True) -> str:
@@ -21,8 +39,8 @@ def scores_table(result: dict, names: tuple[str, str], scales: bool = True) -> s
         "|---|---|---|---|---|---|",
     ]
     for metric, row in result["metrics"].items():
-        digits = 2 if metric == "bleu" else 4
-        label = f"{metric} ({SCALE.get(metric, '0-1')})" if scales else metric
+        digits = 2 if top_of(metric) > 1 else 4
+        label = f"{metric} (0-{top_of(metric):g})" if scales else metric
         tested = row["p_value"] is not None  # None: too few examples for a bootstrap (bootstrap.MIN_EXAMPLES)
         interval = f"[{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]" if tested else "n/a"
         p_value = f"{row['p_value']:.3g}" if tested else "n/a"
@@ -50,24 +68,26 @@ def _how_tested(result: dict) -> str:
 def _examples_section(
     result: dict, baseline: list[PredictionRow], candidate: list[PredictionRow], names: tuple[str, str], shown: int
 ) -> str:
-    a, b = result["scores"]["baseline"].per_example["rougeL"], result["scores"]["candidate"].per_example["rougeL"]
+    metric = headlines(result)[0]
+    a, b = result["scores"]["baseline"].per_example[metric], result["scores"]["candidate"].per_example[metric]
+    title = title_of(metric)
     order = sorted(range(len(a)), key=lambda i: b[i] - a[i])
     gains = [i for i in order[::-1] if b[i] > a[i]][:shown]  # a section lists only what its title says
     losses = [i for i in order if b[i] < a[i]][:shown]
     parts = []
-    for title, indices, moved in (
+    for heading, indices, moved in (
         (f"Largest gains of {names[1]}", gains, "rose"),
         (f"Largest losses of {names[1]}", losses, "fell"),
     ):
-        parts.append(f"### {title} (ROUGE-L difference)\n")
+        parts.append(f"### {heading} ({title} difference)\n")
         if not indices:
-            parts.append(f"None: ROUGE-L {moved} on no example.")
+            parts.append(f"None: {title} {moved} on no example.")
         for i in indices:
             parts.append(
                 f"- **{baseline[i]['id']}** ({b[i] - a[i]:+.3f}): {_quote(baseline[i].get('question', ''))}\n"
                 f"  - reference: {_quote(baseline[i]['reference'])}\n"
-                f"  - {names[0]} (ROUGE-L {a[i]:.3f}): {_quote(baseline[i]['prediction'])}\n"
-                f"  - {names[1]} (ROUGE-L {b[i]:.3f}): {_quote(candidate[i]['prediction'])}"
+                f"  - {names[0]} ({title} {a[i]:.3f}): {_quote(baseline[i]['prediction'])}\n"
+                f"  - {names[1]} ({title} {b[i]:.3f}): {_quote(candidate[i]['prediction'])}"
             )
         parts.append("")
     return "\n".join(parts)
@@ -98,17 +118,18 @@ def plot_distributions(path: Path, result: dict, names: tuple[str, str]) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.4))
-    for axis, metric in zip(axes, PLOTTED):
-        top = 100 if metric == "bleu" else 1
+    plotted = headlines(result)
+    figure, axes = plt.subplots(1, len(plotted), figsize=(4.2 * len(plotted), 3.4), squeeze=False)
+    for axis, metric in zip(axes[0], plotted):
+        top = top_of(metric)
         for key, name, color in (("baseline", names[0], "tab:gray"), ("candidate", names[1], "tab:blue")):
             axis.hist(
                 result["scores"][key].per_example[metric], bins=20, range=(0, top), alpha=0.55, label=name, color=color
             )
         axis.set_title(f"per-example {metric}")
-        axis.set_xlabel(f"score ({SCALE.get(metric, '0-1')})")
+        axis.set_xlabel(f"score (0-{top:g})")
         axis.set_ylabel("examples")
-    axes[0].legend()
+    axes[0][0].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -188,15 +209,15 @@ def split_history(history: list[dict]) -> tuple[list[dict], list[dict], list[dic
     return train, during, after
 
 
-# metrics on a 0-1 scale, drawn on one axis; loss and BLEU get their own
-GENERATION_CURVES = (
-    "eval_rouge1",
-    "eval_rougeL",
-    "eval_meteor",
-    "eval_accuracy",
-    "eval_macro_f1",
-    "eval_loglik_accuracy",
-)
+LABEL_CURVES = ("accuracy", "macro_f1", "loglik_accuracy")
+
+
+def curves_logged(history: list[dict]) -> list[str]:
+    """What the curves show: each registered metric's headline score (rougeL for ROUGE) the run logged, and the
+    label metrics, as eval_ names."""
+    logged = {key.removeprefix("eval_") for h in history for key in h}
+    wanted = [metric.headline for metric in registered().values()] + list(LABEL_CURVES)
+    return [f"eval_{name}" for name in wanted if name in logged]
 
 
 def plot_training_curves(path: Path, trainer_state: Path) -> bool:
@@ -214,16 +235,16 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     train, evals, final = split_history(history)
     if not evals and not final:
         return False
-    figure, (loss_ax, gen_ax, bleu_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
+    figure, (loss_ax, gen_ax, hundred_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
     loss_ax.plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
-    curves = [(loss_ax, "eval_loss", None), (bleu_ax, "eval_bleu", "tab:green")]
-    curves += [(gen_ax, metric, None) for metric in GENERATION_CURVES]
-    for axis, metric, color in curves:
-        plot_metric(axis, metric, color, evals, final)
+    curves = [(loss_ax, "eval_loss")]
+    curves += [(hundred_ax if top_of(m.removeprefix("eval_")) > 1 else gen_ax, m) for m in curves_logged(history)]
+    for axis, metric in curves:
+        plot_metric(axis, metric, evals, final)
     for axis, title in (
         (loss_ax, "loss"),
         (gen_ax, "generated answers and labels (0-1)"),
-        (bleu_ax, "generated answers: BLEU (0-100)"),
+        (hundred_ax, "generated answers (0-100)"),
     ):
         axis.set_title(title)
         axis.set_xlabel("step")
@@ -235,12 +256,12 @@ def plot_training_curves(path: Path, trainer_state: Path) -> bool:
     return True
 
 
-def plot_metric(axis, metric: str, color: str | None, evals: list[dict], final: list[dict]) -> None:
+def plot_metric(axis, metric: str, evals: list[dict], final: list[dict]) -> None:
     """One metric's evaluations as a line, the final (best) adapter's as a star; nothing if the run never logged it."""
     if not any(metric in h for h in evals + final):  # e.g. no labels, or no text metrics
         return
     points = [h for h in evals if metric in h]
-    (line,) = axis.plot([h["step"] for h in points], [h[metric] for h in points], marker="o", color=color, label=metric)
+    (line,) = axis.plot([h["step"] for h in points], [h[metric] for h in points], marker="o", label=metric)
     ends = [h for h in final if metric in h]  # a star, not a line back to it
     axis.scatter(
         [h["step"] for h in ends],
@@ -272,8 +293,8 @@ def write_report(
     table = scores_table(result, names)
     text = [
         f"# {names[1]} against {names[0]}\n",
-        f"{result['num_examples']} examples, scored with metrics_utils (ROUGE, METEOR, accuracy and macro-F1 0-1, "
-        f"BLEU 0-100). Differences are {names[1]} minus {names[0]}; {_how_tested(result)}\n",
+        f"{result['num_examples']} examples, scored with metrics_utils (each score's scale beside its name). "
+        f"Differences are {names[1]} minus {names[0]}; {_how_tested(result)}\n",
         "## Scores\n",
         table,
         "",
@@ -281,7 +302,10 @@ def write_report(
     if result["labels"]:
         text.append(_labels_section(result, baseline, names, shown))
     if text_scored:
-        text += ["## Where ROUGE-L moved most\n", _examples_section(result, baseline, candidate, names, shown)]
+        text += [
+            f"## Where {title_of(headlines(result)[0])} moved most\n",
+            _examples_section(result, baseline, candidate, names, shown),
+        ]
     text += ["## Answer lengths\n", _lengths_table(result, names), "", "## Plots\n"]
     text += ["![per-example scores](scores.png)\n"] if text_scored else []
     text += ["![confusion matrices](confusion.png)\n"] if result["labels"] else []

@@ -91,3 +91,39 @@ def test_importing_the_score_module_leaves_bioqa_score_callable():
     importlib.import_module("bioqa.score")
     scores = bioqa.score(["Metformin lowers glucose."], ["Metformin lowers glucose."], metrics=("rouge",))
     assert scores["rougeL"] == pytest.approx(1.0) and "finetune" in dir(bioqa)
+
+
+def test_a_metric_registered_in_a_notebook_reaches_every_output(tiny_model_dir, qa_file, tmp_path):
+    """Registered once, a metric is logged by the Trainer, kept in the model card, the prediction rows and
+    predict_metrics.json, and compared with its interval, like a built-in."""
+    import metrics_utils
+
+    def answer_words(prediction, references):
+        return float(len(prediction.split()))
+
+    metrics_utils.register_metric(
+        metrics_utils.mean_metric("answer_words", answer_words, title="Answer words", top=100)
+    )
+    try:
+        chosen = {"eval_metrics": ["rouge", "token_f1", "answer_words"], "metric_for_best_model": "eval_answer_words"}
+        steps = {"max_steps": 2, "eval_strategy": "steps", "eval_steps": 2, "save_strategy": "steps", "save_steps": 2}
+        both = dict(**ANSWERS, **chosen, load_best_model_at_end=True)
+        run = bioqa.finetune(recipe_for(tiny_model_dir, qa_file, tmp_path / "run", do_predict=True, **steps, **both))
+        zero_shot = bioqa.predict(recipe_for(tiny_model_dir, qa_file, tmp_path / "zero", **ANSWERS, **chosen))
+        comparison = bioqa.compare(zero_shot, run.predictions, output_dir=tmp_path / "cmp")
+    finally:
+        metrics_utils.unregister_metric("answer_words")
+    final = read_jsonl(tmp_path / "run" / run.manifest["final_evaluation"])
+    assert run.metrics["eval_answer_words"] == pytest.approx(sum(len(r["prediction"].split()) for r in final) / 6)
+    assert "| Answer words |" in (tmp_path / "run" / "README.md").read_text()
+    for predictions in (zero_shot, run.predictions):
+        words = [len(row["prediction"].split()) for row in predictions.rows]
+        assert [row["answer_words"] for row in predictions.rows] == words
+        assert predictions.scores["answer_words"]["score"] == pytest.approx(sum(words) / 4)
+    assert "meteor" not in zero_shot.rows[0] and "token_f1" in zero_shot.rows[0]
+    table = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["metrics"]
+    assert table["answer_words"]["baseline"] == pytest.approx(zero_shot.scores["answer_words"]["score"])
+    assert table["answer_words"]["candidate"] == pytest.approx(run.predictions.scores["answer_words"]["score"])
+    assert {"rougeL", "meteor", "token_f1"} <= set(table)  # the defaults, and what either file was scored with
+    assert "| answer_words (0-100) |" in (tmp_path / "cmp" / "report.md").read_text()
+    assert comparison.num_examples == 4

@@ -342,6 +342,19 @@ def label_rows(env) -> dict:
             "--metric_for_best_model eval_meteor is not logged by this run (it logs eval_rouge1, eval_rouge2, "
             "eval_rougeL, eval_rougeLsum); choose one of those",
         ),
+        "unknown-metric": (
+            LOAD + train + ["--eval_metrics", "rouge", "exactmatch"],
+            2,
+            "--eval_metrics exactmatch unknown (did you mean 'exact_match'?); choose from rouge bleu meteor "
+            "exact_match token_f1, or register the metric first",
+        ),
+        "score-unknown-metric": (
+            SCORE
+            + ["--predictions", write(t / "pm.txt", "a\n"), "--references", write(t / "rm.txt", "a\n")]
+            + ["--metrics", "rogue"],
+            2,
+            "--metrics rogue unknown (did you mean 'rouge'?); choose from rouge bleu meteor exact_match token_f1",
+        ),
         "loglik-without-labels": (
             LOAD + train + ["--label_scoring", "loglik"],
             2,
@@ -894,6 +907,8 @@ ALL_ROWS = [
     "one-option",
     "target-without-label-field",
     "label-then-answer-without-answer",
+    "unknown-metric",
+    "score-unknown-metric",
     "loglik-without-labels",
     "best-metric-not-logged",
     "gpu-torch-cannot-use",

@@ -209,9 +209,9 @@ def test_each_metric_is_a_line_of_its_evaluations_and_a_star_for_the_final_adapt
     evals = [{"eval_rougeL": 0.3, "step": 8}, {"eval_rougeL": 0.2, "eval_bleu": 5.0, "step": 16}]
     final = [{"eval_rougeL": 0.3, "step": 16}]
     figure, axis = plt.subplots()
-    plot_metric(axis, "eval_rougeL", None, evals, final)
-    plot_metric(axis, "eval_bleu", "tab:green", evals, final)  # logged once, no final value: a point, no star
-    plot_metric(axis, "eval_accuracy", None, evals, final)  # never logged: nothing drawn
+    plot_metric(axis, "eval_rougeL", evals, final)
+    plot_metric(axis, "eval_bleu", evals, final)  # logged once, no final value: a point, no star
+    plot_metric(axis, "eval_accuracy", evals, final)  # never logged: nothing drawn
     lines, stars = axis.get_lines(), [c.get_offsets().tolist() for c in axis.collections]
     assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
         ("eval_rougeL", [8, 16], [0.3, 0.2]),
@@ -220,6 +220,16 @@ def test_each_metric_is_a_line_of_its_evaluations_and_a_star_for_the_final_adapt
     assert stars == [[[16.0, 0.3]], []]
     assert axis.get_legend_handles_labels()[1] == ["eval_rougeL", "eval_rougeL, final adapter", "eval_bleu"]
     plt.close(figure)
+
+
+def test_the_curves_show_each_metrics_headline_score_on_the_axis_of_its_scale():
+    from bioqa.evaluate.report import curves_logged, top_of
+
+    logged = {"eval_rouge1": 0.3, "eval_rougeL": 0.2, "eval_bleu": 5.0, "eval_token_f1": 40.0, "eval_accuracy": 0.5}
+    history = [{"loss": 2.0, "step": 4}, {**logged, "eval_loss": 1.5, "step": 8}]
+    shown = curves_logged(history)
+    assert shown == ["eval_rougeL", "eval_bleu", "eval_token_f1", "eval_accuracy"]
+    assert [top_of(name.removeprefix("eval_")) for name in shown] == [1.0, 100.0, 100.0, 1.0]
 
 
 @pytest.mark.parametrize(

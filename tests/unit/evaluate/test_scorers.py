@@ -58,7 +58,7 @@ def test_bleu_per_example_and_corpus_identical():
     streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
     corpus = sacrebleu.metrics.BLEU()
     assert scores.corpus()["bleu"] == corpus.corpus_score(preds, streams).score
-    assert scores.bleu_signature == str(corpus.get_signature())
+    assert scores.corpus()["bleu_signature"] == str(corpus.get_signature())
 
 
 @pytest.mark.parametrize("multi_ref", [False, True])
@@ -78,7 +78,7 @@ def test_pool_of_workers_gives_the_serial_result():
     serial = metrics_utils.score_predictions(preds, refs, num_workers=1)
     pooled = metrics_utils.score_predictions(preds, refs, num_workers=3)
     assert pooled.per_example == serial.per_example
-    assert pooled.bleu_stats == serial.bleu_stats
+    assert pooled.parts["bleu"].statistics == serial.parts["bleu"].statistics
     assert pooled.corpus() == serial.corpus()
 
 
