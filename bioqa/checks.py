@@ -10,6 +10,7 @@ from bioqa.data.labels import LABEL_METRICS
 from bioqa.errors import option, option_off
 from bioqa.evaluate.metrics import metric_names, score_names, unknown_metrics
 from bioqa.recipe import Recipe, TrainingArguments
+from bioqa.train.peft_methods import peft_problems
 
 
 def wants_training(training: TrainingArguments) -> bool:
@@ -25,6 +26,7 @@ def argument_problems(opts: Recipe) -> list[str]:
             f"{option('adapter_name_or_path')} is for {option('do_predict')} alone; training starts a new adapter"
         )
     problems += count_problems(opts) + label_problems(opts) + best_metric_problems(opts)
+    problems += peft_problems(opts.adapter) if wants_training(opts.training) else []
     unknown = unknown_metrics(opts.evaluation.eval_metrics, option("eval_metrics"))
     problems += [unknown] if unknown else []
     if opts.evaluation.early_stopping_patience is not None and not (

@@ -84,7 +84,10 @@ def execute(recipe: Recipe, command: Sequence[str]) -> None:
     check_not_an_input(out, "output_dir", run_inputs(recipe))
     config = load_config(recipe.model)
     adapter = recipe.adapter
-    shape = (check_target_modules(config, adapter.lora_target_modules), lora_rank_problem(config, adapter.lora_r))
+    shape = (
+        check_target_modules(config, adapter.lora_target_modules),
+        lora_rank_problem(config, adapter.lora_r) if adapter.peft_method.lower() == "lora" else None,
+    )
     raise_problems([problem for problem in shape if problem])
     model = recipe.model
     choice = choose_device(

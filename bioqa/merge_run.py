@@ -366,11 +366,13 @@ def plan_merge(
 ) -> tuple[dict, bool]:
     """The adapter's tensors checked against the base's shapes, and whether to merge shard by shard (refused where
     the adapter needs the whole model at once)."""
-    tied = bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
-    shapes = with_tied_head(tensor_shapes(shards), tied)
-    tensors = checked_tensors(adapter, shapes)
-    streaming = needs_streaming(low_memory, shards, source_dtype)
-    refusal = streaming_refusal(adapter, tensors, tied, vocabulary_grows(tensors, shapes)) if streaming else None
+    streaming, tensors, tied, grows = needs_streaming(low_memory, shards, source_dtype), {}, False, False
+    if adapter.is_lora:  # peft reads and checks the tensors of other kinds itself, merging in memory
+        tied = bool(read_json(folder / "config.json", "the base model's config").get("tie_word_embeddings", False))
+        shapes = with_tied_head(tensor_shapes(shards), tied)
+        tensors = checked_tensors(adapter, shapes)
+        grows = vocabulary_grows(tensors, shapes)
+    refusal = streaming_refusal(adapter, tensors, tied, grows) if streaming else None
     if refusal:
         raise InputError(
             f"cannot merge shard by shard: {refusal}; drop {option('low_memory')} (needs RAM for the whole model)"

@@ -91,6 +91,14 @@ def _cell(value: Any) -> str:
     return "`" + text.replace("\n", "\\n").replace("|", "\\|").replace("`", "'") + "`"
 
 
+def method_name(config: dict[str, Any]) -> str:
+    """The adapter's method as people write it: LoRA, DoRA, IA3, LOHA, ..."""
+    method = str(config.get("peft_method") or "lora").upper()
+    if method == "LORA":
+        return "DoRA" if config.get("use_dora") else "LoRA"
+    return method
+
+
 def recipe_table(config: dict[str, Any], device: dict[str, Any]) -> str:
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {name} | {_cell(config[name])} |" for name in recipe_settings() if config.get(name) is not None]
@@ -127,7 +135,7 @@ def adapter_card(
     validation: dict[str, Any] | None,
     test: dict[str, Any] | None = None,
 ) -> str:
-    """The card of a training output folder: a LoRA adapter of `config["model_name_or_path"]`."""
+    """The card of a training output folder: an adapter of `config["model_name_or_path"]`."""
     base = config["model_name_or_path"]
     sources = manifest.get("data_sources", {})  # a Hub dataset; a local folder given as --dataset_name is files
     datasets = [sources["dataset"]] if sources.get("dataset") else []
@@ -136,9 +144,10 @@ def adapter_card(
     ) + evaluation_section("Test", test, "Generated answers to the test split (`--do_predict`)")
     return (
         front_matter(base, "peft", datasets, base_license(base))
-        + f"\n# {Path(folder).name}\n\nA LoRA adapter for `{base}`, fine-tuned for biomedical question answering "
-        f"with {_toolkit()} (`load_models.py`). Its files: the adapter, the tokenizer, `run_config.yaml` (every "
-        "option; reusable with `--config`), `run_manifest.json` (versions, data hashes, timings), `metrics.json`."
+        + f"\n# {Path(folder).name}\n\nA {method_name(config)} adapter for `{base}`, fine-tuned for biomedical "
+        f"question answering with {_toolkit()} (`load_models.py`). Its files: the adapter, the tokenizer, "
+        "`run_config.yaml` (every option; reusable with `--config`), `run_manifest.json` (versions, data hashes, "
+        "timings), `metrics.json`."
         f"\n\n## Recipe\n\n{recipe_table(config, manifest.get('device', {}))}\n\n"
         f"## Data\n\n{data_table(manifest.get('data_sources', {}), manifest.get('split_sizes', {}), config)}\n\n"
         f"## Evaluation\n\n{evaluation or 'No evaluation was run.'}"
@@ -158,7 +167,7 @@ def merged_card(folder: str, report: dict[str, Any], adapter_card_text: str | No
     figures = "\n".join(f"| {key} | {value} |" for key, value in check.items() if key not in ("tolerance",))
     return (
         front_matter(base, "transformers", datasets, base_license(base))
-        + f"\n# {Path(folder).name}\n\n`{base}` with the LoRA adapter `{adapter['path']}` (SHA-256 of its "
+        + f"\n# {Path(folder).name}\n\n`{base}` with the adapter `{adapter['path']}` (SHA-256 of its "
         f"weights `{adapter.get('sha256')}`) merged into its weights by {_toolkit()} "
         f"(`merge_base_and_adapt_ft_models.py`, {report.get('mode')}, {report.get('dtype')}).\n\n"
         f"## Verification\n\n| check | value |\n|---|---|\n{figures or '| verification | skipped |'}\n\n"

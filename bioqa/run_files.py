@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bioqa.checks import wants_training
 from bioqa.data.splits import Splits
@@ -23,7 +23,7 @@ from bioqa.io.outputs import TRAINING_OUTPUT
 from bioqa.io.provenance import base_manifest, peak_device_memory_mb, peak_memory_mb, utc_now
 from bioqa.model_card import adapter_card, evaluation_of
 from bioqa.recipe import Recipe
-from bioqa.train.modeling import hub_reachable
+from bioqa.train.modeling import hub_reachable, save_converted_adapter
 
 if TYPE_CHECKING:
     from bioqa.train.trainer import BioQATrainer
@@ -114,18 +114,21 @@ def push_output(opts: Recipe) -> None:
         ADAPTER_FILES,
         token=opts.training.hub_token,
         private=opts.training.hub_private_repo,
-        message=f"bioqa-lora: the LoRA adapter of {out.name}",
+        message=f"bioqa-lora: the adapter of {out.name}",
     )
     log.info(f"{option('push_to_hub')}: uploaded the adapter, tokenizer, model card and manifest of %s to %s", out, url)
 
 
-def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: dict) -> None:
+def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: dict, initial: Any = None) -> None:
     """The adapter, tokenizer, model card, trainer_state.json, metrics.json and run_manifest.json, each file atomically:
-    written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file)."""
+    written in a staging folder, then renamed into --output_dir (a crash never leaves a half-written file).
+    `initial`: a PiSSA / OLoRA adapter as initialised (bioqa.train.modeling.save_initial_adapter), to save the
+    adapter converted for the unchanged base."""
     out = Path(opts.training.output_dir)
     staging = out / ".final-staging"  # the same name in every process: save_model may be collective
     trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
     if trainer.is_world_process_zero():
+        save_converted_adapter(trainer.model, staging, initial)
         trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
         manifest["final_evaluation"] = trainer.last_predictions
         write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card

@@ -169,8 +169,20 @@ class PromptArguments:
 
 @dataclass(frozen=True)
 class AdapterArguments:
-    """The adapter trained on the base: LoRA and its variants."""
+    """The adapter trained on the base: a peft method (LoRA and its variants by default) and its options."""
 
+    peft_method: str = setting(
+        Role.TRAINING,
+        "The peft method to train: lora (set with the lora_* options, use_dora, use_rslora) or another of peft's "
+        "weight adapters (ia3, loha, lokr, oft, boft, vera, ...; docs/TRAINING.md lists them).",
+        "lora",
+    )
+    peft_options: dict | None = setting(
+        Role.TRAINING,
+        'Further fields of the method\'s peft config as a JSON object, e.g. \'{"init_lora_weights": "pissa"}\' '
+        "or '{\"r\": 8}' for loha; the options below are set by their own flags.",
+        None,
+    )
     lora_r: int = setting(Role.TRAINING, "LoRA rank.", 16)
     lora_alpha: int = setting(
         Role.TRAINING, "LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rsLoRA).", 32
@@ -182,7 +194,7 @@ class AdapterArguments:
     )
     lora_target_modules: list[str] = setting(
         Role.TRAINING,
-        "Module names to adapt; all-linear = every linear layer but the output head.",
+        "Module names to adapt (with any peft method); all-linear = every linear layer but the output head.",
         default_factory=lambda: ["all-linear"],
     )
     modules_to_save: list[str] | None = setting(

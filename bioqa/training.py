@@ -21,9 +21,10 @@ from bioqa.recipe import Recipe
 from bioqa.run_files import save_outputs, start_writing
 from bioqa.train.evaluator import GenerationEvaluator
 from bioqa.train.loss import AnswerOnlyCollator, answer_only_loss, needs_attention_mask
-from bioqa.train.modeling import apply_lora, load_model
+from bioqa.train.modeling import apply_adapter, load_model, save_initial_adapter
+from bioqa.train.peft_methods import peft_config
 from bioqa.train.resume import finished_step
-from bioqa.train.trainer import BioQATrainer, CheckpointOnSignal
+from bioqa.train.trainer import AdaLoraBudget, BioQATrainer, CheckpointOnSignal
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -57,6 +58,8 @@ def build_trainer(
     from transformers import EarlyStoppingCallback
 
     callbacks = [CheckpointOnSignal()]
+    if opts.adapter.peft_method.lower() == "adalora":
+        callbacks.append(AdaLoraBudget())
     if opts.evaluation.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(opts.evaluation.early_stopping_patience))
     half = opts.training.bf16 or opts.training.fp16
@@ -119,7 +122,9 @@ def train(
     datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length, evaluating)
     base = load_model(opts.model, choice)
     use_cpu_attention(base, choice.device)
-    model = apply_lora(base, opts.adapter, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    config = peft_config(opts.adapter)
+    model = apply_adapter(base, config, opts.model.load_in_4bit, opts.training.activation_checkpointing)
+    initial = save_initial_adapter(model, config)  # PiSSA / OLoRA: kept to save the adapter converted
     start_writing(opts, resume, manifest)
     trainer = build_trainer(opts, model, tokenizer, datasets, build_evaluator(opts, choice, tokenizer, fmt, splits))
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, CheckpointOnSignal))
@@ -133,7 +138,7 @@ def train(
     if stop.received:
         raise interrupted(trainer, opts, manifest, stop.received)
     with interrupt_on_signal("the final evaluation and saving", resumable=True):
-        save_outputs(trainer, opts, manifest, final_metrics(trainer, train_metrics))
+        save_outputs(trainer, opts, manifest, final_metrics(trainer, train_metrics), initial)
     return trainer.model
 
 

@@ -1,7 +1,8 @@
-"""A saved LoRA adapter folder: what it says about itself, read without loading any model.
+"""A saved peft adapter folder: what it says about itself, read without loading any model.
 
-The base model comes from the adapter's own `adapter_config.json` (`base_model_name_or_path`),
-the scale of each LoRA pair from its r / alpha (with rank and alpha patterns, and rsLoRA), and the
+The base model comes from the adapter's own `adapter_config.json` (`base_model_name_or_path`), its kind from
+`peft_type` (any weight adapter merges in memory; the streaming merge reads LoRA only), the scale of each
+LoRA pair from its r / alpha (with rank and alpha patterns, and rsLoRA), and the
 tensors from `adapter_model.safetensors`: `base_model.model.<module>.lora_A.weight` / `lora_B`
 for LoRA pairs, `base_model.model.<module>.weight` for modules trained in full (modules_to_save).
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from bioqa.errors import InputError, option, short
 from bioqa.io.files import wrong_kind
+from bioqa.train.peft_methods import merge_refusal
 
 PREFIX = "base_model.model."
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -30,6 +32,15 @@ class Adapter:
     @property
     def base_model(self) -> str | None:
         return self.config.get("base_model_name_or_path")
+
+    @property
+    def kind(self) -> str:
+        """peft's name of the method (LORA, IA3, LOHA, ...)."""
+        return str(self.config.get("peft_type"))
+
+    @property
+    def is_lora(self) -> bool:
+        return self.kind == "LORA"
 
     @property
     def uses_dora(self) -> bool:
@@ -78,7 +89,7 @@ def other_base_warning(adapter: str | Path, trained_on: str | None, base: str) -
 
 
 def read_adapter(path: str | Path) -> Adapter:
-    """The adapter folder at `path`; InputError if it is missing or is not a LoRA adapter."""
+    """The adapter folder at `path`; InputError if it is missing, damaged or of a kind that cannot be merged."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(
@@ -98,11 +109,11 @@ def read_adapter(path: str | Path) -> Adapter:
         raise InputError(
             f"{config_file} holds a JSON {type(config).__name__}, not an adapter config; the adapter folder is damaged"
         )
-    if config.get("peft_type") != "LORA":
-        raise InputError(f"{path} holds a {config.get('peft_type')} adapter; this script merges LoRA adapters only")
+    if refusal := merge_refusal(config.get("peft_type")):
+        raise InputError(f"{path} cannot be merged: {refusal}")
     bad = [
         key
-        for key in ("r", "lora_alpha")
+        for key in (("r", "lora_alpha") if config.get("peft_type") == "LORA" else ())
         if isinstance(config.get(key), bool) or not isinstance(config.get(key), (int, float)) or config[key] <= 0
     ]
     if bad:

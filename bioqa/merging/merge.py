@@ -1,4 +1,4 @@
-"""Merging a LoRA adapter into its base: in memory with PEFT, or streaming shard by shard.
+"""Merging an adapter into its base: any peft weight adapter in memory with PEFT, LoRA also shard by shard.
 
 Both do the arithmetic in float32 and cast once to the target dtype, and refuse non-finite weights.
 * In memory: the base loads in float32 (never 4-bit: an adapter trained with QLoRA merges into the
@@ -26,6 +26,7 @@ from bioqa.io.hub import TOKENIZER_FILES
 from bioqa.merging.adapters import Adapter, full_tensors, lora_biases, lora_pairs
 from bioqa.merging.verification import weight_probe_error
 from bioqa.train.modeling import load_error
+from bioqa.train.peft_methods import unconverted_init
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -177,7 +178,13 @@ def load_peft_model(
         raise load_error("model", base, exc, "base_model") from None
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))  # the adapter was trained with added tokens
-    model = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)
+    try:
+        model = PeftModel.from_pretrained(model, adapter.path, is_trainable=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # size mismatches are RuntimeErrors
+        raise InputError(
+            f"peft cannot load the {adapter.kind} adapter {adapter.path} onto {base}: {short(str(exc), 240)}; use "
+            f"the base it was trained on ({option('base_model')})"
+        ) from None
     return model.to(device).eval()
 
 
@@ -185,7 +192,10 @@ def merge_in_memory(peft_model: Any, dtype: str):
     """merge_and_unload in float32, untie a trained output head, check finiteness, cast once."""
     import torch
 
-    merged = peft_model.merge_and_unload()
+    try:
+        merged = peft_model.merge_and_unload()
+    except (ValueError, NotImplementedError, RuntimeError) as exc:  # a method or layer peft cannot fold in
+        raise RunError(f"peft could not merge the adapter: {short(str(exc), 240)}; nothing was written") from None
     head, embed = merged.get_output_embeddings(), merged.get_input_embeddings()
     if (
         getattr(merged.config, "tie_word_embeddings", False)
@@ -205,6 +215,10 @@ def merge_in_memory(peft_model: Any, dtype: str):
 
 def streaming_refusal(adapter: Adapter, tensors: dict[str, Any], tied: bool, vocab_grows: bool) -> str | None:
     """Why this adapter cannot be merged shard by shard (None if it can)."""
+    if not adapter.is_lora:
+        return f"the streaming merge reads LoRA adapters (plain, rsLoRA, rank patterns), not {adapter.kind}"
+    if init := unconverted_init(adapter.config):
+        return f"the adapter was saved unconverted with init_lora_weights {init}, which changes the base weights"
     if adapter.uses_dora:
         return "DoRA adapters are merged in memory only (their magnitude vectors need the whole weight)"
     if any("lora_embedding" in key or "lora_magnitude" in key for key in tensors):

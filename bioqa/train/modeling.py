@@ -1,4 +1,4 @@
-"""Base model, tokenizer and LoRA adapter: loading with clear errors, and the LoRA set-up.
+"""Base model, tokenizer and peft adapter: loading with clear errors, and the adapter's set-up.
 
 Everything that can be checked without weights is checked first: the model's config is read and
 an empty (meta-device) copy of the model lists its linear layers, so target modules that match
@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from bioqa.devices import DeviceChoice, four_bit_compute_dtype
 from bioqa.errors import InputError, option, short
 from bioqa.io.paths import DEFAULT_MODEL, local_default_model, looked_in
+from bioqa.train.peft_methods import converted_init
 
 log = logging.getLogger("bioqa")
 
@@ -108,6 +109,17 @@ def linear_module_names(config: Any) -> list[str]:
     return sorted(names)
 
 
+def hidden_linear_names(model: Any) -> list[str]:
+    """Leaf names of the model's linear layers but its output head: what peft's all-linear adapts."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+        - ({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m is head} if head is not None else set())
+    )
+
+
 def check_target_modules(config: Any, targets: list[str]) -> str | None:
     """A problem line if a LoRA target module matches no linear layer of the model, else None."""
     if targets == ["all-linear"]:
@@ -166,7 +178,7 @@ def _four_bit_config(choice: DeviceChoice):
 
 
 def load_adapter(model: Any, adapter: str):
-    """An existing LoRA adapter on top of `model`, for prediction (not trainable)."""
+    """An existing peft adapter on top of `model`, for prediction (not trainable)."""
     from peft import PeftModel
 
     try:
@@ -178,27 +190,50 @@ def load_adapter(model: Any, adapter: str):
         ) from None
 
 
-def apply_lora(model: Any, lora_args: Any, load_in_4bit: bool, activation_checkpointing: bool):
-    """Wrap the model with a LoRA adapter (after k-bit preparation for QLoRA) and log its size."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def apply_adapter(model: Any, config: Any, load_in_4bit: bool, activation_checkpointing: bool):
+    """Wrap the model with the peft adapter `config` describes (after k-bit preparation for QLoRA) and log its size."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     if load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
-    targets = lora_args.lora_target_modules
-    config = LoraConfig(
-        r=lora_args.lora_r,
-        lora_alpha=lora_args.lora_alpha,
-        lora_dropout=lora_args.lora_dropout,
-        target_modules="all-linear" if targets == ["all-linear"] else targets,
-        modules_to_save=lora_args.modules_to_save,
-        use_rslora=lora_args.use_rslora,
-        use_dora=lora_args.use_dora,
-        task_type="CAUSAL_LM",
-    )
+    if getattr(config, "feedforward_modules", 0) is None and config.target_modules == "all-linear":
+        # IA3: peft saves all-linear as full module names but its default feedforward_modules as a leaf name,
+        # and then refuses to load its own config (not a subset); leaf names on both sides load again
+        config.target_modules = hidden_linear_names(model)
     try:
         model = get_peft_model(model, config)
-    except ValueError as exc:
-        raise InputError(f"LoRA set-up failed: {short(str(exc), 300)}; check {option('lora_target_modules')}") from None
+    except (ValueError, TypeError, RuntimeError) as exc:  # peft checks the config against the model here
+        raise InputError(
+            f"{config.peft_type.value} set-up failed: {short(str(exc), 300)}; check "
+            f"{option('lora_target_modules')} and {option('peft_options')}"
+        ) from None
     trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA: %s trainable parameters of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    kind = config.peft_type.value
+    log.info(
+        "%s: %s trainable parameters of %s (%.3f%%)",
+        ("DoRA" if config.use_dora else "LoRA") if kind == "LORA" else kind,
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / total,
+    )
     return model
+
+
+def save_initial_adapter(model: Any, config: Any) -> Any:
+    """For an initialisation that changes the base weights (PiSSA, OLoRA): the adapter as initialised, saved in a
+    temporary folder (returned; deleted when it is collected), which the final save subtracts to write a plain
+    LoRA adapter for the unchanged base. None for every other adapter."""
+    import tempfile
+
+    if not converted_init(config):
+        return None
+    folder = tempfile.TemporaryDirectory(prefix="bioqa-initial-adapter-")
+    model.save_pretrained(str(Path(folder.name) / "initial"))
+    return folder
+
+
+def save_converted_adapter(model: Any, folder: str | Path, initial: Any) -> None:
+    """Overwrite the adapter saved in `folder` with its conversion to a plain LoRA adapter (rank doubled) that
+    applies to the unchanged base; `initial` is what save_initial_adapter returned (None: nothing to do)."""
+    if initial is not None:
+        model.save_pretrained(str(folder), path_initial_model_for_weight_conversion=str(Path(initial.name) / "initial"))

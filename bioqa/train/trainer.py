@@ -139,12 +139,14 @@ class BioQATrainer(Trainer):
         stack = super().compute_loss_context_manager()
         half = self.args.bf16 or self.args.fp16
         measured = backends.backend_for(self.args.device.type).lora_input_casts_off
-        if half and measured and not self.args.activation_checkpointing:
+        lora = getattr(getattr(self.model, "active_peft_config", None), "peft_type", None) == "LORA"
+        if half and measured and lora and not self.args.activation_checkpointing:
             # Under mixed precision accelerate runs the forward in autocast, which gives every matrix product its
             # half-precision inputs anyway; PEFT would first cast each LoRA layer's input to the adapter's float32
             # (a copy of the activations in and out of every layer): 1.15x a CPU step, the same loss and gradients;
             # measured on a CPU only, so on the CPU only (bioqa.generate.backends).
             # Not with activation checkpointing: its recomputation runs after this block, with PEFT's casts back.
+            # LoRA layers only: peft's other layers have no such cast to turn off.
             from peft.helpers import disable_input_dtype_casting
 
             stack.enter_context(disable_input_dtype_casting(self.model))
@@ -287,3 +289,11 @@ class CheckpointOnSignal(TrainerCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class AdaLoraBudget(TrainerCallback):
+    """AdaLoRA moves its rank budget between layers after each optimizer step, from the gradients still there
+    (before they are zeroed), as peft's own training loop does; the Trainer has no such call."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)

@@ -253,7 +253,64 @@ def rows(env) -> dict:
         **promise_rows(env),
         **label_rows(env),
         **device_rows(env),
+        **peft_rows(env),
     }
+
+
+def peft_rows(env) -> dict:
+    model, data, out = env["model"], env["data"], env["out"]
+    train = LOAD + ["--model_name_or_path", model, "--output_dir", out, "--train_file", data]
+    return {
+        "peft-unknown-method": (train + ["--peft_method", "loraa"], 2, "--peft_method loraa is not a peft method"),
+        "peft-prompt-learning": (
+            train + ["--peft_method", "prefix_tuning"],
+            2,
+            "--peft_method prefix_tuning is a prompt-learning method",
+        ),
+        "peft-unknown-option": (
+            train + ["--peft_options", '{"rank": 8}'],
+            2,
+            "--peft_options key 'rank' is no field of peft's LoraConfig",
+        ),
+        "peft-option-set-twice": (
+            train + ["--peft_options", '{"r": 8}'],
+            2,
+            "--peft_options sets r, which --lora_r sets; use that instead",
+        ),
+        "peft-lora-setting-for-other-method": (
+            train + ["--peft_method", "ia3", "--lora_r", "8"],
+            2,
+            "--lora_r is a LoRA setting and --peft_method is ia3",
+        ),
+        "peft-init-needs-data": (
+            train + ["--peft_options", '{"init_lora_weights": "eva"}'],
+            2,
+            "init_lora_weights eva needs a pass over data",
+        ),
+        "merge-prompt-learning-adapter": (
+            MERGE + ["--adapter_dir", env["prefix"], "--output_dir", out],
+            2,
+            "a PREFIX_TUNING adapter is prompt learning",
+        ),
+        "merge-unmergeable-adapter": (
+            MERGE + ["--adapter_dir", env["xlora"], "--output_dir", out],
+            2,
+            "peft cannot merge a XLORA adapter",
+        ),
+        "merge-streaming-not-lora": (
+            MERGE + ["--adapter_dir", env["ia3"], "--output_dir", out, "--low_memory"],
+            2,
+            "the streaming merge reads LoRA adapters (plain, rsLoRA, rank patterns), not IA3",
+        ),
+    }
+
+
+def of_kind(adapter: Path, path: Path, peft_type: str) -> str:
+    """A copy of `adapter` whose adapter_config.json names another kind of peft adapter."""
+    shutil.copytree(adapter, path)
+    config = json.loads((path / "adapter_config.json").read_text())
+    (path / "adapter_config.json").write_text(json.dumps({**config, "peft_type": peft_type}))
+    return str(path)
 
 
 def device_rows(env) -> dict:
@@ -802,6 +859,8 @@ def env(tiny_model_dir, qa_file, tmp_path_factory):
         "earlier_run": str(t / "earlier-run"),
         "edited_run": str(t / "edited-run"),
         "wide": str(make_base(t / "wide", hidden=48)),
+        **{name: of_kind(adapter, t / name, name.upper()) for name in ("xlora", "ia3")},
+        "prefix": of_kind(adapter, t / "prefix", "PREFIX_TUNING"),
         "nvidia_bin": str(t / "nvidia-bin"),
     }
 
@@ -916,6 +975,15 @@ ALL_ROWS = [
     "merge-without-a-gpu",
     "liger-off-cuda",
     "dict-option-not-json",
+    "peft-unknown-method",
+    "peft-prompt-learning",
+    "peft-unknown-option",
+    "peft-option-set-twice",
+    "peft-lora-setting-for-other-method",
+    "peft-init-needs-data",
+    "merge-prompt-learning-adapter",
+    "merge-unmergeable-adapter",
+    "merge-streaming-not-lora",
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests

@@ -95,20 +95,21 @@ def test_a_bf16_base_trains_fp32_lora_weights_to_the_loss_of_autocast_over_fp32_
     from types import SimpleNamespace
 
     from bioqa.devices import DeviceChoice
-    from bioqa.train.modeling import apply_lora, load_model
+    from bioqa.settings import AdapterArguments
+    from bioqa.train.modeling import apply_adapter, load_model
+    from bioqa.train.peft_methods import peft_config
 
     model_args = SimpleNamespace(
         model_name_or_path=str(tiny_model_dir), trust_remote_code=False, attn_implementation=None, load_in_4bit=False
     )
-    lora = SimpleNamespace(
-        lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules=["all-linear"], modules_to_save=None
-    )
-    lora.use_rslora = lora.use_dora = False
     batch = torch.tensor([[3, 9, 12, 40, 41, 7, 8, 2, 30, 31]])
     losses = {}
     for weights in ("float32", "bfloat16"):
         torch.manual_seed(0)
-        model = apply_lora(load_model(model_args, DeviceChoice("cpu", "bf16", weights, "test")), lora, False, False)
+        config = peft_config(AdapterArguments(lora_r=4, lora_alpha=8))
+        model = apply_adapter(
+            load_model(model_args, DeviceChoice("cpu", "bf16", weights, "test")), config, False, False
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
