@@ -190,6 +190,8 @@ def run_inputs(opts: Recipe) -> dict[str, str | None]:
 def report_splits(splits: Splits, training: TrainingArguments | None, predicting: bool) -> None:
     """Log the split sizes and what was dropped; every split the run needs but lacks is a usage error."""
     log.info("data: %s", ", ".join(f"{name} {size}" for name, size in splits.sizes().items()))
+    if splits.record_format_from:
+        log.info("records: %s (%s)", splits.record_format, splits.record_format_from)
     if splits.labels:
         log.info("labels: %s (from %s)", ", ".join(splits.labels), splits.labels_from)
         for name, counts in splits.label_counts().items():
@@ -200,7 +202,8 @@ def report_splits(splits: Splits, training: TrainingArguments | None, predicting
             log.warning("data: dropped %d %s examples with an empty answer", count, name)
     if splits.leaked_questions:
         log.warning(
-            "data: %d questions appear in more than one split (train/validation/test leak)", splits.leaked_questions
+            "data: %d questions (or conversations) appear in more than one split (train/validation/test leak)",
+            splits.leaked_questions,
         )
     problems = []
     if training and not splits.examples["train"]:

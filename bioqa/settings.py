@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from bioqa.data.conversations import RECORD_FORMATS
 from bioqa.data.labels import TARGETS
 from bioqa.data.sources import FORMATS
 from bioqa.evaluate.metrics import DEFAULT_METRICS, metric_names
@@ -88,6 +89,19 @@ class DataArguments:
     validation_file: str | None = setting(Role.DATA, "Validation data; default: split off the training data.", None)
     test_file: str | None = setting(Role.DATA, "Test data; default: split off the training data.", None)
     data_format: str = setting(Role.DATA, "File format; auto reads the suffix.", "auto", choices=list(FORMATS))
+    record_format: str = setting(
+        Role.EXAMPLE,
+        "What a record is: fields (a question, answer and context field), messages (TRL's list of role/content "
+        "turns), sharegpt (conversations of from/value turns), alpaca (instruction, input, output); auto detects it.",
+        "auto",
+        choices=list(RECORD_FORMATS),
+    )
+    assistant_loss: str = setting(
+        Role.EXAMPLE,
+        "Conversations: train on every assistant turn (all) or only the last (last), the one evaluations generate.",
+        "all",
+        choices=["all", "last"],
+    )
     question_field: str = setting(
         Role.EXAMPLE, "Field holding the question (dotted path for nested fields).", "question"
     )

@@ -119,7 +119,10 @@ def train(
     else:
         set_seed(opts.training.seed)
     evaluating = opts.training.eval_strategy != "no" or opts.evaluation.generation_eval
-    datasets, manifest["truncation"] = encode_splits(tokenizer, fmt, splits, opts.data.max_seq_length, evaluating)
+    all_turns = opts.data.assistant_loss == "all"
+    datasets, manifest["truncation"] = encode_splits(
+        tokenizer, fmt, splits, opts.data.max_seq_length, evaluating, all_turns
+    )
     base = load_model(opts.model, choice)
     use_cpu_attention(base, choice.device)
     config = peft_config(opts.adapter)

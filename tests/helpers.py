@@ -40,6 +40,16 @@ TRAIN = [
 ]
 
 
+def quick_training(steps: int, save_steps: int | None = None) -> list[str]:
+    """Flags of a short training run: `steps` steps of 8 examples at a high learning rate, no evaluation, a
+    checkpoint every `save_steps` (None: none)."""
+    save = ["--save_strategy", "steps", "--save_steps", str(save_steps)] if save_steps else ["--save_strategy", "no"]
+    return [
+        *("--max_steps", str(steps), "--eval_strategy", "no", "--per_device_train_batch_size", "8"),
+        *("--learning_rate", "1e-2", "--report_to", "none", *save),
+    ]
+
+
 def run_flags(model: Path, train_file: Path, output_dir: Path) -> list[str]:
     """The three flags of a training run on a test model: its base, its data and its output folder."""
     return ["--model_name_or_path", str(model), "--train_file", str(train_file), "--output_dir", str(output_dir)]

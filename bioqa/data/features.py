@@ -57,25 +57,42 @@ def features_dataset(rows: Iterable[dict[str, list[int]]]) -> Dataset | None:
 
 
 def encode_splits(
-    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, splits: Splits, max_seq_length: int, evaluating: bool
+    tokenizer: PreTrainedTokenizerBase,
+    fmt: PromptFormat,
+    splits: Splits,
+    max_seq_length: int,
+    evaluating: bool,
+    all_turns: bool = True,
 ) -> tuple[dict, dict]:
     """Tokenised train and validation sets (datasets.Dataset or None: no validation set when nothing evaluates),
-    and their truncation counts."""
+    and their truncation counts. `all_turns`: train on a conversation's earlier answers too."""
     datasets, counts = {"validation": None}, {}
     for name in ("train", "validation") if evaluating else ("train",):
         counts[name] = {}
-        rows = encode_examples(tokenizer, fmt, splits.examples[name], max_seq_length, counts[name], name)
+        rows = encode_examples(tokenizer, fmt, splits.examples[name], max_seq_length, counts[name], name, all_turns)
         datasets[name] = features_dataset(rows)
-        if counts[name]["truncated"] or counts[name]["dropped"]:
-            log.warning(
-                "%s: %d examples had their context cut to fit %s %d; %d did not fit even without context and were "
-                "dropped",
-                name,
-                counts[name]["truncated"],
-                option("max_seq_length"),
-                max_seq_length,
-                counts[name]["dropped"],
-            )
+        log_truncation(name, counts[name], max_seq_length)
     if datasets["train"] is None:
         raise InputError(f"no training example fits {option('max_seq_length')} {max_seq_length}; raise it")
     return datasets, counts
+
+
+def log_truncation(name: str, counts: dict[str, int], max_seq_length: int) -> None:
+    if counts["truncated"] or counts["dropped"]:
+        log.warning(
+            "%s: %d examples had their context cut to fit %s %d; %d did not fit even without context and were dropped",
+            name,
+            counts["truncated"],
+            option("max_seq_length"),
+            max_seq_length,
+            counts["dropped"],
+        )
+    if counts["shortened"]:
+        log.warning(
+            "%s: %d conversations lost their oldest exchanges (%d user turns and their answers in all) to fit %s %d",
+            name,
+            counts["shortened"],
+            counts["dropped_exchanges"],
+            option("max_seq_length"),
+            max_seq_length,
+        )

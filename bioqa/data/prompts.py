@@ -10,13 +10,21 @@ is not its tokenizer's EOS), so the model learns to end a turn the way the templ
 plain prompt's answer ends with EOS. An example that does not fit `max_seq_length` loses context
 tokens from the end of the context, never answer tokens; if even the question alone does not fit,
 it is dropped.
+
+A conversation (`bioqa.data.conversations`) is rendered the same way, turn by turn: the text the template writes
+before each earlier answer, that answer as an answer is written above (trained on with assistant_loss all), and
+so on up to the generation prompt of the last user turn. Each piece is tokenised on its own, in training and in
+generation alike, so the prompt a model answers is exactly the prefix it was trained on. A conversation too long
+for `max_seq_length` loses its oldest exchanges (a user turn and its answer) first, never the last one.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bioqa.data.labels import target_text
 from bioqa.data.splits import Example
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
+log = logging.getLogger("bioqa")
 
 
 ANSWER_MARKER = "Xq7ANSWERq7X"  # stands for the answer while the template renders an assistant turn
@@ -119,20 +128,104 @@ def user_text(fmt: PromptFormat, question: str, context: str) -> str:
     return template.format(question=question, context=context)
 
 
-def prompt_text(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str) -> str:
-    """Everything before the answer: the text the model continues at generation time."""
+def prompt_text(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str, system: str | None = None
+) -> str:
+    """Everything before the answer: the text the model continues at generation time (`system`: an example's own
+    system prompt instead of the format's)."""
+    system = fmt.system_prompt if system is None else system
     user = user_text(fmt, question, context)
     if not fmt.chat:
-        return (f"{fmt.system_prompt}\n\n" if fmt.system_prompt else "") + user + fmt.answer_prefix
+        return (f"{system}\n\n" if system else "") + user + fmt.answer_prefix
     messages = [{"role": "user", "content": user}]
-    if fmt.system_prompt:
-        messages.insert(0, {"role": "system", "content": fmt.system_prompt})
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
     return _render(tokenizer, messages, generation_prompt=True)
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str) -> list[int]:
+def prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str, system: str | None = None
+) -> list[int]:
     # A chat template writes its own special tokens (BOS included); a plain prompt gets the tokenizer's.
-    return tokenizer(prompt_text(tokenizer, fmt, question, context), add_special_tokens=not fmt.chat)["input_ids"]
+    text = prompt_text(tokenizer, fmt, question, context, system)
+    return tokenizer(text, add_special_tokens=not fmt.chat)["input_ids"]
+
+
+Segments = list[tuple[list[int], bool]]  # token pieces of a prompt, each True where it is an earlier answer
+
+
+class Fitted(NamedTuple):
+    """A prompt cut to fit: its segments (None: it cannot fit), whether its context was cut, and how many of a
+    conversation's oldest exchanges were left out."""
+
+    segments: Segments | None
+    truncated: bool = False
+    dropped_exchanges: int = 0
+
+    @property
+    def ids(self) -> list[int] | None:
+        return None if self.segments is None else [token for ids, _ in self.segments for token in ids]
+
+
+def conversation_segments(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, history: list[dict[str, str]]
+) -> Segments:
+    """The prompt of `example` after the earlier turns `history`, as segments: the text before each earlier answer,
+    the answer (marked True) as answer_ids writes it, and the text up to the last answer."""
+    system = example.get("system", fmt.system_prompt)
+    users = [turn["content"] for turn in history[0::2]] + [example["question"]]  # a conversation's own words
+    answers = [turn["content"] for turn in history[1::2]]
+    pieces = chat_pieces(tokenizer, fmt, system, users, answers) if fmt.chat else plain_pieces(fmt, system, users)
+    if pieces is None:  # a template that renders earlier turns apart from how it renders a last one
+        messages = [m for user, answer in zip(users, answers + [None]) for m in _exchange(user, answer)]
+        text = _render(tokenizer, ([{"role": "system", "content": system}] if system else []) + messages, True)
+        return [(tokenizer(text, add_special_tokens=False)["input_ids"], False)]
+    segments: Segments = []
+    for index, text in enumerate(pieces):
+        segments.append((tokenizer(text, add_special_tokens=index == 0 and not fmt.chat)["input_ids"], False))
+        if index < len(answers):
+            segments.append((answer_ids(tokenizer, fmt, answers[index]), True))
+    return segments
+
+
+def _exchange(user: str, answer: str | None) -> list[dict[str, str]]:
+    return [{"role": "user", "content": user}] + ([{"role": "assistant", "content": answer}] if answer else [])
+
+
+def chat_pieces(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, system: str, users: list[str], answers: list[str]
+) -> list[str] | None:
+    """The text the chat template writes before each answer and before the last one's generation, or None if a
+    longer conversation does not begin with the text of a shorter one (then nothing can be cut at turns)."""
+    messages = [{"role": "system", "content": system}] if system else []
+    written, pieces = "", []
+    for index, user in enumerate(users):
+        messages.append({"role": "user", "content": user})
+        rendered = _render(tokenizer, messages, generation_prompt=True)
+        if not rendered.startswith(written):
+            _warn_unsplittable(tokenizer.chat_template)
+            return None
+        pieces.append(rendered[len(written) :])
+        if index < len(answers):
+            written = rendered + fmt.answer_before + answers[index] + fmt.answer_after
+            messages.append({"role": "assistant", "content": answers[index]})
+    return pieces
+
+
+@lru_cache(maxsize=4)
+def _warn_unsplittable(template: str) -> None:
+    log.warning(
+        "the chat template writes a conversation's earlier turns apart from how it writes them as the last turn: "
+        "conversations are trained on their last answer only (as %s last)",
+        option("assistant_loss"),
+    )
+
+
+def plain_pieces(fmt: PromptFormat, system: str, users: list[str]) -> list[str]:
+    """Without a template: the system prompt, then each user turn and the answer prefix, an empty line between an
+    answer and the next turn."""
+    head = f"{system}\n\n" if system else ""
+    return [(head if index == 0 else "\n\n") + user + fmt.answer_prefix for index, user in enumerate(users)]
 
 
 def label_continuations(
@@ -157,20 +250,39 @@ def answer_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, answer: st
     return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def fit_prompt(
-    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, question: str, context: str, budget: int
-) -> tuple[list[int] | None, bool]:
-    """Prompt ids of at most `budget` tokens, cutting the context's end if needed.
+def fit_prompt(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, budget: int) -> Fitted:
+    """The prompt of `example` in at most `budget` tokens: a conversation (its turns verbatim) loses its oldest
+    exchanges first, a question (written with the question and context templates) its context's end. Text beyond
+    fmt.char_budget(budget) characters holds only tokens that cannot fit: it is dropped unread."""
+    if "history" not in example:  # a question of field records (or Alpaca's)
+        ids, truncated = fit_question(tokenizer, fmt, example, budget)
+        return Fitted(None if ids is None else [(ids, False)], truncated)
+    history, dropped, limit = list(example["history"]), 0, fmt.char_budget(budget)
+    if limit is not None and len(example["question"]) > limit:
+        return Fitted(None)
+    while history and limit is not None and sum(len(turn["content"]) for turn in history) > limit:
+        history, dropped = history[2:], dropped + 1
+    while True:
+        segments = conversation_segments(tokenizer, fmt, example, history)
+        if sum(len(ids) for ids, _ in segments) <= budget:
+            return Fitted(segments, False, dropped)
+        if not history:
+            return Fitted(None, False, dropped)
+        history, dropped = history[2:], dropped + 1
 
-    Returns (ids, truncated); ids is None when even the prompt without context is too long.
-    Text beyond fmt.char_budget(budget) characters holds only tokens that cannot fit: it is dropped unread.
-    """
+
+def fit_question(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, budget: int
+) -> tuple[list[int] | None, bool]:
+    """Prompt ids of one question in at most `budget` tokens, cutting the context's end if needed; (ids, truncated),
+    ids None when even the prompt without context is too long."""
+    question, context, system = example["question"], example["context"], example.get("system")
     limit = fmt.char_budget(budget)
     if limit is not None and len(question) > limit:
         return None, False
     if limit is not None and len(context) > limit:
         context = context[:limit]
-    ids = prompt_ids(tokenizer, fmt, question, context)
+    ids = prompt_ids(tokenizer, fmt, question, context, system)
     if len(ids) <= budget:
         return ids, False
     if not context:
@@ -179,7 +291,8 @@ def fit_prompt(
     low, high, best = 0, len(context_tokens) - 1, None
     while low <= high:  # longest context prefix whose prompt fits (prompt length grows with it)
         middle = (low + high) // 2
-        candidate = prompt_ids(tokenizer, fmt, question, tokenizer.decode(context_tokens[:middle]).strip())
+        cut = tokenizer.decode(context_tokens[:middle]).strip()
+        candidate = prompt_ids(tokenizer, fmt, question, cut, system)
         if len(candidate) <= budget:
             best, low = candidate, middle + 1
         else:
@@ -187,27 +300,31 @@ def fit_prompt(
     return best, best is not None
 
 
-def encode_for_training(
-    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, max_seq_length: int
-) -> tuple[dict[str, list[int]] | None, bool]:
-    """input_ids / attention_mask / labels for one example; (None, False) if it cannot fit."""
+def encoded(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, max_seq_length: int, all_turns: bool
+) -> tuple[dict[str, list[int]] | None, Fitted]:
+    """input_ids / attention_mask / labels for one example (None if it cannot fit) and how its prompt was fitted.
+    Labels are -100 but on the answer, and with `all_turns` on a conversation's earlier answers too."""
     target = example.get("target", example["answer"])  # what the model learns to write; the answer is the reference
     limit = fmt.char_budget(max_seq_length)
     if limit is not None and len(target) > limit:  # more tokens than fit: never tokenised
-        return None, False
+        return None, Fitted(None)
     answer = answer_ids(tokenizer, fmt, target)
-    prompt, truncated = fit_prompt(
-        tokenizer, fmt, example["question"], example["context"], max_seq_length - len(answer)
-    )
-    if prompt is None:
-        return None, False
-    input_ids = prompt + answer
-    features = {
-        "input_ids": input_ids,
-        "attention_mask": [1] * len(input_ids),
-        "labels": [IGNORE_INDEX] * len(prompt) + answer,
-    }
-    return features, truncated
+    fitted = fit_prompt(tokenizer, fmt, example, max_seq_length - len(answer))
+    if fitted.segments is None:
+        return None, fitted
+    labels = [token if trained and all_turns else IGNORE_INDEX for ids, trained in fitted.segments for token in ids]
+    input_ids = fitted.ids + answer
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels + answer}, fitted
+
+
+def encode_for_training(
+    tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, example: Example, max_seq_length: int, all_turns: bool = True
+) -> tuple[dict[str, list[int]] | None, bool]:
+    """input_ids / attention_mask / labels for one example and whether its context was cut; (None, False) if it
+    cannot fit."""
+    features, fitted = encoded(tokenizer, fmt, example, max_seq_length, all_turns)
+    return features, fitted.truncated
 
 
 # A split at least this large shows a progress bar while it is tokenised (200,000 examples take minutes on a CPU).
@@ -221,20 +338,23 @@ def encode_examples(
     max_seq_length: int,
     counts: dict[str, int],
     name: str = "examples",
+    all_turns: bool = True,
 ) -> Iterator[dict[str, list[int]]]:
     """The features of each example that fits, one at a time (a caller can store them compactly as they come);
-    counts the truncated and dropped examples in `counts`."""
+    counts the truncated, dropped and shortened (conversations that lost exchanges) examples in `counts`."""
     from tqdm.auto import tqdm
 
-    counts.update(truncated=0, dropped=0)
+    counts.update(truncated=0, dropped=0, shortened=0, dropped_exchanges=0)
     shown = tqdm(examples, desc=f"tokenising {name}", unit=" examples", disable=len(examples) < PROGRESS_FROM)
     for example in shown:
-        encoded, truncated = encode_for_training(tokenizer, fmt, example, max_seq_length)
-        if encoded is None:
+        features, fitted = encoded(tokenizer, fmt, example, max_seq_length, all_turns)
+        counts["shortened"] += fitted.dropped_exchanges > 0
+        counts["dropped_exchanges"] += fitted.dropped_exchanges
+        if features is None:
             counts["dropped"] += 1
             continue
-        counts["truncated"] += truncated
-        yield encoded
+        counts["truncated"] += fitted.truncated
+        yield features
 
 
 def encode_dataset(
@@ -243,7 +363,8 @@ def encode_dataset(
     examples: list[Example],
     max_seq_length: int,
     name: str = "examples",
+    all_turns: bool = True,
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
-    """Encode every example; return the features and counts of truncated and dropped examples."""
+    """Encode every example; return the features and counts of truncated, dropped and shortened examples."""
     counts: dict[str, int] = {}
-    return list(encode_examples(tokenizer, fmt, examples, max_seq_length, counts, name)), counts
+    return list(encode_examples(tokenizer, fmt, examples, max_seq_length, counts, name, all_turns)), counts

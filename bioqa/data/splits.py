@@ -20,6 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
+from bioqa.data.conversations import (
+    ALPACA_FIELDS,
+    CONVERSATION_FORMATS,
+    conversation_example,
+    records_format,
+    user_turns,
+)
 from bioqa.data.labels import (
     as_options,
     check_label_set,
@@ -57,6 +64,8 @@ class Example(TypedDict):
     target: NotRequired[str]  # what the model learns to write, when it is not the answer (labels.target_text)
     label: NotRequired[str]  # one of the label set, with --label_field
     options: NotRequired[dict[str, str]]  # letter -> option text, with --options_field
+    history: NotRequired[list[dict[str, str]]]  # a conversation's earlier turns ({role, content}; [] if none)
+    system: NotRequired[str]  # a conversation's own system prompt
 
 
 @dataclass
@@ -69,6 +78,8 @@ class Splits:
     sources: dict[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] | None = None  # the label set, with --label_field
     labels_from: str = ""  # where the label set came from, for the log
+    record_format: str = "fields"  # bioqa.data.conversations.RECORD_FORMATS, and why, for the log
+    record_format_from: str = ""
 
     def sizes(self) -> dict[str, int]:
         return {name: len(rows) for name, rows in self.examples.items()}
@@ -190,26 +201,39 @@ def _record_label(record: dict, fields: FieldMap, labels: tuple[str, ...], optio
 
 
 def to_examples(
-    records: Records, fields: FieldMap, split: str, source: str, labels: tuple[str, ...] | None = None
+    records: Records,
+    fields: FieldMap,
+    split: str,
+    source: str,
+    labels: tuple[str, ...] | None = None,
+    record_format: str = "fields",
+    numbers: Sequence[int] | None = None,
 ) -> tuple[list[Example], int]:
-    """Map records to {id, question, context, answer} (and label, options); return them and how many had no
-    answer. `labels`: the label set, needed with `fields.label`."""
+    """Map records to {id, question, context, answer} (and label, options; a conversation's history and system
+    prompt); return them and how many had no answer. `labels`: the label set, needed with `fields.label`;
+    `numbers`: each record's number in its file (a split cut from the training file holds some of its records)."""
     if not records:
         return [], 0
+    numbers = numbers or range(1, len(records) + 1)
+    if record_format in CONVERSATION_FORMATS:
+        seen: dict[str, int] = {}
+        wheres = [f"{source} record {number}:" for number in numbers]
+        ids = [_unique_id(r, fields, split, i, numbers[i], seen, source) for i, r in enumerate(records)]
+        return [conversation_example(r, record_format, ids[i], wheres[i]) for i, r in enumerate(records)], 0
     context_field = _check_fields(records, fields, source)
     examples, empty, seen = [], 0, {}
     for index, record in enumerate(records):
-        where = f"{source} record {index + 1}:"
+        where = f"{source} record {numbers[index]}:"
         try:
             question = _field_text(record, fields.question, fields.separator, where)
             answer = "" if fields.target == "label" else _field_text(record, fields.answer, fields.separator, where)
         except KeyError as missing:
-            raise InputError(f"{source} record {index + 1} has no field {missing.args[0]!r}; fix the record") from None
+            raise InputError(f"{where[:-1]} has no field {missing.args[0]!r}; fix the record") from None
         if not answer and fields.target != "label":
             empty += 1
             continue
         example = Example(
-            id=_unique_id(record, fields, split, index, where, seen, source),
+            id=_unique_id(record, fields, split, index, numbers[index], seen, source),
             question=question,
             context=_optional_text(record, context_field, fields.separator, where),
             answer=answer,
@@ -218,14 +242,14 @@ def to_examples(
     return examples, empty
 
 
-def _unique_id(record: dict, fields: FieldMap, split: str, index: int, where: str, seen: dict, source: str) -> str:
-    example_id = _example_id(record, fields.id, split, index, where)
+def _unique_id(record: dict, fields: FieldMap, split: str, index: int, number: int, seen: dict, source: str) -> str:
+    example_id = _example_id(record, fields.id, split, index, f"{source} record {number}:")
     if example_id in seen:
         raise InputError(
-            f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {index + 1}); ids "
+            f"{source} has the id {example_id!r} twice (records {seen[example_id]} and {number}); ids "
             f"must be unique: fix the data, or choose a unique {option('id_field')}"
         )
-    seen[example_id] = index + 1
+    seen[example_id] = number
     return example_id
 
 
@@ -283,35 +307,44 @@ def _normalised(question: str) -> str:
 
 
 def count_leaked_questions(splits: dict[str, list[Example]]) -> int:
-    """How many distinct questions appear in more than one split."""
+    """How many distinct questions (a conversation's: all its user turns) appear in more than one split."""
     seen: dict[str, set[str]] = {}
     for name, rows in splits.items():
         for row in rows:
-            seen.setdefault(_normalised(row["question"]), set()).add(name)
+            seen.setdefault("\n".join(map(_normalised, user_turns(row))), set()).add(name)
     return sum(1 for names in seen.values() if len(names) > 1)
 
 
 # ----------------------------------------------------------------------------- putting it together
 
 
-def _fill_missing_splits(records: dict[str, Records], ratios: Sequence[float], seed: int) -> dict[str, Records]:
-    """Cut the splits that were not given from the training records, each with its ratio."""
+def _fill_missing_splits(
+    records: dict[str, Records], ratios: Sequence[float], seed: int
+) -> tuple[dict[str, Records], dict[str, list[int]]]:
+    """Cut the splits that were not given from the training records, each with its ratio; and the number in the
+    training file of each record of a cut split."""
     missing = [name for name in ("validation", "test") if name not in records]
+    numbers = {name: list(range(1, len(rows) + 1)) for name, rows in records.items()}
     if not missing or "train" not in records:
-        return records
+        return records, numbers
     wanted = {name: ratio for name, ratio in zip(SPLITS, ratios) if name in missing}
     cut = split_examples(
-        records["train"], [1 - sum(wanted.values()), wanted.get("validation", 0.0), wanted.get("test", 0.0)], seed
+        numbers["train"], [1 - sum(wanted.values()), wanted.get("validation", 0.0), wanted.get("test", 0.0)], seed
     )
-    return {**records, **{name: cut[name] for name in missing}, "train": cut["train"]}
+    numbers = {**numbers, **{name: cut[name] for name in missing}, "train": cut["train"]}
+    return {
+        **records,
+        **{name: [records["train"][n - 1] for n in numbers[name]] for name in [*missing, "train"]},
+    }, numbers
 
 
-def field_map(args) -> FieldMap:
-    """The field mapping `DataArguments` describe."""
+def field_map(args, record_format: str = "fields") -> FieldMap:
+    """The field mapping `DataArguments` describe (Alpaca records name their own fields)."""
+    alpaca = record_format == "alpaca"
     return FieldMap(
-        args.question_field,
-        args.answer_field,
-        args.context_field,
+        ALPACA_FIELDS["question"] if alpaca else args.question_field,
+        ALPACA_FIELDS["answer"] if alpaca else args.answer_field,
+        ALPACA_FIELDS["context"] if alpaca else args.context_field,
         args.id_field,
         args.field_separator,
         args.label_field,
@@ -321,7 +354,11 @@ def field_map(args) -> FieldMap:
 
 
 def label_set(
-    records: dict[str, Records], fields: FieldMap, declared: Sequence[str] | None, sources: dict[str, Any]
+    records: dict[str, Records],
+    fields: FieldMap,
+    declared: Sequence[str] | None,
+    sources: dict[str, Any],
+    numbers: dict[str, list[int]] | None = None,
 ) -> tuple[tuple[str, ...], str]:
     """The labels and where they came from: the option letters of a multiple-choice set, `declared`
     (--labels), or the distinct values of the training split (else of the first split given)."""
@@ -330,9 +367,9 @@ def label_set(
             _check_fields(rows, fields, _source_name(sources, split))
     if fields.options:
         counts = [
-            len(record_options(record, fields, f"{_source_name(sources, split)} record {i + 1}:"))
+            len(record_options(record, fields, f"{_source_name(sources, split)} record {number}:"))
             for split, rows in records.items()
-            for i, record in enumerate(rows)
+            for number, record in zip((numbers or {}).get(split, range(1, len(rows) + 1)), rows, strict=True)
         ]
         letters = option_letters(max(counts, default=2))
         if declared and [str(label).strip().upper() for label in declared] != list(letters):
@@ -365,20 +402,26 @@ def load_splits(args) -> Splits:
     """Train / validation / test examples as `DataArguments` describe them, checked and counted."""
     ratios = check_ratios(args.split_ratios)
     records, sources = raw_splits(args)
-    records = _fill_missing_splits(records, ratios, args.split_seed)
-    fields = field_map(args)
-    labels, labels_from = label_set(records, fields, args.labels, sources) if fields.label else (None, "")
+    firsts = {name: (rows[0], _source_name(sources, name)) for name, rows in records.items() if rows}
+    record_format, record_format_from = records_format(firsts, args.record_format, args.label_field)
+    records, numbers = _fill_missing_splits(records, ratios, args.split_seed)
+    fields = field_map(args, record_format)
+    labels, labels_from = label_set(records, fields, args.labels, sources, numbers) if fields.label else (None, "")
     limits = {"train": args.max_train_samples, "validation": args.max_eval_samples, "test": args.max_predict_samples}
     examples, dropped = {}, {}
     for name in SPLITS:
-        rows, dropped[name] = to_examples(records.get(name, []), fields, name, _source_name(sources, name), labels)
+        source = _source_name(sources, name)
+        rows, dropped[name] = to_examples(
+            records.get(name, []), fields, name, source, labels, record_format, numbers.get(name)
+        )
         if records.get(name) and not rows:
             raise InputError(
                 f"all {dropped[name]} answers in the {name} split are empty (field "
                 f"{args.answer_field!r}); check {option('answer_field')}"
             )
         examples[name] = rows[: limits[name]] if limits[name] is not None else rows
-    return Splits(examples, dropped, count_leaked_questions(examples), sources, labels, labels_from)
+    leaked = count_leaked_questions(examples)
+    return Splits(examples, dropped, leaked, sources, labels, labels_from, record_format, record_format_from)
 
 
 def _source_name(sources: dict[str, Any], split: str) -> str:

@@ -58,9 +58,10 @@ def generation_prompts(
     max_seq_length: int,
     max_new_tokens: int,
 ) -> tuple[list[Example], list[list[int]]]:
-    """Prompt ids that leave room for `max_new_tokens` (context cut first); examples that cannot fit are left out."""
+    """Prompt ids that leave room for `max_new_tokens` (a conversation's oldest exchanges, a question's context cut
+    first), as training writes them; examples that cannot fit are left out."""
     budget = max(MIN_PROMPT_BUDGET, max_seq_length - max_new_tokens)
-    fitted = [(row, fit_prompt(tokenizer, fmt, row["question"], row["context"], budget)[0]) for row in examples]
+    fitted = [(row, fit_prompt(tokenizer, fmt, row, budget).ids) for row in examples]
     kept = [(row, ids) for row, ids in fitted if ids is not None]
     return [row for row, _ in kept], [ids for _, ids in kept]
 

@@ -254,6 +254,7 @@ def rows(env) -> dict:
         **label_rows(env),
         **device_rows(env),
         **peft_rows(env),
+        **conversation_rows(env),
     }
 
 
@@ -301,6 +302,50 @@ def peft_rows(env) -> dict:
             MERGE + ["--adapter_dir", env["ia3"], "--output_dir", out, "--low_memory"],
             2,
             "the streaming merge reads LoRA adapters (plain, rsLoRA, rank patterns), not IA3",
+        ),
+    }
+
+
+def conversation_rows(env) -> dict:
+    """Conversation records that are not conversations a model can learn from, and formats that do not match."""
+    t, model, out = env["tmp"], env["model"], env["out"]
+    user, answer = {"role": "user", "content": "What is HbA1c?"}, {"role": "assistant", "content": "Average glucose."}
+
+    def train(name: str, *records: dict) -> list[str]:
+        path = write(t / f"{name}.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+        return LOAD + ["--model_name_or_path", model, "--output_dir", out, "--train_file", path]
+
+    good = {"messages": [user, answer]}
+    return {
+        "conversation-no-assistant-turn": (
+            train("no-answer", good, {"messages": [user, answer, user]}),
+            2,
+            "has no assistant turn after its last user turn",
+        ),
+        "conversation-roles-out-of-order": (
+            train("order", good, {"messages": [user, user, answer]}),
+            2,
+            "turn 2 is a user turn after a user turn",
+        ),
+        "conversation-unknown-role": (
+            train("role", {"conversations": [{"from": "human", "value": "q"}, {"from": "bot", "value": "a"}]}),
+            2,
+            "turn 2 has the from 'bot'; the known ones are human, gpt, system",
+        ),
+        "conversation-empty-turn": (
+            train("empty", good, {"messages": [user, {"role": "assistant", "content": " "}]}),
+            2,
+            "turn 2 (assistant) is empty; fix or remove it",
+        ),
+        "record-format-mismatch": (
+            train("fields", {"question": "q", "answer": "a"}) + ["--record_format", "sharegpt"],
+            2,
+            "--record_format sharegpt: ",
+        ),
+        "conversation-with-label-field": (
+            train("labelled", good) + ["--label_field", "decision"],
+            2,
+            "--label_field reads a label field; messages records have none",
         ),
     }
 
@@ -984,6 +1029,12 @@ ALL_ROWS = [
     "merge-prompt-learning-adapter",
     "merge-unmergeable-adapter",
     "merge-streaming-not-lora",
+    "conversation-no-assistant-turn",
+    "conversation-roles-out-of-order",
+    "conversation-unknown-role",
+    "conversation-empty-turn",
+    "record-format-mismatch",
+    "conversation-with-label-field",
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests

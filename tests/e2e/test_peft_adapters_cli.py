@@ -6,32 +6,13 @@ import pytest
 import torch
 
 import bioqa.cli.merge as merge_script
-from helpers import read_jsonl, run_cli, run_flags
+from helpers import quick_training, read_jsonl, run_cli, run_flags
 
 IDS = torch.tensor([[5, 17, 42, 9, 7, 25, 3, 61]])
 SHORT = [
-    "--max_steps",
-    "8",
-    "--save_strategy",
-    "steps",
-    "--save_steps",
-    "8",
-    "--eval_strategy",
-    "no",
-    "--per_device_train_batch_size",
-    "8",
-    "--learning_rate",
-    "1e-2",
-    "--generation_max_new_tokens",
-    "6",
-    "--max_predict_samples",
-    "4",
-    "--precision",
-    "fp32",  # PiSSA's residual base would be rounded in bf16; fp32 makes its conversion exact to compare
-    "--report_to",
-    "none",
-    "--do_train",
-    "--do_predict",
+    *quick_training(8, save_steps=8),
+    *("--generation_max_new_tokens", "6", "--max_predict_samples", "4", "--do_train", "--do_predict"),
+    *("--precision", "fp32"),  # PiSSA's residual base would be rounded in bf16; fp32 makes its conversion exact
 ]
 METHODS = {
     "dora": (["--use_dora"], "LORA", "DoRA"),

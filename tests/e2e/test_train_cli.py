@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bioqa.devices import cpu_has_native_bf16
-from helpers import TRAIN, read_jsonl, run_cli, run_flags
+from helpers import TRAIN, quick_training, read_jsonl, run_cli, run_flags
 
 
 def test_run_writes_every_output(trained):
@@ -166,16 +166,7 @@ def test_same_seed_same_adapter(tiny_model_dir, qa_file, tmp_path):
         str(tiny_model_dir),
         "--train_file",
         str(qa_file),
-        "--max_steps",
-        "6",
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-        "--report_to",
-        "none",
-        "--learning_rate",
-        "1e-2",
+        *quick_training(6),
     ]
     for name in ("a", "b"):
         assert run_cli(*args, "--output_dir", str(tmp_path / name)).returncode == 0

@@ -11,6 +11,7 @@ import pytest
 from bioqa.data import sources
 from bioqa.data import splits as data
 from bioqa.errors import InputError
+from bioqa.settings import DataArguments
 from helpers import ROOT, SHARED_DATA
 
 ROWS = [
@@ -42,7 +43,7 @@ def args(**overrides):
         options_field=None,
         target="answer",
     )
-    return SimpleNamespace(**{**base, **overrides})
+    return DataArguments(**{**base, **overrides})  # the real settings: a new one has its default here too
 
 
 def write(path, text):
@@ -523,3 +524,12 @@ def test_training_learns_the_target_while_the_answer_stays_the_reference(tmp_pat
     features, _ = prompts.encode_for_training(tokenizer, fmt, example, 256)
     learned = [token for token, label in zip(features["input_ids"], features["labels"]) if label != -100]
     assert tokenizer.decode(learned).startswith("Yes. Trial 0 says so.") and example["answer"] == "Trial 0 says so."
+
+
+def test_an_error_names_the_records_number_in_its_file_when_the_splits_are_cut_from_it(tmp_path):
+    rows = [{"id": str(i), "question": f"q{i}", "answer": f"a{i}"} for i in range(20)]
+    rows[13]["answer"] = {"text": "a13"}  # the 14th record; after the shuffle it sits elsewhere in its split
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(InputError, match=r"train.jsonl record 14: field 'answer' is"):
+        data.load_splits(args(train_file=str(path), split_ratios=[0.5, 0.25, 0.25]))

@@ -47,9 +47,14 @@ def test_encode_splits_matches_the_encoder_and_counts_what_it_dropped(tokenizer)
     datasets, found = features.encode_splits(tokenizer, fmt, splits, 256, evaluating=False)
     assert datasets["train"].to_list() == expected
     assert datasets["validation"] is None  # nothing evaluates: the validation split is not even tokenised
-    assert found == {"train": {"truncated": 0, "dropped": 1}} and counts == {"truncated": 0, "dropped": 0}
+    none = {"shortened": 0, "dropped_exchanges": 0}  # no conversations here
+    assert found == {"train": {"truncated": 0, "dropped": 1, **none}} and counts == {
+        "truncated": 0,
+        "dropped": 0,
+        **none,
+    }
     datasets, found = features.encode_splits(tokenizer, fmt, splits, 256, evaluating=True)
-    assert len(datasets["validation"]) == 2 and found["validation"] == {"truncated": 0, "dropped": 0}
+    assert len(datasets["validation"]) == 2 and found["validation"] == {"truncated": 0, "dropped": 0, **none}
 
 
 def test_no_example_that_fits_is_an_input_error(tokenizer):

@@ -69,7 +69,7 @@ def test_example_that_cannot_fit_is_dropped_and_counted(tokenizer):
     fmt = prompts.prompt_format(tokenizer, prompt_args())
     limit = len(prompts.encode_for_training(tokenizer, fmt, EXAMPLE, 10_000)[0]["input_ids"]) - 3
     features, counts = prompts.encode_dataset(tokenizer, fmt, [EXAMPLE, {**EXAMPLE, "answer": "word " * 300}], limit)
-    assert len(features) == 1 and counts == {"truncated": 1, "dropped": 1}
+    assert len(features) == 1 and counts == {"truncated": 1, "dropped": 1, "shortened": 0, "dropped_exchanges": 0}
 
 
 def test_batched_generation_equals_one_by_one_in_input_order(tokenizer):
