@@ -43,6 +43,7 @@ SOURCES = {
     "pubmedqa-decision": SHARED / "pubmedqa" / "ori_pqal_train.json",  # the same questions and parts
     "medquad": SHARED / "medquad" / "medquad_small.jsonl",
     "mcq": ROOT / "data" / "mcq",  # split already: train (96), validation (16), test (48)
+    "dialogues": ROOT / "data" / "dialogues",  # split already: train (40), validation (8), test (16) conversations
 }
 TRAIN_SIZE = {"pubmedqa": 350, "pubmedqa-decision": 350, "medquad": 350}
 

@@ -69,6 +69,30 @@ def test_multiple_choice_set_balanced_distinct_and_split_without_leaks():
     assert (mcq / "README.md").is_file()
 
 
+def test_dialogue_set_is_conversations_split_whole_and_read_by_its_recipe():
+    from collections import Counter
+
+    from bioqa.data.splits import count_leaked_questions, load_splits
+    from bioqa.recipe import parse_recipe as parse
+
+    folder = ROOT / "data" / "dialogues"
+    raw = {name: read_jsonl(folder / f"{name}.jsonl") for name in ("train", "validation", "test")}
+    rows = [row for part in raw.values() for row in part]
+    assert {name: len(part) for name, part in raw.items()} == {"train": 40, "validation": 8, "test": 16}
+    assert all(set(row) == {"id", "topic", "messages"} for row in rows) and len({row["id"] for row in rows}) == 64
+    assert Counter(row["topic"] for row in rows) == {topic: 8 for topic in Counter(row["topic"] for row in rows)}
+    assert all(len(row["messages"]) in (2, 4) for row in rows)
+    assert sum(len(row["messages"]) == 4 for row in rows) >= 48  # most have a follow-up that leans on the first
+    opts = parse(["--config", str(ROOT / "configs" / "dialogues-smollm2.yaml")])
+    splits = load_splits(opts.data)  # every record a valid conversation, none on both sides of a split
+    assert splits.record_format == "messages" and count_leaked_questions(splits.examples) == 0
+    first = splits.examples["test"][0]
+    messages = raw["test"][0]["messages"]
+    assert (first["question"], first["answer"]) == (messages[-2]["content"], messages[-1]["content"])
+    assert first["history"] == messages[:-2]
+    assert (folder / "README.md").is_file()
+
+
 @pytest.mark.slow
 def test_converted_smollm2_loads_and_answers():
     import torch
