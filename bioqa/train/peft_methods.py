@@ -121,12 +121,16 @@ def option_problems(cls: type, method: str, options: dict[str, Any]) -> list[str
 
 
 def lora_only_problems(adapter: AdapterArguments, method: str, cls: type) -> list[str]:
-    """LoRA settings changed from their defaults for another method, where they would be silently ignored."""
-    if method == "lora":
-        return []
+    """Settings changed from their defaults that the method's config has no field for (the LoRA settings for
+    another method), where they would be silently ignored."""
     defaults, fields = {f.name: f.default for f in dataclasses.fields(AdapterArguments)}, fields_of(cls)
-    problems = []
-    for name, field in LORA_ONLY.items():
+    defaults["lora_target_modules"] = ["all-linear"]  # a default_factory's value
+    problems = [
+        f"{option(name)} has no counterpart in peft's {cls.__name__} ({method} has no {field}); drop it"
+        for name, field in CARRIED.items()
+        if getattr(adapter, name) != defaults[name] and field not in fields
+    ]
+    for name, field in LORA_ONLY.items() if method != "lora" else ():
         if getattr(adapter, name) == defaults[name]:
             continue
         own = next((f for f in (field, field.removeprefix("lora_")) if f in fields), None)  # loha's alpha

@@ -68,6 +68,7 @@ def test_other_methods_get_targets_and_their_own_options_only():
         ({"peft_options": {"task_type": "SEQ_CLS"}}, ["task_type, which is always CAUSAL_LM"]),
         ({"peft_options": {"init_lora_weights": "corda"}}, ["init_lora_weights corda needs a pass over data"]),
         ({"peft_method": "ia3", "lora_r": 8}, ["lora_r is a LoRA setting and peft_method is ia3; ia3 has no r"]),
+        ({"peft_method": "xlora", "modules_to_save": ["lm_head"]}, ["modules_to_save has no counterpart in peft's"]),
         ({"peft_method": "loha", "lora_alpha": 4}, ["give loha's own field in peft_options instead: '{\"alpha\": 4}'"]),
         ({"peft_method": "lokr", "use_dora": True, "lora_dropout": 0.1}, ["lora_dropout is a LoRA", "use_dora is a"]),
         (
