@@ -246,8 +246,15 @@ def flag_tokens(key: str, value: Any) -> list[str]:
 def answer_flags(recipe: Path) -> list[str]:
     """The flags of a recipe YAML that shape the answers (roles example and generation), so that a zero-shot run
     (`--do_predict` alone) answers the way the recipe's fine-tuned model is asked to."""
-    settings = load_yaml(read_text(recipe, "the recipe"))
-    return [token for key, value in settings.items() if key in answer_settings() for token in flag_tokens(key, value)]
+    return recipe_flags(recipe, set(answer_settings()))
+
+
+def recipe_flags(recipe: Path, names: set[str]) -> list[str]:
+    """The flags that set the settings `names` as a recipe YAML (or a run's run_config.yaml) sets them."""
+    settings = load_yaml(read_text(Path(recipe), "the recipe"))
+    if not isinstance(settings, dict):
+        raise InputError(f"{recipe} holds a YAML {type(settings).__name__}, not a mapping of settings; give a recipe")
+    return [token for key, value in settings.items() if key in names for token in flag_tokens(key, value)]
 
 
 def value_problems(section: type, changes: dict[str, Any]) -> list[str]:

@@ -228,18 +228,20 @@ def plain_pieces(fmt: PromptFormat, system: str, users: list[str]) -> list[str]:
     return [(head if index == 0 else "\n\n") + user + fmt.answer_prefix for index, user in enumerate(users)]
 
 
+def label_texts(fmt: PromptFormat, labels: tuple[str, ...], target: str) -> dict[str, str]:
+    """The text each label's answer starts with after the prompt, as training writes it (`target_text`: "yes", or
+    "Yes." before the answer; after a chat template's answer frame, or a space after a plain prompt). Without a
+    label target, the label."""
+    starts = {label: target_text(target, label, "").strip() if target != "answer" else label for label in labels}
+    return {label: (fmt.answer_before if fmt.chat else " ") + text for label, text in starts.items()}
+
+
 def label_continuations(
     tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, labels: tuple[str, ...], target: str
 ) -> dict[str, list[int]]:
-    """The ids each label's answer starts with, as training writes it (`target_text`: "yes", or "Yes." before
-    the answer); log-likelihood scoring compares them after the prompt. Without a label target, the label."""
-    starts = {label: target_text(target, label, "").strip() if target != "answer" else label for label in labels}
-    if fmt.chat:
-        return {
-            label: tokenizer(fmt.answer_before + text, add_special_tokens=False)["input_ids"]
-            for label, text in starts.items()
-        }
-    return {label: tokenizer(" " + text, add_special_tokens=False)["input_ids"] for label, text in starts.items()}
+    """The ids of each label's `label_texts`: log-likelihood scoring compares them after the prompt."""
+    texts = label_texts(fmt, labels, target)
+    return {label: tokenizer(text, add_special_tokens=False)["input_ids"] for label, text in texts.items()}
 
 
 def answer_ids(tokenizer: PreTrainedTokenizerBase, fmt: PromptFormat, answer: str) -> list[int]:

@@ -36,6 +36,7 @@ from bioqa.io.provenance import utc_now
 TRAINING_OUTPUT = "load_models.py"
 MERGE_OUTPUT = "merge_base_and_adapt_ft_models.py"
 COMPARISON_OUTPUT = "bioqa.comparison"
+BENCHMARK_OUTPUT = "bioqa-benchmark"
 
 
 def real(path: str | Path) -> Path:

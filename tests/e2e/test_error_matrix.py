@@ -21,6 +21,7 @@ from tiny_models import make_adapter, make_base
 ERRORS_DOC = ROOT / "docs" / "ERRORS.md"
 LOAD, MERGE = ["load_models.py"], ["merge_base_and_adapt_ft_models.py"]
 COMPARE, SCORE = ["-m", "bioqa.comparison"], ["-m", "bioqa.score"]
+BENCHMARK = ["-m", "bioqa.cli.benchmark"]
 
 
 def write(path: Path, text: str | bytes) -> str:
@@ -255,6 +256,7 @@ def rows(env) -> dict:
         **device_rows(env),
         **peft_rows(env),
         **conversation_rows(env),
+        **benchmark_rows(env),
     }
 
 
@@ -346,6 +348,29 @@ def conversation_rows(env) -> dict:
             train("labelled", good) + ["--label_field", "decision"],
             2,
             "--label_field reads a label field; messages records have none",
+        ),
+    }
+
+
+def benchmark_rows(env) -> dict:
+    """Benchmarks that cannot run: a task lm-eval does not have, a Hub task offline, a local task without labels."""
+    bench = BENCHMARK + ["--model_name_or_path", env["model"], "--output_dir", env["out"]]
+    return {
+        "benchmark-unknown-task": (
+            bench + ["--tasks", "pubmedqaa"],
+            2,
+            "--tasks pubmedqaa is no lm-evaluation-harness task or group (did you mean 'pubmedqa'",
+        ),
+        "benchmark-hub-task-offline": (
+            bench + ["--tasks", "pubmedqa"],
+            2,
+            "--tasks pubmedqa loads its questions from the Hugging Face Hub, which is unreachable; offline, benchmark "
+            "your own labelled file: --tasks local --test_file FILE --label_field FIELD",
+        ),
+        "benchmark-local-without-labels": (
+            bench + ["--tasks", "local", "--test_file", env["data"]],
+            2,
+            "--tasks local scores labels: give --label_field",
         ),
     }
 
@@ -1035,6 +1060,9 @@ ALL_ROWS = [
     "conversation-empty-turn",
     "record-format-mismatch",
     "conversation-with-label-field",
+    "benchmark-unknown-task",
+    "benchmark-hub-task-offline",
+    "benchmark-local-without-labels",
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests
@@ -1057,6 +1085,7 @@ ENTRY_POINTS = {
     "merge_base_and_adapt_ft_models.py": "bioqa.cli.merge",
     "bioqa.comparison": "bioqa.cli.compare",
     "bioqa.score": "bioqa.cli.score",
+    "bioqa.cli.benchmark": "bioqa.cli.benchmark",
 }
 
 

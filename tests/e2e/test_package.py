@@ -14,6 +14,7 @@ COMMANDS = {
     "bioqa-merge": "--adapter_dir",
     "bioqa-compare": "--baseline",
     "bioqa-score": "--predictions",
+    "bioqa-benchmark": "--tasks",
 }
 
 
@@ -65,7 +66,13 @@ def test_the_wheel_holds_the_package_the_module_and_four_commands(tmp_path):
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
         metadata = next(archive.read(n).decode() for n in names if n.endswith("METADATA"))
-    assert {"metrics_utils.py", "bioqa/cli/train.py", "bioqa/cli/merge.py", "bioqa/io/outputs.py"} <= names
+    assert {
+        "metrics_utils.py",
+        "bioqa/cli/train.py",
+        "bioqa/cli/merge.py",
+        "bioqa/io/outputs.py",
+        "bioqa/benchmark/run.py",
+    } <= names
     assert not any(n.startswith(("tests/", "bench/", "models/")) for n in names)
     for command in COMMANDS:
         assert f"{command} = " in entry_points

@@ -88,7 +88,7 @@ def test_the_checks_see_what_they_look_for():
 
 # Each package imports only those before it (and the foundation); the top-level modules that compose a run
 # (finetuning, training, prediction, run_files, merge_run, model_card, checks, results, api) import anything.
-ORDER = ("foundation", "io", "data", "generate", "evaluate", "settings", "train", "merging")
+ORDER = ("foundation", "io", "data", "generate", "evaluate", "settings", "train", "merging", "benchmark")
 FOUNDATION = {"errors", "compat", "hardware", "devices", "roles"}
 SETTINGS = {"settings", "config", "recipe"}
 
