@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bioqa.benchmark.comparison import is_benchmark_rows
 from bioqa.errors import InputError, option, raise_problems
 from bioqa.evaluate.comparison import aligned, compare_rows, label_set_of
 from bioqa.evaluate.metrics import Reference, compute_metrics
-from bioqa.evaluate.predictions import PredictionRow, read_prediction_file
+from bioqa.evaluate.predictions import PredictionRow, checked_prediction_rows, read_rows
 from bioqa.io.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
 from bioqa.io.inventory import file_records, write_inventory
 from bioqa.io.outputs import (
@@ -84,10 +85,10 @@ class Comparison:
         return self.table
 
 
-def _rows(source: str | os.PathLike | list[PredictionRow], name: str) -> list[PredictionRow]:
-    """The prediction rows of a file (a path, or what `bioqa.predict` returned), or the rows given."""
-    if isinstance(source, (str, os.PathLike)):
-        return read_prediction_file(os.fspath(source))
+def _rows(source: str | os.PathLike | list[PredictionRow], raw: list[dict] | None, name: str) -> list[PredictionRow]:
+    """The prediction rows of a file (its rows as read, `raw`), what `bioqa.predict` returned, or the rows given."""
+    if raw is not None:
+        return checked_prediction_rows(raw, os.fspath(source))
     if not source:
         raise InputError(f"{name} has no rows; give a predictions.jsonl or its rows")
     return list(source)
@@ -159,8 +160,13 @@ def compare(
         inputs = {"baseline predictions": files[0], "candidate predictions": files[1], "trainer state": state}
         inputs |= {f"{side}'s run": run_folder(f) for side, f in zip(("baseline", "candidate"), files) if f}
         check_not_an_input(out, "output_dir", inputs)
-    base_rows = _rows(baseline, names[0])
-    cand_rows = aligned(base_rows, _rows(candidate, names[1]), names)
+    raw = [read_rows(f) if f else None for f in files]
+    if all(rows is not None and is_benchmark_rows(rows) for rows in raw):  # two bioqa-benchmark result files
+        return _benchmark_comparison(
+            (raw[0], raw[1]), (files[0], files[1]), out, names, bootstrap_samples, seed, overwrite
+        )
+    base_rows = _rows(baseline, raw[0], names[0])
+    cand_rows = aligned(base_rows, _rows(candidate, raw[1], names[1]), names)
     label_set = _label_set(labels, [files[1], files[0]], base_rows + cand_rows)
     if out is None:
         from bioqa.evaluate.report import scores_table
@@ -180,6 +186,41 @@ def compare(
             write_json_atomic(staging / "comparison.json", details)
             write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
     return Comparison(names, details, table, out)
+
+
+def _benchmark_comparison(
+    raw: tuple[list, list],
+    files: tuple[str, str],
+    out: Path | None,
+    names: tuple[str, str],
+    samples: int,
+    seed: int,
+    overwrite: bool,
+) -> Comparison:
+    """The forgetting check of two bioqa-benchmark result files (bioqa.benchmark.comparison)."""
+    from bioqa.benchmark.comparison import benchmark_comparison, report, write_files
+    from bioqa.benchmark.results import ALL
+
+    result = benchmark_comparison(raw, files, samples, seed)
+    table, text = report(result, names)
+    overall = result.get(ALL) or next(iter(result.values()))
+    details = {
+        "num_examples": overall["questions"],
+        "metrics": {"accuracy": overall},
+        "labels": {},
+        "baseline": files[0],
+        "candidate": files[1],
+        "names": list(names),
+    }
+    if out is not None:
+        with output_lock(out, "output_dir"):
+            check_output_folder(
+                out, "output_dir", COMPARISON_OUTPUT, overwrite, f"pass {option('overwrite')} to replace it"
+            )
+            with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
+                write_files(staging, result, text, details)
+                write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
+    return Comparison(names, {**details, "benchmark": result}, table, out)
 
 
 def merge(

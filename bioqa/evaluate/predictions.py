@@ -171,12 +171,21 @@ def rescored(
 
 def read_prediction_file(path: str | Path) -> list[PredictionRow]:
     """Rows of a predictions .jsonl; InputError naming the file, row and field for anything malformed."""
+    return checked_prediction_rows(read_rows(path), path)
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSON Lines results file, read once (a pipe, <(zcat run.jsonl.gz), cannot be read twice)."""
     path = Path(path)
-    if path_kind(path) not in ("a file", "a pipe"):  # a pipe, <(zcat run.jsonl.gz), is read once like a file
+    if path_kind(path) not in ("a file", "a pipe"):
         raise InputError(
             f"prediction file {wrong_kind(path, 'a file')}; give a predictions.jsonl written by {option('do_predict')}"
         )
-    rows = parse_jsonl(read_text(path, "the prediction file"), path, "the file is damaged")
+    return parse_jsonl(read_text(path, "the prediction file"), path, "the file is damaged")
+
+
+def checked_prediction_rows(rows: list[dict[str, Any]], path: str | Path) -> list[PredictionRow]:
+    """The rows of prediction file `path`, checked: InputError naming the file, row and field for anything malformed."""
     for number, row in enumerate(rows, start=1):
         missing = [key for key in ("id", "reference", "prediction") if key not in row]
         if missing:

@@ -116,6 +116,22 @@ def test_an_adapter_is_benchmarked_on_its_base_and_results_are_never_overwritten
     assert json.loads((tmp_path / "tuned" / "benchmark.json").read_text())["adapter"] == str(adapter)
     again = benchmark("--model_name_or_path", str(tiny_model_dir), *FLAGS, *data, "--output_dir", str(out))
     assert again.returncode == 2 and "is not empty; pass --overwrite" in again.stderr
+    # the forgetting check: the two result files compared question by question
+    files = [str(folder / "benchmark_predictions.jsonl") for folder in (out, tmp_path / "tuned")]
+    report = tmp_path / "report"
+    compared = run_cli(
+        "bioqa.comparison", "--baseline", files[0], "--candidate", files[1], "--output_dir", str(report), script="-m"
+    )
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    base_rows = read_jsonl(out / "benchmark_predictions.jsonl")
+    local = json.loads((report / "comparison.json").read_text())["benchmark"]["local"]
+    accuracy = [sum(row["correct"] for row in rows) / 12 for rows in (base_rows, tuned_rows)]
+    assert (local["baseline"], local["candidate"]) == pytest.approx(accuracy)
+    assert local["difference"] == pytest.approx(accuracy[1] - accuracy[0]) and local["questions"] == 12
+    to_right = [f"local/{b['id']}" for b, c in zip(base_rows, tuned_rows) if c["correct"] and not b["correct"]]
+    assert local["flipped"]["to_right"] == to_right and local["mcnemar"]["candidate_only_right"] == len(to_right)
+    text = (report / "report.md").read_text()
+    assert "## Questions that flipped" in text and f"| local | 12 | {accuracy[0]:.3f} | {accuracy[1]:.3f} |" in text
 
 
 @pytest.mark.parametrize(

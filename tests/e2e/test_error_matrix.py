@@ -353,8 +353,9 @@ def conversation_rows(env) -> dict:
 
 
 def benchmark_rows(env) -> dict:
-    """Benchmarks that cannot run: a task lm-eval does not have, a Hub task offline, a local task without labels."""
-    bench = BENCHMARK + ["--model_name_or_path", env["model"], "--output_dir", env["out"]]
+    """Benchmarks that cannot run (a task lm-eval does not have, a Hub task offline, a local task without labels) and
+    benchmark results that cannot be compared (other tasks, other questions)."""
+    bench, t = BENCHMARK + ["--model_name_or_path", env["model"], "--output_dir", env["out"]], env["tmp"]
     return {
         "benchmark-unknown-task": (
             bench + ["--tasks", "pubmedqaa"],
@@ -372,7 +373,23 @@ def benchmark_rows(env) -> dict:
             2,
             "--tasks local scores labels: give --label_field",
         ),
+        "compare-benchmark-different-tasks": (
+            COMPARE + ["--baseline", results(t, "a", 2), "--candidate", results(t, "b", 2), "--output_dir", env["out"]],
+            2,
+            "holds the tasks a and ",
+        ),
+        "compare-benchmark-different-questions": (
+            COMPARE + ["--baseline", results(t, "a", 2), "--candidate", results(t, "a", 3), "--output_dir", env["out"]],
+            2,
+            "task a: 1 questions are in one file only (e.g. q2); compare results on the same questions",
+        ),
     }
+
+
+def results(folder: Path, task: str, questions: int) -> str:
+    """A bioqa-benchmark result file of `questions` questions of `task`, in `folder`."""
+    rows = [{"id": f"q{i}", "task": task, "gold": 0, "chosen": i % 2, "correct": i % 2 == 0} for i in range(questions)]
+    return write(folder / f"{task}-{questions}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def of_kind(adapter: Path, path: Path, peft_type: str) -> str:
@@ -1063,6 +1080,8 @@ ALL_ROWS = [
     "benchmark-unknown-task",
     "benchmark-hub-task-offline",
     "benchmark-local-without-labels",
+    "compare-benchmark-different-tasks",
+    "compare-benchmark-different-questions",
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests
