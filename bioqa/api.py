@@ -147,7 +147,8 @@ def compare(
 ) -> Comparison:
     """Compare two prediction files (or their rows, or what `bioqa.predict` returned) over the same examples, as
     `bioqa-compare` does; with `output_dir`, write report.md, comparison.json and the plots there (an earlier
-    comparison is replaced only with `overwrite`, and only the files it recorded).
+    comparison is replaced only with `overwrite`, and only the files it recorded). Two bioqa-benchmark result files
+    are compared question by question instead (accuracy per task, paired interval, McNemar, the flips).
 
         >>> result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
         >>> result.metrics["rougeL"]["difference"], result.metrics["rougeL"]["p_value"]

@@ -31,7 +31,13 @@ from bioqa.devices import choose_device
 from bioqa.errors import InputError, option, raise_problems
 from bioqa.io.files import staged_folder, write_json_atomic, write_jsonl_atomic, write_text_atomic, write_yaml_atomic
 from bioqa.io.inventory import file_records, write_inventory
-from bioqa.io.outputs import BENCHMARK_OUTPUT, check_output_folder, check_own_output, output_lock
+from bioqa.io.outputs import (
+    BENCHMARK_OUTPUT,
+    check_not_an_input,
+    check_output_folder,
+    check_own_output,
+    output_lock,
+)
 from bioqa.settings import DataArguments, ModelArguments, PromptArguments
 from bioqa.train.modeling import hub_reachable, load_tokenizer, resolve_model_name
 
@@ -105,6 +111,8 @@ def benchmark(
     model = dataclasses.replace(model, model_name_or_path=resolve_model_name(model.model_name_or_path))
     choice = choose_device(model.device, model.precision, False, model.generation_dtype)
     out = Path(args.output_dir)
+    inputs = {"model": model.model_name_or_path, "adapter": model.adapter_name_or_path, "recipe": args.recipe}
+    check_not_an_input(out, "output_dir", inputs | {"data file": data.test_file, "training data": data.train_file})
     with output_lock(out, "output_dir"):
         check_output_folder(out, "output_dir", BENCHMARK_OUTPUT, args.overwrite, f"pass {option('overwrite')}")
         with staged_folder(out, lambda: check_own_output(out, "output_dir", BENCHMARK_OUTPUT)) as staging:
@@ -112,7 +120,7 @@ def benchmark(
             results = evaluate(args, model, choice, harness_tasks(tasks), include)
             if include is not None:  # the definition kept with the results names the file kept beside it
                 point_local_task(include, out / "tasks")
-            run = write_results(staging, args, model, choice, results)
+            run = write_results(staging, (args, model, data, prompt), choice, results)
     return BenchmarkRun(out, run.scores, run.table)
 
 
@@ -158,9 +166,9 @@ def evaluate(args: BenchmarkArguments, model: ModelArguments, choice: Any, tasks
     )
 
 
-def write_results(
-    staging: Path, args: BenchmarkArguments, model: ModelArguments, choice: Any, results: dict
-) -> BenchmarkRun:
+def write_results(staging: Path, settings: tuple, choice: Any, results: dict) -> BenchmarkRun:
+    """The result files; `settings`: the run's sections (benchmark, model, data, prompt), written as run_config.yaml."""
+    args, model = settings[0], settings[1]
     rows = question_rows(results["samples"])
     if not rows:
         raise InputError(f"{option('tasks')}: lm-eval scored no multiple-choice question; name multiple-choice tasks")
@@ -182,6 +190,8 @@ def write_results(
         },
     )
     write_text_atomic(staging / "benchmark.md", f"# Benchmark: {name}\n\n{table}\n")
-    write_yaml_atomic(staging / "run_config.yaml", {**dataclasses.asdict(args), **dataclasses.asdict(model)})
+    write_yaml_atomic(
+        staging / "run_config.yaml", {k: v for part in settings for k, v in dataclasses.asdict(part).items()}
+    )
     write_inventory(staging, BENCHMARK_OUTPUT, file_records(staging))
     return BenchmarkRun(staging, scores, table)

@@ -11,6 +11,10 @@ training_curves.png. Files with labels (--label_field) also compare accuracy and
 exact McNemar test of accuracy, both confusion matrices (in report.md and confusion.png) and the
 questions that flipped right -> wrong and wrong -> right. Both files are re-scored with
 metrics_utils, so their numbers are comparable whatever wrote them.
+
+Two benchmark_predictions.jsonl of bioqa-benchmark instead are compared question by question (the forgetting
+check): per task and over all tasks both accuracies, the paired bootstrap interval of the difference, McNemar's
+exact test and the questions that flipped, in report.md and comparison.json.
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ from bioqa.config import build_parser, parse_arguments
 
 @dataclass
 class CompareArguments:
-    baseline: str = field(metadata={"help": "predictions.jsonl of the reference system (e.g. zero-shot)."})
-    candidate: str = field(metadata={"help": "predictions.jsonl of the system to compare (e.g. fine-tuned)."})
+    baseline: str = field(
+        metadata={
+            "help": "predictions.jsonl (or benchmark_predictions.jsonl) of the reference system (e.g. zero-shot)."
+        }
+    )
+    candidate: str = field(
+        metadata={
+            "help": "predictions.jsonl (or benchmark_predictions.jsonl) of the system to compare (e.g. fine-tuned)."
+        }
+    )
     output_dir: str = field(
         default="outputs/report", metadata={"help": "Folder for report.md, comparison.json and the plots."}
     )

@@ -373,6 +373,11 @@ def benchmark_rows(env) -> dict:
             2,
             "--tasks local scores labels: give --label_field",
         ),
+        "benchmark-output-is-the-adapter": (
+            bench[:-2] + ["--adapter_name_or_path", env["adapter"], "--tasks", "local", "--output_dir", env["adapter"]],
+            2,
+            "is the adapter",
+        ),
         "compare-benchmark-different-tasks": (
             COMPARE + ["--baseline", results(t, "a", 2), "--candidate", results(t, "b", 2), "--output_dir", env["out"]],
             2,
@@ -1080,6 +1085,7 @@ ALL_ROWS = [
     "benchmark-unknown-task",
     "benchmark-hub-task-offline",
     "benchmark-local-without-labels",
+    "benchmark-output-is-the-adapter",
     "compare-benchmark-different-tasks",
     "compare-benchmark-different-questions",
 ]
