@@ -13,7 +13,8 @@ named as the keyword arguments are (`bootstrap_samples`), not as flags.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,19 +175,27 @@ def compare(
 
         result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
         return Comparison(names, _details(result), scores_table(result, names))
+    with _comparison_folder(out, overwrite) as staging:
+        from bioqa.evaluate.report import write_report  # matplotlib: only when there is a report to write
+
+        result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
+        table = write_report(staging, result, base_rows, cand_rows, names, state, examples_shown)
+        details = _details(result) | {"baseline": files[0], "candidate": files[1], "names": list(names)}
+        write_json_atomic(staging / "comparison.json", details)
+    return Comparison(names, details, table, out)
+
+
+@contextmanager
+def _comparison_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """A staging folder for a comparison's files, under the output's lock: it replaces `out` (only an earlier
+    comparison's own files, with `overwrite`) with every file written recorded in its inventory."""
     with output_lock(out, "output_dir"):
         check_output_folder(
             out, "output_dir", COMPARISON_OUTPUT, overwrite, f"pass {option('overwrite')} to replace it"
         )
-        result = compare_rows(base_rows, cand_rows, bootstrap_samples, seed, label_set)
         with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
-            from bioqa.evaluate.report import write_report  # matplotlib: only when there is a report to write
-
-            table = write_report(staging, result, base_rows, cand_rows, names, state, examples_shown)
-            details = _details(result) | {"baseline": files[0], "candidate": files[1], "names": list(names)}
-            write_json_atomic(staging / "comparison.json", details)
+            yield staging
             write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
-    return Comparison(names, details, table, out)
 
 
 def _benchmark_comparison(
@@ -214,13 +223,8 @@ def _benchmark_comparison(
         "names": list(names),
     }
     if out is not None:
-        with output_lock(out, "output_dir"):
-            check_output_folder(
-                out, "output_dir", COMPARISON_OUTPUT, overwrite, f"pass {option('overwrite')} to replace it"
-            )
-            with staged_folder(out, lambda: check_own_output(out, "output_dir", COMPARISON_OUTPUT)) as staging:
-                write_files(staging, result, text, details)
-                write_inventory(staging, COMPARISON_OUTPUT, file_records(staging))
+        with _comparison_folder(out, overwrite) as staging:
+            write_files(staging, result, text, details)
     return Comparison(names, {**details, "benchmark": result}, table, out)
 
 

@@ -12,6 +12,7 @@ from bioqa.benchmark.results import ALL, Accuracy
 from bioqa.data.labels import mcnemar_exact
 from bioqa.errors import InputError, option, shown
 from bioqa.evaluate.bootstrap import paired_bootstrap
+from bioqa.io.files import write_json_atomic, write_text_atomic
 
 KEYS = ("id", "task", "gold", "chosen", "correct")
 FLIPS_SHOWN = 10  # question ids listed per direction in report.md (comparison.json holds them all)
@@ -118,7 +119,5 @@ def benchmark_comparison(
 
 
 def write_files(folder: Path, result: dict, text: str, details: dict) -> None:
-    from bioqa.io.files import write_json_atomic, write_text_atomic
-
     write_text_atomic(folder / "report.md", text)
     write_json_atomic(folder / "comparison.json", {**details, "benchmark": result})
