@@ -6,6 +6,7 @@ The Python API from a notebook (examples/notebook.py runs the whole pipeline):
     recipe = bioqa.Recipe.from_yaml("configs/demo-smollm2-cpu.yaml", output_dir="outputs/run1")
     zero_shot = bioqa.predict(recipe.replace(output_dir="outputs/zero-shot"))
     run = bioqa.finetune(recipe.replace(do_predict=True))   # run.metrics, run.validation, run.predictions
+    study = bioqa.finetune_seeds(recipe.replace(do_predict=True), seeds=[1, 2, 3])  # study.summary["mean"]
     result = bioqa.compare(zero_shot, run.predictions, "outputs/report")
     bioqa.merge(run)  # the adapter merged into its base, verified, in outputs/run1-merged
     bioqa.score(["Metformin lowers glucose."], ["Metformin lowers blood glucose."])
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # for a reader's editor; at run time each name is loaded on f
     from bioqa.finetuning import finetune, predict
     from bioqa.merge_run import MergeReport
     from bioqa.recipe import Recipe
-    from bioqa.results import Predictions, Run
+    from bioqa.results import Predictions, Run, Seeds
+    from bioqa.seeds import finetune_seeds
 
 _EXPORTS = {
     "Recipe": "bioqa.recipe",
@@ -33,6 +35,8 @@ _EXPORTS = {
     "Run": "bioqa.results",
     "predict": "bioqa.finetuning",
     "Predictions": "bioqa.results",
+    "finetune_seeds": "bioqa.seeds",
+    "Seeds": "bioqa.results",
     "compare": "bioqa.api",
     "score": "bioqa.api",
     "Comparison": "bioqa.api",
@@ -47,6 +51,8 @@ __all__ = [
     "Run",
     "predict",
     "Predictions",
+    "finetune_seeds",
+    "Seeds",
     "compare",
     "score",
     "Comparison",

@@ -24,7 +24,15 @@ from bioqa.errors import InputError, option, raise_problems
 from bioqa.evaluate.comparison import aligned, compare_rows, label_set_of
 from bioqa.evaluate.metrics import Reference, compute_metrics
 from bioqa.evaluate.predictions import PredictionRow, checked_prediction_rows, read_rows
-from bioqa.io.files import path_kind, read_json, staged_folder, write_json_atomic, wrong_kind
+from bioqa.io.files import (
+    path_kind,
+    read_json,
+    read_run_config,
+    staged_folder,
+    write_json_atomic,
+    write_text_atomic,
+    wrong_kind,
+)
 from bioqa.io.inventory import file_records, write_inventory
 from bioqa.io.outputs import (
     COMPARISON_OUTPUT,
@@ -32,10 +40,12 @@ from bioqa.io.outputs import (
     check_output_folder,
     check_own_output,
     output_lock,
+    real,
     run_folder,
 )
 from bioqa.merge_run import MergeReport, MergeSettings
 from bioqa.merge_run import run as run_merge
+from bioqa.results import STUDY_FILE, Seeds
 
 
 def score(
@@ -86,6 +96,9 @@ class Comparison:
         return self.table
 
 
+Source = str | os.PathLike | list[PredictionRow]  # one run's predictions: a file, or its rows
+
+
 def _rows(source: str | os.PathLike | list[PredictionRow], raw: list[dict] | None, name: str) -> list[PredictionRow]:
     """The prediction rows of a file (its rows as read, `raw`), what `bioqa.predict` returned, or the rows given."""
     if raw is not None:
@@ -134,11 +147,11 @@ def _problems(bootstrap_samples: int, examples_shown: int) -> list[str]:
 
 
 def compare(
-    baseline: str | os.PathLike | list[PredictionRow],
-    candidate: str | os.PathLike | list[PredictionRow],
+    baseline: Source | Sequence[str | os.PathLike],
+    candidate: Source | Sequence[str | os.PathLike],
     output_dir: str | Path | None = None,
     *,
-    names: tuple[str, str] = ("zero-shot", "fine-tuned"),
+    names: tuple[str | None, str | None] = (None, None),
     labels: Sequence[str] | None = None,
     bootstrap_samples: int = 1000,
     seed: int = 0,
@@ -149,12 +162,21 @@ def compare(
     """Compare two prediction files (or their rows, or what `bioqa.predict` returned) over the same examples, as
     `bioqa-compare` does; with `output_dir`, write report.md, comparison.json and the plots there (an earlier
     comparison is replaced only with `overwrite`, and only the files it recorded). Two bioqa-benchmark result files
-    are compared question by question instead (accuracy per task, paired interval, McNemar, the flips).
+    are compared question by question instead (accuracy per task, paired interval, McNemar, the flips). Several runs
+    per side (lists of prediction files, or seeds studies) are compared over seeds: each side's mean and standard
+    deviation, and a two-level bootstrap (runs, then questions) of the difference. `names` default to zero-shot and
+    fine-tuned (baseline and candidate over seeds).
 
         >>> result = bioqa.compare("zero-shot/predictions.jsonl", "fine-tuned/predictions.jsonl", "report")
         >>> result.metrics["rougeL"]["difference"], result.metrics["rougeL"]["p_value"]
     """
     raise_problems(_problems(bootstrap_samples, examples_shown))
+    sides = (_runs_of(baseline), _runs_of(candidate))
+    if len(sides[0]) > 1 or len(sides[1]) > 1:  # several runs per side: seeds of two recipes
+        names = (names[0] or "baseline", names[1] or "candidate")
+        return _seeds_comparison(sides, output_dir, names, labels, bootstrap_samples, seed, overwrite)
+    names = (names[0] or "zero-shot", names[1] or "fine-tuned")
+    baseline, candidate = sides[0][0], sides[1][0]
     files = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else None for s in (baseline, candidate)]
     state = _trainer_state(trainer_state, files[1])
     out = Path(output_dir) if output_dir is not None else None
@@ -183,6 +205,82 @@ def compare(
         details = _details(result) | {"baseline": files[0], "candidate": files[1], "names": list(names)}
         write_json_atomic(staging / "comparison.json", details)
     return Comparison(names, details, table, out)
+
+
+def _runs_of(side: Source | Sequence[str | os.PathLike]) -> list[Source]:
+    """One side's runs: a prediction file, its rows or what `bioqa.predict` returned (one run); a list of files
+    (several runs); a seeds study (`bioqa.finetune` with seeds, or its folder), whose seeds' prediction files."""
+    if isinstance(side, (str, os.PathLike)):
+        if (Path(side) / STUDY_FILE).is_file():
+            return list(Seeds(Path(side)).prediction_files())
+        return [side]
+    if side and all(isinstance(item, (str, os.PathLike)) for item in side):
+        return [run for item in side for run in _runs_of(item)]
+    return [side]
+
+
+def _seeds_comparison(
+    sides: tuple[list[Source], list[Source]],
+    output_dir: str | Path | None,
+    names: tuple[str, str],
+    labels: Sequence[str] | None,
+    samples: int,
+    seed: int,
+    overwrite: bool,
+) -> Comparison:
+    """Several runs per side: the two-level bootstrap comparison (bioqa.evaluate.seed_comparison)."""
+    from bioqa.evaluate.seed_comparison import SIDES, check_runs, compare_runs, means_table, report_text
+
+    runs = {
+        side: [_run_identity(source, f"{name} run {i}") for i, source in enumerate(found, 1)]
+        for side, name, found in zip(SIDES, names, sides)
+    }
+    check_runs(runs)
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None:
+        files = {f"{side} run {run['file']}": run["path"] for side in SIDES for run in runs[side]}
+        folders = {
+            f"{side}'s run {run['file']}": run_folder(run["path"])
+            for side in SIDES
+            for run in runs[side]
+            if run["path"]
+        }
+        check_not_an_input(out, "output_dir", files | folders)
+    rows = [[_run_rows(source, run) for source, run in zip(found, runs[side])] for side, found in zip(SIDES, sides)]
+    first, first_name = rows[0][0], runs["baseline"][0]["file"]
+    paired = [
+        [aligned(first, other, (first_name, run["file"])) for other, run in zip(side_rows, runs[side])]
+        for side, side_rows in zip(SIDES, rows)
+    ]
+    label_set = _label_set(labels, [run["path"] for side in SIDES for run in runs[side]], first)
+    result = compare_runs(paired[0], paired[1], samples, seed, label_set)
+    listed = {side: [{"file": run["file"], "seed": run["seed"]} for run in runs[side]] for side in SIDES}
+    details = result | {"runs_compared": listed, "names": list(names)}
+    if out is not None:
+        with _comparison_folder(out, overwrite) as staging:
+            write_text_atomic(staging / "report.md", report_text(result, names, runs))
+            write_json_atomic(staging / "comparison.json", details)
+    return Comparison(names, details, means_table(result, names), out)
+
+
+def _run_rows(source: Source, run: dict[str, Any]) -> list[PredictionRow]:
+    raw = read_rows(run["path"]) if run["path"] else None
+    if raw is not None and is_benchmark_rows(raw):
+        raise InputError(
+            f"{run['file']} is a bioqa-benchmark result: a comparison over seeds takes predictions.jsonl files; "
+            "compare benchmark results two files at a time"
+        )
+    return _rows(source, raw, run["file"])
+
+
+def _run_identity(source: Source, label: str) -> dict[str, Any]:
+    """A run's file (or a label for rows given directly), its resolved path and the seed its run_config.yaml names."""
+    if not isinstance(source, (str, os.PathLike)):
+        return {"file": label, "path": None, "real": label, "seed": None}
+    path = os.fspath(source)
+    folder = run_folder(path)
+    config = read_run_config(folder / "run_config.yaml") if folder and (folder / "run_config.yaml").is_file() else {}
+    return {"file": path, "path": path, "real": str(real(path)), "seed": config.get("seed")}
 
 
 @contextmanager

@@ -25,7 +25,7 @@ def argument_problems(opts: Recipe) -> list[str]:
         problems.append(
             f"{option('adapter_name_or_path')} is for {option('do_predict')} alone; training starts a new adapter"
         )
-    problems += count_problems(opts) + label_problems(opts) + best_metric_problems(opts)
+    problems += count_problems(opts) + label_problems(opts) + best_metric_problems(opts) + seeds_problems(opts)
     problems += peft_problems(opts.adapter) if wants_training(opts.training) else []
     unknown = unknown_metrics(opts.evaluation.eval_metrics, option("eval_metrics"))
     problems += [unknown] if unknown else []
@@ -35,6 +35,37 @@ def argument_problems(opts: Recipe) -> list[str]:
         problems.append(
             f"{option('early_stopping_patience')} needs {option('load_best_model_at_end')} and "
             f"{option('metric_for_best_model')} (e.g. eval_rougeL)"
+        )
+    return problems
+
+
+def seeds_problems(opts: Recipe) -> list[str]:
+    """A seeds study (one run per seed) that could not be one: a seed twice, nothing to train, or one upload for
+    several runs."""
+    training, problems = opts.training, []
+    if not training.seeds:
+        return []
+    repeated = sorted({seed for seed in training.seeds if training.seeds.count(seed) > 1})
+    if repeated:
+        problems.append(
+            f"{option('seeds')} gives {', '.join(map(str, repeated))} more than once; give each seed once (the same "
+            "seed trains the same run again)"
+        )
+    if not wants_training(training):
+        problems.append(
+            f"{option('seeds')} trains the recipe once per seed; add {option('do_train')} (a prediction alone does "
+            "not depend on the seed)"
+        )
+    if training.push_to_hub:
+        problems.append(
+            f"{option('push_to_hub')} uploads one run, and {option('seeds')} trains several; drop it and upload the "
+            "seed you choose from its folder"
+        )
+    resume = training.resume_from_checkpoint
+    if resume not in (None, "", "false", "False", "latest", "true", "True"):
+        problems.append(
+            f"{option('resume_from_checkpoint')} {resume}: a seeds study resumes with latest (each seed from its "
+            "own newest checkpoint)"
         )
     return problems
 

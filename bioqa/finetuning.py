@@ -78,6 +78,18 @@ def predict(
 
 def execute(recipe: Recipe, command: Sequence[str]) -> None:
     """Check every setting, choose the device, then run (train and/or predict) holding the output folder's lock."""
+    if recipe.training.seeds:
+        raise InputError(
+            f"a recipe with {option('seeds')} is trained once per seed (bioqa.finetune_seeds); one run takes "
+            f"{option('seed')}"
+        )
+    recipe, choice = prepare(recipe)
+    with output_lock(Path(recipe.training.output_dir), "output_dir", enabled=is_main_launch_process()):
+        run_locked(recipe, command, choice)
+
+
+def prepare(recipe: Recipe) -> tuple[Recipe, DeviceChoice]:
+    """Every check that needs no weights, and the device: the recipe as the run will use it, and its device."""
     raise_problems(argument_problems(recipe) + push_problems(recipe))
     recipe = recipe.replace(model_name_or_path=resolve_model_name(recipe.model.model_name_or_path))
     out = Path(recipe.training.output_dir)
@@ -94,10 +106,8 @@ def execute(recipe: Recipe, command: Sequence[str]) -> None:
         model.device, resolve_precision(model, recipe.training), model.load_in_4bit, model.generation_dtype
     )
     raise_problems(device_problems(recipe, choice.device))
-    recipe = recipe._replace(training=with_device(recipe.training, choice))
     log.info("%s", choice.describe())
-    with output_lock(out, "output_dir", enabled=is_main_launch_process()):
-        run_locked(recipe, command, choice)
+    return recipe._replace(training=with_device(recipe.training, choice)), choice
 
 
 def run_locked(recipe: Recipe, command: Sequence[str], choice: DeviceChoice) -> None:

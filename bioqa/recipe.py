@@ -19,6 +19,7 @@ from transformers.training_args import IntervalStrategy, SaveStrategy
 from bioqa.config import build_parser, number_problems, parse_arguments, value_problems
 from bioqa.errors import InputError, did_you_mean, help_hint, raise_problems, short, spelled_for_the_caller
 from bioqa.io.files import write_yaml_atomic
+from bioqa.roles import Role
 from bioqa.settings import (
     OWN_SECTIONS,
     AdapterArguments,
@@ -48,6 +49,15 @@ class TrainingArguments(transformers.TrainingArguments):
     save_strategy: SaveStrategy | str = _default("save_strategy", "epoch", "a checkpoint per evaluation")
     train_sampling_strategy: str = _default("train_sampling_strategy", "group_by_length", "less padding, faster steps")
     report_to: None | str | list[str] = _default("report_to", "tensorboard", "curves in <output_dir>/runs")
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={
+            "role": Role.RUN,
+            "help": "Train the recipe once per seed (e.g. 1 2 3), each run in output_dir/seed-N, with seeds.json and "
+            "seeds.md beside them: every seed's scores (test with do_predict, else the final validation), their "
+            "mean and standard deviation. bioqa-compare takes the folder as one side of a comparison over seeds.",
+        },
+    )
 
 
 class Recipe(NamedTuple):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bioqa.data.labels import LABEL_METRICS
+from bioqa.errors import InputError, option
 from bioqa.evaluate.metrics import score_names
 from bioqa.evaluate.predictions import PredictionRow, read_prediction_file
 from bioqa.io.files import read_json, read_run_config
@@ -105,3 +106,43 @@ class Run:
         scores = {"eval_loss", *(f"eval_{name}" for name in (*score_names(), *LABEL_METRICS))}
         shown = {k: round(v, 4) for k, v in self.metrics.items() if k in scores and isinstance(v, (int, float))}
         return f"Run({str(self.output_dir)!r}, {', '.join(f'{k}={v}' for k, v in shown.items())})"
+
+
+STUDY_FILE = "seeds.json"  # what a seeds study (load_models.py with several seeds) writes into its folder
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """A recipe trained once per seed (`--seeds 1 2 3`, or `bioqa.finetune` of a recipe with `seeds`): `summary`
+    (seeds.json: each seed's scores, their mean and standard deviation) and `runs`, each seed's `Run` in its own
+    folder. `bioqa.compare` takes it (or its folder) as one side of a comparison over seeds.
+
+        >>> study.summary["mean"]["rougeL"], study.summary["sd"]["rougeL"], study.runs[0].metrics
+    """
+
+    output_dir: Path
+
+    def __fspath__(self) -> str:
+        return str(self.output_dir)
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.output_dir / STUDY_FILE, "the seeds summary")
+
+    @property
+    def runs(self) -> list[Run]:
+        return [Run(self.output_dir / run["folder"]) for run in self.summary["runs"]]
+
+    def prediction_files(self) -> list[Path]:
+        """Each seed's predictions.jsonl; InputError when a run has none (the study ran without do_predict)."""
+        files = [run.output_dir / "predictions.jsonl" for run in self.runs]
+        missing = next((file for file in files if not file.is_file()), None)
+        if missing is not None:
+            raise InputError(
+                f"{missing} is missing: the seeds study in {self.output_dir} has no test predictions to compare; "
+                f"train it with {option('do_predict')}, or predict each seed's adapter"
+            )
+        return files
+
+    def __str__(self) -> str:
+        return self.summary.get("table", f"Seeds({str(self.output_dir)!r})")

@@ -15,6 +15,12 @@ metrics_utils, so their numbers are comparable whatever wrote them.
 Two benchmark_predictions.jsonl of bioqa-benchmark instead are compared question by question (the forgetting
 check): per task and over all tasks both accuracies, the paired bootstrap interval of the difference, McNemar's
 exact test and the questions that flipped, in report.md and comparison.json.
+
+Several runs per side (every seed's predictions.jsonl, or the folder of a `load_models.py --seeds` study) are
+compared over seeds: each side's mean and standard deviation over its runs, every run's scores, and the difference
+of the means with a two-level bootstrap interval (runs, then questions) and p-value, in report.md and comparison.json.
+
+    python -m bioqa.comparison --baseline outputs/recipe-a --candidate outputs/recipe-b --output_dir outputs/a-vs-b
 """
 
 from __future__ import annotations
@@ -30,21 +36,29 @@ from bioqa.config import build_parser, parse_arguments
 
 @dataclass
 class CompareArguments:
-    baseline: str = field(
+    baseline: list[str] = field(
         metadata={
-            "help": "predictions.jsonl (or benchmark_predictions.jsonl) of the reference system (e.g. zero-shot)."
+            "help": "predictions.jsonl (or benchmark_predictions.jsonl) of the reference system (e.g. zero-shot); "
+            "several files, or a seeds study's folder, for a comparison over seeds."
         }
     )
-    candidate: str = field(
+    candidate: list[str] = field(
         metadata={
-            "help": "predictions.jsonl (or benchmark_predictions.jsonl) of the system to compare (e.g. fine-tuned)."
+            "help": "predictions.jsonl (or benchmark_predictions.jsonl) of the system to compare (e.g. fine-tuned); "
+            "several files, or a seeds study's folder, for a comparison over seeds."
         }
     )
     output_dir: str = field(
         default="outputs/report", metadata={"help": "Folder for report.md, comparison.json and the plots."}
     )
-    baseline_name: str = field(default="zero-shot", metadata={"help": "Name of the baseline in the report."})
-    candidate_name: str = field(default="fine-tuned", metadata={"help": "Name of the candidate in the report."})
+    baseline_name: str | None = field(
+        default=None,
+        metadata={"help": "Name of the baseline in the report; default: zero-shot (baseline over seeds)."},
+    )
+    candidate_name: str | None = field(
+        default=None,
+        metadata={"help": "Name of the candidate in the report; default: fine-tuned (candidate over seeds)."},
+    )
     trainer_state: str | None = field(
         default=None, metadata={"help": "trainer_state.json for the training curves; default: next to --candidate."}
     )
@@ -72,8 +86,8 @@ class CompareArguments:
 def run(argv: list[str] | None) -> int:
     args = parse_arguments(build_parser([CompareArguments], description=__doc__.split("\n\n")[0]), argv)[0]
     result = compare(
-        args.baseline,
-        args.candidate,
+        _side(args.baseline),
+        _side(args.candidate),
         args.output_dir,
         names=(args.baseline_name, args.candidate_name),
         labels=args.labels,
@@ -85,6 +99,10 @@ def run(argv: list[str] | None) -> int:
     )
     print(f"{result.table}\n\nreport: {Path(args.output_dir) / 'report.md'}")
     return 0
+
+
+def _side(files: list[str]) -> str | list[str]:
+    return files[0] if len(files) == 1 else files
 
 
 def main(argv: list[str] | None = None) -> int:

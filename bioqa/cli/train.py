@@ -14,6 +14,7 @@ predict_metrics.json (with 95% bootstrap intervals).
     python load_models.py --do_predict --test_file data/test.jsonl --output_dir outputs/zero-shot
     python load_models.py --do_predict --test_file data/test.jsonl --adapter_name_or_path outputs/run1 \\
         --output_dir outputs/ft
+    python load_models.py --config configs/mcq-smollm2.yaml --do_predict --seeds 1 2 3 --output_dir outputs/mcq
     torchrun --nproc_per_node 2 load_models.py --config run.yaml     # or: accelerate launch ...
 
 Every transformers TrainingArguments flag works unchanged; --help lists all options.
@@ -32,6 +33,7 @@ from bioqa.io.provenance import command_line
 from bioqa.recipe import TrainingArguments
 from bioqa.recipe import parse_recipe as parse
 from bioqa.run_files import is_main_launch_process
+from bioqa.seeds import train_seeds
 
 
 def configure_logging(training: TrainingArguments) -> None:
@@ -50,7 +52,10 @@ def configure_logging(training: TrainingArguments) -> None:
 def run(argv: list[str] | None) -> int:
     recipe = parse(argv)
     configure_logging(recipe.training)
-    execute(recipe, command_line(argv))
+    if recipe.training.seeds:
+        train_seeds(recipe, command_line(argv))
+    else:
+        execute(recipe, command_line(argv))
     return 0
 
 

@@ -46,6 +46,16 @@ def aligned(
     return paired
 
 
+# What a rescored file holds (bioqa.evaluate.predictions.ScoredAnswers): {kind: (prefix of its metrics, attribute)}.
+PARTS = {"text": ("", "text"), "generated": ("", "generated"), "loglik": ("loglik_", "loglik")}
+
+
+def in_order(table: dict[str, Any], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """A comparison's rows in the report's order: the text metrics, then the label metrics."""
+    order = [*score_names(metrics), "accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1"]
+    return {name: table[name] for name in order if name in table}
+
+
 def compare_rows(
     baseline: list[PredictionRow],
     candidate: list[PredictionRow],
@@ -60,9 +70,8 @@ def compare_rows(
     scored = {
         name: rescored(rows, labels, metrics) for name, rows in (("baseline", baseline), ("candidate", candidate))
     }
-    parts = {"text": ("", "text"), "generated": ("", "generated"), "loglik": ("loglik_", "loglik")}
     table, scores, label_results = {}, {}, {}
-    for kind, (prefix, attribute) in parts.items():
+    for kind, (prefix, attribute) in PARTS.items():
         a, b = getattr(scored["baseline"], attribute), getattr(scored["candidate"], attribute)
         if a is None or b is None:
             continue
@@ -74,10 +83,9 @@ def compare_rows(
             scores = {"baseline": a, "candidate": b}
         else:
             label_results[kind] = label_comparison(a, b, [row["id"] for row in baseline])
-    order = [*score_names(metrics), "accuracy", "macro_f1", "loglik_accuracy", "loglik_macro_f1"]
     return {
         "num_examples": len(baseline),
-        "metrics": {name: table[name] for name in order if name in table},
+        "metrics": in_order(table, metrics),
         "scores": scores,
         "labels": label_results,
         "label_set": list(labels) if labels else None,

@@ -31,6 +31,14 @@ def headlines(result: dict) -> list[str]:
     return [get_metric(m).headline for m in scores.parts if get_metric(m).headline in scores.per_example]
 
 
+def tested_cells(row: dict, digits: int) -> tuple[str, str]:
+    """A compared metric's interval and p-value as table cells; n/a where too few examples allowed a bootstrap
+    (bootstrap.MIN_EXAMPLES), which leaves them None."""
+    if row["p_value"] is None:
+        return "n/a", "n/a"
+    return f"[{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]", f"{row['p_value']:.3g}"
+
+
 def scores_table(result: dict, names: tuple[str, str], scales: bool = True) -> str:
     """The before/after table of a comparison.json: each metric (with its scale, unless `scales` is off, as
     in the demo's summary, whose header says the scales once), both scores, the difference, its interval, p."""
@@ -41,9 +49,7 @@ def scores_table(result: dict, names: tuple[str, str], scales: bool = True) -> s
     for metric, row in result["metrics"].items():
         digits = 2 if top_of(metric) > 1 else 4
         label = f"{metric} (0-{top_of(metric):g})" if scales else metric
-        tested = row["p_value"] is not None  # None: too few examples for a bootstrap (bootstrap.MIN_EXAMPLES)
-        interval = f"[{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]" if tested else "n/a"
-        p_value = f"{row['p_value']:.3g}" if tested else "n/a"
+        interval, p_value = tested_cells(row, digits)
         lines.append(
             f"| {label} | {row['baseline']:.{digits}f} | {row['candidate']:.{digits}f} | "
             f"{row['difference']:+.{digits}f} | {interval} | {p_value} |"

@@ -34,6 +34,7 @@ from bioqa.io.provenance import utc_now
 
 # The command names an inventory (bioqa.io.inventory) records: --overwrite replaces only the same command's output.
 TRAINING_OUTPUT = "load_models.py"
+SEEDS_OUTPUT = "load_models.py (seeds study)"  # a study's folder: one training run per seed, and their summary
 MERGE_OUTPUT = "merge_base_and_adapt_ft_models.py"
 COMPARISON_OUTPUT = "bioqa.comparison"
 BENCHMARK_OUTPUT = "bioqa-benchmark"

@@ -257,6 +257,7 @@ def rows(env) -> dict:
         **peft_rows(env),
         **conversation_rows(env),
         **benchmark_rows(env),
+        **seeds_rows(env),
     }
 
 
@@ -389,6 +390,57 @@ def benchmark_rows(env) -> dict:
             "task a: 1 questions are in one file only (e.g. q2); compare results on the same questions",
         ),
     }
+
+
+def seeds_rows(env) -> dict:
+    """Seeds studies that could not be one (a seed twice, nothing trained, one upload for several runs) and
+    comparisons over seeds that would claim a spread they do not have (one run on a side, a run or a seed twice)."""
+    t = env["tmp"]
+    train = LOAD + ["--model_name_or_path", env["model"], "--output_dir", env["out"], "--train_file", env["data"]]
+    runs = [seeded_run(t / f"run-{name}", seed) for name, seed in (("a", 1), ("b", 2), ("c", 1), ("d", 2))]
+
+    def compare(baseline: list[str], candidate: list[str]) -> list[str]:
+        return COMPARE + ["--baseline", *baseline, "--candidate", *candidate, "--output_dir", env["out"]]
+
+    return {
+        "seeds-given-twice": (
+            train + ["--seeds", "1", "2", "1"],
+            2,
+            "--seeds gives 1 more than once; give each seed once",
+        ),
+        "seeds-without-training": (
+            train + ["--do_predict", "--seeds", "1", "2"],
+            2,
+            "--seeds trains the recipe once per seed; add --do_train",
+        ),
+        "seeds-with-push-to-hub": (
+            train + ["--seeds", "1", "2", "--push_to_hub", "--hub_model_id", "me/model"],
+            2,
+            "--push_to_hub uploads one run, and --seeds trains several",
+        ),
+        "compare-seeds-one-run-on-a-side": (
+            compare(runs[:2], runs[2:3]),
+            2,
+            "a comparison over seeds needs two or more runs on each side, got 2 baseline and 1 candidate",
+        ),
+        "compare-seeds-run-twice": (
+            compare([runs[0], runs[1]], [runs[2], runs[0]]),
+            2,
+            "is given twice; give each run once",
+        ),
+        "compare-seeds-same-seed": (
+            compare([runs[0], runs[2]], [runs[1], runs[3]]),
+            2,
+            "two baseline runs were trained with seed 1; a comparison over seeds needs each seed once per side",
+        ),
+    }
+
+
+def seeded_run(folder: Path, seed: int) -> str:
+    """A run folder trained with `seed` (its run_config.yaml says so) holding a predictions.jsonl."""
+    folder.mkdir(exist_ok=True)
+    write(folder / "run_config.yaml", f"seed: {seed}\n")
+    return prediction_file(folder / "predictions.jsonl", [f"q{i}" for i in range(12)])
 
 
 def results(folder: Path, task: str, questions: int) -> str:
@@ -1088,6 +1140,12 @@ ALL_ROWS = [
     "benchmark-output-is-the-adapter",
     "compare-benchmark-different-tasks",
     "compare-benchmark-different-questions",
+    "seeds-given-twice",
+    "seeds-without-training",
+    "seeds-with-push-to-hub",
+    "compare-seeds-one-run-on-a-side",
+    "compare-seeds-run-twice",
+    "compare-seeds-same-seed",
 ]
 # Rows also run as their own process, as a user would: each script's usage and runtime errors, the offline
 # Hub, and a lock held by another process. The rest run each script's `main` in this process, which tests
