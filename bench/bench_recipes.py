@@ -4,6 +4,7 @@
     python bench/bench_recipes.py --recipe pubmedqa --phase dev2    # a second dev fold: 50 other questions
     python bench/bench_recipes.py --recipe pubmedqa --phase test    # report: 100 test (train 400, or 350 + dev picks)
     python bench/bench_recipes.py --recipe pubmedqa --phase test --seeds 42 1 2  # three seeds, one zero-shot run
+    python bench/bench_recipes.py --recipe pubmedqa-decision --phase test --seeds 42 1 2 --compare_to pubmedqa
     python bench/bench_recipes.py --recipe pubmedqa --phase timing  # one epoch over all 500, time only
     python bench/bench_recipes.py --recipe pubmedqa-decision --phase dev  # yes/no/maybe, then the long answer
 
@@ -95,7 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         help="dev, dev2: choose (two folds); test: report; timing: 500 examples",
     )
     parser.add_argument(
-        "--seeds", type=int, nargs="+", help="fine-tune once per seed against one zero-shot run (default: the recipe's)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="fine-tune once per seed (load_models.py --seeds) against one zero-shot run (default: the recipe's seed)",
+    )
+    parser.add_argument(
+        "--compare_to",
+        choices=sorted(SOURCES),
+        help="with --seeds: compare this recipe's seeds with another recipe's (run before with the same --phase "
+        "and --seeds) by bioqa-compare's two-level bootstrap",
     )
     args, extra = parser.parse_known_args(argv)
     config = ROOT / "configs" / f"{args.recipe}-smollm2.yaml"
@@ -109,14 +119,31 @@ def main(argv: list[str] | None = None) -> int:
     zero = run(
         [*PREDICT, *common, *answer_flags(config), "--output_dir", str(out / "zero-shot"), "--overwrite_output_dir"]
     )
-    runs = [(f"fine-tuned-seed{seed}", ["--seed", str(seed)]) for seed in args.seeds or ()] or [("fine-tuned", [])]
-    for name, seed in runs:
-        tuned = run([*TRAIN, str(config), *common, *seed, "--output_dir", str(out / name), *extra])
+    if not args.seeds:
+        tuned = run([*TRAIN, str(config), *common, "--output_dir", str(out / "fine-tuned"), *extra])
+        compare(out, "fine-tuned")
+        report(out, "fine-tuned", args, zero, tuned)
+        return 0
+    # one study: load_models.py --seeds trains seeds/seed-N and summarises them in seeds/seeds.md
+    seeds = [str(seed) for seed in args.seeds]
+    tuned = run([*TRAIN, str(config), *common, "--seeds", *seeds, "--output_dir", str(out / "seeds"), *extra])
+    names = [f"seeds/seed-{seed}" for seed in seeds]
+    for name in names:
         compare(out, name)
-        report(out, name, args, zero, tuned)
-    if len(runs) > 1:
-        print(seed_spread(out, [name for name, _ in runs]))
+        report(out, name, args, zero, tuned / len(names))
+    print(seed_spread(out, names))
+    print((out / "seeds" / "seeds.md").read_text(encoding="utf-8"))
+    if args.compare_to:
+        compare_studies(WORK / args.compare_to / args.phase / "seeds", out / "seeds", out / f"vs-{args.compare_to}")
     return 0
+
+
+def compare_studies(baseline: Path, candidate: Path, report: Path) -> None:
+    """Two recipes' seeds studies on the same questions: bioqa-compare's two-level bootstrap (seeds, then questions)."""
+    names = ["--baseline_name", baseline.parent.parent.name, "--candidate_name", candidate.parent.parent.name]
+    sides = ["--baseline", str(baseline), "--candidate", str(candidate), *names]
+    run(["-m", "bioqa.comparison", *sides, "--output_dir", str(report), "--overwrite"])
+    print((report / "report.md").read_text(encoding="utf-8"))
 
 
 PREDICT = ["load_models.py", "--do_predict"]
@@ -177,17 +204,21 @@ def timing(config: Path, data: Path, out: Path, extra: list[str]) -> int:
     return 0
 
 
+def report_folder(out: Path, name: str) -> Path:
+    return out / f"report-{name.replace('/', '-')}"
+
+
 def compare(out: Path, name: str) -> None:
     baseline, candidate = out / "zero-shot" / "predictions.jsonl", out / name / "predictions.jsonl"
     command = ["-m", "bioqa.comparison", "--baseline", str(baseline), "--candidate", str(candidate)]
-    run([*command, "--output_dir", str(out / f"report-{name}"), "--overwrite"])
+    run([*command, "--output_dir", str(report_folder(out, name)), "--overwrite"])
 
 
 def seed_spread(out: Path, names: list[str]) -> str:
     """Each seed's fine-tuned ROUGE-L and METEOR with the METEOR difference's interval, then mean and range."""
     lines, found = ["\n| run | ROUGE-L | METEOR | METEOR difference [95% CI] |", "|---|---|---|---|"], {}
     for name in names:
-        metrics = json.loads((out / f"report-{name}" / "comparison.json").read_text())["metrics"]
+        metrics = json.loads((report_folder(out, name) / "comparison.json").read_text())["metrics"]
         rouge, meteor = metrics["rougeL"], metrics["meteor"]
         found[name] = (rouge["candidate"], meteor["candidate"])
         lines.append(
@@ -201,7 +232,7 @@ def seed_spread(out: Path, names: list[str]) -> str:
 
 
 def report(out: Path, name: str, args: argparse.Namespace, zero: float, tuned: float) -> None:
-    comparison = json.loads((out / f"report-{name}" / "comparison.json").read_text())
+    comparison = json.loads((report_folder(out, name) / "comparison.json").read_text())
     train = json.loads((out / name / "metrics.json").read_text())
     manifest = json.loads((out / name / "run_manifest.json").read_text())
     print(

@@ -22,6 +22,7 @@ from bioqa.data.sources import training_file
 from bioqa.data.splits import Splits, load_splits
 from bioqa.devices import DeviceChoice, choose_device
 from bioqa.errors import InputError, option, raise_problems
+from bioqa.forgetting import check_forgetting, forgetting_problems
 from bioqa.io.outputs import TRAINING_OUTPUT, check_not_an_input, check_output_folder, output_lock, real
 from bioqa.prediction import predict_stage, test_prompts
 from bioqa.recipe import Recipe, TrainingArguments
@@ -90,7 +91,7 @@ def execute(recipe: Recipe, command: Sequence[str]) -> None:
 
 def prepare(recipe: Recipe) -> tuple[Recipe, DeviceChoice]:
     """Every check that needs no weights, and the device: the recipe as the run will use it, and its device."""
-    raise_problems(argument_problems(recipe) + push_problems(recipe))
+    raise_problems(argument_problems(recipe) + push_problems(recipe) + forgetting_problems(recipe))
     recipe = recipe.replace(model_name_or_path=resolve_model_name(recipe.model.model_name_or_path))
     out = Path(recipe.training.output_dir)
     check_not_an_input(out, "output_dir", run_inputs(recipe))
@@ -130,7 +131,10 @@ def run_locked(recipe: Recipe, command: Sequence[str], choice: DeviceChoice) -> 
     trained = train(recipe, choice, tokenizer, fmt, splits, manifest, resume) if training else None
     if predicting:
         predict_stage(recipe, choice, trained, tokenizer, test, manifest, resume)
-    if trained is not None and recipe.training.push_to_hub and recipe.training.process_index == 0:
+    finished, trained = trained is not None, None  # the benchmark loads models of its own: this one can go
+    if finished and recipe.evaluation.benchmark_tasks is not None:
+        check_forgetting(recipe, choice)
+    if finished and recipe.training.push_to_hub and recipe.training.process_index == 0:
         push_output(recipe)  # every final file is in place: the folder is complete
     wait_for_every_process()  # the main process writes the files every process's Run and Predictions read
 

@@ -128,6 +128,18 @@ def evaluation_section(title: str, evaluation: dict[str, Any] | None, what: str)
     )
 
 
+def benchmark_section(found: dict[str, Any] | None) -> str:
+    """The forgetting check (`--benchmark_tasks`): the base against this adapter on the same benchmark questions."""
+    if not found:
+        return ""
+    return (
+        "### Standard benchmarks: the base against this adapter\n\n"
+        f"lm-evaluation-harness ({', '.join(found['tasks'])}), accuracy by log-likelihood of each option on the same "
+        "questions; the difference's paired bootstrap 95% "
+        f"interval and McNemar's exact test (`{found['folder']}/comparison/report.md`):\n\n{found['table']}\n\n"
+    )
+
+
 def adapter_card(
     folder: str,
     config: dict[str, Any],
@@ -142,6 +154,7 @@ def adapter_card(
     evaluation = evaluation_section(
         "Validation", validation, "Generated answers to the validation questions the evaluation during training used"
     ) + evaluation_section("Test", test, "Generated answers to the test split (`--do_predict`)")
+    evaluation += benchmark_section(manifest.get("benchmark"))
     return (
         front_matter(base, "peft", datasets, base_license(base))
         + f"\n# {Path(folder).name}\n\nA {method_name(config)} adapter for `{base}`, fine-tuned for biomedical "

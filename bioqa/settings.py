@@ -292,6 +292,13 @@ class EvaluationArguments:
         "do_predict: bootstrap resamples for the 95 percent intervals in predict_metrics.json (seeded by seed).",
         1000,
     )
+    benchmark_tasks: list[str] | None = setting(
+        Role.SCORING,
+        "After training, the forgetting check: lm-evaluation-harness tasks (as bioqa-benchmark's tasks: pubmedqa, "
+        "multimedqa, ..., or local for the test split's labels) run on the base and on the adapter, compared "
+        "question by question (paired interval, McNemar); results in output_dir/benchmark and the model card.",
+        None,
+    )
 
 
 @dataclass(frozen=True)

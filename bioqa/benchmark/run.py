@@ -106,8 +106,7 @@ def benchmark(
     """Run the benchmark the settings describe and write its results; InputError for anything found wrong first."""
     tasks = task_names(args.tasks)
     raise_problems(argument_problems(args, tasks, model))
-    if any(task != LOCAL for task in tasks):
-        raise_problems(task_problems(tasks, known_tasks(), hub_reachable()))
+    raise_problems(harness_problems(tasks, "tasks"))
     model = dataclasses.replace(model, model_name_or_path=resolve_model_name(model.model_name_or_path))
     choice = choose_device(model.device, model.precision, False, model.generation_dtype)
     out = Path(args.output_dir)
@@ -116,12 +115,26 @@ def benchmark(
     with output_lock(out, "output_dir"):
         check_output_folder(out, "output_dir", BENCHMARK_OUTPUT, args.overwrite, f"pass {option('overwrite')}")
         with staged_folder(out, lambda: check_own_output(out, "output_dir", BENCHMARK_OUTPUT)) as staging:
-            include = local_task(staging / "tasks", model, data, prompt) if LOCAL in tasks else None
-            results = evaluate(args, model, choice, harness_tasks(tasks), include)
-            if include is not None:  # the definition kept with the results names the file kept beside it
-                point_local_task(include, out / "tasks")
-            run = write_results(staging, (args, model, data, prompt), choice, results)
+            run = run_benchmark(staging, out, (args, model, data, prompt), choice, tasks)
     return BenchmarkRun(out, run.scores, run.table)
+
+
+def harness_problems(tasks: list[str], setting: str) -> list[str]:
+    """Task names lm-eval does not know, and Hub tasks while offline (none to check for the local task alone)."""
+    if all(task == LOCAL for task in tasks):
+        return []
+    return task_problems(tasks, known_tasks(), hub_reachable(), setting)
+
+
+def run_benchmark(folder: Path, final: Path, settings: tuple, choice: Any, tasks: list[str]) -> BenchmarkRun:
+    """Evaluate and write the result files into `folder`, which becomes `final` (a staging folder, or the folder
+    itself); `settings`: the benchmark, model, data and prompt sections."""
+    args, model, data, prompt = settings
+    include = local_task(folder / "tasks", model, data, prompt) if LOCAL in tasks else None
+    results = evaluate(args, model, choice, harness_tasks(tasks), include)
+    if include is not None:  # the definition kept with the results names the file kept beside it
+        point_local_task(include, final / "tasks")
+    return write_results(folder, settings, choice, results)
 
 
 def local_task(folder: Path, model: ModelArguments, data: DataArguments, prompt: PromptArguments) -> Path:

@@ -72,21 +72,22 @@ def point_local_task(folder: Path, final: Path) -> None:
     (folder / f"{LOCAL_TASK}.yaml").write_text(TASK_YAML.format(name=LOCAL_TASK, data=data), encoding="utf-8")
 
 
-def task_problems(tasks: list[str], known: set[str], online: bool) -> list[str]:
-    """Task names lm-eval does not know (with the closest it does), and Hub tasks asked for while offline."""
+def task_problems(tasks: list[str], known: set[str], online: bool, setting: str = "tasks") -> list[str]:
+    """Task names lm-eval does not know (with the closest it does), and Hub tasks asked for while offline;
+    `setting` names the option that gave them."""
     problems = []
     for name in (task for task in tasks if task != LOCAL):
         if name not in known:
             close = did_you_mean(name, known)
             problems.append(
-                f"{option('tasks')} {name} is no lm-evaluation-harness task or group"
+                f"{option(setting)} {name} is no lm-evaluation-harness task or group"
                 + (f" ({close})" if close else "")
                 + f"; list them with: lm-eval ls tasks; or use {LOCAL} for your own file"
             )
         elif not online:
             problems.append(
-                f"{option('tasks')} {name} loads its questions from the Hugging Face Hub, which is unreachable; "
-                f"offline, benchmark your own labelled file: {option('tasks')} {LOCAL} {option('test_file')} FILE "
+                f"{option(setting)} {name} loads its questions from the Hugging Face Hub, which is unreachable; "
+                f"offline, benchmark your own labelled file: {option(setting)} {LOCAL} {option('test_file')} FILE "
                 f"{option('label_field')} FIELD"
             )
     return problems

@@ -357,6 +357,7 @@ def benchmark_rows(env) -> dict:
     """Benchmarks that cannot run (a task lm-eval does not have, a Hub task offline, a local task without labels) and
     benchmark results that cannot be compared (other tasks, other questions)."""
     bench, t = BENCHMARK + ["--model_name_or_path", env["model"], "--output_dir", env["out"]], env["tmp"]
+    train = LOAD + ["--model_name_or_path", env["model"], "--output_dir", env["out"], "--train_file", env["data"]]
     return {
         "benchmark-unknown-task": (
             bench + ["--tasks", "pubmedqaa"],
@@ -378,6 +379,21 @@ def benchmark_rows(env) -> dict:
             bench[:-2] + ["--adapter_name_or_path", env["adapter"], "--tasks", "local", "--output_dir", env["adapter"]],
             2,
             "is the adapter",
+        ),
+        "benchmark-tasks-unknown": (
+            train + ["--benchmark_tasks", "pubmedqaa"],
+            2,
+            "--benchmark_tasks pubmedqaa is no lm-evaluation-harness task or group (did you mean 'pubmedqa'",
+        ),
+        "benchmark-tasks-local-without-labels": (
+            train + ["--benchmark_tasks", "local"],
+            2,
+            "--benchmark_tasks local scores the test split's labels: give --label_field",
+        ),
+        "benchmark-tasks-without-training": (
+            train + ["--do_predict", "--benchmark_tasks", "local", "--label_field", "decision"],
+            2,
+            "--benchmark_tasks runs after training; add --do_train, or benchmark a model with bioqa-benchmark",
         ),
         "compare-benchmark-different-tasks": (
             COMPARE + ["--baseline", results(t, "a", 2), "--candidate", results(t, "b", 2), "--output_dir", env["out"]],
@@ -1138,6 +1154,9 @@ ALL_ROWS = [
     "benchmark-hub-task-offline",
     "benchmark-local-without-labels",
     "benchmark-output-is-the-adapter",
+    "benchmark-tasks-unknown",
+    "benchmark-tasks-local-without-labels",
+    "benchmark-tasks-without-training",
     "compare-benchmark-different-tasks",
     "compare-benchmark-different-questions",
     "seeds-given-twice",

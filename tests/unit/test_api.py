@@ -82,6 +82,41 @@ def test_compare_refuses_files_about_other_questions(files):
         bioqa.compare(files[0], other)
 
 
+def test_a_label_only_one_file_holds_compares_the_answers_alone():
+    """A recipe that learns the decision against one that writes the answer only: their answers are compared; a label
+    both files hold must agree."""
+    labelled = [{**row, "label": "yes", "predicted_label": "yes"} for row in CANDIDATE]
+    result = bioqa.compare(BASELINE, labelled, bootstrap_samples=100)
+    assert "rougeL" in result.metrics and "accuracy" not in result.metrics and result.labels == {}
+    relabelled = [{**row, "label": "no"} if row["id"] == "2" else row for row in labelled]
+    with pytest.raises(bioqa.InputError, match="id '2' has another label"):
+        bioqa.compare(relabelled, labelled)
+
+
+def test_runs_over_seeds_are_compared_by_the_two_level_bootstrap(tmp_path):
+    """Two runs per side, in memory and from files alike; with one run per side, the paired comparison."""
+    from bioqa.evaluate.bootstrap import two_level_bootstrap
+
+    def write(name, data):
+        path = tmp_path / name / "predictions.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(row) + "\n" for row in data))
+        return path
+
+    other = rows([f"Drug {i} lowers glucose." for i in range(12)])
+    sides = [[write("a1", BASELINE), write("a2", other)], [write("b1", CANDIDATE), write("b2", other)]]
+    result = bioqa.compare(*sides, tmp_path / "report", bootstrap_samples=200)
+    scores = [
+        [metrics_utils.score_predictions([r["prediction"] for r in data], REFERENCES) for data in side]
+        for side in ([BASELINE, other], [CANDIDATE, other])
+    ]
+    expected = two_level_bootstrap(scores[0], scores[1], 200)["rougeL"]
+    row = result.metrics["rougeL"]
+    assert {k: row[k] for k in expected} == pytest.approx(expected)
+    assert row["baseline"] == pytest.approx((scores[0][0].corpus()["rougeL"] + scores[0][1].corpus()["rougeL"]) / 2)
+    assert result.names == ("baseline", "candidate") and (tmp_path / "report" / "report.md").is_file()
+
+
 def test_score_is_compute_metrics_with_intervals():
     predictions = [(c if i % 2 else b)["prediction"] for i, (b, c) in enumerate(zip(BASELINE, CANDIDATE))]
     scores = bioqa.score(predictions, REFERENCES, bootstrap_samples=100, seed=1)
