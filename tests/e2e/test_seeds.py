@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 
+import bioqa
 from helpers import quick_training, read_jsonl, run_cli, run_flags
 from tiny_models import write_jsonl, yes_no_rows
 
@@ -99,3 +100,5 @@ def test_two_studies_are_compared_over_seeds(studies, tmp_path):
     assert [r["seed"] for r in comparison["runs_compared"]["baseline"]] == [1, 2]
     text = (report / "report.md").read_text()
     assert "two-level bootstrap" in text and "## Each run" in text
+    in_python = bioqa.compare(bioqa.Seeds(studies / "a"), bioqa.Seeds(studies / "b"))  # what finetune_seeds returns
+    assert in_python.metrics == comparison["metrics"]
