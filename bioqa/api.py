@@ -147,8 +147,8 @@ def _problems(bootstrap_samples: int, examples_shown: int) -> list[str]:
 
 
 def compare(
-    baseline: Source | Sequence[str | os.PathLike],
-    candidate: Source | Sequence[str | os.PathLike],
+    baseline: Source | Sequence[Source],
+    candidate: Source | Sequence[Source],
     output_dir: str | Path | None = None,
     *,
     names: tuple[str | None, str | None] = (None, None),
@@ -207,15 +207,16 @@ def compare(
     return Comparison(names, details, table, out)
 
 
-def _runs_of(side: Source | Sequence[str | os.PathLike]) -> list[Source]:
-    """One side's runs: a prediction file, its rows or what `bioqa.predict` returned (one run); a list of files
-    (several runs); a seeds study (`bioqa.finetune` with seeds, or its folder), whose seeds' prediction files."""
+def _runs_of(side: Source | Sequence[Source]) -> list[Source]:
+    """One side's runs: a prediction file, its rows or what `bioqa.predict` returned (one run); a list of files or
+    of row lists (several runs); a seeds study (what `bioqa.finetune_seeds` returned, or its folder), whose seeds'
+    prediction files."""
     if isinstance(side, (str, os.PathLike)):
         if (Path(side) / STUDY_FILE).is_file():
             return list(Seeds(Path(side)).prediction_files())
         return [side]
-    if side and all(isinstance(item, (str, os.PathLike)) for item in side):
-        return [run for item in side for run in _runs_of(item)]
+    if side and all(isinstance(item, (str, os.PathLike, list)) for item in side):
+        return [run for item in side for run in (_runs_of(item) if not isinstance(item, list) else [item])]
     return [side]
 
 

@@ -115,6 +115,8 @@ def test_runs_over_seeds_are_compared_by_the_two_level_bootstrap(tmp_path):
     assert {k: row[k] for k in expected} == pytest.approx(expected)
     assert row["baseline"] == pytest.approx((scores[0][0].corpus()["rougeL"] + scores[0][1].corpus()["rougeL"]) / 2)
     assert result.names == ("baseline", "candidate") and (tmp_path / "report" / "report.md").is_file()
+    in_memory = bioqa.compare([BASELINE, other], [CANDIDATE, other], bootstrap_samples=200)  # lists of row lists
+    assert in_memory.metrics == result.metrics
 
 
 def test_score_is_compute_metrics_with_intervals():
