@@ -198,7 +198,7 @@ def test_failure_mid_write_keeps_nothing_and_leaves_old_output(base_and_adapter,
         raise OSError("disk went away")
 
     monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk went away"):
         merge_script.merge(["--adapter_dir", str(adapter), "--output_dir", str(out), "--overwrite"])
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder, no lock left
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "merge_report.json", "written_files.json"]

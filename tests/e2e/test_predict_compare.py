@@ -125,6 +125,11 @@ def test_compare_writes_report_table_and_plots(zero_shot, trained, tmp_path):
         "bleu",
         "meteor",
     }
+    for side, folder in (("baseline", zero_shot), ("candidate", trained[0])):  # each file's own scores
+        rows = read_jsonl(folder / "predictions.jsonl")
+        own = metrics_utils.compute_metrics([r["prediction"] for r in rows], [r["reference"] for r in rows])
+        for metric, scores in numbers["metrics"].items():
+            assert scores[side] == pytest.approx(own[metric]), (side, metric)
     row = numbers["metrics"]["rougeL"]
     assert row["difference"] == pytest.approx(row["candidate"] - row["baseline"])
     assert row["ci_low"] is row["ci_high"] is row["p_value"] is None  # 6 paired questions: no bootstrap

@@ -207,7 +207,9 @@ def test_resuming_with_other_training_settings_is_refused(finished_run, tiny_mod
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
     for fragment in ("--lora_r 16 -> 4", "--learning_rate 0.005 -> 0.001", "--per_device_train_batch_size 4 -> 2"):
         assert fragment in errors[0], fragment
-    assert (out / "run_config.yaml").read_bytes() == config and not (out / "checkpoint-5").exists()
+    # a resume that ran would have trained on from step 4 and saved step 8 again
+    assert (out / "run_config.yaml").read_bytes() == config and not (out / "checkpoint-8").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8-moved"]
 
 
 @pytest.mark.slow

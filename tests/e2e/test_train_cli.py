@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import metrics_utils
 from bioqa.devices import cpu_has_native_bf16
 from helpers import TRAIN, quick_training, read_jsonl, run_cli, run_flags
 
@@ -100,7 +101,12 @@ def test_manifest_and_resolved_config(trained, qa_file):
     assert json.loads((out / "predict_metrics.json").read_text())["generation"]["dtype"] == native
     assert manifest["split_sizes"] == {"train": 48, "validation": 6, "test": 6}
     assert manifest["data_sources"]["train"]["sha256"] and manifest["packages"]["transformers"]
-    assert manifest["started_at"] <= manifest["finished_at"] and manifest["final_metrics"]["eval_rougeL"] >= 0
+    assert manifest["started_at"] <= manifest["finished_at"]
+    # the final ROUGE-L is the final evaluation's answers scored again, and what metrics.json says
+    final = read_jsonl(out / manifest["final_evaluation"])
+    rescored = metrics_utils.compute_metrics([r["prediction"] for r in final], [r["reference"] for r in final])
+    assert manifest["final_metrics"]["eval_rougeL"] == pytest.approx(rescored["rougeL"])
+    assert json.loads((out / "metrics.json").read_text())["eval_rougeL"] == manifest["final_metrics"]["eval_rougeL"]
     opts = parse_recipe(["--config", str(out / "run_config.yaml")])
     assert opts.data.train_file == str(qa_file) and opts.training.max_steps == 24 and opts.adapter.lora_r == 8
 

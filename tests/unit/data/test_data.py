@@ -175,8 +175,10 @@ def test_csv_field_spanning_lines_and_unusual_line_separators_survive(tmp_path):
 
 
 def test_one_file_is_split_by_seed_and_ratios_and_leaks_are_counted(tmp_path):
-    rows = [{"question": f"Question {i}?", "answer": f"Answer {i}."} for i in range(100)]
-    rows.append({"question": "question 5?", "answer": "dup"})  # same question, other case: a leak if split apart
+    rows = [{"question": f"Question {i}?", "answer": f"Answer {i}."} for i in range(90)]
+    # ten questions twice, in other case: each a leak where the split puts its two copies apart
+    rows += [{"question": f"question {i}?", "answer": "dup"} for i in range(0, 100, 10)]
+    rows += [{"question": f"Question {i}?", "answer": f"Answer {i}."} for i in range(90, 91)]
     path = write(tmp_path / "all.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     first = data.load_splits(args(train_file=str(path)))
     again = data.load_splits(args(train_file=str(path)))
@@ -186,7 +188,12 @@ def test_one_file_is_split_by_seed_and_ratios_and_leaks_are_counted(tmp_path):
     assert other.examples["test"] != first.examples["test"]
     ids = [e["id"] for split in first.examples.values() for e in split]
     assert len(ids) == len(set(ids)) == 101
-    assert first.leaked_questions in (0, 1)
+    splits_of: dict[str, set[str]] = {}
+    for name, split in first.examples.items():
+        for example in split:
+            splits_of.setdefault(example["question"].lower(), set()).add(name)
+    apart = sum(len(names) > 1 for names in splits_of.values())
+    assert apart >= 1 and first.leaked_questions == apart
     assert first.sources["train"]["sha256"] and first.dropped_empty == {"train": 0, "validation": 0, "test": 0}
 
 

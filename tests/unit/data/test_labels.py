@@ -2,6 +2,7 @@
 bootstrap over labels, McNemar, options and targets."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -160,9 +161,19 @@ def test_options_are_lettered(value, expected):
     assert L.as_options(value) == expected
 
 
-@pytest.mark.parametrize("value", [["only one"], [], ["a", ""], ["a", None], "a string", ["x"] * 27])
-def test_bad_options_are_refused(value):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "value, why",
+    [
+        (["only one"], "1 option(s); a multiple-choice question needs at least two"),
+        ([], "0 option(s)"),
+        (["a", ""], "option B is '', not a text"),
+        (["a", None], "option B is None, not a text"),
+        ("a string", "options must be a list or an object keyed by letter, not str"),
+        (["x"] * 27, "27 options; at most 26 can be lettered"),
+    ],
+)
+def test_bad_options_are_refused(value, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
         L.as_options(value)
 
 
