@@ -187,14 +187,22 @@ def test_lora_folded_is_undone_when_the_block_fails(tokenizer):
 
 
 @pytest.mark.parametrize("fold", [True, False])
-def test_answer_prompts_folds_lora_only_when_asked(tokenizer, prompt_batch, fold, monkeypatch):
-    from bioqa.generate import precision
-
-    model, seen = lora_model(tokenizer), []
-    monkeypatch.setattr(precision, "foldable", lambda module: seen.append(module) or False)
+def test_answer_prompts_folds_lora_only_when_asked(tokenizer, prompt_batch, fold):
+    """Folded, the update is in the weights and no LoRA layer runs while generating; unfolded, every one does; after
+    it, the model is the adapter it was."""
+    model = lora_model(tokenizer)
+    expected = lora_logits(model)
+    calls = []
+    adapters = [m for name, m in model.named_modules() if name.endswith("lora_A.default")]
+    hooks = [m.register_forward_hook(lambda *args: calls.append(1)) for m in adapters]
     how = Answering(GenerationSettings(max_new_tokens=2, batch_size=4, fold_lora=fold))
-    assert len(answer_prompts(model, tokenizer, prompt_batch, how).texts) == len(prompt_batch)
-    assert bool(seen) == fold
+    try:
+        assert len(answer_prompts(model, tokenizer, prompt_batch, how).texts) == len(prompt_batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert adapters and (len(calls) == 0) == fold
+    torch.testing.assert_close(lora_logits(model), expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("cache", ["dynamic", "reserved"])
