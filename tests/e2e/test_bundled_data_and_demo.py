@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import metrics_utils
 from helpers import ROOT, read_jsonl
 
 DATA = ROOT / "data" / "bioqa"
@@ -146,3 +147,11 @@ def test_demo_pipeline_on_a_reduced_recipe(tmp_path):
     ):
         assert (demo / path).is_file(), path
     assert json.loads((demo / "merged" / "merge_report.json").read_text())["verification"]["passed"]
+    # the report's table holds each system's own scores, as its predictions rescore
+    own = {}
+    for side in ("zero-shot", "fine-tuned"):
+        rows = read_jsonl(demo / side / "predictions.jsonl")
+        own[side] = metrics_utils.compute_metrics([r["prediction"] for r in rows], [r["reference"] for r in rows])
+    text = (demo / "report" / "report.md").read_text()
+    for metric in ("rougeL", "meteor"):
+        assert f"| {metric} (0-1) | {own['zero-shot'][metric]:.4f} | {own['fine-tuned'][metric]:.4f} |" in text, metric

@@ -101,6 +101,13 @@ def test_two_processes(kind, single, tiny_model_dir, qa_file, tmp_path):
     # the loss, and its eval_loss normalises each process's batch by the tokens of all processes' batches.
     for name in ("eval_rougeL", "eval_bleu", "eval_meteor"):
         assert metrics[name] == pytest.approx(expected[name], abs=1e-6), name
+    # the tiny model's 8 steps score 0 on every metric, so the scores alone would pass for any answers: the answers
+    # themselves (non-empty) must be the single process's, question by question
+    answers = [
+        {row["id"]: row["prediction"] for row in read_jsonl(folder / "predictions" / "eval-step-8.jsonl")}
+        for folder in (out, single)
+    ]
+    assert answers[0] == answers[1] and all(answers[0].values())
     assert (out / "adapter_model.safetensors").is_file() and not list(out.glob(".*"))  # no staging or temporary left
 
 
