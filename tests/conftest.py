@@ -1,6 +1,8 @@
 """Session fixtures: tiny models and QA files built offline once per test session."""
 
 import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,32 @@ def share_the_cores() -> None:
 
 
 share_the_cores()
+
+# The longest any command a test runs may take (a training run on the tiny model takes seconds; the demo's reduced
+# recipe minutes): one that hangs fails with its last output instead of holding CI to its budget.
+COMMAND_TIMEOUT = 900
+
+
+def _time_limited(run):
+    def limited(*args, **kwargs):
+        kwargs.setdefault("timeout", COMMAND_TIMEOUT)
+        try:
+            return run(*args, **kwargs)
+        except subprocess.TimeoutExpired as exc:
+            output = "".join(
+                part.decode("utf-8", "replace") if isinstance(part, bytes) else part
+                for part in (exc.stdout, exc.stderr)
+                if part
+            )
+            command = shlex.join(map(str, exc.cmd)) if isinstance(exc.cmd, (list, tuple)) else str(exc.cmd)
+            pytest.fail(f"{command[:300]} ran past {exc.timeout:g} s; its last output:\n{output[-3000:]}")
+
+    limited.limits_commands = True
+    return limited
+
+
+if not getattr(subprocess.run, "limits_commands", False):
+    subprocess.run = _time_limited(subprocess.run)
 
 
 @pytest.fixture(scope="session")
