@@ -54,9 +54,11 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
     killed = tmp_path / "killed"
     process = start(base_args(tiny_model_dir, qa_file, killed) + STEPS, tmp_path / "log")
     wait_for(lambda: (killed / "checkpoint-8" / "trainer_state.json").is_file())
-    time.sleep(0.3)  # somewhere in the steps after the checkpoint
+    # killed in the steps after the checkpoint: once a step after it has logged its loss (--logging_steps 1)
+    seen = len((tmp_path / "log").read_text())
+    wait_for(lambda: "'loss'" in (tmp_path / "log").read_text()[seen:])
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.wait(timeout=60)
     assert not (killed / "adapter_model.safetensors").exists()  # no final artifact from a killed run
     started = json.loads(
         (killed / "run_manifest.json").read_text()
