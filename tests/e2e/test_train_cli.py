@@ -211,3 +211,21 @@ def test_no_validation_pass_that_was_not_asked_for(tiny_model_dir, qa_file, tmp_
     assert set(manifest["truncation"]) == {"train"} and not any(
         k.startswith("eval_") for k in manifest["final_metrics"]
     )
+
+
+def test_early_stopping_ends_training_after_the_evaluations_without_improvement(tiny_model_dir, qa_file, tmp_path):
+    """Patience 1: the evaluation at step 8 does not beat step 4's, so training stops there, not at step 40. The loss
+    falls as training goes on; asking for a greater eval_loss makes every later evaluation one without improvement."""
+    out = tmp_path / "out"
+    result = run_cli(
+        *run_flags(tiny_model_dir, qa_file, out),
+        *quick_training(40, save_steps=4),
+        *("--eval_strategy", "steps", "--eval_steps", "4", "--no_generation_eval", "--load_best_model_at_end"),
+        *("--metric_for_best_model", "eval_loss", "--greater_is_better", "true", "--early_stopping_patience", "1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry and "step" in entry]
+    assert state["global_step"] == 8 and [e["step"] for e in evaluations][:2] == [4, 8]
+    assert evaluations[1]["eval_loss"] < evaluations[0]["eval_loss"]  # no improvement, as asked
+    assert state["best_model_checkpoint"].endswith("checkpoint-4")

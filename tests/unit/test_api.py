@@ -179,3 +179,34 @@ def test_merge_keywords_are_the_merge_settings_with_their_defaults():
         f.name: f.default for f in dataclasses.fields(MergeSettings) if f.name not in ("adapter_dir", "output_dir")
     }
     assert keywords == declared
+
+
+def test_a_comparison_replaces_only_its_own_earlier_output(files, tmp_path):
+    out = tmp_path / "report"
+    first = bioqa.compare(*files, out, bootstrap_samples=100)
+    with pytest.raises(bioqa.InputError, match="is not empty; pass overwrite to replace it"):
+        bioqa.compare(*files, out, bootstrap_samples=100)
+    again = bioqa.compare(*reversed(files), out, bootstrap_samples=100, overwrite=True)
+    assert again.metrics["rougeL"]["difference"] == pytest.approx(-first.metrics["rougeL"]["difference"])
+    assert json.loads((out / "comparison.json").read_text())["baseline"] == str(files[1])
+    (out / "my_notes.md").write_text("mine")
+    with pytest.raises(bioqa.InputError, match="my_notes.md is not one of the files it wrote"):
+        bioqa.compare(*files, out, bootstrap_samples=100, overwrite=True)
+    assert (out / "my_notes.md").read_text() == "mine" and (out / "report.md").is_file()
+
+
+def test_a_comparison_failing_while_it_writes_leaves_the_earlier_one(files, tmp_path, monkeypatch):
+    from bioqa.evaluate import report
+
+    out = tmp_path / "report"
+    bioqa.compare(*files, out, bootstrap_samples=100)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "plot_distributions", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        bioqa.compare(*reversed(files), out, bootstrap_samples=100, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.jsonl", "candidate.jsonl", "report"]
