@@ -57,7 +57,14 @@ from bioqa.merging.merge import (
     with_tied_head,
     write_streamed_config,
 )
-from bioqa.merging.verification import compare_logits, probe_model, probe_prompts, run_config, weightwise_summary
+from bioqa.merging.verification import (
+    adapted_weights,
+    compare_logits,
+    probe_model,
+    probe_prompts,
+    run_config,
+    weightwise_summary,
+)
 from bioqa.model_card import merged_card
 from bioqa.train.modeling import hub_reachable, resolve_model_name
 
@@ -239,7 +246,7 @@ def run_streaming(
     if reference is not None:
         verification = verify_from_disk(args, staging, tokenizer, prompts, reference, dtype)
     else:
-        verification = weightwise_summary(errors, dtype) if args.verify else skipped()
+        verification = weightwise_summary(errors, dtype, adapted_weights(tensors)) if args.verify else skipped()
     return {"mode": "streaming, one shard at a time", "timings": timings, "verification": verification}
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bioqa.io.files import parse_jsonl, read_run_config, read_text
-from bioqa.merging.adapters import Adapter
+from bioqa.merging.adapters import PREFIX, Adapter
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -95,16 +95,27 @@ def weight_probe_error(original: Any, merged: Any, delta_fn: Any, generator: Any
     return float((merged.float() @ x - expected).norm() / expected.norm().clamp(min=1e-12))
 
 
-def weightwise_summary(errors: dict[str, float], dtype: str) -> dict[str, Any]:
+def adapted_weights(tensors: dict[str, Any]) -> set[str]:
+    """Every base weight a LoRA pair of the adapter's file changes, read from the file's keys here, apart from the
+    merge's own reading: the weight-by-weight check must cover each one, whatever the merge made of them."""
+    suffix = ".lora_A.weight"
+    return {f"{key[len(PREFIX) : -len(suffix)]}.weight" for key in tensors if key.endswith(suffix)}
+
+
+def weightwise_summary(errors: dict[str, float], dtype: str, adapted: set[str]) -> dict[str, Any]:
+    """The probe errors of the merged weights (`errors`), against the tolerance of `dtype`; a weight of `adapted`
+    the merge did not change (no error measured) fails the check."""
     tolerance = TOLERANCES[dtype][2]
     worst = max(errors, key=errors.get) if errors else None
+    unmerged = sorted(adapted - set(errors))
     return {
         "method": "weight by weight: W'x vs Wx + scale*B(Ax) on random vectors",
         "weights_checked": len(errors),
         "max_relative_error": errors[worst] if worst else 0.0,
         "worst_weight": worst,
+        "not_merged": unmerged,
         "tolerance": {"max_relative_error": tolerance},
-        "passed": all(error <= tolerance for error in errors.values()),
+        "passed": not unmerged and all(error <= tolerance for error in errors.values()),
     }
 
 

@@ -124,6 +124,44 @@ def test_a_pair_the_merge_misses_fails_verification(base_and_adapter, tmp_path, 
     assert "verification failed, nothing kept" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
+def test_weight_by_weight_verification_finds_a_pair_the_merge_missed(base_and_adapter, tmp_path, monkeypatch, capsys):
+    from bioqa.merging import adapters
+
+    base, adapter = base_and_adapter
+    for where in (merge_run, merging):  # streaming, checked weight by weight
+        monkeypatch.setattr(where, "fits_in_memory", lambda *args, **kwargs: False)
+    real_pairs = adapters.lora_pairs
+    monkeypatch.setattr("bioqa.merging.merge.lora_pairs", lambda tensors: dict(list(real_pairs(tensors).items())[1:]))
+    assert merge_script.main(["--adapter_dir", str(adapter), "--output_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    missed = next(iter(real_pairs(load_adapter_tensors(adapter))))
+    assert "verification failed, nothing kept" in err and f'"not_merged": ["{missed}"]' in err
+    assert not (tmp_path / "out").exists()
+
+
+def load_adapter_tensors(adapter):
+    from safetensors.torch import load_file
+
+    return load_file(adapter / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_a_merged_weight_that_is_not_finite_is_refused(base_and_adapter, tmp_path, capsys, low_memory):
+    from safetensors.torch import load_file, save_file
+
+    base, adapter = base_and_adapter
+    damaged = tmp_path / "adapter"
+    shutil.copytree(adapter, damaged)
+    tensors = load_file(damaged / "adapter_model.safetensors")
+    name = next(key for key in tensors if key.endswith("lora_B.weight"))
+    tensors[name][0, 0] = float("inf")
+    save_file(tensors, damaged / "adapter_model.safetensors")
+    args = ["--adapter_dir", str(damaged), "--output_dir", str(tmp_path / "out"), *(["--low_memory"] * low_memory)]
+    assert merge_script.main(args) == 1
+    err = capsys.readouterr().err
+    assert "holds NaN or inf; the adapter is damaged or diverged in training" in err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     "lora", [{"use_rslora": True}, {"rank_pattern": {"q_proj": 2}, "alpha_pattern": {"down_proj": 3}}]
 )
