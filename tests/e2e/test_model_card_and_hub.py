@@ -172,6 +172,18 @@ def test_push_to_hub_without_a_token_is_refused_before_training(
     assert not out.exists() and fake_hub.calls == []
 
 
+def test_push_to_hub_on_a_run_that_trains_nothing_is_refused(fake_hub, tiny_model_dir, qa_file, tmp_path, capsys):
+    from bioqa.cli import train
+
+    out = tmp_path / "zero-shot"
+    command = [*run_flags(tiny_model_dir, qa_file, out), "--do_predict", "--push_to_hub", "--hub_model_id", "me/x"]
+    assert train.main(command) == 2
+    assert "--push_to_hub uploads the adapter a run trains; add --do_train, or drop --push_to_hub" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists() and fake_hub.calls == []
+
+
 def test_push_to_hub_offline_is_refused_before_anything_loads(tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "run"
     result = run_cli(*train_args(tiny_model_dir, qa_file, out))  # run_cli sets HF_HUB_OFFLINE=1

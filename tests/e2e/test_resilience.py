@@ -107,6 +107,41 @@ def test_signal_saves_a_checkpoint_and_stops_cleanly(signal_name, tiny_model_dir
     assert not (tmp_path / ".out.lock").exists()
 
 
+@pytest.mark.slow
+def test_resuming_from_the_checkpoint_sigterm_saved_reaches_the_uninterrupted_adapter(
+    tiny_model_dir, qa_file, tmp_path
+):
+    """No scheduled checkpoint at all: the one SIGTERM saved mid-run is the only way on, and it leads to the adapter
+    of a run never stopped."""
+    import torch
+
+    steps = [*STEPS, "--save_steps", "1000"]
+    reference = tmp_path / "reference"
+    assert (
+        subprocess.run(base_args(tiny_model_dir, qa_file, reference) + steps, cwd=ROOT, capture_output=True).returncode
+        == 0
+    )
+    out, log = tmp_path / "out", tmp_path / "log"
+    process = start(base_args(tiny_model_dir, qa_file, out) + steps, log)
+    wait_for(lambda: log.read_text().count("'loss'") >= 3)  # a few steps in
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 130
+    saved = sorted(out.glob("checkpoint-*"))
+    assert len(saved) == 1 and not (out / "adapter_model.safetensors").exists()
+    resumed = subprocess.run(
+        base_args(tiny_model_dir, qa_file, out) + steps + ["--resume_from_checkpoint", "latest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "run_manifest.json").read_text())["resumed_from"].endswith(saved[0].name)
+    expected, got = adapter(reference), adapter(out)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+
+
 def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "out"
     args = [
