@@ -31,7 +31,7 @@ COMMAND_TIMEOUT = 900
 
 def _time_limited(run):
     def limited(*args, **kwargs):
-        kwargs.setdefault("timeout", COMMAND_TIMEOUT)
+        kwargs.setdefault("timeout", limited.default_timeout)
         try:
             return run(*args, **kwargs)
         except subprocess.TimeoutExpired as exc:
@@ -43,7 +43,7 @@ def _time_limited(run):
             command = shlex.join(map(str, exc.cmd)) if isinstance(exc.cmd, (list, tuple)) else str(exc.cmd)
             pytest.fail(f"{command[:300]} ran past {exc.timeout:g} s; its last output:\n{output[-3000:]}")
 
-    limited.limits_commands = True
+    limited.limits_commands, limited.default_timeout = True, COMMAND_TIMEOUT
     return limited
 
 

@@ -4,12 +4,11 @@ output, and a command given its own limit keeps it."""
 import subprocess
 import sys
 
-import conftest
 import pytest
 
 
 def test_a_command_that_hangs_fails_with_its_last_output(monkeypatch):
-    monkeypatch.setattr(conftest, "COMMAND_TIMEOUT", 1)
+    monkeypatch.setattr(subprocess.run, "default_timeout", 1)
     code = (
         "import sys, time; print('step 3 of 8', flush=True); print('loading', file=sys.stderr, flush=True); "
         "time.sleep(30)"
