@@ -73,10 +73,23 @@ def train_seeds(recipe: Recipe, command: Sequence[str]) -> Seeds:
                     run_locked(seed_run, command, choice)
             if main:
                 record(out, SEEDS_OUTPUT, folder.name)
+            release_memory()
         if main:
             write_summary(out, recipe)
         wait_for_every_process()
     return Seeds(out)
+
+
+def release_memory() -> None:
+    """What one seed's run held goes before the next loads its model (in one process the peak resident memory of a
+    PubMedQA study rose from 8.6 GB in its first seed to 10.9 GB in its second; what this saves is not yet measured)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def seed_recipe(recipe: Recipe, seed: int, out: Path, resuming: bool) -> Recipe:
