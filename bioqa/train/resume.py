@@ -10,6 +10,7 @@ is a finished training: resuming it trains nothing more, it only evaluates and s
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +111,16 @@ def check_same_data(checkpoint: Path, train_file: str | None) -> None:
 
 
 def _normal(value: Any) -> Any:
-    """Numbers compare as numbers (YAML writes 2e-4 as 0.0002), lists as lists."""
+    """Numbers compare as numbers (YAML writes 2e-4 as 0.0002), lists as lists, and a path to something that exists
+    as the place it names (data/train.jsonl is /home/me/data/train.jsonl when run from /home/me)."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, (list, tuple)):
         return [_normal(v) for v in value]
+    if isinstance(value, str) and value and os.path.exists(value):
+        return os.path.realpath(value)
     return value
 
 

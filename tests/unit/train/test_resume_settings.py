@@ -50,3 +50,28 @@ def test_a_run_without_its_run_config_is_refused(tmp_path):
     (tmp_path / "run_config.yaml").unlink()
     with pytest.raises(InputError, match="cannot check that the resumed run keeps its settings: .* is missing"):
         check_same_settings(checkpoint, CURRENT)
+
+
+def test_a_path_given_another_way_is_the_same_setting(tmp_path, monkeypatch):
+    """The run started with an absolute path, the resume gives it relative to where it runs: the same file."""
+    data = tmp_path / "data" / "train.jsonl"
+    data.parent.mkdir()
+    data.write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    check_same_settings(
+        checkpoint_of(tmp_path / "run", {**CURRENT, "train_file": str(data)}),
+        {
+            **CURRENT,
+            "train_file": "data/train.jsonl",
+        },
+    )
+    with pytest.raises(InputError, match="train_file"):
+        other = tmp_path / "data" / "other.jsonl"
+        other.write_text("{}\n")
+        check_same_settings(
+            checkpoint_of(tmp_path / "run2", {**CURRENT, "train_file": str(other)}),
+            {
+                **CURRENT,
+                "train_file": "data/train.jsonl",
+            },
+        )
