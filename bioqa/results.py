@@ -113,7 +113,7 @@ STUDY_FILE = "seeds.json"  # what a seeds study (load_models.py with several see
 
 @dataclass(frozen=True)
 class Seeds:
-    """A recipe trained once per seed (`--seeds 1 2 3`, or `bioqa.finetune` of a recipe with `seeds`): `summary`
+    """A recipe trained once per seed (`--seeds 1 2 3`, or `bioqa.finetune_seeds`): `summary`
     (seeds.json: each seed's scores, their mean and standard deviation) and `runs`, each seed's `Run` in its own
     folder. `bioqa.compare` takes it (or its folder) as one side of a comparison over seeds.
 
