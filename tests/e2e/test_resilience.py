@@ -36,6 +36,16 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def assert_same_adapter(run: Path, reference: Path) -> None:
+    """A resumed run ends with the adapter of the run never stopped, tensor for tensor."""
+    import torch
+
+    expected, got = adapter(reference), adapter(run)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+
+
 def adapter(folder: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -44,7 +54,6 @@ def adapter(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, qa_file, tmp_path):
-    import torch
 
     reference = tmp_path / "reference"
     assert (
@@ -81,10 +90,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_adapter(tiny_model_dir, q
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected, got = adapter(reference), adapter(killed)
-    assert expected.keys() == got.keys()
-    for name in expected:  # same data order, scheduler and RNG after the resume
-        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+    assert_same_adapter(killed, reference)  # same data order, scheduler and RNG after the resume
 
 
 @pytest.mark.slow
@@ -113,7 +119,6 @@ def test_resuming_from_the_checkpoint_sigterm_saved_reaches_the_uninterrupted_ad
 ):
     """No scheduled checkpoint at all: the one SIGTERM saved mid-run is the only way on, and it leads to the adapter
     of a run never stopped."""
-    import torch
 
     steps = [*STEPS, "--save_steps", "1000"]
     reference = tmp_path / "reference"
@@ -136,10 +141,7 @@ def test_resuming_from_the_checkpoint_sigterm_saved_reaches_the_uninterrupted_ad
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "run_manifest.json").read_text())["resumed_from"].endswith(saved[0].name)
-    expected, got = adapter(reference), adapter(out)
-    assert expected.keys() == got.keys()
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+    assert_same_adapter(out, reference)
 
 
 def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tiny_model_dir, qa_file, tmp_path):
