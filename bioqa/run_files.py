@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from bioqa.train.trainer import BioQATrainer
 
 log = logging.getLogger("bioqa")
+
+# The final files' staging folder inside --output_dir: one name in every process, since save_model may be collective.
+FINAL_STAGING = ".final-staging"
 
 
 def is_main_launch_process() -> bool:
@@ -64,13 +68,15 @@ def start_writing(opts: Recipe, resume: Path | None, training_manifest: dict | N
     own files go, and run_config.yaml is written, with, for training, a first run_manifest.json (data hashes a
     resume is checked against). Until here a failing run leaves the output folder as it was."""
     wait_for_every_process()
-    if opts.training.process_index == 0 and opts.output.overwrite_output_dir and not resume:
-        removed = remove_recorded(Path(opts.training.output_dir))
-        if removed:
-            log.info(f"{option('overwrite_output_dir')}: removed the %d files the earlier run wrote", len(removed))
+    out = Path(opts.training.output_dir)
+    if opts.training.process_index == 0:
+        if opts.output.overwrite_output_dir and not resume:
+            removed = remove_recorded(out)
+            if removed:
+                log.info(f"{option('overwrite_output_dir')}: removed the %d files the earlier run wrote", len(removed))
+        shutil.rmtree(out / FINAL_STAGING, ignore_errors=True)  # left by a run killed while saving its final files
     wait_for_every_process()
     if opts.training.process_index == 0:
-        out = Path(opts.training.output_dir)
         write_yaml_atomic(out / "run_config.yaml", opts.settings())
         if training_manifest is not None:
             write_json_atomic(out / "run_manifest.json", {**training_manifest, "status": "training"})
@@ -125,20 +131,33 @@ def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: d
     `initial`: a PiSSA / OLoRA adapter as initialised (bioqa.train.modeling.save_initial_adapter), to save the
     adapter converted for the unchanged base."""
     out = Path(opts.training.output_dir)
-    staging = out / ".final-staging"  # the same name in every process: save_model may be collective
-    trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
-    if trainer.is_world_process_zero():
-        save_converted_adapter(trainer.model, staging, initial)
-        trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
-        manifest["final_evaluation"] = trainer.last_predictions
-        write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
-        names = sorted(file.name for file in staging.iterdir())
-        for name in names:
-            os.replace(staging / name, out / name)
-        staging.rmdir()
-        write_json_atomic(out / "metrics.json", metrics)
-        peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
-        finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}
-        write_json_atomic(out / "run_manifest.json", {**manifest, **finished})
-        trainer.record_written(*names, "metrics.json", "run_manifest.json")
-        log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)
+    staging = out / FINAL_STAGING
+    try:
+        trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
+        if trainer.is_world_process_zero():
+            _write_final_files(trainer, opts, manifest, metrics, initial)
+    except BaseException:  # a full disk, a signal: the checkpoint is complete, and a resume writes these again
+        if trainer.is_world_process_zero():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_final_files(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: dict, initial: Any) -> None:
+    """The main process's part of save_outputs, once the adapter is in the staging folder."""
+    out = Path(opts.training.output_dir)
+    staging = out / FINAL_STAGING
+    save_converted_adapter(trainer.model, staging, initial)
+    trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
+    manifest["final_evaluation"] = trainer.last_predictions
+    write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
+    names = sorted(file.name for file in staging.iterdir())
+    for name in names:
+        os.replace(staging / name, out / name)
+    staging.rmdir()
+    trainer.record_written(*names)  # at once: a failure after this leaves files --overwrite_output_dir may delete
+    write_json_atomic(out / "metrics.json", metrics)
+    peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
+    finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}
+    write_json_atomic(out / "run_manifest.json", {**manifest, **finished})
+    trainer.record_written("metrics.json", "run_manifest.json")
+    log.info("saved adapter, tokenizer, model card (README.md), metrics.json and run_manifest.json to %s", out)

@@ -4,6 +4,7 @@ save cut short. Each ends with one `error:` line, no lock, no partial folder, an
 
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -159,3 +160,31 @@ def test_a_merge_into_a_small_file_system_is_refused_before_it_writes(wide, tmp_
         assert list(mount.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_while_training_writes_its_final_files_leaves_a_run_the_resume_completes(
+    tiny_model_dir, qa_file, tmp_path, monkeypatch, capfd, caplog
+):
+    out = tmp_path / "out"
+    flags = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out)]
+    steps = ["--max_steps", "4", "--save_steps", "4", "--eval_strategy", "no", "--report_to", "none", "--do_train"]
+    with monkeypatch.context() as patched:
+        patched.setattr("bioqa.run_files.write_model_card", no_space)  # after the adapter is in the staging folder
+        assert train_script.main([*flags, *steps]) == 1
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: no space left on the device (model.safetensors)")
+    assert leftovers(tmp_path, "out") == []
+    final = ["README.md", "adapter_model.safetensors", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") or p.name in final) == []
+    assert json.loads((out / "run_manifest.json").read_text())["status"] == "training"  # never called finished
+    (out / ".final-staging").mkdir()  # as a run killed (SIGKILL) while saving would leave it: the resume drops it
+    (out / ".final-staging" / "stale.bin").write_text("from the killed run")
+    caplog.set_level(logging.INFO, logger="bioqa")
+    assert train_script.main([*flags, *steps, "--resume_from_checkpoint", "latest"]) == 0
+    assert "checkpoint-4 is the last step (4 of 4): training is complete" in caplog.text
+    assert all((out / name).is_file() for name in final)
+    assert not (out / ".final-staging").exists() and not (out / "stale.bin").exists()
+    assert json.loads((out / "run_manifest.json").read_text())["finished_at"]
+    assert (out / "adapter_model.safetensors").read_bytes() == (
+        out / "checkpoint-4" / "adapter_model.safetensors"
+    ).read_bytes()

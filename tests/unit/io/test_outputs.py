@@ -138,3 +138,47 @@ def test_a_lock_without_a_readable_owner_is_refused_with_how_to_remove_it(tmp_pa
     with pytest.raises(InputError, match=f"names no owner .*rm -r {re.escape(str(lock_path(out)))}"):
         with output_lock(out, "--output_dir"):
             pass
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from bioqa.errors import InputError
+from bioqa.io.outputs import output_lock
+
+out, gate = Path(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
+while not (gate / "go").exists():
+    time.sleep(0.001)
+try:
+    with output_lock(out, "--output_dir"):
+        print("won", flush=True)
+        while not (gate / "release").exists():  # held until every racer has tried
+            time.sleep(0.001)
+except InputError as exc:
+    print("refused", exc, flush=True)
+"""
+
+
+def test_racers_released_at_one_moment_let_exactly_one_hold_the_lock(tmp_path):
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    gate.mkdir()
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, str(out), str(gate)], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    try:
+        assert [racer.stdout.readline() for racer in racers] == ["ready\n"] * 6
+        (gate / "go").touch()
+        results = [racer.stdout.readline().strip() for racer in racers]  # each racer's attempt, as it ends
+    finally:
+        (gate / "release").touch()
+    assert [racer.wait(timeout=60) for racer in racers] == [0] * 6
+    winners = [racer.pid for racer, result in zip(racers, results) if result == "won"]
+    assert len(winners) == 1, results
+    for result in results:
+        # a racer that reads the lock before its owner wrote its record is told so; any other names the winner
+        assert result == "won" or re.match(
+            rf"refused .*(is in use by process {winners[0]} on|exists but names no owner \(a run starting)", result
+        ), result
+    assert not lock_path(out).exists()
