@@ -1,8 +1,13 @@
 """Session fixtures: tiny models and QA files built offline once per test session."""
 
+import contextlib
+import fcntl
+import json
 import os
 import shlex
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,20 +80,57 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], subprocess.CompletedProcess]):
+    """What `build(folder)` writes into a fresh folder, once for the whole session: under pytest-xdist the first
+    worker to need it builds it and the others wait for it and read it. Returns the folder and the command's
+    CompletedProcess (kept in the folder as command.json)."""
+    workers_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        workers_root = workers_root.parent  # every worker's base folder is a child of this session's
+    folder, record = workers_root / f"once-{name}", workers_root / f"once-{name}" / "command.json"
+    with open(workers_root / f"once-{name}.lock", "w") as lock, contextlib.ExitStack() as unlock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        unlock.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        if not record.is_file():  # a worker that failed half-way leaves no record: built again
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done = build(folder)
+            assert done.returncode == 0, done.stderr[-3000:]
+            kept = {"args": [str(a) for a in done.args], "returncode": 0, "stdout": done.stdout, "stderr": done.stderr}
+            record.write_text(json.dumps(kept))
+    kept = json.loads(record.read_text())
+    return folder, subprocess.CompletedProcess(kept["args"], kept["returncode"], kept["stdout"], kept["stderr"])
+
+
 @pytest.fixture(scope="session")
 def trained(tiny_model_dir, qa_file, tmp_path_factory):
-    """One training run (with --do_predict) on the tiny model: its output folder and the completed process."""
-    out = tmp_path_factory.mktemp("run") / "out"
-    result = run_cli(
-        *run_flags(tiny_model_dir, qa_file, out),
-        "--load_best_model_at_end",
-        "--metric_for_best_model",
-        "eval_rougeL",
-        "--do_train",
-        "--do_predict",
-        *TRAIN,
-        "--report_to",
-        "tensorboard",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
+    """One training run (with --do_predict) on the tiny model: its output folder and the completed process.
+    Read-only: a test that changes it copies it first."""
+
+    def train(folder: Path) -> subprocess.CompletedProcess:
+        return run_cli(
+            *run_flags(tiny_model_dir, qa_file, folder / "out"),
+            "--load_best_model_at_end",
+            "--metric_for_best_model",
+            "eval_rougeL",
+            "--do_train",
+            "--do_predict",
+            *TRAIN,
+            "--report_to",
+            "tensorboard",
+        )
+
+    folder, result = built_once(tmp_path_factory, "trained", train)
+    return folder / "out", result
+
+
+@pytest.fixture(scope="session")
+def merged(trained, tmp_path_factory):
+    """`trained` merged into its base with the defaults (verification included): the folder and the process."""
+
+    def merge(folder: Path) -> subprocess.CompletedProcess:
+        flags = ["--adapter_dir", str(trained[0]), "--output_dir", str(folder / "merged")]
+        return run_cli(*flags, script="merge_base_and_adapt_ft_models.py")
+
+    folder, result = built_once(tmp_path_factory, "merged", merge)
+    return folder / "merged", result

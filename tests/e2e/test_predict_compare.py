@@ -56,26 +56,14 @@ def test_train_then_predict_uses_the_adapter_just_trained(trained):
     assert sum(r["rougeL"] for r in rows) / len(rows) == pytest.approx(summary["scores"]["rougeL"]["score"])
 
 
-def test_adapter_and_merged_checkpoint_predict_the_same(trained, tiny_model_dir, qa_file, tmp_path):
+def test_adapter_and_merged_checkpoint_predict_the_same(trained, merged, tiny_model_dir, qa_file, tmp_path):
     out, _ = trained
-    assert (
-        run_cli(
-            "--adapter_dir",
-            str(out),
-            "--output_dir",
-            str(tmp_path / "merged"),
-            script="merge_base_and_adapt_ft_models.py",
-        ).returncode
-        == 0
-    )
     common = ["--do_predict", "--train_file", str(qa_file), "--generation_max_new_tokens", "12"]
     adapter = ["--model_name_or_path", str(tiny_model_dir), "--adapter_name_or_path", str(out)]
     fp32 = ["--generation_dtype", "fp32"]  # a merged bf16 weight rounds base + update once, not each apart
     runs = {
         "a": run_cli(*common, *adapter, *fp32, "--output_dir", str(tmp_path / "a")),
-        "m": run_cli(
-            *common, *fp32, "--model_name_or_path", str(tmp_path / "merged"), "--output_dir", str(tmp_path / "m")
-        ),
+        "m": run_cli(*common, *fp32, "--model_name_or_path", str(merged[0]), "--output_dir", str(tmp_path / "m")),
         "auto": run_cli(*common, *adapter, "--output_dir", str(tmp_path / "auto")),  # the dtype of the run that trained
     }
     assert all(r.returncode == 0 for r in runs.values()), "".join(r.stderr[-2000:] for r in runs.values())

@@ -153,15 +153,11 @@ def test_help_lists_every_option_with_its_help():
         assert flag in result.stdout, flag
 
 
-def test_trained_adapter_merges_with_probes_from_its_predictions(trained, tmp_path):
-    out, _ = trained
-    result = run_cli(
-        "--adapter_dir", str(out), "--output_dir", str(tmp_path / "merged"), script="merge_base_and_adapt_ft_models.py"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "merged" / "merge_report.json").read_text())
+def test_trained_adapter_merges_with_probes_from_its_predictions(merged):
+    folder, _ = merged
+    report = json.loads((folder / "merge_report.json").read_text())
     assert report["verification"]["passed"] and report["verification"]["probes"] == 4
-    assert json.loads((tmp_path / "merged" / "run_manifest.json").read_text())["seed"] == 7
+    assert json.loads((folder / "run_manifest.json").read_text())["seed"] == 7
 
 
 def test_same_seed_same_adapter(tiny_model_dir, qa_file, tmp_path):
