@@ -136,7 +136,7 @@ def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: d
         trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
         if trainer.is_world_process_zero():
             _write_final_files(trainer, opts, manifest, metrics, initial)
-    except BaseException:  # a full disk, a signal: the checkpoint is complete, and a resume writes these again
+    except BaseException:  # a full disk, a signal: nothing half-written stays; a resume writes these again
         if trainer.is_world_process_zero():
             shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -151,10 +151,10 @@ def _write_final_files(trainer: BioQATrainer, opts: Recipe, manifest: dict, metr
     manifest["final_evaluation"] = trainer.last_predictions
     write_model_card(staging, opts, {**manifest, "final_metrics": metrics})  # replaces PEFT's template card
     names = sorted(file.name for file in staging.iterdir())
-    for name in names:
+    for name in names:  # each recorded once in place: a failure after it leaves files --overwrite_output_dir deletes
         os.replace(staging / name, out / name)
+        trainer.record_written(name)
     staging.rmdir()
-    trainer.record_written(*names)  # at once: a failure after this leaves files --overwrite_output_dir may delete
     write_json_atomic(out / "metrics.json", metrics)
     peak = {"host": round(peak_memory_mb(), 1), "device": peak_device_memory_mb(trainer.args.device.type)}
     finished = {"finished_at": utc_now(), "final_metrics": metrics, "peak_memory_mb": peak}

@@ -1,6 +1,5 @@
 """Session fixtures: tiny models and QA files built offline once per test session."""
 
-import contextlib
 import fcntl
 import json
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bioqa.io.files import write_json_atomic
 from helpers import TRAIN, run_cli, run_flags
 from tiny_models import qa_rows, save_tiny_model, write_jsonl
 
@@ -56,21 +56,46 @@ if not getattr(subprocess.run, "limits_commands", False):
     subprocess.run = _time_limited(subprocess.run)
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `build` fills once for the whole session: under pytest-xdist the first worker to need it builds it
+    and the others wait for it, so every worker reads the same files by the same paths (a run's recorded settings
+    name its inputs). A build that fails is not tried again by the next worker: it fails with the first's error."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every worker's base folder is a child of this session's
+    folder, built, failed = root / f"once-{name}", root / f"once-{name}.built", root / f"once-{name}.failed"
+    with open(root / f"once-{name}.lock", "w") as lock:  # released when closed
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.is_file():
+            pytest.fail(f"building {name} failed in another worker:\n{failed.read_text()}")
+        if not built.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker killed while building
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException as exc:
+                failed.write_text(str(exc)[-3000:])
+                raise
+            built.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer Llama with a ChatML chat template (EOS = <|im_end|>)."""
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-chat"), chat=True)
+    return built_once(tmp_path_factory, "tiny-chat", lambda folder: save_tiny_model(folder, chat=True))
 
 
 @pytest.fixture(scope="session")
 def tiny_plain_model_dir(tmp_path_factory) -> Path:
     """The same without a chat template (EOS = <|endoftext|>), for the plain prompt path."""
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-plain"), chat=False)
+    return built_once(tmp_path_factory, "tiny-plain", lambda folder: save_tiny_model(folder, chat=False))
 
 
 @pytest.fixture(scope="session")
 def qa_file(tmp_path_factory) -> Path:
-    return write_jsonl(tmp_path_factory.mktemp("data") / "qa.jsonl", qa_rows(60))
+    folder = built_once(tmp_path_factory, "data", lambda folder: write_jsonl(folder / "qa.jsonl", qa_rows(60)))
+    return folder / "qa.jsonl"
 
 
 @pytest.fixture(scope="session")
@@ -80,25 +105,18 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def built_once(tmp_path_factory, name: str, build: Callable[[Path], subprocess.CompletedProcess]):
-    """What `build(folder)` writes into a fresh folder, once for the whole session: under pytest-xdist the first
-    worker to need it builds it and the others wait for it and read it. Returns the folder and the command's
-    CompletedProcess (kept in the folder as command.json)."""
-    workers_root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        workers_root = workers_root.parent  # every worker's base folder is a child of this session's
-    folder, record = workers_root / f"once-{name}", workers_root / f"once-{name}" / "command.json"
-    with open(workers_root / f"once-{name}.lock", "w") as lock, contextlib.ExitStack() as unlock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        unlock.callback(fcntl.flock, lock, fcntl.LOCK_UN)
-        if not record.is_file():  # a worker that failed half-way leaves no record: built again
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            done = build(folder)
-            assert done.returncode == 0, done.stderr[-3000:]
-            kept = {"args": [str(a) for a in done.args], "returncode": 0, "stdout": done.stdout, "stderr": done.stderr}
-            record.write_text(json.dumps(kept))
-    kept = json.loads(record.read_text())
+def run_once(tmp_path_factory, name: str, command: Callable[[Path], subprocess.CompletedProcess]):
+    """`command(folder)` run once for the session (built_once); it must succeed. Returns the folder and the
+    command's CompletedProcess, kept in the folder as command.json."""
+
+    def build(folder: Path) -> None:
+        done = command(folder)
+        assert done.returncode == 0, done.stderr[-3000:]
+        kept = {"args": [str(a) for a in done.args], "returncode": 0, "stdout": done.stdout, "stderr": done.stderr}
+        write_json_atomic(folder / "command.json", kept)
+
+    folder = built_once(tmp_path_factory, name, build)
+    kept = json.loads((folder / "command.json").read_text())
     return folder, subprocess.CompletedProcess(kept["args"], kept["returncode"], kept["stdout"], kept["stderr"])
 
 
@@ -120,7 +138,7 @@ def trained(tiny_model_dir, qa_file, tmp_path_factory):
             "tensorboard",
         )
 
-    folder, result = built_once(tmp_path_factory, "trained", train)
+    folder, result = run_once(tmp_path_factory, "trained", train)
     return folder / "out", result
 
 
@@ -132,5 +150,5 @@ def merged(trained, tmp_path_factory):
         flags = ["--adapter_dir", str(trained[0]), "--output_dir", str(folder / "merged")]
         return run_cli(*flags, script="merge_base_and_adapt_ft_models.py")
 
-    folder, result = built_once(tmp_path_factory, "merged", merge)
+    folder, result = run_once(tmp_path_factory, "merged", merge)
     return folder / "merged", result

@@ -17,6 +17,7 @@ import pytest
 import bioqa.cli.merge as merge_script
 import bioqa.cli.train as train_script
 from bioqa.errors import InputError
+from bioqa.io.inventory import not_written
 from bioqa.io.outputs import output_lock
 from helpers import ROOT
 from tiny_models import make_adapter, make_base
@@ -162,27 +163,45 @@ def test_a_merge_into_a_small_file_system_is_refused_before_it_writes(wide, tmp_
         subprocess.run(["umount", str(mount)], check=False)
 
 
+def fail_on_metrics_json(write):
+    def writing(path, *args, **kwargs):
+        if Path(path).name == "metrics.json":
+            no_space()
+        return write(path, *args, **kwargs)
+
+    return writing
+
+
+@pytest.mark.parametrize("where", ["in the staging folder", "once the adapter is in place"])
 def test_a_full_disk_while_training_writes_its_final_files_leaves_a_run_the_resume_completes(
-    tiny_model_dir, qa_file, tmp_path, monkeypatch, capfd, caplog
+    where, tiny_model_dir, qa_file, tmp_path, monkeypatch, capfd, caplog
 ):
+    import bioqa.run_files
+
     out = tmp_path / "out"
     flags = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out)]
     steps = ["--max_steps", "4", "--save_steps", "4", "--eval_strategy", "no", "--report_to", "none", "--do_train"]
     with monkeypatch.context() as patched:
-        patched.setattr("bioqa.run_files.write_model_card", no_space)  # after the adapter is in the staging folder
+        if where == "in the staging folder":  # the adapter is written there; the model card fails
+            patched.setattr("bioqa.run_files.write_model_card", no_space)
+        else:  # the adapter, tokenizer and card moved in; metrics.json fails
+            patched.setattr(
+                "bioqa.run_files.write_json_atomic", fail_on_metrics_json(bioqa.run_files.write_json_atomic)
+            )
         assert train_script.main([*flags, *steps]) == 1
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: no space left on the device (model.safetensors)")
-    assert leftovers(tmp_path, "out") == []
-    final = ["README.md", "adapter_model.safetensors", "metrics.json"]
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") or p.name in final) == []
+    assert leftovers(tmp_path, "out") == [] and not (out / ".final-staging").exists()
+    assert not_written(out, "load_models.py") is None  # all of it recorded: --overwrite_output_dir may replace it
+    assert (out / "adapter_model.safetensors").exists() == (where == "once the adapter is in place")
+    assert not (out / "metrics.json").exists()
     assert json.loads((out / "run_manifest.json").read_text())["status"] == "training"  # never called finished
     (out / ".final-staging").mkdir()  # as a run killed (SIGKILL) while saving would leave it: the resume drops it
     (out / ".final-staging" / "stale.bin").write_text("from the killed run")
     caplog.set_level(logging.INFO, logger="bioqa")
     assert train_script.main([*flags, *steps, "--resume_from_checkpoint", "latest"]) == 0
     assert "checkpoint-4 is the last step (4 of 4): training is complete" in caplog.text
-    assert all((out / name).is_file() for name in final)
+    assert all((out / name).is_file() for name in ["README.md", "adapter_model.safetensors", "metrics.json"])
     assert not (out / ".final-staging").exists() and not (out / "stale.bin").exists()
     assert json.loads((out / "run_manifest.json").read_text())["finished_at"]
     assert (out / "adapter_model.safetensors").read_bytes() == (

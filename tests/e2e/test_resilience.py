@@ -275,10 +275,12 @@ def test_a_damaged_optimizer_state_names_the_checkpoint_and_the_previous_one(
 def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_run_is_untouched(tiny_model_dir, qa_file, tmp_path):
     out, lock = tmp_path / "out", tmp_path / ".out.lock"
     first = start(base_args(tiny_model_dir, qa_file, out) + FINISHED, tmp_path / "first.log")
-    wait_for(lambda: lock.is_file() and f'"pid": {first.pid}' in lock.read_text())
+    wait_for(lambda: (out / "run_manifest.json").is_file())  # the first run has started writing
     first.send_signal(signal.SIGSTOP)  # held with the lock, however fast this machine: the two runs surely meet
-    # the second run asks to overwrite: nothing of the first run may be deleted while it writes
     try:
+        assert f'"pid": {first.pid}' in lock.read_text()
+        before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        # the second run asks to overwrite: nothing of the first run may be deleted while it writes
         second = subprocess.run(
             base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--overwrite_output_dir"],
             cwd=ROOT,
@@ -286,8 +288,9 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_run_is_untou
             text=True,
         )
         errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
-        assert second.returncode == 2 and len(errors) == 1, second.stderr[-3000:]
+        assert second.returncode == 2 and len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
         assert f"is in use by process {first.pid} on" in errors[0] and "load_models.py" in errors[0]
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     finally:
         first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]

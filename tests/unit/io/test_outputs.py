@@ -171,7 +171,8 @@ def test_racers_released_at_one_moment_let_exactly_one_hold_the_lock(tmp_path):
         assert [racer.stdout.readline() for racer in racers] == ["ready\n"] * 6
         (gate / "go").touch()
         results = [racer.stdout.readline().strip() for racer in racers]  # each racer's attempt, as it ends
-    finally:
+    finally:  # never a racer left waiting, whatever failed
+        (gate / "go").touch()
         (gate / "release").touch()
     assert [racer.wait(timeout=60) for racer in racers] == [0] * 6
     winners = [racer.pid for racer, result in zip(racers, results) if result == "won"]
