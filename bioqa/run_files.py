@@ -135,17 +135,18 @@ def save_outputs(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: d
     try:
         trainer.save_model(str(staging))  # the adapter (safetensors) and the tokenizer with its chat template
         if trainer.is_world_process_zero():
-            _write_final_files(trainer, opts, manifest, metrics, initial)
+            _write_final_files(trainer, opts, staging, manifest, metrics, initial)
     except BaseException:  # a full disk, a signal: nothing half-written stays; a resume writes these again
         if trainer.is_world_process_zero():
             shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def _write_final_files(trainer: BioQATrainer, opts: Recipe, manifest: dict, metrics: dict, initial: Any) -> None:
-    """The main process's part of save_outputs, once the adapter is in the staging folder."""
-    out = Path(opts.training.output_dir)
-    staging = out / FINAL_STAGING
+def _write_final_files(
+    trainer: BioQATrainer, opts: Recipe, staging: Path, manifest: dict, metrics: dict, initial: Any
+) -> None:
+    """The main process's part of save_outputs, once the adapter is in `staging` (inside the output folder)."""
+    out = staging.parent
     save_converted_adapter(trainer.model, staging, initial)
     trainer.state.save_to_json(str(staging / "trainer_state.json"))  # the log history the comparison plots
     manifest["final_evaluation"] = trainer.last_predictions

@@ -64,6 +64,11 @@ def run_cli(*args: str, script: str = "load_models.py", env: dict | None = None)
     )
 
 
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` and its bytes: to check a command left an output exactly as it was."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """A JSON Lines file's rows, split on "\n" only: str.splitlines() would also split inside an answer holding
     U+0085, U+2028 or a control character such as \x1c, which a generating model may write."""

@@ -16,15 +16,12 @@ import pytest
 
 import bioqa.cli.merge as merge_script
 import bioqa.cli.train as train_script
+import bioqa.run_files
 from bioqa.errors import InputError
 from bioqa.io.inventory import not_written
 from bioqa.io.outputs import output_lock
-from helpers import ROOT
+from helpers import ROOT, contents
 from tiny_models import make_adapter, make_base
-
-
-def contents(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def leftovers(parent: Path, name: str) -> list[str]:
@@ -176,8 +173,6 @@ def fail_on_metrics_json(write):
 def test_a_full_disk_while_training_writes_its_final_files_leaves_a_run_the_resume_completes(
     where, tiny_model_dir, qa_file, tmp_path, monkeypatch, capfd, caplog
 ):
-    import bioqa.run_files
-
     out = tmp_path / "out"
     flags = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(qa_file), "--output_dir", str(out)]
     steps = ["--max_steps", "4", "--save_steps", "4", "--eval_strategy", "no", "--report_to", "none", "--do_train"]

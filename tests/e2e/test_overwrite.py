@@ -2,7 +2,6 @@
 file at any depth makes the overwrite refuse (naming it, nothing touched), and without one it replaces the output."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -10,11 +9,7 @@ import bioqa.cli.compare as compare_script
 import bioqa.cli.merge as merge_script
 import bioqa.cli.train as train_script
 from bioqa.io.inventory import not_written, read_inventory
-from helpers import TRAIN
-
-
-def contents(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+from helpers import TRAIN, contents
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_flags
+from helpers import ROOT, contents, run_flags
 
 # 40 steps of a tiny model: well over a second after checkpoint-8, so the kill lands mid-run on any machine
 STEPS = (
@@ -279,7 +279,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_run_is_untou
     first.send_signal(signal.SIGSTOP)  # held with the lock, however fast this machine: the two runs surely meet
     try:
         assert f'"pid": {first.pid}' in lock.read_text()
-        before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        before = contents(out)
         # the second run asks to overwrite: nothing of the first run may be deleted while it writes
         second = subprocess.run(
             base_args(tiny_model_dir, qa_file, out) + FINISHED + ["--overwrite_output_dir"],
@@ -290,7 +290,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_run_is_untou
         errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
         assert second.returncode == 2 and len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
         assert f"is in use by process {first.pid} on" in errors[0] and "load_models.py" in errors[0]
-        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+        assert contents(out) == before
     finally:
         first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]

@@ -60,18 +60,12 @@ def test_a_path_given_another_way_is_the_same_setting(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     check_same_settings(
         checkpoint_of(tmp_path / "run", {**CURRENT, "train_file": str(data)}),
-        {
-            **CURRENT,
-            "train_file": "data/train.jsonl",
-        },
+        {**CURRENT, "train_file": "data/train.jsonl"},
     )
     with pytest.raises(InputError, match="train_file"):
         other = tmp_path / "data" / "other.jsonl"
         other.write_text("{}\n")
         check_same_settings(
             checkpoint_of(tmp_path / "run2", {**CURRENT, "train_file": str(other)}),
-            {
-                **CURRENT,
-                "train_file": "data/train.jsonl",
-            },
+            {**CURRENT, "train_file": "data/train.jsonl"},
         )
