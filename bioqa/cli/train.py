@@ -14,7 +14,8 @@ predict_metrics.json (with 95% bootstrap intervals).
     python load_models.py --do_predict --test_file data/test.jsonl --output_dir outputs/zero-shot
     python load_models.py --do_predict --test_file data/test.jsonl --adapter_name_or_path outputs/run1 \\
         --output_dir outputs/ft
-    python load_models.py --config configs/mcq-smollm2.yaml --do_train --do_predict --seeds 1 2 3 --output_dir outputs/mcq
+    python load_models.py --config configs/mcq-smollm2.yaml --do_train --do_predict --seeds 1 2 3 \\
+        --output_dir outputs/mcq
     torchrun --nproc_per_node 2 load_models.py --config run.yaml     # or: accelerate launch ...
 
 Every transformers TrainingArguments flag works unchanged; --help lists all options.

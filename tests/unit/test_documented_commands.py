@@ -3,7 +3,6 @@ it loads anything: a user who copies one is never refused for its flags."""
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
